@@ -1,0 +1,50 @@
+# The targets README.md names. Everything built or downloaded goes to LAB_CACHE,
+# outside the checkout.
+LAB_CACHE ?= $(HOME)/.cache/localpv-lab
+export LOCALPV_LAB_CACHE := $(LAB_CACHE)
+VENV := $(LAB_CACHE)/venv
+PY := $(VENV)/bin/python
+LAB := $(PY) lab/lab.py
+STATE := $(LAB_CACHE)/state
+export ANSIBLE_COLLECTIONS_PATH := $(LAB_CACHE)/collections
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(VENV)/bin:$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: deps lab-up lab-down lab-status site test unit integration sanity lint build
+
+deps:
+	bash lab/install-deps.sh
+
+lab-up: deps
+	$(LAB) up
+
+lab-down:
+	@if [ -x $(PY) ]; then $(LAB) down; else echo "no venv: nothing of the lab to take down"; fi
+
+lab-status:
+	$(LAB) status
+
+# The main job against the lab: prepare the nodes' disks and register their PVs.
+site: lab-up
+	ansible-playbook -i $(STATE)/inventory.yml playbooks/site.yml
+
+# Everything CI checks: unit tests, sanity, lint, then the integration tests on the lab.
+test: lab-up unit sanity lint integration
+
+unit:
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration:
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# ansible-test wants the checkout at ansible_collections/<namespace>/<name> and only
+# looks at files git knows.
+sanity: deps
+	bash tests/sanity/run.sh
+
+lint: deps
+	ansible-lint --profile production
+
+build: deps
+	ansible-galaxy collection build --force --output-path $(LAB_CACHE)/dist

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok
+# from their Go modules at the versions pinned in versions.env. The result is cached
+# under $LOCALPV_LAB_CACHE/bin/<k8s>-<kwok>; a warm cache makes this a no-op.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/versions.env"
+cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
+out="$cache/bin/$K8S_VERSION-$KWOK_VERSION"
+want="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok"
+missing=0
+for b in $want; do [ -x "$out/$b" ] || missing=1; done
+if [ "$missing" = 0 ]; then echo "control plane binaries cached in $out"; exit 0; fi
+
+export GOPATH="$cache/go" GOCACHE="$cache/go-build" GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
+mkdir -p "$out.tmp"
+
+# k8s.io/kubernetes cannot be built with `go install pkg@version`: its go.mod replaces
+# the staging modules with local directories. A throwaway module requires it and
+# points every staging module at its published release instead.
+work="$cache/src/k8s-$K8S_VERSION"
+mkdir -p "$work/etcd"
+cd "$work"
+cat > go.mod <<MOD
+module localpv.invalid/lab
+
+go 1.26.0
+MOD
+cat > etcd/main.go <<'GO'
+// etcd built from the same module graph as the API server, so the versions agree.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+curl -fsS "https://proxy.golang.org/k8s.io/kubernetes/@v/$K8S_VERSION.mod" -o upstream.mod \
+  || go mod download -json "k8s.io/kubernetes@$K8S_VERSION" >/dev/null
+[ -s upstream.mod ] || cp "$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$K8S_VERSION.mod" upstream.mod
+go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
+for m in $(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' upstream.mod); do
+  go mod edit -replace="$m=$m@$K8S_STAGING_VERSION"
+done
+etcd_version=$(sed -n 's#^\s*go.etcd.io/etcd/server/v3 \(v[^ ]*\).*#\1#p' upstream.mod)
+go mod edit -require="go.etcd.io/etcd/server/v3@$etcd_version"
+go mod tidy >/dev/null 2>&1 || true
+ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  echo "building $b $K8S_VERSION"
+  go build -trimpath -ldflags "$ldflags" -o "$out.tmp/$b" "k8s.io/kubernetes/cmd/$b"
+done
+echo "building etcd $etcd_version"
+go build -trimpath -ldflags "-s -w" -o "$out.tmp/etcd" ./etcd
+
+echo "building kwok $KWOK_VERSION"
+GOBIN="$out.tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+rm -rf "$out" && mv "$out.tmp" "$out"
+echo "control plane binaries built in $out"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Build the lab's node image (Debian minbase + sshd + disk tools) with debootstrap
+# and `podman import`; there is no registry to pull from. The tag is a hash of the
+# recipe, so the image is rebuilt only when the recipe changes.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/versions.env"
+: "${CONTAINERS_CONF:?run through lab.py, which owns the podman configuration}"
+tag=$(cat "$here/versions.env" "$here/node/node-init" "$here/node/sshd_config.d-lab.conf" "$0" | sha256sum | cut -c1-12)
+image="localhost/localpv-lab-node:$tag"
+if podman image exists "$image"; then echo "$image"; exit 0; fi
+cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
+root="$cache/rootfs-$tag"
+rm -rf "$root"
+echo "debootstrap $NODE_SUITE into $root" >&2
+debootstrap --variant=minbase --include="$NODE_PACKAGES" "$NODE_SUITE" "$root" >&2
+install -m 0755 "$here/node/node-init" "$root/usr/local/sbin/node-init"
+install -m 0644 "$here/node/sshd_config.d-lab.conf" "$root/etc/ssh/sshd_config.d/lab.conf"
+rm -f "$root"/etc/ssh/ssh_host_*        # each node makes its own host keys at first boot
+: > "$root/etc/fstab"
+rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
+tar -C "$root" -c . | podman import --change 'CMD ["/usr/local/sbin/node-init"]' - "$image" >&2
+rm -rf "$root"
+echo "$image"

@@ -1,0 +1,676 @@
+#!/usr/bin/env python3
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The localpv.rollout test lab: a real Kubernetes control plane and bare-metal-like nodes.
+
+    lab.py up [--nodes N] [--disks SIZE,SIZE,...]   build what is missing, start what is stopped
+    lab.py down                                     stop and remove everything the lab made
+    lab.py status                                   say what runs (exit 0 only when all is up)
+    lab.py env                                      shell exports for kubectl and ansible
+
+Control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from
+their Go modules (build-control-plane.sh) and kwok, which keeps the lab's Nodes Ready and
+runs the Pods scheduled to them. All listen on 127.0.0.1 only.
+
+Nodes: podman containers of a debootstrap image (build-node-image.sh), each with its own
+sparse-file loop disks and an sshd on a 127.0.0.1 port. They run confined: SYS_ADMIN,
+the host's /dev, and device-cgroup rules that allow only their own loop disks and loop
+partitions, so a wrong device name cannot reach the machine's disk or another node's
+whole disks. Each node is also a kwok Node; node3's Node name differs from its
+kubernetes.io/hostname label, as on clusters whose nodes are named by FQDN.
+
+Everything lives under $LOCALPV_LAB_STATE (default ~/.cache/localpv-lab/state); built
+binaries and the node image are cached under $LOCALPV_LAB_CACHE (default
+~/.cache/localpv-lab) and survive `down`.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CACHE = os.environ.get("LOCALPV_LAB_CACHE") or os.path.expanduser("~/.cache/localpv-lab")
+STATE = os.environ.get("LOCALPV_LAB_STATE") or os.path.join(CACHE, "state")
+
+ETCD_PORT = 32379
+ETCD_PEER_PORT = 32380
+APISERVER_PORT = 36443
+KCM_PORT = 36257
+SCHEDULER_PORT = 36259
+KWOK_PORT = 36280
+SSH_BASE_PORT = 32220
+SERVICE_CIDR = "10.96.0.0/16"
+
+CONTAINER_PREFIX = "localpv-lab-"
+DEFAULT_NODES = 3
+# Three disks per node, sizes differ; xfs needs at least 300 MB.
+DEFAULT_DISKS = ("1G", "2G", "512M")
+
+
+def log(msg):
+    print("lab: %s" % msg, file=sys.stderr, flush=True)
+
+
+def path(*parts):
+    return os.path.join(STATE, *parts)
+
+
+def run(cmd, check=True, capture=True, env=None, **kw):
+    res = subprocess.run(cmd, check=False, text=True, env=env,
+                         stdout=subprocess.PIPE if capture else None,
+                         stderr=subprocess.PIPE if capture else None, **kw)
+    if check and res.returncode != 0:
+        raise SystemExit("lab: command failed (%d): %s\n%s%s" % (
+            res.returncode, " ".join(cmd), res.stdout or "", res.stderr or ""))
+    return res
+
+
+def versions():
+    vals = {}
+    with open(os.path.join(HERE, "versions.env")) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                k, v = line.split("=", 1)
+                vals[k] = v
+    return vals
+
+
+def bin_dir():
+    v = versions()
+    return os.path.join(CACHE, "bin", "%s-%s" % (v["K8S_VERSION"], v["KWOK_VERSION"]))
+
+
+def binary(name):
+    return os.path.join(bin_dir(), name)
+
+
+# ---------------------------------------------------------------- podman
+
+def podman_env():
+    """podman settings this machine needs (see the lab notes): runc, cgroupfs and
+    ulimits within the hard limit, in files the lab owns, with a lab-owned graphroot
+    in the cache so that the node image survives `down`."""
+    conf_dir = os.path.join(CACHE, "podman")
+    os.makedirs(conf_dir, exist_ok=True)
+    hard = min(20000, _hard_nofile())
+    containers_conf = os.path.join(conf_dir, "containers.conf")
+    storage_conf = os.path.join(conf_dir, "storage.conf")
+    _write_if_changed(containers_conf, (
+        "[containers]\n"
+        "default_ulimits = [\"nofile=%d:%d\", \"nproc=%d:%d\"]\n"
+        "[engine]\n"
+        "runtime = \"runc\"\n"
+        "cgroup_manager = \"cgroupfs\"\n"
+        "events_logger = \"file\"\n" % (hard, hard, hard, hard)))
+    _write_if_changed(storage_conf, (
+        "[storage]\n"
+        "driver = \"overlay\"\n"
+        "graphroot = \"%s\"\n"
+        "runroot = \"%s\"\n" % (os.path.join(CACHE, "podman-storage"), "/run/localpv-lab-podman")))
+    env = dict(os.environ)
+    env["CONTAINERS_CONF"] = containers_conf
+    env["CONTAINERS_STORAGE_CONF"] = storage_conf
+    return env
+
+
+def _hard_nofile():
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return 20000 if hard == resource.RLIM_INFINITY else hard
+
+
+def _write_if_changed(file, text, mode=0o644):
+    try:
+        with open(file) as f:
+            if f.read() == text:
+                return False
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(file), exist_ok=True)
+    with open(file, "w") as f:
+        f.write(text)
+    os.chmod(file, mode)
+    return True
+
+
+def podman(*args, check=True):
+    return run(["podman"] + list(args), check=check, env=podman_env())
+
+
+# ---------------------------------------------------------------- certificates
+
+def make_pki():
+    """A CA, the API server's serving cert, client certs per component, and the
+    service-account signing key. Made once per lab; `down` removes them."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+    import ipaddress
+
+    pki = path("pki")
+    if os.path.exists(os.path.join(pki, "done")):
+        return
+    os.makedirs(pki, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    later = now + datetime.timedelta(days=365)
+
+    def key_pem(key):
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    def save(name, data, mode=0o600):
+        with open(os.path.join(pki, name), "wb") as f:
+            f.write(data)
+        os.chmod(os.path.join(pki, name), mode)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localpv-lab-ca")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now).not_valid_after(later)
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    save("ca.key", key_pem(ca_key))
+    save("ca.crt", ca.public_bytes(serialization.Encoding.PEM), 0o644)
+
+    def issue(name, cn, orgs=(), server=False):
+        key = ec.generate_private_key(ec.SECP256R1())
+        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+        b = (x509.CertificateBuilder().subject_name(x509.Name(attrs)).issuer_name(ca_name)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now).not_valid_after(later)
+             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+             .add_extension(x509.ExtendedKeyUsage(
+                 [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]),
+                 critical=False))
+        if server:
+            b = b.add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.DNSName("kubernetes"),
+                x509.DNSName("kubernetes.default"), x509.DNSName("kubernetes.default.svc"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("10.96.0.1"))]), critical=False)
+        cert = b.sign(ca_key, hashes.SHA256())
+        save(name + ".key", key_pem(key))
+        save(name + ".crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+    issue("apiserver", "kube-apiserver", server=True)
+    issue("admin", "lab-admin", ["system:masters"])
+    issue("kube-controller-manager", "system:kube-controller-manager")
+    issue("kube-scheduler", "system:kube-scheduler")
+    issue("kwok", "kwok-controller", ["system:masters"])
+    sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    save("sa.key", key_pem(sa))
+    save("sa.pub", sa.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    with open(os.path.join(pki, "done"), "w") as f:
+        f.write("ok\n")
+
+
+def write_kubeconfig(name, user):
+    pki = path("pki")
+    text = """apiVersion: v1
+kind: Config
+clusters:
+- name: localpv-lab
+  cluster:
+    server: https://127.0.0.1:%d
+    certificate-authority: %s
+users:
+- name: %s
+  user:
+    client-certificate: %s
+    client-key: %s
+contexts:
+- name: localpv-lab
+  context: {cluster: localpv-lab, user: %s}
+current-context: localpv-lab
+""" % (APISERVER_PORT, os.path.join(pki, "ca.crt"), user, os.path.join(pki, user + ".crt"),
+       os.path.join(pki, user + ".key"), user)
+    _write_if_changed(path(name), text, 0o600)
+    return path(name)
+
+
+# ---------------------------------------------------------------- processes
+
+def _pid_alive(name):
+    try:
+        with open(path("run", name + ".pid")) as f:
+            pid = int(f.read().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            cmd = f.read().split(b"\0")[0].decode()
+    except FileNotFoundError:
+        return None
+    return pid if os.path.basename(cmd) == name else None
+
+
+def start_process(name, args):
+    if _pid_alive(name):
+        return False
+    os.makedirs(path("run"), exist_ok=True)
+    os.makedirs(path("logs"), exist_ok=True)
+    logf = open(path("logs", name + ".log"), "ab")
+    proc = subprocess.Popen([binary(name)] + args, stdout=logf, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=STATE)
+    with open(path("run", name + ".pid"), "w") as f:
+        f.write("%d\n" % proc.pid)
+    log("started %s (pid %d)" % (name, proc.pid))
+    return True
+
+
+def stop_process(name):
+    pid = _pid_alive(name)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(100):
+            if not _pid_alive(name):
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        log("stopped %s" % name)
+    try:
+        os.unlink(path("run", name + ".pid"))
+    except FileNotFoundError:
+        pass
+
+
+def wait_for(what, check, timeout=90, name=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - anything means "not yet"
+            pass
+        if name and not _pid_alive(name):
+            raise SystemExit("lab: %s exited; see %s" % (name, path("logs", name + ".log")))
+        time.sleep(0.3)
+    raise SystemExit("lab: timed out waiting for %s%s" % (
+        what, "; see %s" % path("logs", name + ".log") if name else ""))
+
+
+def _https_ok(url):
+    ctx = ssl.create_default_context(cafile=path("pki", "ca.crt"))
+    ctx.load_cert_chain(path("pki", "admin.crt"), path("pki", "admin.key"))
+    with urllib.request.urlopen(url, context=ctx, timeout=3) as r:
+        return r.status == 200
+
+
+def _http_ok(url):
+    with urllib.request.urlopen(url, timeout=3) as r:
+        return r.status == 200
+
+
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+# Writes to the objects whose order of operations the tests prove, at Metadata level
+# (who, what, when, response code). Heartbeats (leases, node and pod status) are left
+# out: they are kwok's noise, not ours.
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+  resources:
+  - group: ""
+    resources: [pods, pods/eviction, pods/binding, persistentvolumeclaims, persistentvolumes,
+                nodes, namespaces, serviceaccounts, serviceaccounts/token]
+  - group: storage.k8s.io
+    resources: [storageclasses]
+  - group: apps
+    resources: [deployments, statefulsets, replicasets]
+  - group: policy
+    resources: [poddisruptionbudgets]
+  - group: rbac.authorization.k8s.io
+- level: None
+"""
+
+
+def start_control_plane():
+    make_pki()
+    pki = lambda n: path("pki", n)  # noqa: E731
+    os.makedirs(path("etcd"), mode=0o700, exist_ok=True)
+    start_process("etcd", [
+        "--name=lab", "--data-dir=" + path("etcd"),
+        "--listen-client-urls=http://127.0.0.1:%d" % ETCD_PORT,
+        "--advertise-client-urls=http://127.0.0.1:%d" % ETCD_PORT,
+        "--listen-peer-urls=http://127.0.0.1:%d" % ETCD_PEER_PORT,
+        "--initial-advertise-peer-urls=http://127.0.0.1:%d" % ETCD_PEER_PORT,
+        "--initial-cluster=lab=http://127.0.0.1:%d" % ETCD_PEER_PORT,
+        "--listen-metrics-urls=", "--log-level=warn", "--quota-backend-bytes=4294967296",
+        # the lab is throwaway: trade durability for speed on a shared disk
+        "--unsafe-no-fsync",
+    ])
+    wait_for("etcd", lambda: _http_ok("http://127.0.0.1:%d/health" % ETCD_PORT), name="etcd")
+
+    _write_if_changed(path("audit-policy.yaml"), AUDIT_POLICY)
+    start_process("kube-apiserver", [
+        "--etcd-servers=http://127.0.0.1:%d" % ETCD_PORT,
+        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        "--secure-port=%d" % APISERVER_PORT,
+        "--tls-cert-file=" + pki("apiserver.crt"), "--tls-private-key-file=" + pki("apiserver.key"),
+        "--client-ca-file=" + pki("ca.crt"),
+        "--service-account-key-file=" + pki("sa.pub"),
+        "--service-account-signing-key-file=" + pki("sa.key"),
+        "--service-account-issuer=https://kubernetes.default.svc",
+        "--api-audiences=https://kubernetes.default.svc",
+        "--authorization-mode=Node,RBAC",
+        "--service-cluster-ip-range=" + SERVICE_CIDR,
+        "--allow-privileged=true",
+        "--audit-policy-file=" + path("audit-policy.yaml"),
+        "--audit-log-path=" + path("logs", "audit.log"),
+        "--audit-log-format=json", "--audit-log-maxbackup=1", "--audit-log-maxsize=200",
+        "--audit-log-mode=blocking",
+        "--profiling=false",
+    ])
+    wait_for("kube-apiserver", lambda: _https_ok("https://127.0.0.1:%d/readyz" % APISERVER_PORT),
+             timeout=120, name="kube-apiserver")
+
+    kcm = write_kubeconfig("kube-controller-manager.kubeconfig", "kube-controller-manager")
+    start_process("kube-controller-manager", [
+        "--kubeconfig=" + kcm, "--authentication-kubeconfig=" + kcm, "--authorization-kubeconfig=" + kcm,
+        "--bind-address=127.0.0.1", "--secure-port=%d" % KCM_PORT,
+        "--leader-elect=false", "--use-service-account-credentials=true",
+        "--service-account-private-key-file=" + pki("sa.key"), "--root-ca-file=" + pki("ca.crt"),
+        "--cluster-signing-cert-file=" + pki("ca.crt"), "--cluster-signing-key-file=" + pki("ca.key"),
+        # Everything on by default (PV binder, PV/PVC protection, node lifecycle, GC,
+        # namespace, replicaset, deployment, statefulset, disruption) minus the ones
+        # that need a cloud or a real network.
+        "--controllers=*,-nodeipam,-route,-service,-cloud-node-lifecycle",
+        "--node-monitor-grace-period=40s",
+    ])
+    sched = write_kubeconfig("kube-scheduler.kubeconfig", "kube-scheduler")
+    start_process("kube-scheduler", [
+        "--kubeconfig=" + sched, "--authentication-kubeconfig=" + sched,
+        "--authorization-kubeconfig=" + sched,
+        "--bind-address=127.0.0.1", "--secure-port=%d" % SCHEDULER_PORT, "--leader-elect=false",
+    ])
+    kwok = write_kubeconfig("kwok.kubeconfig", "kwok")
+    start_process("kwok", [
+        "--kubeconfig=" + kwok,
+        "--manage-all-nodes=false",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        "--node-lease-duration-seconds=40",
+        "--server-address=127.0.0.1:%d" % KWOK_PORT,
+    ])
+    wait_for("kube-controller-manager", lambda: _https_ok(
+        "https://127.0.0.1:%d/healthz" % KCM_PORT) or True, name="kube-controller-manager")
+
+
+def kubectl(*args, stdin=None, check=True):
+    return run([binary("kubectl"), "--kubeconfig", path("kubeconfig")] + list(args),
+               input=stdin, check=check)
+
+
+# ---------------------------------------------------------------- nodes
+
+def node_names(n):
+    """(inventory host, Kubernetes node name, kubernetes.io/hostname label) per node.
+
+    node3's Node is named by FQDN while its hostname label is the short name, as
+    kubelets with --hostname-override or cloud node names do; PVs must use the label."""
+    out = []
+    for i in range(1, n + 1):
+        host = "node%d" % i
+        node = host + ".lab.example" if i == 3 else host
+        out.append((host, node, host))
+    return out
+
+
+def kwok_nodes(nodes):
+    docs = []
+    for n in nodes:
+        docs.append({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {
+                "name": n["node_name"],
+                "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {"kubernetes.io/hostname": n["hostname_label"], "kubernetes.io/os": "linux",
+                           "kubernetes.io/arch": "amd64", "type": "kwok", "localpv-lab/node": "true"},
+            },
+            "status": {"allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                       "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}},
+        })
+    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+
+
+def _losetup_for(image):
+    res = run(["losetup", "-j", image, "-O", "NAME", "-n"], check=False)
+    names = [line.strip() for line in res.stdout.splitlines() if line.strip()]
+    return names[0] if names else None
+
+
+def attach_disks(host, sizes):
+    """Sparse image files per node, attached as loop devices (re-used when attached)."""
+    disks = []
+    os.makedirs(path("disks"), exist_ok=True)
+    for i, size in enumerate(sizes):
+        image = path("disks", "%s-disk%d.img" % (host, i))
+        if not os.path.exists(image):
+            run(["truncate", "-s", size, image])
+        dev = _losetup_for(image)
+        if not dev:
+            dev = run(["losetup", "-f", "--show", image]).stdout.strip()
+            # an image partitioned earlier: this kernel parses no partition tables, so
+            # partitions must be announced explicitly (lab notes)
+            run(["partx", "-a", dev], check=False)
+        st = os.stat(dev)
+        disks.append({"path": dev, "image": image, "size": os.path.getsize(image),
+                      "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev)})
+    return disks
+
+
+def container_state(name):
+    res = podman("inspect", "--type", "container", "--format",
+                 "{{.State.Running}} {{index .Config.Labels \"localpv-lab.disks\"}}", name, check=False)
+    if res.returncode != 0:
+        return None, None
+    running, _, disks = res.stdout.strip().partition(" ")
+    return running == "true", disks
+
+
+def start_node(image, host, port, disks):
+    name = CONTAINER_PREFIX + host
+    disk_key = ",".join("%d:%d" % (d["major"], d["minor"]) for d in disks)
+    running, recorded = container_state(name)
+    if running is not None and (recorded != disk_key or not running):
+        # its device rules name other loop devices now (or it died): start afresh,
+        # the disks (and fstab inside) are what carries state
+        if recorded == disk_key and not running:
+            podman("start", name)
+            return
+        podman("rm", "-f", "-t", "2", name)
+        running = None
+    if running:
+        return
+    args = ["run", "-d", "--name", name, "--hostname", host, "--network", "host",
+            "--label", "localpv-lab.disks=" + disk_key,
+            "--cap-add", "SYS_ADMIN", "--security-opt", "unmask=/sys/dev/block",
+            "--security-opt", "label=disable",
+            "-v", "/dev:/dev", "-e", "NODE_SSH_PORT=%d" % port,
+            "-v", "%s:/etc/ssh/lab_authorized_keys:ro" % path("ssh", "id_ed25519.pub"),
+            "--device-cgroup-rule", "b 259:* rwm"]
+    for d in disks:
+        args += ["--device-cgroup-rule", "b %d:%d rwm" % (d["major"], d["minor"])]
+    args.append(image)
+    podman(*args)
+    log("started node %s (ssh 127.0.0.1:%d, disks %s)" % (host, port, " ".join(d["path"] for d in disks)))
+
+
+def ssh_key():
+    key = path("ssh", "id_ed25519")
+    if not os.path.exists(key):
+        os.makedirs(path("ssh"), mode=0o700, exist_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "localpv-lab", "-f", key])
+    return key
+
+
+def ssh_args(port):
+    return ["ssh", "-i", path("ssh", "id_ed25519"), "-p", str(port),
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+            "root@127.0.0.1"]
+
+
+def _ssh_ok(port):
+    return run(ssh_args(port) + ["true"], check=False).returncode == 0
+
+
+def write_inventory(nodes):
+    lines = ["# Written by lab/lab.py; the lab's nodes as an Ansible inventory.",
+             "all:", "  children:", "    nodes:", "      hosts:"]
+    for n in nodes:
+        lines += [
+            "        %s:" % n["host"],
+            "          ansible_host: 127.0.0.1",
+            "          ansible_port: %d" % n["ssh_port"],
+            "          localpv_node_name: %s" % n["node_name"],
+            "          lab_disks: %s" % json.dumps([d["path"] for d in n["disks"]]),
+        ]
+    lines += [
+        "  vars:",
+        "    ansible_user: root",
+        "    ansible_python_interpreter: /usr/bin/python3",
+        "    ansible_ssh_private_key_file: %s" % path("ssh", "id_ed25519"),
+        "    ansible_ssh_common_args: >-",
+        "      -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        "      -o ControlMaster=auto -o ControlPersist=60s",
+        "      -o ControlPath=%s" % path("ssh", "cm-%%C"),
+        "    localpv_kubeconfig: %s" % path("kubeconfig"),
+        "",
+    ]
+    _write_if_changed(path("inventory.yml"), "\n".join(lines))
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_up(args):
+    t0 = time.time()
+    os.makedirs(STATE, exist_ok=True)
+    run(["bash", os.path.join(HERE, "build-control-plane.sh")], capture=False)
+    image = run(["bash", os.path.join(HERE, "build-node-image.sh")], env=podman_env()).stdout.strip()
+    start_control_plane()
+    write_kubeconfig("kubeconfig", "admin")
+    ssh_key()
+
+    sizes = args.disks.split(",") if args.disks else list(DEFAULT_DISKS)
+    nodes = []
+    for i, (host, node_name, label) in enumerate(node_names(args.nodes)):
+        port = SSH_BASE_PORT + i + 1
+        disks = attach_disks(host, sizes)
+        start_node(image, host, port, disks)
+        nodes.append({"host": host, "node_name": node_name, "hostname_label": label,
+                      "ssh_port": port, "container": CONTAINER_PREFIX + host,
+                      "disks": [{"path": d["path"], "size": d["size"], "image": d["image"]} for d in disks]})
+    kwok_nodes(nodes)
+    write_inventory(nodes)
+    info = {"kubeconfig": path("kubeconfig"), "inventory": path("inventory.yml"),
+            "audit_log": path("logs", "audit.log"), "image": image,
+            "apiserver": "https://127.0.0.1:%d" % APISERVER_PORT,
+            "ssh_key": path("ssh", "id_ed25519"), "bin_dir": bin_dir(), "nodes": nodes}
+    _write_if_changed(path("lab.json"), json.dumps(info, indent=2) + "\n")
+    for n in nodes:
+        wait_for("ssh on %s" % n["host"], lambda p=n["ssh_port"]: _ssh_ok(p), timeout=60)
+    wait_for("Nodes Ready", lambda: all(
+        s == "True" for s in kubectl("get", "nodes", "-l", "localpv-lab/node=true", "-o",
+                                     "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}")
+        .stdout.split()) and len(kubectl("get", "nodes", "-o", "name").stdout.split()) >= len(nodes),
+        timeout=60)
+    log("up in %.1fs: %d nodes; kubeconfig %s, inventory %s" % (
+        time.time() - t0, len(nodes), path("kubeconfig"), path("inventory.yml")))
+
+
+def cmd_down(_args):
+    env = podman_env()
+    res = run(["podman", "ps", "-a", "--format", "{{.Names}}"], env=env, check=False)
+    for name in res.stdout.split():
+        if name.startswith(CONTAINER_PREFIX):
+            run(["podman", "rm", "-f", "-t", "2", name], env=env, check=False)
+            log("removed container %s" % name)
+    for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+        stop_process(name)
+    disk_dir = path("disks")
+    if os.path.isdir(disk_dir):
+        for image in sorted(os.listdir(disk_dir)):
+            full = os.path.join(disk_dir, image)
+            while True:
+                dev = _losetup_for(full)
+                if not dev:
+                    break
+                # partition nodes of a loop disk stay in devtmpfs unless removed
+                run(["partx", "-d", dev], check=False)
+                run(["losetup", "-d", dev], check=False)
+                log("detached %s (%s)" % (dev, image))
+    if os.path.isdir(STATE):
+        shutil.rmtree(STATE)
+    log("down")
+
+
+def status():
+    lines, ok = [], True
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"):
+        pid = _pid_alive(name)
+        ok &= bool(pid)
+        lines.append("%-24s %s" % (name, "running (pid %d)" % pid if pid else "stopped"))
+    try:
+        with open(path("lab.json")) as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        return False, lines + ["nodes                    none (lab not up)"]
+    for n in info["nodes"]:
+        running, _ = container_state(n["container"])
+        reach = running and _ssh_ok(n["ssh_port"])
+        ok &= bool(reach)
+        lines.append("%-24s %s, ssh 127.0.0.1:%d, Node %s, disks %s" % (
+            n["host"], "up" if reach else "DOWN", n["ssh_port"], n["node_name"],
+            " ".join(d["path"] for d in n["disks"])))
+    return ok, lines
+
+
+def cmd_status(_args):
+    ok, lines = status()
+    print("\n".join(lines))
+    print("lab is %s" % ("up" if ok else "not up"))
+    return 0 if ok else 1
+
+
+def cmd_env(_args):
+    print("export KUBECONFIG=%s" % path("kubeconfig"))
+    print("export PATH=%s:$PATH" % bin_dir())
+    print("export LOCALPV_LAB_INVENTORY=%s" % path("inventory.yml"))
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="build what is missing and start the lab (idempotent)")
+    up.add_argument("--nodes", type=int, default=int(os.environ.get("LOCALPV_LAB_NODES", DEFAULT_NODES)))
+    up.add_argument("--disks", default=os.environ.get("LOCALPV_LAB_DISKS"),
+                    help="comma-separated disk sizes per node (default %s)" % ",".join(DEFAULT_DISKS))
+    sub.add_parser("down", help="stop and remove everything the lab made (idempotent)")
+    sub.add_parser("status", help="say what runs; exit 0 only when the whole lab is up")
+    sub.add_parser("env", help="print shell exports for kubectl and ansible")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0 and args.command in ("up", "down"):
+        raise SystemExit("lab: needs root (loop devices and podman with device rules)")
+    return {"up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env}[args.command](args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
