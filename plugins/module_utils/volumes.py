@@ -99,3 +99,435 @@ def duplicate_names(names):
             dups.append(name)
         seen.add(name)
     return dups
+
+
+# --- The PersistentVolume a volume becomes -------------------------------------
+
+STABLE_ID_ANNOTATION = "localpv.rollout/stable-id"
+FS_UUID_ANNOTATION = "localpv.rollout/fs-uuid"
+# The extra labels the last run set, so that a label removed from the inventory is
+# removed from the PV too (labels set by others are never touched).
+EXTRA_LABELS_ANNOTATION = "localpv.rollout/extra-labels"
+
+DEFAULT_STORAGE_CLASS = "local-storage"
+DEFAULT_RECLAIM_POLICY = "Retain"
+RECLAIM_POLICIES = ("Retain", "Delete")
+VOLUME_MODES = {"filesystem": "Filesystem", "block": "Block"}
+FSTYPES = ("xfs", "ext4", "ext3", "btrfs")
+
+# The fields of a PV that the API server refuses to change in place (or that we
+# refuse to change under a claim): a change is a delete + create of the PV.
+IMMUTABLE_FIELDS = ("spec.local", "spec.volumeMode", "spec.capacity", "spec.nodeAffinity", "spec.storageClassName")
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)(([eE][+-]?[0-9]+)|Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
+_QUANTITY_SUFFIX = {
+    None: 1, "m": 0.001, "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "P": 10 ** 15, "E": 10 ** 18,
+    "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60,
+}
+
+
+def parse_quantity(value):
+    """Return a Kubernetes quantity (``"100Gi"``, ``"107374182400"``, ``"1e3"``) as
+    an int number of units, or None when it is not a quantity.
+
+    The API server rewrites quantities into a canonical form (``1000000000``
+    comes back as ``1G``), so PVs are compared by number, never by string.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    match = _QUANTITY.match(str(value).strip())
+    if not match:
+        return None
+    number, suffix, exponent = match.group(1), match.group(2), match.group(3)
+    try:
+        if exponent:
+            return int(float(number) * 10 ** int(exponent[1:]))
+        if "." in number or suffix == "m":
+            return int(float(number) * _QUANTITY_SUFFIX[suffix])
+        return int(number) * _QUANTITY_SUFFIX[suffix]
+    except (ValueError, OverflowError):
+        return None
+
+
+def _labels_reasons(labels):
+    reasons = []
+    for key, value in (labels or {}).items():
+        prefix, _sep, name = key.rpartition("/")
+        if (prefix and node_name_reasons(prefix)) or not name or len(name) > 63 or not _LABEL_VALUE.match(name):
+            reasons.append("label key %r is not a valid Kubernetes label key" % key)
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            reasons.append("label %s=%r has no valid Kubernetes label value" % (key, value))
+        if key in (MANAGED_BY_LABEL, NODE_LABEL, VOLUME_LABEL):
+            reasons.append("label %s is set by localpv.rollout and cannot be given" % key)
+    return reasons
+
+
+def normalize_volume(item, defaults=None):
+    """Check one desired volume and fill in defaults.
+
+    ``item`` is one entry of ``localpv_volumes`` plus ``node``. Returns
+    ``(volume, reasons)``: a normalized dict, and why it cannot become a PV
+    (empty when it can). Nothing here talks to the cluster.
+    """
+    defaults = defaults or {}
+    reasons = []
+    node = item.get("node")
+    name = item.get("name")
+    reasons += ["node: %s" % r for r in node_name_reasons(node)]
+    reasons += ["name: %s" % r for r in volume_name_reasons(name)]
+    path = item.get("path")
+    if not isinstance(path, str) or not path.startswith("/") or "//" in path or path.rstrip("/") != path and path != "/":
+        reasons.append("path %r is not an absolute path without a trailing '/'" % (path,))
+    mode = item.get("mode") or "filesystem"
+    if mode not in VOLUME_MODES:
+        reasons.append("mode %r is not one of %s" % (mode, ", ".join(sorted(VOLUME_MODES))))
+    fstype = item.get("fstype") or None
+    if mode == "block":
+        fstype = None
+    elif fstype is not None and fstype not in FSTYPES:
+        reasons.append("fstype %r is not one of %s" % (fstype, ", ".join(FSTYPES)))
+    capacity = item.get("capacity")
+    if isinstance(capacity, str):
+        capacity = parse_quantity(capacity)
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+        reasons.append("capacity %r is not a positive number of bytes" % (item.get("capacity"),))
+    storage_class = item.get("storage_class") or defaults.get("storage_class") or DEFAULT_STORAGE_CLASS
+    if node_name_reasons(storage_class):
+        reasons.append("storage_class %r is not a valid StorageClass name" % (storage_class,))
+    reclaim = item.get("reclaim_policy") or defaults.get("reclaim_policy") or DEFAULT_RECLAIM_POLICY
+    if reclaim not in RECLAIM_POLICIES:
+        reasons.append("reclaim_policy %r is not one of %s" % (reclaim, ", ".join(RECLAIM_POLICIES)))
+    labels = dict(defaults.get("labels") or {})
+    labels.update(item.get("labels") or {})
+    reasons += _labels_reasons(labels)
+    volume = {
+        "node": node,
+        "name": name,
+        "path": path,
+        "mode": mode,
+        "fstype": fstype,
+        "capacity": capacity,
+        "storage_class": storage_class,
+        "reclaim_policy": reclaim,
+        "labels": labels,
+        "stable_id": item.get("stable_id") or None,
+        "uuid": item.get("uuid") or None,
+    }
+    if not reasons:
+        volume["pv_name"] = pv_name(node, name)
+    return volume, reasons
+
+
+def normalize_volumes(items, defaults=None):
+    """Check the whole desired set. Returns ``(volumes, errors)``; ``errors`` are
+    sentences naming the node and volume, and include duplicate PV names."""
+    volumes, errors = [], []
+    for index, item in enumerate(items or []):
+        volume, reasons = normalize_volume(item, defaults)
+        if reasons:
+            errors.append("volume %s of node %s (item %d): %s" % (
+                item.get("name"), item.get("node"), index, "; ".join(reasons)))
+        volumes.append(volume)
+    if not errors:
+        for dup in duplicate_names([v["pv_name"] for v in volumes]):
+            owners = ["%s/%s" % (v["node"], v["name"]) for v in volumes if v["pv_name"] == dup]
+            errors.append("PV name %s is wanted more than once (%s)" % (dup, ", ".join(owners)))
+    return volumes, errors
+
+
+def node_affinity(hostname_value):
+    """The nodeAffinity of a local PV: the node's ``kubernetes.io/hostname`` label value."""
+    return {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": HOSTNAME_LABEL, "operator": "In", "values": [hostname_value]}]}]}}
+
+
+def affinity_hostname(pv):
+    """The single ``kubernetes.io/hostname`` value a PV's nodeAffinity pins it to, or None."""
+    try:
+        terms = pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+        values = [v for t in terms for e in t.get("matchExpressions") or []
+                  if e.get("key") == HOSTNAME_LABEL and e.get("operator") == "In" for v in e.get("values") or []]
+    except (KeyError, TypeError):
+        return None
+    return values[0] if len(values) == 1 else None
+
+
+def resolve_hostnames(nodes, cluster_nodes, owned_pvs=(), overrides=None):
+    """Decide the ``kubernetes.io/hostname`` value each node's PVs are pinned to.
+
+    In order: an explicit override; the label of the Node object with that name
+    (from one LIST of Nodes); for a node that has not joined (yet), the value its
+    existing PVs already carry, so that a node leaving the cluster for a while
+    never turns into a change; else the node name itself, which is what the
+    kubelet sets when no hostname override is used.
+
+    Returns ``{node: (value, source)}`` with source one of ``override``,
+    ``node-label``, ``existing-pv``, ``node-name``.
+    """
+    overrides = overrides or {}
+    labels = {}
+    for obj in cluster_nodes or ():
+        meta = obj.get("metadata") or {}
+        value = (meta.get("labels") or {}).get(HOSTNAME_LABEL)
+        if meta.get("name") and value:
+            labels[meta["name"]] = value
+    existing = {}
+    for pv in owned_pvs or ():
+        node = ((pv.get("metadata") or {}).get("labels") or {}).get(NODE_LABEL)
+        value = affinity_hostname(pv)
+        if node and value:
+            existing.setdefault(node, set()).add(value)
+    result = {}
+    for node in nodes:
+        if overrides.get(node):
+            result[node] = (overrides[node], "override")
+        elif node in labels:
+            result[node] = (labels[node], "node-label")
+        elif len(existing.get(label_value(node), ())) == 1:
+            result[node] = (next(iter(existing[label_value(node)])), "existing-pv")
+        else:
+            result[node] = (node, "node-name")
+    return result
+
+
+def pv_labels(volume):
+    labels = dict(volume.get("labels") or {})
+    labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
+    labels[NODE_LABEL] = label_value(volume["node"])
+    labels[VOLUME_LABEL] = label_value(volume["name"])
+    return labels
+
+
+def pv_annotations(volume):
+    annotations = {}
+    if volume.get("labels"):
+        annotations[EXTRA_LABELS_ANNOTATION] = ",".join(sorted(volume["labels"]))
+    if volume.get("stable_id"):
+        annotations[STABLE_ID_ANNOTATION] = volume["stable_id"]
+    if volume.get("uuid"):
+        annotations[FS_UUID_ANNOTATION] = volume["uuid"]
+    return annotations
+
+
+def pv_manifest(volume, hostname_value):
+    """The PersistentVolume object for a normalized ``volume`` pinned to ``hostname_value``."""
+    local = {"path": volume["path"]}
+    if volume["mode"] == "filesystem" and volume.get("fstype"):
+        local["fsType"] = volume["fstype"]
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": volume["pv_name"],
+            "labels": pv_labels(volume),
+            "annotations": pv_annotations(volume),
+        },
+        "spec": {
+            "capacity": {"storage": str(volume["capacity"])},
+            "accessModes": ["ReadWriteOnce"],
+            "volumeMode": VOLUME_MODES[volume["mode"]],
+            "persistentVolumeReclaimPolicy": volume["reclaim_policy"],
+            "storageClassName": volume["storage_class"],
+            "local": local,
+            "nodeAffinity": node_affinity(hostname_value),
+        },
+    }
+
+
+def claim_of(pv):
+    """``namespace/name`` of the claim a PV is bound (or reserved) to, or None."""
+    ref = (pv.get("spec") or {}).get("claimRef")
+    if not ref:
+        return None
+    return "%s/%s" % (ref.get("namespace") or "", ref.get("name") or "")
+
+
+def pv_view(pv):
+    """The part of a PV this collection manages, for diffs and comparisons."""
+    meta = pv.get("metadata") or {}
+    spec = pv.get("spec") or {}
+    annotations = meta.get("annotations") or {}
+    ours = (STABLE_ID_ANNOTATION, FS_UUID_ANNOTATION, EXTRA_LABELS_ANNOTATION)
+    local = dict(spec.get("local") or {})
+    capacity = (spec.get("capacity") or {}).get("storage")
+    return {
+        "name": meta.get("name"),
+        "labels": dict(meta.get("labels") or {}),
+        "annotations": dict((k, v) for k, v in annotations.items() if k in ours),
+        "capacity": parse_quantity(capacity) if capacity is not None else None,
+        "accessModes": list(spec.get("accessModes") or []),
+        "volumeMode": spec.get("volumeMode") or "Filesystem",
+        "persistentVolumeReclaimPolicy": spec.get("persistentVolumeReclaimPolicy"),
+        "storageClassName": spec.get("storageClassName") or "",
+        "local": local,
+        "nodeAffinity": spec.get("nodeAffinity"),
+    }
+
+
+def compare_pv(desired, existing):
+    """Compare a desired PV manifest with the PV on the server.
+
+    Returns ``(immutable, patch)``: the names of immutable fields that differ
+    (a replace is needed), and a JSON merge patch for the mutable ones (None
+    when nothing mutable differs). Labels and annotations that others set are
+    left alone; extra labels this collection set earlier and that are no longer
+    wanted are removed.
+    """
+    want, have = pv_view(desired), pv_view(existing)
+    immutable = []
+    if want["local"].get("path") != have["local"].get("path") or \
+            want["local"].get("fsType") != have["local"].get("fsType"):
+        immutable.append("spec.local")
+    if want["volumeMode"] != have["volumeMode"]:
+        immutable.append("spec.volumeMode")
+    if want["capacity"] != have["capacity"]:
+        immutable.append("spec.capacity")
+    if want["nodeAffinity"] != have["nodeAffinity"]:
+        immutable.append("spec.nodeAffinity")
+    if want["storageClassName"] != have["storageClassName"]:
+        immutable.append("spec.storageClassName")
+
+    labels = {}
+    for key, value in want["labels"].items():
+        if have["labels"].get(key) != value:
+            labels[key] = value
+    previous = [k for k in have["annotations"].get(EXTRA_LABELS_ANNOTATION, "").split(",") if k]
+    for key in previous:
+        if key not in want["labels"] and key in have["labels"]:
+            labels[key] = None
+    annotations = {}
+    for key in (STABLE_ID_ANNOTATION, FS_UUID_ANNOTATION, EXTRA_LABELS_ANNOTATION):
+        if want["annotations"].get(key) != have["annotations"].get(key):
+            annotations[key] = want["annotations"].get(key)
+    patch = {}
+    if labels or annotations:
+        patch["metadata"] = {}
+        if labels:
+            patch["metadata"]["labels"] = labels
+        if annotations:
+            patch["metadata"]["annotations"] = annotations
+    spec = {}
+    if want["persistentVolumeReclaimPolicy"] != have["persistentVolumeReclaimPolicy"]:
+        spec["persistentVolumeReclaimPolicy"] = want["persistentVolumeReclaimPolicy"]
+    if want["accessModes"] != have["accessModes"]:
+        spec["accessModes"] = want["accessModes"]
+    if spec:
+        patch["spec"] = spec
+    return immutable, (patch or None)
+
+
+def plan_pvs(volumes, hostnames, owned_pvs, scope_nodes, prune=False, replace_unbound=False):
+    """Work out what to do to make the owned PVs of ``scope_nodes`` match ``volumes``.
+
+    ``volumes``: normalized desired volumes; ``hostnames``: from
+    :func:`resolve_hostnames`; ``owned_pvs``: every PV carrying our managed-by
+    label (as returned by the API); ``scope_nodes``: the nodes whose PVs this run
+    is responsible for (PVs of other nodes are never pruned, so a run limited
+    to one rack leaves the other racks alone).
+
+    Returns a list of actions, each a dict with ``action`` (create, patch,
+    replace, delete, unchanged, conflict, stale, kept_bound), ``name``, ``node``
+    and what the action needs (``manifest``, ``patch``, ``existing``,
+    ``reason``, ``claim``, ``changes``). Foreign PVs are not in ``owned_pvs``:
+    a create that meets one is turned into a conflict by the caller.
+    """
+    owned = dict(((pv.get("metadata") or {}).get("name"), pv) for pv in owned_pvs or ())
+    actions = []
+    desired_names = set()
+    for volume in volumes:
+        name = volume["pv_name"]
+        desired_names.add(name)
+        manifest = pv_manifest(volume, hostnames[volume["node"]][0])
+        base = {"name": name, "node": volume["node"], "volume": volume["name"], "manifest": manifest}
+        existing = owned.get(name)
+        if existing is None:
+            actions.append(dict(base, action="create"))
+            continue
+        base["existing"] = existing
+        claim = claim_of(existing)
+        if (existing.get("metadata") or {}).get("deletionTimestamp"):
+            actions.append(dict(base, action="conflict", claim=claim,
+                                reason="PV %s is being deleted (finalizers %s); run again once it is gone" % (
+                                    name, ", ".join(existing["metadata"].get("finalizers") or []) or "none")))
+            continue
+        immutable, patch = compare_pv(manifest, existing)
+        if immutable:
+            if claim:
+                actions.append(dict(base, action="conflict", claim=claim, changes=immutable,
+                                    reason="PV %s is bound to claim %s and %s cannot change in place; "
+                                           "free the claim first (see decommission)" % (name, claim, ", ".join(immutable))))
+            elif not replace_unbound:
+                actions.append(dict(base, action="conflict", changes=immutable,
+                                    reason="PV %s needs %s changed, which the API server only allows by "
+                                           "deleting and creating it; it is not bound, set replace_unbound=true "
+                                           "to replace it" % (name, ", ".join(immutable))))
+            else:
+                actions.append(dict(base, action="replace", changes=immutable))
+        elif patch:
+            actions.append(dict(base, action="patch", patch=patch))
+        else:
+            actions.append(dict(base, action="unchanged"))
+    scope = dict((label_value(n), n) for n in scope_nodes)
+    for name in sorted(owned):
+        if name in desired_names:
+            continue
+        pv = owned[name]
+        node = scope.get(((pv.get("metadata") or {}).get("labels") or {}).get(NODE_LABEL))
+        if node is None:
+            continue
+        base = {"name": name, "node": node, "existing": pv,
+                "volume": ((pv.get("metadata") or {}).get("labels") or {}).get(VOLUME_LABEL)}
+        claim = claim_of(pv)
+        if (pv.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        if not prune:
+            actions.append(dict(base, action="stale", claim=claim))
+        elif claim:
+            actions.append(dict(base, action="kept_bound", claim=claim,
+                                reason="PV %s is no longer wanted but bound to claim %s; it is kept" % (name, claim)))
+        else:
+            actions.append(dict(base, action="delete"))
+    return actions
+
+
+ACTION_COUNTS = ("created", "updated", "replaced", "unchanged", "deleted", "conflicts", "stale", "kept_bound")
+_ACTION_KEY = {"create": "created", "patch": "updated", "replace": "replaced", "unchanged": "unchanged",
+               "delete": "deleted", "conflict": "conflicts", "stale": "stale", "kept_bound": "kept_bound"}
+
+
+def summarize(actions, nodes=()):
+    """Per-node counts and the names per kind of action, as the module returns them."""
+    per_node = dict((n, dict((k, 0) for k in ACTION_COUNTS)) for n in nodes)
+    names = dict((k, []) for k in ACTION_COUNTS if k != "unchanged")
+    for action in actions:
+        key = _ACTION_KEY[action["action"]]
+        per_node.setdefault(action["node"], dict((k, 0) for k in ACTION_COUNTS))[key] += 1
+        if key != "unchanged":
+            names[key].append(action["name"])
+    return per_node, names
+
+
+def action_diff(action):
+    """An Ansible diff entry for one action (before/after of the managed view)."""
+    before = pv_view(action["existing"]) if action.get("existing") else {}
+    after = {}
+    if action["action"] in ("create", "replace"):
+        after = pv_view(action["manifest"])
+    elif action["action"] == "patch":
+        after = pv_view(action["manifest"])
+        # Labels and annotations of others stay; show them on both sides.
+        after["labels"] = dict(before["labels"], **after["labels"])
+        for key, value in (action["patch"].get("metadata", {}).get("labels") or {}).items():
+            if value is None:
+                after["labels"].pop(key, None)
+    for view in (before, after):
+        view.pop("name", None)
+    return {
+        "before_header": "PV %s (%s)" % (action["name"], "absent" if not before else "on the server"),
+        "after_header": "PV %s (%s)" % (action["name"], {"delete": "deleted", "replace": "replaced"}.get(
+            action["action"], "wanted")),
+        "before": before,
+        "after": after,
+    }
