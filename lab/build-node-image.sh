@@ -11,7 +11,16 @@ image="localhost/localpv-lab-node:$tag"
 if podman image exists "$image"; then echo "$image"; exit 0; fi
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
 root="$cache/rootfs-$tag"
-rm -rf "$root"
+clean_root() {
+  # debootstrap mounts /proc (and may bind /dev) inside the tree: unmount before
+  # removing, and never cross into another filesystem
+  if [ -d "$root" ]; then
+    findmnt -rn -o TARGET | grep -F "$root/" | sort -r | xargs -r -n1 umount -l
+    rm -rf --one-file-system "$root"
+  fi
+}
+trap clean_root EXIT
+clean_root
 echo "debootstrap $NODE_SUITE into $root" >&2
 debootstrap --variant=minbase --include="$NODE_PACKAGES" "$NODE_SUITE" "$root" >&2
 install -m 0755 "$here/node/node-init" "$root/usr/local/sbin/node-init"
@@ -19,6 +28,5 @@ install -m 0644 "$here/node/sshd_config.d-lab.conf" "$root/etc/ssh/sshd_config.d
 rm -f "$root"/etc/ssh/ssh_host_*        # each node makes its own host keys at first boot
 : > "$root/etc/fstab"
 rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
-tar -C "$root" -c . | podman import --change 'CMD ["/usr/local/sbin/node-init"]' - "$image" >&2
-rm -rf "$root"
+tar -C "$root" --one-file-system -c . | podman import --change 'CMD ["/usr/local/sbin/node-init"]' - "$image" >&2
 echo "$image"
