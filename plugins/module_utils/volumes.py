@@ -533,6 +533,92 @@ def action_diff(action):
     }
 
 
+# --- The StorageClass of local PVs ---------------------------------------------
+
+NO_PROVISIONER = "kubernetes.io/no-provisioner"
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+BINDING_MODES = ("WaitForFirstConsumer", "Immediate")
+# The API server refuses to change these of a StorageClass.
+STORAGE_CLASS_IMMUTABLE = ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode")
+
+
+def normalize_storage_class(item):
+    """Check one wanted StorageClass and fill in defaults. Returns ``(cls, reasons)``."""
+    reasons = []
+    name = item.get("name")
+    if node_name_reasons(name):
+        reasons.append("name %r is not a valid StorageClass name" % (name,))
+    reclaim = item.get("reclaim_policy") or DEFAULT_RECLAIM_POLICY
+    if reclaim not in RECLAIM_POLICIES:
+        reasons.append("reclaim_policy %r is not one of %s" % (reclaim, ", ".join(RECLAIM_POLICIES)))
+    mode = item.get("volume_binding_mode") or "WaitForFirstConsumer"
+    if mode not in BINDING_MODES:
+        reasons.append("volume_binding_mode %r is not one of %s" % (mode, ", ".join(BINDING_MODES)))
+    labels = item.get("labels") or {}
+    reasons += [r for r in _labels_reasons(dict((k, v) for k, v in labels.items() if k != MANAGED_BY_LABEL))]
+    cls = {
+        "name": name,
+        "reclaim_policy": reclaim,
+        "volume_binding_mode": mode,
+        "provisioner": item.get("provisioner") or NO_PROVISIONER,
+        "default": item.get("default"),
+        "labels": labels,
+        "mount_options": item.get("mount_options"),
+    }
+    return cls, ["StorageClass %s: %s" % (name, r) for r in reasons]
+
+
+def storage_class_manifest(cls):
+    labels = dict(cls.get("labels") or {})
+    labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
+    manifest = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": cls["name"], "labels": labels},
+        "provisioner": cls.get("provisioner") or NO_PROVISIONER,
+        "reclaimPolicy": cls.get("reclaim_policy") or DEFAULT_RECLAIM_POLICY,
+        "volumeBindingMode": cls.get("volume_binding_mode") or "WaitForFirstConsumer",
+    }
+    if cls.get("default") is not None:
+        manifest["metadata"]["annotations"] = {DEFAULT_CLASS_ANNOTATION: "true" if cls["default"] else "false"}
+    if cls.get("mount_options") is not None:
+        manifest["mountOptions"] = list(cls["mount_options"])
+    return manifest
+
+
+def storage_class_view(obj):
+    meta = obj.get("metadata") or {}
+    return {
+        "labels": dict(meta.get("labels") or {}),
+        "default": (meta.get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION),
+        "provisioner": obj.get("provisioner"),
+        "parameters": obj.get("parameters") or {},
+        "reclaimPolicy": obj.get("reclaimPolicy") or "Delete",
+        "volumeBindingMode": obj.get("volumeBindingMode") or "Immediate",
+        "mountOptions": obj.get("mountOptions") or [],
+    }
+
+
+def compare_storage_class(desired, existing):
+    """``(immutable, patch)`` like :func:`compare_pv`. The managed-by label is
+    only set when we create the class; an existing class keeps its owner."""
+    want, have = storage_class_view(desired), storage_class_view(existing)
+    immutable = [f for f in STORAGE_CLASS_IMMUTABLE if want[f] != have[f]]
+    patch = {}
+    labels = dict((k, v) for k, v in want["labels"].items()
+                  if k != MANAGED_BY_LABEL and have["labels"].get(k) != v)
+    meta = {}
+    if labels:
+        meta["labels"] = labels
+    if want["default"] is not None and want["default"] != have["default"]:
+        meta["annotations"] = {DEFAULT_CLASS_ANNOTATION: want["default"]}
+    if meta:
+        patch["metadata"] = meta
+    if "mountOptions" in desired and want["mountOptions"] != have["mountOptions"]:
+        patch["mountOptions"] = want["mountOptions"]
+    return immutable, (patch or None)
+
+
 # --- Names on disk ---------------------------------------------------------------
 
 PARTITION_LABEL_PREFIX = "localpv-"

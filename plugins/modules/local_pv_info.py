@@ -1,0 +1,123 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: local_pv_info
+short_description: The local PVs of given nodes, with their claims and the pods that use them
+version_added: 0.1.0
+description:
+  - Lists the PersistentVolumes owned by C(localpv.rollout) (of the nodes in O(nodes), or all), each with
+    its phase, its claim and the claim's phase, the pods that use the claim and the node they run on,
+    and whether the PV's node still exists.
+  - Reads only; the requests are one LIST of owned PVs, one of Nodes, and for each namespace that has a
+    claim on one of them, one LIST of its claims and one of its pods.
+author:
+  - localpv.rollout contributors
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+requirements:
+  - "python >= 3.9"
+  - "kubernetes >= 24.2.0"
+options:
+  nodes:
+    description: Kubernetes node names whose PVs to report. Empty reports all owned PVs.
+    type: list
+    elements: str
+    default: []
+  workers:
+    description: Not used by this module; accepted for symmetry with M(localpv.rollout.local_pv).
+    type: int
+    default: 16
+  request_timeout:
+    description: Read timeout of one request, in seconds.
+    type: int
+    default: 60
+seealso:
+  - module: localpv.rollout.local_pv
+"""
+
+EXAMPLES = r"""
+- name: What is on node3 before it goes away
+  localpv.rollout.local_pv_info:
+    nodes: [node3]
+  register: node3_pvs
+
+- name: Refuse to go on while a pod still uses one of them
+  ansible.builtin.assert:
+    that: node3_pvs.pvs | map(attribute='pods') | flatten | length == 0
+"""
+
+RETURN = r"""
+pvs:
+  description: The owned PVs, sorted by name.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: local-node2-vol1
+      node: node2
+      volume: vol1
+      hostname: node2
+      node_exists: true
+      path: /mnt/disks/vol1
+      fstype: xfs
+      volume_mode: Filesystem
+      capacity: 10737418240
+      storage_class: local-storage
+      reclaim_policy: Retain
+      phase: Bound
+      claim: default/data-web-0
+      claim_phase: Bound
+      pods: [{"namespace": "default", "name": "web-0", "node": "node2", "phase": "Running"}]
+      deleting: false
+nodes:
+  description: Per node, the number of PVs by phase.
+  returned: always
+  type: dict
+  sample: {"node2": {"Available": 3, "Bound": 1}}
+orphaned:
+  description: Names of PVs whose node no longer exists in the cluster.
+  returned: always
+  type: list
+  elements: str
+requests:
+  description: HTTP requests made to the API server, by verb.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=k.module_arg_spec(nodes=dict(type="list", elements="str", default=[])),
+        supports_check_mode=True,
+    )
+    kube = None
+    try:
+        kube = k.Kube.from_params(module.params)
+        pvs = k.local_pv_report(kube, nodes=module.params["nodes"])
+    except k.KubeError as exc:
+        module.fail_json(msg=exc.msg, error=exc.to_dict(), pvs=[], requests=kube.requests if kube else {})
+    finally:
+        if kube:
+            kube.close()
+    nodes = {}
+    for pv in pvs:
+        phases = nodes.setdefault(pv["node"], {})
+        phases[pv["phase"]] = phases.get(pv["phase"], 0) + 1
+    module.exit_json(changed=False, pvs=pvs, nodes=nodes, requests=kube.requests,
+                     orphaned=[pv["name"] for pv in pvs if not pv["node_exists"]])
+
+
+if __name__ == "__main__":
+    main()

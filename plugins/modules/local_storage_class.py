@@ -1,0 +1,184 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: local_storage_class
+short_description: Ensure the StorageClasses of local PersistentVolumes
+version_added: 0.1.0
+description:
+  - Ensures one or more StorageClasses for static local PVs, by default with
+    C(provisioner=kubernetes.io/no-provisioner), C(volumeBindingMode=WaitForFirstConsumer) and
+    C(reclaimPolicy=Retain).
+  - With C(Immediate) binding a claim binds to a PV of one node while its pod may be pinned to
+    another, and the pod stays Pending; keep C(WaitForFirstConsumer) unless you know why not.
+  - A class that exists with other immutable fields (provisioner, parameters, reclaimPolicy,
+    volumeBindingMode) is reported as a conflict and left alone, unless O(replace=true), which deletes
+    and creates it. PVs and claims refer to a class by name, so they are not affected.
+  - Labels and the default-class annotation are patched in place. Labels set by others stay.
+author:
+  - localpv.rollout contributors
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+requirements:
+  - "python >= 3.9"
+  - "kubernetes >= 24.2.0"
+options:
+  storage_classes:
+    description: The StorageClasses to ensure.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name of the StorageClass.
+        type: str
+        required: true
+      reclaim_policy:
+        description: C(reclaimPolicy) of the class.
+        type: str
+        choices: [Retain, Delete]
+        default: Retain
+      volume_binding_mode:
+        description: C(volumeBindingMode) of the class.
+        type: str
+        choices: [WaitForFirstConsumer, Immediate]
+        default: WaitForFirstConsumer
+      provisioner:
+        description: Provisioner of the class. Static local PVs have none.
+        type: str
+        default: kubernetes.io/no-provisioner
+      default:
+        description:
+          - V(true) makes this the cluster's default class (annotation C(storageclass.kubernetes.io/is-default-class)),
+            V(false) sets the annotation to C(false). Unset leaves the annotation as it is.
+        type: bool
+      labels:
+        description: Labels of the class.
+        type: dict
+      mount_options:
+        description: C(mountOptions) of the class. Unset leaves them as they are.
+        type: list
+        elements: str
+  replace:
+    description: Delete and create a class whose immutable fields differ from what is wanted.
+    type: bool
+    default: false
+  workers:
+    description: Not used by this module (one request per class); accepted for symmetry with M(localpv.rollout.local_pv).
+    type: int
+    default: 16
+  request_timeout:
+    description: Read timeout of one request, in seconds.
+    type: int
+    default: 60
+notes:
+  - Check mode uses server-side dry-run.
+seealso:
+  - module: localpv.rollout.local_pv
+"""
+
+EXAMPLES = r"""
+- name: Ensure the StorageClass of local PVs
+  localpv.rollout.local_storage_class:
+    storage_classes:
+      - name: local-storage
+        reclaim_policy: Retain
+
+- name: A second class for NVMe disks, made the default
+  localpv.rollout.local_storage_class:
+    storage_classes:
+      - name: fast-local
+        default: true
+        labels:
+          tier: nvme
+"""
+
+RETURN = r"""
+storage_classes:
+  description: One entry per class with what was done (V(create), V(patch), V(replace), V(unchanged), V(conflict)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "local-storage", "action": "unchanged", "changes": []}]
+requests:
+  description: HTTP requests made to the API server, by verb.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+
+CLASS_SPEC = dict(
+    name=dict(type="str", required=True),
+    reclaim_policy=dict(type="str", choices=["Retain", "Delete"], default="Retain"),
+    volume_binding_mode=dict(type="str", choices=["WaitForFirstConsumer", "Immediate"],
+                             default="WaitForFirstConsumer"),
+    provisioner=dict(type="str", default=v.NO_PROVISIONER),
+    default=dict(type="bool"),
+    labels=dict(type="dict"),
+    mount_options=dict(type="list", elements="str"),
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=k.module_arg_spec(
+            storage_classes=dict(type="list", elements="dict", required=True, options=CLASS_SPEC),
+            replace=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    classes, errors = [], []
+    for item in module.params["storage_classes"]:
+        cls, reasons = v.normalize_storage_class(item)
+        classes.append(cls)
+        errors += reasons
+    dups = v.duplicate_names([c["name"] for c in classes])
+    errors += ["StorageClass %s is given more than once" % d for d in dups]
+    if errors:
+        module.fail_json(msg="invalid storage_classes, nothing was changed: " + " | ".join(errors),
+                         storage_classes=[], requests={})
+
+    kube = None
+    try:
+        kube = k.Kube.from_params(module.params, dry_run=module.check_mode)
+        results = k.ensure_storage_classes(kube, classes, replace=module.params["replace"])
+    except k.KubeError as exc:
+        module.fail_json(msg=exc.msg + "; nothing was changed", error=exc.to_dict(), storage_classes=[],
+                         requests=kube.requests if kube else {})
+    finally:
+        if kube:
+            kube.close()
+
+    out = [dict((key, r.get(key)) for key in ("name", "action", "changes", "reason", "error")) for r in results]
+    written = [r for r in results if r["action"] in ("create", "patch", "replace") and not r.get("error")]
+    conflicts = [r for r in results if r["action"] == "conflict"]
+    failed = [r for r in results if r.get("error")]
+    result = dict(changed=bool(written) and not conflicts, storage_classes=out, requests=kube.requests)
+    if module._diff:
+        result["diff"] = [{
+            "before_header": "StorageClass %s" % r["name"], "after_header": "StorageClass %s" % r["name"],
+            "before": v.storage_class_view(r["existing"]) if r["existing"] else {},
+            "after": v.storage_class_view(r["manifest"]) if r["action"] != "patch" else dict(
+                v.storage_class_view(r["existing"]),
+                **dict((key, val) for key, val in v.storage_class_view(r["manifest"]).items()
+                       if key in ("default", "mountOptions") and val not in (None, []))),
+        } for r in results if r["action"] in ("create", "patch", "replace")]
+    if conflicts:
+        module.fail_json(msg="nothing was changed: " + " | ".join(r["reason"] for r in conflicts), **result)
+    if failed:
+        module.fail_json(msg=" | ".join(r["error"] for r in failed), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
