@@ -1,0 +1,186 @@
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading and judging disks, on hosts recorded with tests/unit/data/record_host.py.
+
+Each recording is a real machine's sysfs, mountinfo, swaps and wipefs/partx output
+in one state (blank, mounted, swap, ...), so these tests check the verdicts on
+what the kernel and util-linux really print.
+"""
+
+import copy
+import json
+import os
+
+import pytest
+
+from ansible_collections.localpv.rollout.plugins.module_utils import devices
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def recorded(name):
+    with open(os.path.join(DATA, name + ".json")) as handle:
+        return json.load(handle)
+
+
+def disk(raw, name="loop0"):
+    return next(d for d in devices.build(raw) if d["name"] == name)
+
+
+def test_blank_loop_disk_is_eligible_and_identified_by_its_backing_file():
+    d = disk(recorded("blank"))
+    assert d["eligible"], d["reasons"]
+    assert d["reasons"] == []
+    assert d["stable_id"] == "loop:/srv/disks/a.img"
+    assert d["stable_id_source"] == "loop-backing-file"
+    assert d["stable_path"] is None and d["udev"] is False
+    assert d["size"] == 600 * 1024 * 1024
+
+
+@pytest.mark.parametrize("recording, code, words", [
+    ("whole_ext4", "signatures", "carries ext4"),
+    ("mounted", "mounted", "mounted at /srv/disks/mnt"),
+    ("swap", "swap", "used as swap"),
+    ("gpt_only", "partition_table", "gpt partition table"),
+    ("table_no_nodes", "partitions", "partition table lists 1"),
+    ("vm_gpt_partitions", "partitions", "has partitions: loop0p1, loop0p2"),
+    ("ours_two_ext4", "signatures", "partition loop0p1 carries ext4"),
+])
+def test_disk_with_data_or_in_use_is_not_eligible(recording, code, words):
+    d = disk(recorded(recording))
+    assert not d["eligible"]
+    assert code in d["reason_codes"]
+    assert any(words in reason for reason in d["reasons"]), d["reasons"]
+
+
+def test_mounted_and_swap_disks_fail_the_exclusive_open_too():
+    for recording in ("mounted", "swap"):
+        d = disk(recorded(recording))
+        assert "exclusive" in d["reason_codes"]
+        assert "EBUSY" in d["exclusive_open_error"]
+
+
+def test_read_only_disk_is_refused():
+    d = disk(recorded("read_only"), "loop4")
+    assert d["reason_codes"] == ["read_only"]
+
+
+def test_system_disk_is_refused_for_holding_root():
+    d = disk(recorded("blank"), "vda")
+    assert "system" in d["reason_codes"]
+    assert "holds the system (/)" in d["reasons"]
+
+
+def test_a_device_that_cannot_be_probed_is_never_eligible():
+    # The lab nodes list every disk of the machine but may open only their own.
+    d = disk(recorded("blank"), "vda")
+    assert "probe" in d["reason_codes"]
+    assert d["signatures"] is None
+
+
+def test_a_holder_makes_a_blank_disk_ineligible():
+    raw = recorded("blank")
+    raw["devices"]["loop0"]["holders"] = ["dm-0"]
+    d = disk(raw)
+    assert d["reason_codes"] == ["holders"]
+    assert "dm-0" in d["reasons"][0]
+
+
+def test_partition_mounted_marks_the_whole_disk_mounted():
+    raw = recorded("ours_two_ext4")
+    raw["mountinfo"] += "99 27 %s / /mnt/disks/data0-1 rw - ext4 /dev/loop0p1 rw\n" % (
+        raw["devices"]["loop0"]["partitions"]["loop0p1"]["dev"])
+    d = disk(raw)
+    assert "mounted" in d["reason_codes"]
+    assert d["mounts"][0]["device"] == "loop0p1"
+
+
+def test_gpt_written_partitions_are_read_from_the_disk_even_without_kernel_nodes():
+    d = disk(recorded("ours_no_nodes"))
+    assert d["partitions"] == []
+    assert [p["name"] for p in d["partition_table"]] == ["localpv-data0-1", "localpv-data0-2"]
+    assert d["pttype"] == "gpt"
+
+
+def test_partitions_carry_their_gpt_names_and_filesystems():
+    d = disk(recorded("ours_two_ext4"))
+    assert [(p["name"], p["partlabel"], p["fstype"]) for p in d["partitions"]] == [
+        ("loop0p1", "localpv-data0-1", "ext4"), ("loop0p2", "localpv-data0-2", "ext4")]
+    assert all(p["uuid"] for p in d["partitions"])
+
+
+def test_unattached_loop_devices_are_listed_but_empty():
+    disks = devices.build(recorded("vm_gpt_partitions"))
+    empty = [d for d in disks if d["kind"] == "loop" and not d["size"]]
+    assert empty and all(d["reason_codes"] == ["empty"] for d in empty)
+
+
+def test_zram_is_never_a_candidate():
+    d = disk(recorded("vm_gpt_partitions"), "zram0")
+    assert "virtual" in d["reason_codes"]
+
+
+def test_udev_by_id_link_wins_over_sysfs_and_partition_links_are_ignored():
+    raw = recorded("blank")
+    raw["by_id"] = {"wwn-0x5000c500a1b2c3d4": "loop0", "ata-DISK_123": "loop0",
+                    "wwn-0x5000c500a1b2c3d4-part1": "loop0p1"}
+    d = disk(raw)
+    assert d["stable_id"] == "wwn-0x5000c500a1b2c3d4"
+    assert d["stable_id_source"] == "by-id"
+    assert d["stable_path"] == "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"
+
+
+@pytest.mark.parametrize("attrs, expected", [
+    ({"wwid": "naa.5000c500a1b2c3d4"}, ("wwn-0x5000c500a1b2c3d4", "wwid")),
+    ({"wwid": "eui.0025385b71b0a1c2"}, ("nvme-eui.0025385b71b0a1c2", "wwid")),
+    ({"wwid": "t10.ATA     QEMU HARDDISK"}, ("wwid-t10.ATA_QEMU_HARDDISK", "wwid")),
+    ({"serial": "S3Z9NB0K123"}, ("serial-S3Z9NB0K123", "serial")),
+    ({"backing_file": "/srv/a.img"}, ("loop:/srv/a.img", "loop-backing-file")),
+    ({}, (None, "none")),
+])
+def test_stable_id_without_udev_is_spelled_like_the_by_id_link(attrs, expected):
+    assert devices.stable_id_from_sysfs(attrs) == expected
+
+
+def test_find_disk_accepts_kernel_path_by_id_path_and_stable_id():
+    raw = recorded("blank")
+    disks = devices.build(raw)
+    assert devices.find_disk(disks, "/dev/loop0")["name"] == "loop0"
+    assert devices.find_disk(disks, "loop:/srv/disks/a.img")["name"] == "loop0"
+    raw2 = copy.deepcopy(raw)
+    raw2["devices"]["loop0"]["wwid"] = "naa.5000c500a1b2c3d4"
+    disks2 = devices.build(raw2)
+    # An inventory written on a host with udev still finds the disk without it.
+    assert devices.find_disk(disks2, "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4")["name"] == "loop0"
+    assert devices.find_disk(disks, "/dev/sdzz") is None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("100G", 100 * 1024 ** 3), ("1.5T", int(1.5 * 1024 ** 4)), ("512MiB", 512 * 1024 ** 2),
+    ("300 MB", 300 * 1024 ** 2), (4096, 4096), ("4096", 4096),
+])
+def test_sizes_are_powers_of_1024_like_lsblk(text, expected):
+    assert devices.parse_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["big", "-1G", "1X", True, -5])
+def test_a_size_that_is_not_a_size_is_an_error(bad):
+    with pytest.raises(ValueError):
+        devices.parse_size(bad)
+
+
+def test_mountinfo_unescapes_spaces_and_keeps_bind_roots():
+    text = "36 35 7:0 /data/vol\\0401 /mnt/disks/vol\\0401 rw,relatime shared:1 - ext4 /dev/loop0 rw\n"
+    (mount,) = devices.parse_mountinfo(text)
+    assert mount["root"] == "/data/vol 1"
+    assert mount["mount_point"] == "/mnt/disks/vol 1"
+    assert mount["source"] == "/dev/loop0" and mount["dev"] == "7:0"
+
+
+def test_partx_names_may_be_empty_or_contain_spaces():
+    text = (" 1   2048  409600 localpv-data0 0a465f89-0ef4-6e49-a03a-ec3685fd81c9\n"
+            " 2 411648  409600  0ac15dc0-70c6-6541-aa55-e0da7c9ad3c4\n"
+            " 3 821248  409600 my data 1c15dc00-70c6-6541-aa55-e0da7c9ad3c4\n")
+    table = devices.parse_partx(text)
+    assert [(p["number"], p["name"]) for p in table] == [(1, "localpv-data0"), (2, ""), (3, "my data")]
+    assert table[0]["size"] == 409600 * 512
