@@ -1,0 +1,292 @@
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host plan: which disk becomes which volume, and every reason to refuse.
+
+Runs make_plan() on recorded hosts (tests/unit/data); nothing here writes.
+"""
+
+import copy
+import json
+import os
+
+import pytest
+
+from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils.volumes import partition_label
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+GIB = 1024 ** 3
+
+
+def recorded(name):
+    with open(os.path.join(DATA, name + ".json")) as handle:
+        return json.load(handle)
+
+
+def plan(recording, entries, fstab="", mountinfo=None, allow_wipe=False, raw=None, **options):
+    raw = raw or recorded(recording)
+    options.setdefault("mount_root", "/mnt/disks")
+    options["allow_wipe"] = allow_wipe
+    return dp.make_plan("node1", devices.build(raw), entries, options, fstab,
+                        raw["mountinfo"] if mountinfo is None else mountinfo, isdir=lambda p: True)
+
+
+def reasons(p):
+    return " | ".join("%s: %s" % (r["disk"], "; ".join(r["reasons"])) for r in p["refusals"])
+
+
+def test_blank_disk_gets_one_gpt_partition_an_xfs_and_a_mount_under_the_root():
+    p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
+    assert p["refusals"] == []
+    (entry,) = p["disks"]
+    assert entry["actions"] == ["partition", "mkfs /dev/loop0p1"]
+    assert entry["layout"] == [{"number": 1, "start": 1024 ** 2, "size": 598 * 1024 ** 2,
+                                "label": "localpv-ssd0", "volume": "ssd0"}]
+    (vol,) = p["volumes"]
+    assert (vol["path"], vol["fstype"], vol["device"], vol["needs_mount"]) == (
+        "/mnt/disks/ssd0", "xfs", "/dev/loop0p1", True)
+    assert p["changed"]
+
+
+def test_split_into_equal_partitions_names_volumes_by_number():
+    p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}])
+    assert [v["name"] for v in p["volumes"]] == ["ssd0-1", "ssd0-2"]
+    sizes = [part["size"] for part in p["disks"][0]["layout"]]
+    assert sizes[0] == sizes[1] == 299 * 1024 ** 2
+
+
+def test_partitions_too_small_for_xfs_are_refused_in_the_plan():
+    p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0", "partitions": 2}])
+    assert "xfs needs at least 300 MiB" in reasons(p)
+
+
+@pytest.mark.parametrize("recording, words", [
+    ("whole_ext4", "carries ext4"),
+    ("gpt_only", "gpt partition table"),
+    ("vm_gpt_partitions", "has partitions"),
+    ("table_no_nodes", "partition table lists 1"),
+])
+def test_disk_with_data_is_refused_naming_host_disk_and_both_wipe_keys(recording, words):
+    p = plan(recording, [{"name": "ssd0", "device": "/dev/loop0"}])
+    text = dp.refusal_message(p)
+    assert text.startswith("host node1: refusing")
+    assert "/dev/loop0 (volume ssd0)" in text and words in text
+    assert "wipe: true on this disk and localpv_allow_wipe: true" in text
+
+
+@pytest.mark.parametrize("recording, words", [
+    ("mounted", "mounted at"), ("swap", "used as swap")])
+def test_wipe_never_overrides_a_disk_in_use(recording, words):
+    p = plan(recording, [{"name": "ssd0", "device": "/dev/loop0", "wipe": True}], allow_wipe=True)
+    assert words in reasons(p)
+    assert p["disks"] == []
+
+
+def test_wipe_needs_both_keys():
+    only_disk = plan("whole_ext4", [{"name": "ssd0", "device": "/dev/loop0", "wipe": True}])
+    assert "needs localpv_allow_wipe: true for the run" in reasons(only_disk)
+    only_run = plan("whole_ext4", [{"name": "ssd0", "device": "/dev/loop0"}], allow_wipe=True)
+    assert "needs wipe: true on this disk" in reasons(only_run)
+    both = plan("whole_ext4", [{"name": "ssd0", "device": "/dev/loop0", "wipe": True}], allow_wipe=True)
+    assert both["refusals"] == []
+    assert both["disks"][0]["actions"][:2] == ["wipe", "partition"]
+
+
+def test_one_bad_disk_refuses_the_whole_host_plan():
+    raw = recorded("vm_gpt_partitions")
+    p = plan(None, [{"name": "good", "device": "/dev/loop1"}, {"name": "bad", "device": "/dev/loop0"}], raw=raw)
+    assert [r["volume"] for r in p["refusals"]] == ["bad"]
+    # make_plan still lists the good disk; apply_plan refuses any plan with refusals.
+    with pytest.raises(dp.PrepareError, match="refusing"):
+        dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv))
+
+
+@pytest.mark.parametrize("entries, words", [
+    ([{"name": "a", "device": "/dev/sdq"}], "/dev/sdq: does not exist on this host"),
+    ([{"name": "a", "device": "/dev/loop0p1"}], "is a partition of /dev/loop0"),
+    ([{"name": "a", "device": "/dev/loop1"}, {"name": "a", "device": "/dev/loop2"}], "used more than once"),
+    ([{"name": "Data_1", "device": "/dev/loop1"}], "not an RFC 1123 label"),
+    ([{"name": "a/b", "device": "/dev/loop1"}], "not an RFC 1123 label"),
+    ([{"name": "x" * 64, "device": "/dev/loop1"}], "longer than 63"),
+    ([{"name": "a", "device": "/dev/loop1"}, {"name": "b", "device": "/dev/loop1"}], "asked for twice"),
+    ([{"name": "a", "device": "/dev/vda"}], "holds the system (/)"),
+    ([{"name": "a", "device": "/dev/loop1", "fstype": "btrfs"}], "fstype 'btrfs' is not one of"),
+    ([{"name": "a", "device": "/dev/loop1", "bind": "/data"}], "exactly one of device, match or bind"),
+    ([{"name": "a", "device": "/dev/loop1", "expect": {"size": "5G"}}], "expected size 5368709120 bytes"),
+    ([{"name": "a", "device": "/dev/loop1", "expect": {"serial": "X1"}}], "expected serial 'X1'"),
+    ([{"name": "a", "device": "/dev/loop1", "colour": "red"}], "unknown key(s) colour"),
+])
+def test_plan_refusals(entries, words):
+    p = plan("vm_gpt_partitions", entries)
+    assert words in reasons(p), reasons(p)
+
+
+def test_expect_that_matches_lets_the_disk_through():
+    p = plan("vm_gpt_partitions", [{"name": "a", "device": "/dev/loop1", "expect": {"size": "1G"}}])
+    assert p["refusals"] == []
+
+
+def test_selector_picks_only_eligible_disks_in_stable_id_order():
+    # loop0 has data, loop1..3 are the lab's blank disks of 1G, 2G and 512M.
+    p = plan("vm_gpt_partitions", [{"match": {"min_size": "1G"}, "name_prefix": "d"}])
+    assert p["refusals"] == []
+    assert [(v["name"], v["disk"]) for v in p["volumes"]] == [("d0", "/dev/loop1"), ("d1", "/dev/loop2")]
+
+
+def test_selector_count_is_a_requirement():
+    p = plan("vm_gpt_partitions", [{"match": {"count": 4}, "name_prefix": "d"}])
+    assert "wants 4 disk(s)" in reasons(p)
+    p = plan("vm_gpt_partitions", [{"match": {"count": 2, "max_size": "1G"}, "name_prefix": "d"}])
+    assert [v["disk"] for v in p["volumes"]] == ["/dev/loop1", "/dev/loop3"]
+
+
+def test_selector_skips_disks_named_explicitly():
+    p = plan("vm_gpt_partitions", [{"match": {}, "name_prefix": "d"}, {"name": "pinned", "device": "/dev/loop2"}])
+    assert sorted((v["name"], v["disk"]) for v in p["volumes"]) == [
+        ("d0", "/dev/loop1"), ("d1", "/dev/loop3"), ("pinned", "/dev/loop2")]
+
+
+def test_selector_matches_model_and_rotational():
+    raw = recorded("vm_gpt_partitions")
+    raw["devices"]["loop2"]["model"] = "Samsung SSD 870"
+    p = plan(None, [{"match": {"model": "Samsung*"}, "name_prefix": "s"}], raw=raw)
+    assert [v["disk"] for v in p["volumes"]] == ["/dev/loop2"]
+    # loop devices say rotational=1
+    p = plan(None, [{"match": {"rotational": False}, "name_prefix": "r"}], raw=raw)
+    assert p["volumes"] == []
+
+
+def test_a_disk_that_is_ours_is_kept_on_a_rerun_without_adopt():
+    p = plan("ours_two_ext4", [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}])
+    assert p["refusals"] == [], reasons(p)
+    assert p["disks"][0]["state"] == "ours" and p["disks"][0]["actions"] == []
+    assert all(v["state"] == "existing" and v["uuid"] for v in p["volumes"])
+
+
+def test_a_selector_finds_its_own_disk_again_and_keeps_its_name():
+    p = plan("ours_two_ext4", [{"match": {}, "name_prefix": "data", "partitions": 2, "fstype": "ext4"}])
+    assert [(v["name"], v["state"]) for v in p["volumes"]] == [("data0-1", "existing"), ("data0-2", "existing")]
+
+
+def test_ours_with_other_names_is_refused():
+    p = plan("ours_two_ext4", [{"name": "other", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}])
+    assert "carries partitions of localpv.rollout volumes" in reasons(p)
+
+
+def test_ours_with_another_fstype_is_refused_not_reformatted():
+    p = plan("ours_two_ext4", [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "xfs"}])
+    assert "carries ext4, expected xfs" in reasons(p)
+
+
+def test_ours_without_partition_nodes_is_registered_then_checked():
+    p = plan("ours_no_nodes", [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}])
+    assert p["refusals"] == []
+    assert p["disks"][0]["actions"][0] == "register"
+
+
+def test_no_op_when_fstab_and_mounts_already_match():
+    raw = recorded("ours_two_ext4")
+    parts = raw["devices"]["loop0"]["partitions"]
+    first = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}], raw=raw)
+    fstab = "".join("UUID=%s /mnt/disks/%s ext4 defaults,nofail 0 0\n" % (v["uuid"], v["name"])
+                    for v in first["volumes"])
+    raw["mountinfo"] = mountinfo = raw["mountinfo"] + "".join(
+        "9%d 27 %s / /mnt/disks/data0-%d rw - ext4 /dev/loop0p%d rw\n" % (n, parts["loop0p%d" % n]["dev"], n, n)
+        for n in (1, 2))
+    again = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
+                 fstab=fstab, mountinfo=mountinfo, raw=raw)
+    assert again["refusals"] == [], reasons(again)
+    assert not again["changed"]
+    assert not any(v["needs_mount"] for v in again["volumes"])
+    # a duplicated fstab line is something to fix
+    dup = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
+               fstab=fstab + fstab.splitlines()[0] + "\n", mountinfo=mountinfo, raw=raw)
+    assert dup["volumes"][0]["needs_mount"]
+
+
+def test_ours_mounted_somewhere_else_is_refused():
+    raw = recorded("ours_two_ext4")
+    dev = raw["devices"]["loop0"]["partitions"]["loop0p1"]["dev"]
+    raw["mountinfo"] += "99 27 %s / /srv/elsewhere rw - ext4 /dev/loop0p1 rw\n" % dev
+    p = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}], raw=raw)
+    assert "mounted at /srv/elsewhere" in reasons(p)
+
+
+def test_adopt_mounts_a_foreign_filesystem_as_it_is_and_checks_its_uuid():
+    raw = recorded("whole_ext4")
+    uuid = raw["probes"]["loop0"]["signatures"][0]["uuid"]
+    p = plan(None, [{"name": "moved", "device": "/dev/loop0", "adopt": True, "expect": {"fs_uuid": uuid}}], raw=raw)
+    assert p["refusals"] == []
+    (vol,) = p["volumes"]
+    assert (vol["state"], vol["uuid"], vol["fstype"], vol["device"]) == ("adopted", uuid, "ext4", "/dev/loop0")
+    assert p["disks"][0]["actions"] == []
+    wrong = plan(None, [{"name": "moved", "device": "/dev/loop0", "adopt": True,
+                         "expect": {"fs_uuid": "0000"}}], raw=raw)
+    assert "expected filesystem UUID 0000" in reasons(wrong)
+
+
+def test_adopt_of_a_blank_disk_is_refused():
+    p = plan("blank", [{"name": "moved", "device": "/dev/loop0", "adopt": True}])
+    assert "no filesystem to adopt" in reasons(p)
+
+
+def test_block_mode_makes_a_partition_without_filesystem_and_a_link():
+    p = plan("blank", [{"name": "raw0", "device": "/dev/loop0", "mode": "block"}])
+    assert p["disks"][0]["actions"] == ["partition"]
+    (vol,) = p["volumes"]
+    assert (vol["fstype"], vol["link_target"], vol["needs_link"]) == (None, "/dev/loop0p1", True)
+
+
+def test_bind_mount_of_a_directory():
+    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1"}])
+    (vol,) = p["volumes"]
+    assert (vol["path"], vol["fstab_src"], vol["fstab_fstype"], vol["mount_options"]) == (
+        "/mnt/disks/vol1", "/data/k8s/localpv/vol1", "none", "bind")
+    assert plan("blank", [{"name": "vol1", "bind": "/mnt/disks/x"}])["refusals"]
+
+
+def test_bind_mount_is_recognised_in_mountinfo():
+    mountinfo = ("27 1 254:0 / / rw - ext4 /dev/vda rw\n"
+                 "90 27 254:0 /data/k8s/localpv/vol1 /mnt/disks/vol1 rw - ext4 /dev/vda rw\n")
+    fstab = "/data/k8s/localpv/vol1 /mnt/disks/vol1 none bind 0 0\n"
+    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1"}], fstab=fstab, mountinfo=mountinfo)
+    assert not p["changed"]
+
+
+def test_render_shows_which_disk_gets_which_partition_filesystem_and_mount():
+    p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
+    assert "blank" in dp.render(p, after=False)
+    after = dp.render(p)
+    assert "/dev/loop0p1 [localpv-ssd0] xfs -> /mnt/disks/ssd0" in after
+    assert "fstab: UUID=<new> /mnt/disks/ssd0 xfs defaults,nofail" in after
+
+
+def test_capacity_rule():
+    vol = {"mode": "filesystem", "capacity_from": "filesystem", "size": 10 * GIB}
+
+    class Stat:
+        f_blocks, f_frsize = 1000, 4096
+    assert dp.capacity(vol, Stat) == 4096000
+    assert dp.capacity(vol, None) is None
+    assert dp.capacity(dict(vol, capacity_from="device"), Stat) == 10 * GIB
+    assert dp.capacity(dict(vol, mode="block"), None) == 10 * GIB
+
+
+def test_partition_labels_fit_gpt_and_stay_distinct():
+    a, b = partition_label("a" * 60 + "x"), partition_label("a" * 60 + "y")
+    assert len(a) <= 36 and len(b) <= 36 and a != b
+    assert partition_label("ssd0") == "localpv-ssd0"
+
+
+def test_partition_paths():
+    assert dp.partition_path("/dev/sda", 1) == "/dev/sda1"
+    assert dp.partition_path("/dev/nvme0n1", 2) == "/dev/nvme0n1p2"
+    assert dp.partition_path("/dev/loop3", 1) == "/dev/loop3p1"
+
+
+def test_sfdisk_script_asks_for_gpt_with_names():
+    p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
+    script = dp.sfdisk_script(p["disks"][0])
+    assert script.startswith("label: gpt\n")
+    assert 'start=1MiB, size=598MiB' in script and 'name="localpv-ssd0"' in script
