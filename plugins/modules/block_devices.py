@@ -1,0 +1,160 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: block_devices
+short_description: Facts about every block device of a host, and whether it may be formatted
+version_added: 0.1.0
+description:
+  - Lists every block device of the host (from sysfs) with its stable id, size, rotational,
+    removable and read-only flags, model, serial, partitions, holders (device-mapper, LVM, md),
+    signatures, mount points and swap use.
+  - Signatures come from a low-level probe of the device itself (C(wipefs)), never from the blkid
+    cache. Partition tables are read from the disk with C(partx --show), so a table is seen even
+    when the kernel has not created partition devices for it.
+  - Each disk gets O(eligible) true or false and the list of O(reasons) against it. A disk is
+    eligible only if it has no signature, no partitions, no holders, is not mounted, not swap,
+    not read-only, not removable, does not hold C(/) or C(/boot), and an exclusive open (C(O_EXCL))
+    succeeds.
+  - Works on hosts without udev. The stable id is the best C(/dev/disk/by-id) link when udev made
+    one, else a WWN or serial read from sysfs (spelled like the by-id link udev would make), else,
+    for a loop device, its backing file. RV(disks[].stable_id_source) says which.
+  - Read-only; safe in check mode.
+author:
+  - localpv.rollout contributors
+requirements:
+  - util-linux (wipefs, partx) on the managed host
+options:
+  devices:
+    description:
+      - Kernel names or paths (C(sdb), C(/dev/sdb)) whose contents are probed. Other devices are
+        still listed from sysfs, with O(eligible=false) and reason C(not probed).
+      - By default every device is probed.
+    type: list
+    elements: str
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads.
+  diff_mode:
+    support: none
+    description: Nothing to show.
+notes:
+  - On a host that sees block devices it may not open (a container), those devices are listed with
+    the reason C(cannot be probed) and are never eligible.
+seealso:
+  - module: localpv.rollout.disk_prepare
+"""
+
+EXAMPLES = r"""
+- name: Read the disks of the node
+  localpv.rollout.block_devices:
+  register: blk
+
+- name: Show the disks that may be formatted
+  ansible.builtin.debug:
+    msg: "{{ blk.disks | selectattr('eligible') | map(attribute='stable_id') | list }}"
+
+- name: Show why the others may not
+  ansible.builtin.debug:
+    msg: "{{ item.path }}: {{ item.reasons | join('; ') }}"
+  loop: "{{ blk.disks | rejectattr('eligible') | selectattr('size') | list }}"
+  loop_control:
+    label: "{{ item.path }}"
+"""
+
+RETURN = r"""
+disks:
+  description: Every block device of the host, sorted by kernel name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name: {description: Kernel name., type: str, sample: sdb}
+    path: {description: Device path., type: str, sample: /dev/sdb}
+    kind: {description: "C(disk), C(loop), C(dm), C(md), C(zram), C(ram), C(rom), C(nbd) or C(floppy).", type: str}
+    size: {description: Size in bytes., type: int, sample: 1073741824}
+    rotational: {description: Whether the kernel says the disk spins., type: bool}
+    removable: {description: Removable medium., type: bool}
+    read_only: {description: Read-only., type: bool}
+    model: {description: Model from sysfs., type: str}
+    serial: {description: Serial number from sysfs., type: str}
+    wwid: {description: WWID from sysfs., type: str}
+    backing_file: {description: For a loop device, its backing file., type: str}
+    stable_id:
+      description: Stable id of the disk (see O(stable_id_source)); use it in C(localpv_disks[].device).
+      type: str
+      sample: wwn-0x5000c500a1b2c3d4
+    stable_id_source:
+      description: "Where the stable id comes from: C(by-id), C(wwid), C(serial), C(loop-backing-file),
+        C(dm-uuid), C(md-uuid) or C(none)."
+      type: str
+    stable_path: {description: The C(/dev/disk/by-id) path when udev made one, else null., type: str}
+    by_id: {description: All by-id link names of the disk., type: list, elements: str}
+    udev: {description: Whether C(/dev/disk/by-id) exists on the host., type: bool}
+    signatures:
+      description: Signatures found by wipefs (type, offset, uuid, label); null when the device could not be probed.
+      type: list
+      elements: dict
+    fstype: {description: Filesystem (or RAID/LVM member) type on the whole disk., type: str}
+    fs_uuid: {description: UUID of that filesystem., type: str}
+    fs_label: {description: Label of that filesystem., type: str}
+    pttype: {description: Partition table type (gpt or dos)., type: str}
+    partition_table:
+      description: Partitions as written in the table on disk (number, start, size, name, uuid).
+      type: list
+      elements: dict
+    partitions:
+      description: Partitions the kernel knows, with their signatures, fstype, uuid, label, partlabel, mounts and holders.
+      type: list
+      elements: dict
+    holders: {description: Holders of the disk or its partitions (dm-0, md0...)., type: list, elements: str}
+    mounts: {description: Mount points of the disk and its partitions (mount_point, fstype, device)., type: list, elements: dict}
+    system_mounts: {description: "Which of /, /boot, /boot/efi, /usr, /var live on this disk.", type: list, elements: str}
+    swap: {description: Whether the disk or a partition is active swap., type: bool}
+    exclusive_open_error: {description: Why an O_EXCL open failed; null if it succeeded., type: str}
+    eligible: {description: Whether the disk may be formatted., type: bool}
+    reasons: {description: Why it may not (empty when eligible)., type: list, elements: str}
+    reason_codes:
+      description: "Machine-readable reasons: virtual, empty, read_only, removable, system, mounted, swap, holders,
+        partitions, partition_table, signatures, probe, exclusive."
+      type: list
+      elements: str
+eligible:
+  description: Paths of the eligible disks.
+  returned: always
+  type: list
+  elements: str
+  sample: [/dev/sdb, /dev/sdc]
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.localpv.rollout.plugins.module_utils import devices
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(devices=dict(type="list", elements="str")),
+        supports_check_mode=True,
+    )
+    names = None
+    if module.params["devices"] is not None:
+        names = set(os.path.basename(d) for d in module.params["devices"])
+    try:
+        disks = devices.host_disks(names=names)
+    except devices.DeviceError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, disks=disks, eligible=[d["path"] for d in disks if d["eligible"]])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,422 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: disk_prepare
+short_description: Plan and make the GPT partitions and filesystems of a host's local volumes
+version_added: 0.1.0
+description:
+  - One call per host. Reads every disk of the host, computes the whole plan for O(disks) (which
+    disk gets which partitions, filesystem and mount point), validates it, and only then writes.
+  - If any disk may not be used (it holds data, is mounted, is swap, is held by device-mapper,
+    holds the system, does not exist, does not match O(disks[].expect), two volumes share a name,
+    a name is not valid...) the module fails naming the host, the disk and every reason, and
+    writes nothing to any disk of the host.
+  - A new disk gets a GPT table with O(disks[].partitions) equal partitions named
+    C(localpv-<volume>), then C(mkfs.xfs) or C(mkfs.ext4) on each. The table is written with
+    C(sfdisk --no-reread) and the kernel is told with C(partx -u), so it works on kernels with and
+    without partition-table parsers.
+  - A disk that already carries our partition names for the same volumes is recognised (re-run,
+    interrupted run, disk moved to this node) and never formatted again; a partition left blank
+    by an interrupted run is formatted.
+  - The module does not mount. It returns RV(volumes) with the fstab source (by filesystem
+    UUID), fstype and options of each volume and whether it still needs mounting, for
+    M(ansible.posix.mount) with C(state=mounted).
+author:
+  - localpv.rollout contributors
+requirements:
+  - util-linux (wipefs, partx, sfdisk, blkid) on the managed host
+  - xfsprogs or e2fsprogs for the filesystems asked for
+options:
+  disks:
+    description: The entries of C(localpv_disks) for this host.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description:
+          - Volume name, for O(disks[].device) and O(disks[].bind) entries. It becomes
+            C(<mount_root>/<name>) and part of the PV name, so it must be an RFC 1123 label.
+          - With O(disks[].partitions) above 1 the volumes are C(<name>-1) ... C(<name>-N).
+        type: str
+      device:
+        description:
+          - The disk, by stable id (C(/dev/disk/by-id/...) path or link name, or a stable id as
+            M(localpv.rollout.block_devices) reports it). A C(/dev/sdX) path works but is not stable
+            across reboots.
+        type: str
+      match:
+        description: Select eligible disks instead of naming one. Disks prepared earlier by the same
+          entry are found again first (by their partition names), so names stay stable.
+        type: dict
+        suboptions:
+          rotational:
+            description: Only spinning (V(true)) or only solid-state (V(false)) disks.
+            type: bool
+          min_size:
+            description: Smallest disk size, bytes or C(100G) (powers of 1024).
+            type: raw
+          max_size:
+            description: Largest disk size, bytes or C(4T) (powers of 1024).
+            type: raw
+          model:
+            description: Shell-style pattern the model must match (C(Samsung*)).
+            type: str
+          count:
+            description: Exactly this many disks (the host fails if fewer qualify). Default all that qualify.
+            type: int
+      name_prefix:
+        description: For O(disks[].match) entries, volumes are named C(<name_prefix><index>), index from 0
+          in stable-id order.
+        type: str
+      bind:
+        description: A directory to bind-mount at C(<mount_root>/<name>) (created if missing).
+        type: str
+      mode:
+        description: V(filesystem), or V(block) for a raw partition exposed as a symlink at C(<mount_root>/<name>).
+        type: str
+        choices: [filesystem, block]
+        default: filesystem
+      fstype:
+        description: Filesystem to make. Default O(fstype).
+        type: str
+        choices: [xfs, ext4]
+      mkfs_options:
+        description: Extra options for mkfs, split on spaces. Default O(mkfs_options) for the fstype.
+        type: str
+      mount_options:
+        description: fstab options. Default O(mount_options).
+        type: str
+      partitions:
+        description: Split each disk into this many equal GPT partitions, one volume each.
+        type: int
+        default: 1
+      storage_class:
+        description: StorageClass of the volumes. Default O(storage_class).
+        type: str
+      wipe:
+        description:
+          - Allow erasing this disk if it holds data (signatures, partitions). Only together with
+            O(allow_wipe=true). A disk in use (mounted, swap, held) is never wiped.
+          - A disk that already carries our volumes is not wiped again.
+        type: bool
+        default: false
+      adopt:
+        description: Keep and mount the filesystem already on this disk (never format it). Use with
+          O(disks[].expect) C(fs_uuid) or C(fs_label) to be sure it is the disk you mean.
+        type: bool
+        default: false
+      expect:
+        description: Facts the disk must have before anything is written; a mismatch fails the host.
+        type: dict
+        suboptions:
+          size:
+            description: Exact size in bytes, or C(1G) (powers of 1024).
+            type: raw
+          model:
+            description: Model as sysfs reports it.
+            type: str
+          serial:
+            description: Serial number.
+            type: str
+          wwn:
+            description: WWN (C(0x5000c500a1b2c3d4)); compared with the WWID and the stable id.
+            type: str
+          fs_uuid:
+            description: For O(disks[].adopt), the UUID the filesystem must have.
+            type: str
+          fs_label:
+            description: For O(disks[].adopt), the label the filesystem must have.
+            type: str
+      capacity_from:
+        description: Default O(capacity_from).
+        type: str
+        choices: [filesystem, device]
+      labels:
+        description: Extra labels for the PVs of these volumes (passed through in RV(volumes)).
+        type: dict
+      reclaim_policy:
+        description: Reclaim policy for the PVs of these volumes (passed through in RV(volumes)).
+        type: str
+  mount_root:
+    description: Directory under which volumes are mounted.
+    type: path
+    default: /mnt/disks
+  allow_wipe:
+    description: The run's key for erasing disks that hold data; each such disk also needs O(disks[].wipe=true).
+    type: bool
+    default: false
+  fstype:
+    description: Default filesystem.
+    type: str
+    choices: [xfs, ext4]
+    default: xfs
+  mkfs_options:
+    description: Default extra mkfs options per fstype.
+    type: dict
+    default: {}
+  mount_options:
+    description: Default fstab options for filesystem volumes. C(nofail) keeps a failed disk from
+      stopping the boot.
+    type: str
+    default: defaults,nofail
+  storage_class:
+    description: Default StorageClass of the volumes.
+    type: str
+    default: local-storage
+  capacity_from:
+    description:
+      - How RV(volumes[].capacity) is measured. V(filesystem) is the size of the mounted filesystem
+        (statvfs), what a pod can really use; V(device) is the partition size.
+      - Block volumes always report the partition size.
+    type: str
+    choices: [filesystem, device]
+    default: filesystem
+  host:
+    description: Name of the host in messages (the role passes C(inventory_hostname)).
+    type: str
+  stop_after:
+    description:
+      - V(partition) stops after the partition tables are written, before any mkfs. Only for
+        testing that an interrupted run resumes; leave unset.
+    type: str
+    choices: [partition]
+attributes:
+  check_mode:
+    support: full
+    description: Computes and returns the plan, writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the disks, partitions, filesystems and fstab lines before and after.
+notes:
+  - There are no partial results on refusal. Refusals are returned in RV(refusals) as well as in the message.
+  - M(community.general.filesystem) is not used on purpose; it reformats a whole disk whose partition
+    holds a filesystem.
+seealso:
+  - module: localpv.rollout.block_devices
+  - module: ansible.posix.mount
+"""
+
+EXAMPLES = r"""
+- name: Make partitions and filesystems for the local volumes
+  localpv.rollout.disk_prepare:
+    host: "{{ inventory_hostname }}"
+    disks:
+      - name: ssd0
+        device: /dev/disk/by-id/nvme-eui.0025385b71b0a1c2
+        expect:
+          size: 1.75T
+      - match: {rotational: false, min_size: 100G, count: 4}
+        name_prefix: nvme
+        partitions: 2
+  register: prep
+
+- name: Mount them by filesystem UUID
+  ansible.posix.mount:
+    path: "{{ item.path }}"
+    src: "{{ item.mount.src }}"
+    fstype: "{{ item.mount.fstype }}"
+    opts: "{{ item.mount.opts }}"
+    state: mounted
+  loop: "{{ prep.volumes | selectattr('needs_mount') | list }}"
+  loop_control:
+    label: "{{ item.path }}"
+
+- name: Mount a disk moved from a failed node, keeping its data
+  localpv.rollout.disk_prepare:
+    disks:
+      - name: moved0
+        device: /dev/disk/by-id/wwn-0x5000c500a1b2c3d4
+        adopt: true
+        expect:
+          fs_uuid: 2f7c0f9e-3d1c-4bb5-9d6e-0b0c8d8e1f11
+"""
+
+RETURN = r"""
+volumes:
+  description: Every volume of the host, in plan order. The input of C(localpv_volumes).
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name: {description: Volume name., type: str, sample: ssd0}
+    path: {description: Mount point (or symlink for block volumes)., type: str, sample: /mnt/disks/ssd0}
+    mode: {description: filesystem or block., type: str}
+    state:
+      description: "create, format, formatted, existing, adopted or bind: what this run found or did."
+      type: str
+    disk: {description: Kernel path of the disk at this run., type: str}
+    device: {description: Kernel path of the partition (or disk for adopted whole-disk filesystems)., type: str}
+    stable_id: {description: Stable id of the disk., type: str}
+    stable_id_source: {description: Where the stable id comes from (see block_devices)., type: str}
+    partlabel: {description: GPT partition name., type: str, sample: localpv-ssd0}
+    fstype: {description: Filesystem type; null for block and bind volumes., type: str}
+    uuid: {description: Filesystem UUID; null until the filesystem exists (check mode)., type: str}
+    size: {description: Partition size in bytes., type: int}
+    capacity:
+      description: Bytes the volume offers (see O(capacity_from)); null when not mounted yet.
+      type: int
+    storage_class: {description: StorageClass., type: str}
+    mount:
+      description: What M(ansible.posix.mount) needs, src (C(UUID=...) or the bind source), fstype, opts.
+      type: dict
+    needs_mount: {description: Whether the fstab line or the mount is missing or different., type: bool}
+    needs_link: {description: For block volumes, whether the symlink is missing or different., type: bool}
+    link_target: {description: For block volumes, the device the symlink points to., type: str}
+disks:
+  description: The plan per disk (state new, wipe, ours or adopt; actions; layout).
+  returned: always
+  type: list
+  elements: dict
+commands:
+  description: Commands run (empty in check mode).
+  returned: always
+  type: list
+  elements: str
+refusals:
+  description: On failure, each refused disk with its reasons.
+  returned: failure
+  type: list
+  elements: dict
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan
+
+MATCH_SPEC = dict(rotational=dict(type="bool"), min_size=dict(type="raw"), max_size=dict(type="raw"),
+                  model=dict(type="str"), count=dict(type="int"))
+EXPECT_SPEC = dict(size=dict(type="raw"), model=dict(type="str"), serial=dict(type="str"), wwn=dict(type="str"),
+                   fs_uuid=dict(type="str"), fs_label=dict(type="str"))
+DISK_SPEC = dict(
+    name=dict(type="str"),
+    device=dict(type="str"),
+    match=dict(type="dict", options=MATCH_SPEC),
+    name_prefix=dict(type="str"),
+    bind=dict(type="str"),
+    mode=dict(type="str", choices=["filesystem", "block"], default="filesystem"),
+    fstype=dict(type="str", choices=["xfs", "ext4"]),
+    mkfs_options=dict(type="str"),
+    mount_options=dict(type="str"),
+    partitions=dict(type="int", default=1),
+    storage_class=dict(type="str"),
+    wipe=dict(type="bool", default=False),
+    adopt=dict(type="bool", default=False),
+    expect=dict(type="dict", options=EXPECT_SPEC),
+    capacity_from=dict(type="str", choices=["filesystem", "device"]),
+    labels=dict(type="dict"),
+    reclaim_policy=dict(type="str"),
+)
+
+
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return ""
+
+
+def _links(volumes):
+    links = {}
+    for volume in volumes:
+        if volume["mode"] == "block" and os.path.islink(volume["path"]):
+            links[volume["path"]] = os.readlink(volume["path"])
+    return links
+
+
+def _plan(params, host):
+    disks = devices.host_disks()
+    entries = [dict((k, v) for k, v in entry.items() if v is not None) for entry in params["disks"]]
+    for entry in entries:
+        for key in ("match", "expect"):
+            if isinstance(entry.get(key), dict):
+                entry[key] = dict((k, v) for k, v in entry[key].items() if v is not None)
+    options = {
+        "mount_root": params["mount_root"],
+        "allow_wipe": params["allow_wipe"],
+        "defaults": {
+            "fstype": params["fstype"],
+            "mkfs_options": params["mkfs_options"],
+            "mount_options": params["mount_options"],
+            "storage_class": params["storage_class"],
+            "capacity_from": params["capacity_from"],
+        },
+    }
+    mountinfo = _read("/proc/self/mountinfo")
+    plan = disk_plan.make_plan(host, disks, entries, options, _read("/etc/fstab"), mountinfo)
+    links = _links(plan["volumes"])
+    if links:
+        plan = disk_plan.make_plan(host, disks, entries, options, _read("/etc/fstab"), mountinfo, links=links)
+    return plan
+
+
+def _result_volume(volume):
+    statvfs = None
+    if volume["mode"] == "filesystem" and volume.get("mounted") and not volume["needs_mount"]:
+        try:
+            statvfs = os.statvfs(volume["path"])
+        except OSError:
+            statvfs = None
+    out = dict((k, volume.get(k)) for k in (
+        "name", "path", "mode", "state", "disk", "device", "stable_id", "stable_id_source", "partlabel",
+        "fstype", "uuid", "size", "storage_class", "capacity_from", "labels", "reclaim_policy",
+        "needs_mount", "needs_link", "link_target", "source"))
+    out["capacity"] = disk_plan.capacity(volume, statvfs)
+    if volume["mode"] == "filesystem":
+        src = volume.get("fstab_src") or ("UUID=%s" % volume["uuid"] if volume.get("uuid") else None)
+        out["mount"] = {"src": src, "fstype": volume.get("fstab_fstype") or volume["fstype"],
+                        "opts": volume["mount_options"]}
+    return out
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            disks=dict(type="list", elements="dict", required=True, options=DISK_SPEC),
+            mount_root=dict(type="path", default="/mnt/disks"),
+            allow_wipe=dict(type="bool", default=False),
+            fstype=dict(type="str", choices=["xfs", "ext4"], default="xfs"),
+            mkfs_options=dict(type="dict", default={}),
+            mount_options=dict(type="str", default=disk_plan.DEFAULT_MOUNT_OPTIONS),
+            storage_class=dict(type="str", default="local-storage"),
+            capacity_from=dict(type="str", choices=["filesystem", "device"], default="filesystem"),
+            host=dict(type="str"),
+            stop_after=dict(type="str", choices=["partition"]),
+        ),
+        supports_check_mode=True,
+    )
+    host = module.params["host"] or os.uname()[1]
+    try:
+        plan = _plan(module.params, host)
+    except devices.DeviceError as exc:
+        module.fail_json(msg="host %s: %s" % (host, exc))
+    if plan["refusals"]:
+        module.fail_json(msg=disk_plan.refusal_message(plan), refusals=plan["refusals"], disks=plan["disks"],
+                         commands=[])
+    diff = {"before": disk_plan.render(plan, after=False), "after": disk_plan.render(plan)}
+    commands = []
+    pending = any(entry["actions"] for entry in plan["disks"]) or any(v.get("needs_source") for v in plan["volumes"])
+    if pending and not module.check_mode:
+        try:
+            commands = disk_plan.apply_plan(plan, stop_after=module.params["stop_after"])
+        except disk_plan.PrepareError as exc:
+            module.fail_json(msg="host %s: %s%s" % (host, exc, "" if exc.written else " Nothing was written."),
+                             commands=commands, disks=plan["disks"])
+        diff["after"] = disk_plan.render(plan)
+    module.exit_json(changed=pending, volumes=[_result_volume(v) for v in plan["volumes"]], disks=plan["disks"],
+                     commands=commands, diff=diff)
+
+
+if __name__ == "__main__":
+    main()
