@@ -168,9 +168,10 @@ options:
     type: str
     default: defaults,nofail
   storage_class:
-    description: Default StorageClass of the volumes.
+    description:
+      - Default StorageClass of the volumes. Unset leaves RV(volumes[].storage_class) null, and the
+        pv_register role then uses its first class.
     type: str
-    default: local-storage
   capacity_from:
     description:
       - How RV(volumes[].capacity) is measured. V(filesystem) is the size of the mounted filesystem
@@ -389,7 +390,7 @@ def main():
             fstype=dict(type="str", choices=["xfs", "ext4"], default="xfs"),
             mkfs_options=dict(type="dict", default={}),
             mount_options=dict(type="str", default=disk_plan.DEFAULT_MOUNT_OPTIONS),
-            storage_class=dict(type="str", default="local-storage"),
+            storage_class=dict(type="str"),
             capacity_from=dict(type="str", choices=["filesystem", "device"], default="filesystem"),
             host=dict(type="str"),
             stop_after=dict(type="str", choices=["partition"]),
