@@ -1,0 +1,125 @@
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Running the PV modules the way users do (ansible-playbook) and reading what they did."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import yaml
+from kubernetes import client
+
+WAIT = 90
+MANAGED = "app.kubernetes.io/managed-by=localpv.rollout"
+
+
+def wait_until(what, check, timeout=WAIT):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.5)
+    pytest.fail("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def unique(prefix="t"):
+    return "%s%s" % (prefix, uuid.uuid4().hex[:6])
+
+
+def run_tasks(lab, tmp_path, tasks, check=False, diff=False, extra_env=None):
+    """Run ``tasks`` on localhost with ansible-playbook; return (rc, [task results], output).
+
+    Each task is registered and its result read back from the JSON callback, so
+    tests look at exactly what a user's playbook gets.
+    """
+    play = [{"name": "test", "hosts": "localhost", "connection": "local", "gather_facts": False,
+             "tasks": tasks}]
+    path = tmp_path / ("play-%s.yml" % uuid.uuid4().hex[:6])
+    path.write_text(yaml.safe_dump(play, sort_keys=False))
+    env = lab.env()
+    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+    env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"
+    env.update(extra_env or {})
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", str(path)]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    try:
+        data = json.loads(res.stdout)
+    except ValueError:
+        raise AssertionError("ansible-playbook printed no JSON:\n%s\n%s" % (res.stdout[-3000:], res.stderr[-3000:]))
+    results = [t["hosts"]["localhost"] for t in data["plays"][0]["tasks"]]
+    return res.returncode, results, res.stdout + res.stderr
+
+
+def local_pv(lab, tmp_path, check=False, diff=False, extra_env=None, **args):
+    """Run local_pv once; returns its result (dict) with ``rc`` of the playbook."""
+    args.setdefault("kubeconfig", lab.kubeconfig)
+    rc, results, out = run_tasks(lab, tmp_path, [{"localpv.rollout.local_pv": args, "ignore_errors": True}],
+                                 check=check, diff=diff, extra_env=extra_env)
+    result = results[0]
+    result["rc"] = rc
+    return result
+
+
+def module(lab, tmp_path, name, check=False, **args):
+    args.setdefault("kubeconfig", lab.kubeconfig)
+    rc, results, out = run_tasks(lab, tmp_path, [{name: args, "ignore_errors": True}], check=check)
+    return results[0]
+
+
+def volume(node, name, size=2 ** 30, **kw):
+    item = {"node": node, "name": name, "path": "/mnt/disks/%s" % name, "fstype": "xfs", "capacity": size}
+    item.update(kw)
+    return item
+
+
+def pvs_of(kube, names):
+    core = client.CoreV1Api(kube)
+    found = {}
+    for pv in core.list_persistent_volume(label_selector=MANAGED).items:
+        if pv.metadata.name in names:
+            found[pv.metadata.name] = pv
+    return found
+
+
+def pvs_with_label(kube, key, value):
+    return client.CoreV1Api(kube).list_persistent_volume(label_selector="%s=%s" % (key, value)).items
+
+
+def delete_pvs(kube, names):
+    core = client.CoreV1Api(kube)
+    for name in names:
+        try:
+            core.delete_persistent_volume(name)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def now_rfc3339():
+    """A timestamp comparable with audit events' stageTimestamp (UTC, microseconds)."""
+    import datetime
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def writes_by_us(lab, since, resource="persistentvolumes", names=None):
+    """Audit events of writes (create/update/patch/delete) on ``resource`` sent by
+    localpv.rollout (its User-Agent) since ``since``, optionally only on ``names``."""
+    out = []
+    for ev in lab.audit_events(since=since):
+        ref = ev.get("objectRef") or {}
+        if ref.get("resource") == resource and ev.get("verb") in ("create", "update", "patch", "delete") \
+                and (ev.get("userAgent") or "").startswith("localpv.rollout") \
+                and (names is None or ref.get("name") in names) \
+                and ev.get("stage") in (None, "ResponseComplete"):
+            out.append(ev)
+    return out
