@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""How much a no-op re-run of disk_prep costs, against gathering facts.
+
+    python bench/bench_disk_prep.py [--rounds 5] [--hosts nodes]
+
+On the lab's nodes, in the same run: the wall time of a playbook that only gathers
+facts (the baseline every user pays anyway), and of a disk_prep re-run with nothing
+to change; prints the median of each, their ratio (target: within 1.5x) and the
+number of module invocations per host that the re-run made (tasks that ran on the
+host, loop items counted, skipped ones not).
+
+It prepares the disks first (the inventory's localpv_disks when set, else every
+lab disk of each node as ``bench<i>``): run it on a lab whose disks may be
+formatted. Timing is reported, never asserted.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.environ.get("LOCALPV_LAB_CACHE") or os.path.expanduser("~/.cache/localpv-lab")
+STATE = os.environ.get("LOCALPV_LAB_STATE") or os.path.join(CACHE, "state")
+
+FACTS = """\
+- name: Gather facts only
+  hosts: {hosts}
+  gather_facts: true
+"""
+
+PREP = """\
+- name: Prepare disks
+  hosts: {hosts}
+  gather_facts: false
+  pre_tasks:
+    - name: Use every lab disk when the inventory names none
+      ansible.builtin.set_fact:
+        localpv_disks: >-
+          [{{% for d in lab_disks %}}{{"name": "bench{{{{ loop.index0 }}}}", "device": "{{{{ d }}}}",
+          "fstype": "ext4"}}{{{{ "," if not loop.last }}}}{{% endfor %}}]
+      when: localpv_disks is not defined
+  roles:
+    - role: localpv.rollout.disk_prep
+"""
+
+def env():
+    e = dict(os.environ)
+    e.update({
+        "ANSIBLE_COLLECTIONS_PATH": os.path.join(CACHE, "collections"),
+        "ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_NOCOLOR": "1",
+    })
+    return e
+
+
+def playbook(path, inventory):
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, path]
+    start = time.monotonic()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=REPO)
+    elapsed = time.monotonic() - start
+    if res.returncode != 0:
+        sys.exit("%s failed:\n%s\n%s" % (path, res.stdout[-3000:], res.stderr[-3000:]))
+    return elapsed, json.loads(res.stdout)
+
+
+def invocations(report):
+    """Module runs per host: results that carry an ``invocation`` (a module ran on the
+    host; set_fact and debug run on the controller and carry none), loop items counted."""
+    counts, changed = {}, {}
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                counts.setdefault(host, 0)
+                changed.setdefault(host, 0)
+                if result.get("changed"):
+                    changed[host] += 1
+                items = result.get("results") if isinstance(result.get("results"), list) else [result]
+                counts[host] += sum(1 for item in items if isinstance(item, dict) and "invocation" in item)
+    return counts, changed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--hosts", default="nodes")
+    parser.add_argument("--inventory", default=os.path.join(STATE, "inventory.yml"))
+    args = parser.parse_args()
+    work = tempfile.mkdtemp(prefix="bench-disk-prep-")
+    facts, prep = os.path.join(work, "facts.yml"), os.path.join(work, "prep.yml")
+    with open(facts, "w") as f:
+        f.write(FACTS.format(hosts=args.hosts))
+    with open(prep, "w") as f:
+        f.write(PREP.format(hosts=args.hosts))
+
+    first, _report = playbook(prep, args.inventory)
+    print("first run (prepares the disks if needed): %.2f s" % first)
+    playbook(facts, args.inventory)  # warm the SSH control sockets the same way for both
+    t_facts, t_prep = [], []
+    report = None
+    for _ in range(args.rounds):
+        elapsed, _r = playbook(facts, args.inventory)
+        t_facts.append(elapsed)
+        elapsed, report = playbook(prep, args.inventory)
+        t_prep.append(elapsed)
+    counts, changed = invocations(report)
+    m_facts, m_prep = statistics.median(t_facts), statistics.median(t_prep)
+    print("hosts: %s, rounds: %d" % (", ".join(sorted(counts)), args.rounds))
+    print("gather facts only        median %.2f s  (runs: %s)" % (m_facts, " ".join("%.2f" % t for t in t_facts)))
+    print("disk_prep no-op re-run   median %.2f s  (runs: %s)" % (m_prep, " ".join("%.2f" % t for t in t_prep)))
+    print("ratio no-op disk_prep / gather facts: %.2fx (target <= 1.5x)" % (m_prep / m_facts))
+    print("module invocations per host in the re-run: %s" % ", ".join(
+        "%s=%d" % (h, counts[h]) for h in sorted(counts)))
+    print("changed tasks per host in the re-run: %s" % ", ".join("%s=%d" % (h, changed[h]) for h in sorted(changed)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""disk_prep on real loop disks of a lab node: the safety matrix, idempotence,
+re-attach and interrupted runs.
+
+Every refusal test records a checksum of the first and last MiB of every disk of
+the node before the run and checks that none changed: a refused plan writes
+nothing to ANY disk of the host. Each test wipes only the disks it uses, before
+and after, and puts /etc/fstab and the mounts of the node back as they were.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import textwrap
+
+import pytest
+
+HOST = os.environ.get("LOCALPV_TEST_DISK_NODE", "node3")
+ROOT = "/mnt/disks"
+
+PLAY = """\
+- name: Prepare the disks of the node under test
+  hosts: {host}
+  gather_facts: false
+  roles:
+    - role: localpv.rollout.disk_prep
+  post_tasks:
+    - name: Hand the published volumes to the test
+      ansible.builtin.copy:
+        content: "{{{{ localpv_volumes | to_json }}}}"
+        dest: "{out}"
+        mode: "0644"
+      delegate_to: localhost
+      when: not ansible_check_mode
+"""
+
+# Runs on the node: put disks back to blank and forget what tests mounted.
+RESET = r'''
+import os, re, subprocess, sys
+fstab_backup, disks = sys.argv[1], sys.argv[2:]
+names = [os.path.basename(d) for d in disks]
+def ours(dev):
+    base = os.path.basename(dev)
+    return any(base == n or re.match(re.escape(n) + r"p[0-9]+$", base) for n in names)
+def run(*argv):
+    return subprocess.call(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for line in open("/proc/swaps").read().splitlines()[1:]:
+    if ours(line.split()[0]):
+        run("swapoff", line.split()[0])
+for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
+    f = line.split()
+    sep = f.index("-", 6)
+    if ours(f[sep + 2]) or f[4].startswith("/mnt/disks/lpvt") or f[4].startswith("/mnt/lpvtest"):
+        run("umount", "-l", f[4].replace("\\040", " "))
+if os.path.exists(fstab_backup):
+    with open(fstab_backup) as src, open("/etc/fstab", "w") as dst:
+        dst.write(src.read())
+for entry in os.listdir("/mnt/disks") if os.path.isdir("/mnt/disks") else []:
+    path = os.path.join("/mnt/disks", entry)
+    if entry.startswith("lpvt"):
+        if os.path.islink(path):
+            os.unlink(path)
+        elif os.path.isdir(path) and not os.path.ismount(path):
+            os.rmdir(path) if not os.listdir(path) else None
+subprocess.call(["rm", "-rf", "/data/lpvtest"])
+for disk in disks:
+    run("blockdev", "--setrw", disk)
+    run("partx", "-u", disk)
+    name = os.path.basename(disk)
+    for part in sorted(os.listdir("/sys/block/" + name)):
+        if part.startswith(name) and os.path.exists("/sys/block/%s/%s/partition" % (name, part)):
+            run("wipefs", "-a", "/dev/" + part)
+    run("partx", "-d", disk)
+    run("wipefs", "-a", disk)
+    size = int(open("/sys/block/%s/size" % name).read()) * 512
+    with open(disk, "r+b") as handle:
+        for offset in (0, size - (1 << 20)):
+            handle.seek(offset)
+            handle.write(b"\0" * (1 << 20))
+    run("partx", "-d", disk)
+'''
+
+CHECKSUM = r'''
+import hashlib, json, os, sys
+out = {}
+for disk in sys.argv[1:]:
+    size = int(open("/sys/block/%s/size" % os.path.basename(disk)).read()) * 512
+    with open(disk, "rb") as handle:
+        head = handle.read(1 << 20)
+        handle.seek(size - (1 << 20))
+        tail = handle.read(1 << 20)
+    out[disk] = hashlib.sha256(head).hexdigest() + hashlib.sha256(tail).hexdigest()
+print(json.dumps(out))
+'''
+
+
+def node_python(lab, script, *args):
+    payload = base64.b64encode(script.encode()).decode()
+    res = lab.ssh(HOST, "echo %s | base64 -d > /tmp/lpvt.py && python3 /tmp/lpvt.py %s" % (
+        payload, " ".join("'%s'" % a for a in args)))
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+class Node:
+    """The node under test, its disks (largest first) and helpers."""
+
+    def __init__(self, lab, tmp_path):
+        self.lab = lab
+        self.tmp = tmp_path
+        info = lab.node(HOST)
+        self.all_disks = [d["path"] for d in info["disks"]]
+        self.disks = [d["path"] for d in sorted(info["disks"], key=lambda d: -d["size"])]
+        self.sizes = dict((d["path"], d["size"]) for d in info["disks"])
+        self.runs = 0
+
+    def sh(self, command, check=True):
+        res = self.lab.ssh(HOST, command)
+        if check:
+            assert res.returncode == 0, "%s: %s %s" % (command, res.stdout, res.stderr)
+        return res
+
+    def checksums(self):
+        return json.loads(node_python(self.lab, CHECKSUM, *self.all_disks))
+
+    def reset(self):
+        node_python(self.lab, RESET, "/tmp/lpvt-fstab.orig", *self.all_disks)
+
+    def play(self, localpv_disks, *args, **extra):
+        self.runs += 1
+        out = str(self.tmp / ("volumes-%d.json" % self.runs))
+        path = self.tmp / ("play-%d.yml" % self.runs)
+        path.write_text(PLAY.format(host=HOST, out=out))
+        extra_vars = {"localpv_disks": localpv_disks}
+        extra_vars.update(extra)
+        res = self.lab.playbook(str(path), "--limit", HOST, *args, extra_vars=extra_vars)
+        res.volumes = json.load(open(out)) if os.path.exists(out) else None
+        res.host = res.recap.get(HOST, {})
+        return res
+
+    def fstab_lines(self, path):
+        return [line for line in self.sh("cat /etc/fstab").stdout.splitlines()
+                if len(line.split()) > 1 and line.split()[1] == path]
+
+    def findmnt(self, path):
+        res = self.sh("findmnt -rn -o SOURCE,FSTYPE,UUID --mountpoint %s" % path, check=False)
+        return res.stdout.split() if res.returncode == 0 else None
+
+
+@pytest.fixture
+def node(lab, tmp_path):
+    n = Node(lab, tmp_path)
+    n.sh("test -f /tmp/lpvt-fstab.orig || cp /etc/fstab /tmp/lpvt-fstab.orig")
+    n.reset()
+    yield n
+    n.reset()
+
+
+def ok(res):
+    assert res.returncode == 0 and res.host.get("failed") == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    return res
+
+
+def refused(res):
+    assert res.returncode != 0 and res.host.get("failed") == 1, res.stdout[-4000:]
+    return res.stdout
+
+
+# --- the happy path ----------------------------------------------------------------
+
+def test_blank_disks_become_xfs_volumes_mounted_by_uuid_and_a_rerun_changes_nothing(node):
+    big = node.disks[0]
+    first = ok(node.play([{"name": "lpvt0", "device": big}]))
+    assert first.host["changed"] > 0
+    (vol,) = first.volumes
+    assert (vol["name"], vol["path"], vol["fstype"], vol["mode"]) == ("lpvt0", ROOT + "/lpvt0", "xfs", "filesystem")
+    assert vol["uuid"] and vol["stable_id"].startswith("loop:")
+    assert vol["capacity"] and 0 < vol["capacity"] <= node.sizes[big]
+    source, fstype, uuid = node.findmnt(ROOT + "/lpvt0")
+    assert (fstype, uuid) == ("xfs", vol["uuid"])
+    assert node.fstab_lines(ROOT + "/lpvt0") == ["UUID=%s %s/lpvt0 xfs defaults,nofail 0 0" % (vol["uuid"], ROOT)]
+    assert "PTTYPE=\"gpt\"" in node.sh("blkid -p %s" % big, check=False).stdout or \
+        "gpt" in node.sh("wipefs %s" % big).stdout
+
+    second = ok(node.play([{"name": "lpvt0", "device": big}]))
+    assert second.host["changed"] == 0
+    assert second.volumes == first.volumes
+
+    # Unmount everything and mount -a, as after a reboot: still correct, still a no-op.
+    node.sh("umount %s/lpvt0 && mount -a" % ROOT)
+    assert node.findmnt(ROOT + "/lpvt0")[2] == vol["uuid"]
+    assert ok(node.play([{"name": "lpvt0", "device": big}])).host["changed"] == 0
+
+
+def test_check_mode_shows_the_plan_and_writes_nothing(node):
+    before = node.checksums()
+    res = ok(node.play([{"name": "lpvt0", "device": node.disks[0]}], "--check", "--diff"))
+    assert "[localpv-lpvt0] xfs -> %s/lpvt0" % ROOT in res.stdout
+    assert "fstab: UUID=<new> %s/lpvt0 xfs" % ROOT in res.stdout
+    assert node.checksums() == before
+    assert node.findmnt(ROOT + "/lpvt0") is None
+
+
+def test_split_disk_ext4_block_volume_and_bind_mount(node):
+    big, other = node.disks[0], node.disks[1]
+    wanted = [
+        {"name": "lpvts", "device": big, "partitions": 2, "fstype": "ext4"},
+        {"name": "lpvtraw", "device": other, "mode": "block"},
+        {"name": "lpvtbind", "bind": "/data/lpvtest/vol1"},
+    ]
+    res = ok(node.play(wanted))
+    by_name = dict((v["name"], v) for v in res.volumes)
+    assert sorted(by_name) == ["lpvtbind", "lpvtraw", "lpvts-1", "lpvts-2"]
+    assert node.findmnt(ROOT + "/lpvts-2")[1] == "ext4"
+    assert by_name["lpvtraw"]["fstype"] is None and by_name["lpvtraw"]["capacity"] == by_name["lpvtraw"]["size"]
+    target = node.sh("readlink %s/lpvtraw" % ROOT).stdout.strip()
+    assert target == by_name["lpvtraw"]["link_target"] and node.sh("test -b %s" % target).returncode == 0
+    node.sh("touch /data/lpvtest/vol1/seen-through-bind && test -f %s/lpvtbind/seen-through-bind" % ROOT)
+    assert node.fstab_lines(ROOT + "/lpvtbind") == ["/data/lpvtest/vol1 %s/lpvtbind none bind 0 0" % ROOT]
+    assert ok(node.play(wanted)).host["changed"] == 0
+
+
+def test_selector_picks_eligible_disks_only(node):
+    # One of the node's disks holds data; the selector must take the others only.
+    node.sh("mkfs.ext4 -q %s" % node.disks[0])
+    before = node.checksums()[node.disks[0]]
+    res = ok(node.play([{"match": {"min_size": 1}, "name_prefix": "lpvt", "fstype": "ext4"}]))
+    assert sorted(v["disk"] for v in res.volumes) == sorted(node.disks[1:])
+    assert node.checksums()[node.disks[0]] == before
+    # The machine's other disks are listed on the node but must never be picked.
+    assert all(v["disk"] in node.all_disks for v in res.volumes)
+    assert ok(node.play([{"match": {"min_size": 1}, "name_prefix": "lpvt", "fstype": "ext4"}])).host["changed"] == 0
+
+
+# --- the safety matrix ---------------------------------------------------------------
+
+def _root_disk():
+    dev = os.stat("/").st_dev
+    link = os.path.realpath("/sys/dev/block/%d:%d" % (os.major(dev), os.minor(dev)))
+    if os.path.exists(os.path.join(link, "partition")):
+        link = os.path.dirname(link)
+    return "/dev/" + os.path.basename(link)
+
+
+SETUPS = {
+    "filesystem": ("mkfs.ext4 -q {disk}", "carries ext4"),
+    "partition table only": ("echo 'label: gpt' | sfdisk -q --no-reread --no-tell-kernel {disk}",
+                             "has a gpt partition table"),
+    "partitions": ("printf 'label: gpt\\nsize=64MiB\\n' | sfdisk -q --no-reread --no-tell-kernel {disk}"
+                   " && partx -u {disk}", "has partitions"),
+    "mounted": ("mkfs.ext4 -q {disk} && mkdir -p /mnt/lpvtest/m && mount {disk} /mnt/lpvtest/m", "mounted at"),
+    "swap": ("mkswap -q {disk} && swapon {disk}", "used as swap"),
+    "read-only": ("blockdev --setro {disk}", "read-only"),
+}
+
+
+@pytest.mark.parametrize("state", sorted(SETUPS))
+def test_a_disk_in_use_or_with_data_is_refused_and_no_disk_of_the_host_is_touched(node, state):
+    setup, words = SETUPS[state]
+    bad, good = node.disks[1], node.disks[0]
+    node.sh(setup.format(disk=bad))
+    before = node.checksums()
+    res = node.play([{"name": "lpvtgood", "device": good}, {"name": "lpvtbad", "device": bad}])
+    out = refused(res)
+    assert "host %s: refusing" % HOST in out
+    assert "%s (volume lpvtbad)" % bad in out and words in out
+    assert node.checksums() == before, "a refused plan wrote to a disk"
+    assert node.findmnt(ROOT + "/lpvtgood") is None
+
+
+@pytest.mark.parametrize("wanted, words", [
+    ([{"name": "lpvtx", "device": "/dev/lpvt-no-such-disk"}], "does not exist on this host"),
+    ([{"name": "lpvtx", "device": "{good}"}, {"name": "lpvtx", "device": "{other}"}], "used more than once"),
+    ([{"name": "LPVT_bad", "device": "{good}"}], "not an RFC 1123 label"),
+    ([{"name": "lpvt/../etc", "device": "{good}"}], "not an RFC 1123 label"),
+    ([{"name": "lpvtx", "device": "{good}", "expect": {"size": 12345}}], "expected size 12345 bytes"),
+])
+def test_a_bad_inventory_is_refused_before_any_write(node, wanted, words):
+    good, other = node.disks[0], node.disks[1]
+    wanted = [dict((k, v.format(good=good, other=other) if isinstance(v, str) else v) for k, v in w.items())
+              for w in wanted]
+    before = node.checksums()
+    out = refused(node.play(wanted + [{"name": "lpvtok", "device": node.disks[-1], "fstype": "ext4"}]))
+    assert words in out
+    assert node.checksums() == before
+
+
+def test_the_disk_holding_the_root_filesystem_is_refused(node):
+    root = _root_disk()
+    before = node.checksums()
+    out = refused(node.play([{"name": "lpvtroot", "device": root}]))
+    assert "%s (volume lpvtroot)" % root in out
+    # Inside the node the machine's root disk is mounted (bind mounts of /etc/hosts...)
+    # and cannot be opened; either reason must stop it.
+    assert "mounted at" in out or "holds the system" in out or "cannot be" in out
+    assert node.checksums() == before
+
+
+def test_a_holder_is_refused(node):
+    res = node.sh("dmsetup create lpvtdm --table '0 2048 linear %s 0'" % node.disks[1], check=False)
+    if res.returncode != 0:
+        pytest.skip("this kernel has no device-mapper: %s" % res.stderr.strip()[:200])
+    try:
+        before = node.checksums()
+        out = refused(node.play([{"name": "lpvtheld", "device": node.disks[1]}]))
+        assert "held by dm-" in out
+        assert node.checksums() == before
+    finally:
+        node.sh("dmsetup remove lpvtdm", check=False)
+
+
+def test_wipe_needs_both_keys(node):
+    disk = node.disks[0]
+    node.sh("mkfs.ext4 -q %s" % disk)
+    before = node.checksums()
+    wanted = [{"name": "lpvtw", "device": disk, "wipe": True}]
+    out = refused(node.play(wanted))
+    assert "needs localpv_allow_wipe: true for the run" in out
+    out = refused(node.play([{"name": "lpvtw", "device": disk}], localpv_allow_wipe=True))
+    assert "needs wipe: true on this disk" in out
+    assert node.checksums() == before
+    res = ok(node.play(wanted, localpv_allow_wipe=True))
+    assert res.volumes[0]["fstype"] == "xfs"
+    # Already ours: wipe stays set in the inventory, the disk is not wiped again.
+    again = ok(node.play(wanted, localpv_allow_wipe=True))
+    assert again.host["changed"] == 0 and again.volumes[0]["uuid"] == res.volumes[0]["uuid"]
+
+
+# --- moving, re-attaching, interrupting ------------------------------------------
+
+def test_adopt_mounts_an_existing_filesystem_and_keeps_its_data(node):
+    disk = node.disks[0]
+    node.sh("mkfs.ext4 -q -L moved %s && mkdir -p /mnt/lpvtest/a && mount %s /mnt/lpvtest/a && "
+            "echo precious > /mnt/lpvtest/a/data && umount /mnt/lpvtest/a" % (disk, disk))
+    uuid = node.sh("blkid -p -s UUID -o value %s" % disk).stdout.strip()
+    wrong = refused(node.play([{"name": "lpvtmoved", "device": disk, "adopt": True,
+                                "expect": {"fs_uuid": "00000000-0000-0000-0000-000000000000"}}]))
+    assert "expected filesystem UUID" in wrong
+    res = ok(node.play([{"name": "lpvtmoved", "device": disk, "adopt": True, "expect": {"fs_uuid": uuid}}]))
+    assert res.volumes[0]["uuid"] == uuid
+    assert node.sh("cat %s/lpvtmoved/data" % ROOT).stdout.strip() == "precious"
+
+
+def _backing(lab_disk):
+    out = subprocess.run(["losetup", "-n", "-O", "BACK-FILE", lab_disk], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_reattached_disks_with_new_dev_names_are_recognised_not_reformatted(node):
+    a, b = node.disks[0], node.disks[1]
+    wanted = [{"match": {"min_size": min(node.sizes[a], node.sizes[b])}, "name_prefix": "lpvtr", "fstype": "ext4"}]
+    first = ok(node.play(wanted))
+    uuids = dict((v["stable_id"], v["uuid"]) for v in first.volumes)
+    for v in first.volumes:
+        node.sh("echo %s > %s/marker" % (v["name"], v["path"]))
+    # Unmount, detach both loop devices and attach each image to the other's device.
+    node.sh("umount %s/lpvtr0 %s/lpvtr1" % (ROOT, ROOT))
+    fa, fb = _backing(a), _backing(b)
+    for dev in (a, b):
+        subprocess.run(["partx", "-d", dev], capture_output=True)
+        subprocess.run(["losetup", "-d", dev], check=True)
+    subprocess.run(["losetup", a, fb], check=True)
+    subprocess.run(["losetup", b, fa], check=True)
+    try:
+        second = ok(node.play(wanted))
+        assert dict((v["stable_id"], v["uuid"]) for v in second.volumes) == uuids
+        moved = dict((v["name"], v["disk"]) for v in second.volumes)
+        assert moved != dict((v["name"], v["disk"]) for v in first.volumes), "the /dev names did not change"
+        for v in second.volumes:
+            assert node.sh("cat %s/marker" % v["path"]).stdout.strip() == v["name"]
+            assert len(node.fstab_lines(v["path"])) == 1
+    finally:
+        node.sh("umount %s/lpvtr0 %s/lpvtr1" % (ROOT, ROOT), check=False)
+        for dev in (a, b):
+            subprocess.run(["partx", "-d", dev], capture_output=True)
+            subprocess.run(["losetup", "-d", dev], check=True)
+        subprocess.run(["losetup", a, fa], check=True)
+        subprocess.run(["losetup", b, fb], check=True)
+
+
+def test_interrupted_between_partitioning_and_mkfs_converges(node):
+    disk = node.disks[0]
+    wanted = [{"name": "lpvti", "device": disk, "partitions": 2, "fstype": "ext4"}]
+    ok(node.play(wanted, disk_prep_stop_after="partition"))
+    parts = node.sh("partx -g -o NAME %s" % disk).stdout.split()
+    assert parts == ["localpv-lpvti-1", "localpv-lpvti-2"]
+    assert node.sh("wipefs %sp1" % disk).stdout.strip() == ""
+    assert node.findmnt(ROOT + "/lpvti-1") is None
+    res = ok(node.play(wanted))
+    assert [v["state"] for v in res.volumes] == ["formatted", "formatted"] or all(
+        v["uuid"] for v in res.volumes)
+    for v in res.volumes:
+        assert node.findmnt(v["path"])[2] == v["uuid"]
+        assert len(node.fstab_lines(v["path"])) == 1
+    assert ok(node.play(wanted)).host["changed"] == 0
+
+
+def test_interrupted_between_mkfs_and_mount_converges_without_reformatting(node):
+    disk = node.disks[0]
+    wanted = [{"name": "lpvtj", "device": disk}]
+    ok(node.play(wanted, "--skip-tags", "localpv_mount"))
+    uuid = node.sh("blkid -p -s UUID -o value %sp1" % disk).stdout.strip()
+    assert uuid and node.findmnt(ROOT + "/lpvtj") is None
+    res = ok(node.play(wanted))
+    assert res.volumes[0]["uuid"] == uuid
+    assert node.fstab_lines(ROOT + "/lpvtj") == ["UUID=%s %s/lpvtj xfs defaults,nofail 0 0" % (uuid, ROOT)]
+    assert ok(node.play(wanted)).host["changed"] == 0
+
+
+def test_killed_mid_run_converges(node):
+    """Kill ansible-playbook while it runs, at whatever point it reached, then re-run."""
+    import signal
+    import time
+    disk = node.disks[0]
+    wanted = [{"name": "lpvtk", "device": disk, "partitions": 2, "fstype": "ext4"}]
+    path = node.tmp / "kill.yml"
+    path.write_text(PLAY.format(host=HOST, out=str(node.tmp / "kill.json")))
+    cmd = [os.path.join(os.path.dirname(__import__("sys").executable), "ansible-playbook"), "-i",
+           node.lab.inventory, "--limit", HOST, "-e", json.dumps({"localpv_disks": wanted}), str(path)]
+    proc = subprocess.Popen(cmd, env=node.lab.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    time.sleep(2.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    res = ok(node.play(wanted))
+    for v in res.volumes:
+        assert node.findmnt(v["path"])[2] == v["uuid"]
+        assert len(node.fstab_lines(v["path"])) == 1
+    assert ok(node.play(wanted)).host["changed"] == 0
