@@ -113,7 +113,8 @@ def phase_floor(args):
 
 
 def _playbook(tasks, extra_vars=None, env_extra=None):
-    play = [{"name": "bench", "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks}]
+    play = [{"name": "bench", "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks,
+             "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}}]
     fd, path = tempfile.mkstemp(suffix=".yml", prefix="bench-")
     with os.fdopen(fd, "w") as f:
         json.dump(play, f)

@@ -462,14 +462,35 @@ def reconcile_local_pvs(kube, volumes, nodes=(), prune=False, replace_unbound=Fa
     def patch(action):
         return lambda: kube.patch_pv(action["name"], action["patch"])
 
+    def delete_unbound(action):
+        """Delete the PV we listed, only if it is still that PV and still unbound.
+        Controllers update a PV's status and finalizers, so a 409 on the
+        resourceVersion precondition is looked at again, not taken as final."""
+        name, meta = action["name"], action["existing"]["metadata"]
+        uid, version = meta.get("uid"), meta.get("resourceVersion")
+        for attempt in range(3):
+            try:
+                return kube.delete_pv(name, uid, version)
+            except KubeError as exc:
+                if exc.status != 409 or attempt == 2:
+                    raise
+            pv = kube.get_pv(name)
+            if pv is None:
+                return None
+            if pv["metadata"].get("uid") != uid:
+                raise KubeError("PV %s was deleted and made again since it was listed; it is left alone" % name,
+                                status=409, verb="delete", resource="persistentvolumes", name=name)
+            if vol.claim_of(pv):
+                raise KubeError("PV %s was bound to claim %s since it was listed; it is kept" % (
+                    name, vol.claim_of(pv)), status=409, verb="delete", resource="persistentvolumes", name=name)
+            version = pv["metadata"].get("resourceVersion")
+
     def delete(action):
-        meta = action["existing"]["metadata"]
-        return lambda: kube.delete_pv(action["name"], meta.get("uid"), meta.get("resourceVersion"))
+        return lambda: delete_unbound(action)
 
     def replace(action):
         def job():
-            meta = action["existing"]["metadata"]
-            kube.delete_pv(action["name"], meta.get("uid"), meta.get("resourceVersion"))
+            delete_unbound(action)
             if kube.dry_run:
                 return None
             kube.wait_pv_gone(action["name"])
