@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -305,9 +304,13 @@ def wait_for(what, check, timeout=90, name=None):
         what, "; see %s" % path("logs", name + ".log") if name else ""))
 
 
-def _https_ok(url):
-    ctx = ssl.create_default_context(cafile=path("pki", "ca.crt"))
-    ctx.load_cert_chain(path("pki", "admin.crt"), path("pki", "admin.key"))
+def _https_ok(url, verify=True):
+    if verify:
+        ctx = ssl.create_default_context(cafile=path("pki", "ca.crt"))
+        ctx.load_cert_chain(path("pki", "admin.crt"), path("pki", "admin.key"))
+    else:
+        # the controller manager and scheduler serve self-signed certificates
+        ctx = ssl._create_unverified_context()  # noqa: S323
     with urllib.request.urlopen(url, context=ctx, timeout=3) as r:
         return r.status == 200
 
@@ -377,6 +380,8 @@ def start_control_plane():
         "--audit-log-format=json", "--audit-log-maxbackup=1", "--audit-log-maxsize=200",
         "--audit-log-mode=blocking",
         "--profiling=false",
+        # the kubernetes Service endpoint cannot point at loopback; the lab needs none
+        "--endpoint-reconciler-type=none",
     ])
     wait_for("kube-apiserver", lambda: _https_ok("https://127.0.0.1:%d/readyz" % APISERVER_PORT),
              timeout=120, name="kube-apiserver")
@@ -388,10 +393,10 @@ def start_control_plane():
         "--leader-elect=false", "--use-service-account-credentials=true",
         "--service-account-private-key-file=" + pki("sa.key"), "--root-ca-file=" + pki("ca.crt"),
         "--cluster-signing-cert-file=" + pki("ca.crt"), "--cluster-signing-key-file=" + pki("ca.key"),
-        # Everything on by default (PV binder, PV/PVC protection, node lifecycle, GC,
-        # namespace, replicaset, deployment, statefulset, disruption) minus the ones
-        # that need a cloud or a real network.
-        "--controllers=*,-nodeipam,-route,-service,-cloud-node-lifecycle",
+        # The default set: PV binder, PV/PVC protection, node lifecycle, GC, namespace,
+        # replicaset, deployment, statefulset, disruption, service accounts...; the
+        # cloud ones stay off without a cloud provider.
+        "--controllers=*",
         "--node-monitor-grace-period=40s",
     ])
     sched = write_kubeconfig("kube-scheduler.kubeconfig", "kube-scheduler")
@@ -403,13 +408,14 @@ def start_control_plane():
     kwok = write_kubeconfig("kwok.kubeconfig", "kwok")
     start_process("kwok", [
         "--kubeconfig=" + kwok,
+        "--config=" + binary("kwok-stages.yaml"),
         "--manage-all-nodes=false",
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         "--node-lease-duration-seconds=40",
         "--server-address=127.0.0.1:%d" % KWOK_PORT,
     ])
-    wait_for("kube-controller-manager", lambda: _https_ok(
-        "https://127.0.0.1:%d/healthz" % KCM_PORT) or True, name="kube-controller-manager")
+    for name, port in (("kube-controller-manager", KCM_PORT), ("kube-scheduler", SCHEDULER_PORT)):
+        wait_for(name, lambda p=port: _https_ok("https://127.0.0.1:%d/healthz" % p, verify=False), name=name)
 
 
 def kubectl(*args, stdin=None, check=True):

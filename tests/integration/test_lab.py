@@ -102,6 +102,12 @@ def test_wait_for_first_consumer_binds_the_pv_of_the_pods_node(lab, kube, seed):
     assert pvc.spec.volume_name == "seed-%s-node2" % seed["id"]
 
 
+# The scheduler's VolumeBinding plugin reports the conflict; releases before 1.33 said
+# "volume node affinity conflict", current ones "didn't match PersistentVolume's node
+# affinity".
+NODE_AFFINITY_CONFLICT = ("volume node affinity conflict", "didn't match PersistentVolume's node affinity")
+
+
 def test_immediate_binding_strands_the_pod_with_a_node_affinity_conflict(lab, kube, seed):
     core = make_scenario(lab, kube, seed, "Immediate")
     pvc = wait_until("claim bound", lambda: (lambda c: c if c.status.phase == "Bound" else None)(
@@ -112,7 +118,7 @@ def test_immediate_binding_strands_the_pod_with_a_node_affinity_conflict(lab, ku
         pod = core.read_namespaced_pod("app", seed["ns"])
         for cond in pod.status.conditions or []:
             if cond.type == "PodScheduled" and cond.status == "False" and \
-                    "volume node affinity conflict" in (cond.message or ""):
+                    any(reason in (cond.message or "") for reason in NODE_AFFINITY_CONFLICT):
                 return pod
         return None
 
