@@ -33,6 +33,7 @@ PLAY = """\
         dest: "{out}"
         mode: "0644"
       delegate_to: localhost
+      changed_when: false
       when: not ansible_check_mode
 """
 
@@ -251,7 +252,9 @@ SETUPS = {
     "partitions": ("printf 'label: gpt\\nsize=64MiB\\n' | sfdisk -q --no-reread --no-tell-kernel {disk}"
                    " && partx -u {disk}", "has partitions"),
     "mounted": ("mkfs.ext4 -q {disk} && mkdir -p /mnt/lpvtest/m && mount {disk} /mnt/lpvtest/m", "mounted at"),
-    "swap": ("mkswap -q {disk} && swapon {disk}", "used as swap"),
+    # swapon is not allowed inside a node container; swap is global, so the machine
+    # turns it on for the node's disk and the node sees it in /proc/swaps.
+    "swap": ("mkswap -q {disk}", "used as swap"),
     "read-only": ("blockdev --setro {disk}", "read-only"),
 }
 
@@ -261,8 +264,14 @@ def test_a_disk_in_use_or_with_data_is_refused_and_no_disk_of_the_host_is_touche
     setup, words = SETUPS[state]
     bad, good = node.disks[1], node.disks[0]
     node.sh(setup.format(disk=bad))
-    before = node.checksums()
-    res = node.play([{"name": "lpvtgood", "device": good}, {"name": "lpvtbad", "device": bad}])
+    if state == "swap":
+        subprocess.run(["swapon", bad], check=True)
+    try:
+        before = node.checksums()
+        res = node.play([{"name": "lpvtgood", "device": good}, {"name": "lpvtbad", "device": bad}])
+    finally:
+        if state == "swap":
+            subprocess.run(["swapoff", bad], check=True)
     out = refused(res)
     assert "host %s: refusing" % HOST in out
     assert "%s (volume lpvtbad)" % bad in out and words in out
