@@ -38,18 +38,22 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.environ.get("LOCALPV_LAB_CACHE") or os.path.expanduser("~/.cache/localpv-lab")
-STATE = os.environ.get("LOCALPV_LAB_STATE") or os.path.join(CACHE, "state")
+# Several labs can run side by side (say, a CI run beside a developer's lab): each
+# instance has its own state, ports and container names.
+INSTANCE = int(os.environ.get("LOCALPV_LAB_INSTANCE") or 0)
+STATE = os.environ.get("LOCALPV_LAB_STATE") or os.path.join(CACHE, "state" if not INSTANCE else "state-%d" % INSTANCE)
 
-ETCD_PORT = 32379
-ETCD_PEER_PORT = 32380
-APISERVER_PORT = 36443
-KCM_PORT = 36257
-SCHEDULER_PORT = 36259
-KWOK_PORT = 36280
-SSH_BASE_PORT = 32220
+_PORTS = 100 * INSTANCE
+ETCD_PORT = 32379 + _PORTS
+ETCD_PEER_PORT = 32380 + _PORTS
+APISERVER_PORT = 36443 + _PORTS
+KCM_PORT = 36257 + _PORTS
+SCHEDULER_PORT = 36259 + _PORTS
+KWOK_PORT = 36280 + _PORTS
+SSH_BASE_PORT = 32220 + _PORTS
 SERVICE_CIDR = "10.96.0.0/16"
 
-CONTAINER_PREFIX = "localpv-lab-"
+CONTAINER_PREFIX = "localpv-lab-" if not INSTANCE else "localpv-lab%d-" % INSTANCE
 DEFAULT_NODES = 3
 # Three disks per node, sizes differ; xfs needs at least 300 MB.
 DEFAULT_DISKS = ("1G", "2G", "512M")

@@ -7,6 +7,7 @@ Ansible does; integration tests get the lab (a real API server and real nodes wi
 loop disks) through the ``lab`` fixture, brought up once per session.
 """
 
+import importlib.util
 import json
 import os
 import re
@@ -17,8 +18,18 @@ import tempfile
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.environ.get("LOCALPV_LAB_CACHE") or os.path.expanduser("~/.cache/localpv-lab")
-STATE = os.environ.get("LOCALPV_LAB_STATE") or os.path.join(CACHE, "state")
+
+
+def _lab_module():
+    spec = importlib.util.spec_from_file_location("localpv_lab", os.path.join(REPO, "lab", "lab.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# where the lab keeps its cache and state: lab.py decides, in one place
+LAB = _lab_module()
+CACHE, STATE = LAB.CACHE, LAB.STATE
 
 
 def _collections_root():
