@@ -43,12 +43,43 @@ PREP = """\
     - name: Use every lab disk when the inventory names none
       ansible.builtin.set_fact:
         localpv_disks: >-
-          [{{% for d in lab_disks %}}{{"name": "bench{{{{ loop.index0 }}}}", "device": "{{{{ d }}}}",
-          "fstype": "ext4"}}{{{{ "," if not loop.last }}}}{{% endfor %}}]
+          {{{{ lab_disks | map('community.general.dict_kv', 'device')
+             | zip(lab_disks | map('regex_replace', '^/dev/', 'bench-') | map('community.general.dict_kv', 'name'))
+             | map('combine') | list }}}}
       when: localpv_disks is not defined
   roles:
     - role: localpv.rollout.disk_prep
 """
+
+# One SSH master per host (%C expands per host), the same for both playbooks.
+CLEANUP = """\
+- name: Put the lab disks the bench formatted back to blank
+  hosts: {hosts}
+  gather_facts: false
+  tasks:
+    - name: Unmount the bench volumes and drop their fstab lines
+      ansible.posix.mount:
+        path: "/mnt/disks/{{{{ item | regex_replace('^/dev/', 'bench-') }}}}"
+        state: absent
+      loop: "{{{{ lab_disks }}}}"
+      when: localpv_disks is not defined
+
+    - name: Wipe the lab disks of this node
+      ansible.builtin.shell: |
+        set -e
+        for disk in {{{{ lab_disks | map('quote') | join(' ') }}}}; do
+          for part in "$disk"p*; do [ -b "$part" ] && wipefs -a -q "$part"; done
+          partx -d "$disk" 2>/dev/null || true
+          wipefs -a -q "$disk"
+        done
+      changed_when: true
+      when: localpv_disks is not defined
+"""
+
+CONTROL_DIR = tempfile.mkdtemp(prefix="bench-cm-")
+SSH_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ControlMaster=auto "
+            "-o ControlPersist=60s -o ControlPath=%s/%%C" % CONTROL_DIR)
+
 
 def env():
     e = dict(os.environ)
@@ -62,7 +93,8 @@ def env():
 
 
 def playbook(path, inventory):
-    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory, path]
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+           "-e", json.dumps({"ansible_ssh_common_args": SSH_ARGS}), path]
     start = time.monotonic()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=REPO)
     elapsed = time.monotonic() - start
@@ -92,9 +124,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--hosts", default="nodes")
     parser.add_argument("--inventory", default=os.path.join(STATE, "inventory.yml"))
+    parser.add_argument("--keep", action="store_true", help="leave the bench volumes (default: wipe them after)")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-disk-prep-")
     facts, prep = os.path.join(work, "facts.yml"), os.path.join(work, "prep.yml")
+    cleanup = os.path.join(work, "cleanup.yml")
+    with open(cleanup, "w") as f:
+        f.write(CLEANUP.format(hosts=args.hosts))
     with open(facts, "w") as f:
         f.write(FACTS.format(hosts=args.hosts))
     with open(prep, "w") as f:
@@ -119,6 +155,8 @@ def main():
     print("module invocations per host in the re-run: %s" % ", ".join(
         "%s=%d" % (h, counts[h]) for h in sorted(counts)))
     print("changed tasks per host in the re-run: %s" % ", ".join("%s=%d" % (h, changed[h]) for h in sorted(changed)))
+    if not args.keep:
+        playbook(cleanup, args.inventory)
 
 
 if __name__ == "__main__":

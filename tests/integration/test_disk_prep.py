@@ -12,8 +12,11 @@ and after, and puts /etc/fstab and the mounts of the node back as they were.
 import base64
 import json
 import os
+import signal
 import subprocess
-import textwrap
+import sys
+import tempfile
+import time
 
 import pytest
 
@@ -97,6 +100,13 @@ print(json.dumps(out))
 '''
 
 
+# One SSH master per node. (The lab inventory's ControlPath must expand %C per host;
+# a literal path would send every host's tasks down the first host's connection.)
+CONTROL_DIR = tempfile.mkdtemp(prefix="lpvt-cm-")
+SSH_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ControlMaster=auto "
+            "-o ControlPersist=60s -o ControlPath=%s/%%C" % CONTROL_DIR)
+
+
 def node_python(lab, script, *args):
     payload = base64.b64encode(script.encode()).decode()
     res = lab.ssh(HOST, "echo %s | base64 -d > /tmp/lpvt.py && python3 /tmp/lpvt.py %s" % (
@@ -134,7 +144,7 @@ class Node:
         out = str(self.tmp / ("volumes-%d.json" % self.runs))
         path = self.tmp / ("play-%d.yml" % self.runs)
         path.write_text(PLAY.format(host=HOST, out=out))
-        extra_vars = {"localpv_disks": localpv_disks}
+        extra_vars = {"localpv_disks": localpv_disks, "ansible_ssh_common_args": SSH_ARGS}
         extra_vars.update(extra)
         res = self.lab.playbook(str(path), "--limit", HOST, *args, extra_vars=extra_vars)
         res.volumes = json.load(open(out)) if os.path.exists(out) else None
@@ -420,14 +430,13 @@ def test_interrupted_between_mkfs_and_mount_converges_without_reformatting(node)
 
 def test_killed_mid_run_converges(node):
     """Kill ansible-playbook while it runs, at whatever point it reached, then re-run."""
-    import signal
-    import time
     disk = node.disks[0]
     wanted = [{"name": "lpvtk", "device": disk, "partitions": 2, "fstype": "ext4"}]
     path = node.tmp / "kill.yml"
     path.write_text(PLAY.format(host=HOST, out=str(node.tmp / "kill.json")))
-    cmd = [os.path.join(os.path.dirname(__import__("sys").executable), "ansible-playbook"), "-i",
-           node.lab.inventory, "--limit", HOST, "-e", json.dumps({"localpv_disks": wanted}), str(path)]
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i",
+           node.lab.inventory, "--limit", HOST, "-e",
+           json.dumps({"localpv_disks": wanted, "ansible_ssh_common_args": SSH_ARGS}), str(path)]
     proc = subprocess.Popen(cmd, env=node.lab.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     time.sleep(2.5)
