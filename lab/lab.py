@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) localpv.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The localpv.rollout test lab: a real Kubernetes control plane and bare-metal-like nodes.
@@ -280,11 +279,10 @@ def stop_process(name):
     pid = _pid_alive(name)
     if pid:
         os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            if not _pid_alive(name):
-                break
+        deadline = time.time() + 10
+        while _pid_alive(name) and time.time() < deadline:
             time.sleep(0.1)
-        else:
+        if _pid_alive(name):
             os.kill(pid, signal.SIGKILL)
         log("stopped %s" % name)
     try:
@@ -350,7 +348,10 @@ rules:
 
 def start_control_plane():
     make_pki()
-    pki = lambda n: path("pki", n)  # noqa: E731
+
+    def pki(name):
+        return path("pki", name)
+
     os.makedirs(path("etcd"), mode=0o700, exist_ok=True)
     start_process("etcd", [
         "--name=lab", "--data-dir=" + path("etcd"),
@@ -490,7 +491,7 @@ def container_state(name):
                  "{{.State.Running}} {{index .Config.Labels \"localpv-lab.disks\"}}", name, check=False)
     if res.returncode != 0:
         return None, None
-    running, _, disks = res.stdout.strip().partition(" ")
+    running, disks = (res.stdout.strip().split(" ", 1) + [""])[:2]
     return running == "true", disks
 
 
@@ -643,7 +644,7 @@ def status():
     except FileNotFoundError:
         return False, lines + ["nodes                    none (lab not up)"]
     for n in info["nodes"]:
-        running, _ = container_state(n["container"])
+        running = container_state(n["container"])[0]
         reach = running and _ssh_ok(n["ssh_port"])
         ok &= bool(reach)
         lines.append("%-24s %s, ssh 127.0.0.1:%d, Node %s, disks %s" % (
@@ -667,7 +668,7 @@ def cmd_env(_args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="build what is missing and start the lab (idempotent)")
     up.add_argument("--nodes", type=int, default=int(os.environ.get("LOCALPV_LAB_NODES", DEFAULT_NODES)))

@@ -94,8 +94,12 @@ def make_scenario(lab, kube, seed, binding_mode):
 def test_wait_for_first_consumer_binds_the_pv_of_the_pods_node(lab, kube, seed):
     core = make_scenario(lab, kube, seed, "WaitForFirstConsumer")
     node2 = lab.node("node2")
-    pod = wait_until("pod app running", lambda: (lambda p: p if p.status.phase == "Running" else None)(
-        core.read_namespaced_pod("app", seed["ns"])))
+
+    def running():
+        pod = core.read_namespaced_pod("app", seed["ns"])
+        return pod if pod.status.phase == "Running" else None
+
+    pod = wait_until("pod app running", running)
     assert pod.spec.node_name == node2["node_name"]
     pvc = core.read_namespaced_persistent_volume_claim("data", seed["ns"])
     assert pvc.status.phase == "Bound"
@@ -110,8 +114,12 @@ NODE_AFFINITY_CONFLICT = ("volume node affinity conflict", "didn't match Persist
 
 def test_immediate_binding_strands_the_pod_with_a_node_affinity_conflict(lab, kube, seed):
     core = make_scenario(lab, kube, seed, "Immediate")
-    pvc = wait_until("claim bound", lambda: (lambda c: c if c.status.phase == "Bound" else None)(
-        core.read_namespaced_persistent_volume_claim("data", seed["ns"])))
+
+    def bound():
+        pvc = core.read_namespaced_persistent_volume_claim("data", seed["ns"])
+        return pvc if pvc.status.phase == "Bound" else None
+
+    pvc = wait_until("claim bound", bound)
     assert pvc.spec.volume_name == "seed-%s-node1" % seed["id"]
 
     def unschedulable():

@@ -1,14 +1,35 @@
 #!/usr/bin/env bash
-# Run `ansible-test sanity` on a copy of the checkout placed where ansible-test wants it
-# (ansible_collections/localpv/rollout). Locally, no containers: the test-specific
-# tools go into ansible-test's own venvs (--venv --requirements).
+# Run `ansible-test sanity` on a copy of the checkout placed where ansible-test wants
+# it (ansible_collections/localpv/rollout), locally, without containers. The tools
+# the sanity tests need go into a venv of their own (ansible-test pins them and would
+# otherwise change the project's venv); the collections we depend on sit beside ours
+# so that the import tests can load them.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
-dest="$cache/sanity/ansible_collections/localpv/rollout"
+core=$(sed -n 's/^ansible-core==//p' "$repo/requirements-dev.txt")
+venv="$cache/sanity-venv"
+if [ ! -x "$venv/bin/ansible-test" ] || ! "$venv/bin/ansible-test" --version | grep -qF "$core"; then
+  python_bin=${LOCALPV_PYTHON:-$(command -v python3.11 || command -v python3)}
+  "$python_bin" -m venv "$venv"
+  "$venv/bin/pip" install -q "ansible-core==$core" -r "$repo/requirements.txt"
+fi
+root="$cache/sanity/ansible_collections"
+dest="$root/localpv/rollout"
 rm -rf "$dest" && mkdir -p "$dest"
-(cd "$repo" && git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} cp --parents -P {} "$dest/" 2>/dev/null || true)
+(cd "$repo" && git ls-files -z --cached --others --exclude-standard \
+  | xargs -0 -I{} sh -c 'test -e "$1" && cp --parents -P "$1" "$2/"' _ {} "$dest")
+bundled="$cache/venv/lib/python3.11/site-packages/ansible_collections"
+for c in kubernetes/core community/general ansible/posix; do
+  mkdir -p "$root/$(dirname "$c")"
+  [ -e "$root/$c" ] || cp -r "$bundled/$c" "$root/$c"
+done
+# ansible-test fetches its pip bootstrap script from a host outside PyPI; give it ours
+pip_version=$(sed -n "s/^ *pip='\([0-9.]*\)',\$/\1/p" \
+  "$venv"/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -n1)
+mkdir -p "$HOME/.ansible/test/cache"
+cp "$repo/tests/sanity/get_pip.py" "$HOME/.ansible/test/cache/get_pip_${pip_version//./_}.py"
 cd "$dest"
 # ansible-test lists the collection's files with git when it is a git tree
 git init -q && git add -A >/dev/null
-"$cache/venv/bin/ansible-test" sanity --venv --requirements --python 3.11 --color no "$@"
+"$venv/bin/ansible-test" sanity --requirements --python 3.11 --color no "$@"
