@@ -561,7 +561,9 @@ def write_inventory(nodes):
         "    ansible_ssh_common_args: >-",
         "      -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
         "      -o ControlMaster=auto -o ControlPersist=60s",
-        "      -o ControlPath=%s" % path("ssh", "cm-%%C"),
+        # %C: one master connection per host/port (a fixed path would send every
+        # host's tasks down the first host's connection)
+        "      -o ControlPath=%s" % path("ssh", "cm-%C"),
         "    localpv_kubeconfig: %s" % path("kubeconfig"),
         "",
     ]

@@ -3,6 +3,9 @@
 """The lab is real: a scheduler that honours local PV node affinity, nodes with their
 own disks, and an audit log that records what happened in which order."""
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -177,3 +180,17 @@ def test_audit_log_records_the_delete_of_a_pv(lab, kube):
                and e.get("objectRef", {}).get("name") == name]
     assert created and created[0]["stageTimestamp"] <= events[0]["stageTimestamp"]
     assert events[0]["responseStatus"]["code"] == 200
+
+
+def test_ansible_reaches_each_node_on_its_own_connection(lab):
+    """Every inventory host answers from its own container, also with SSH master
+    connections shared across tasks (ControlPath must differ per host)."""
+    for connection in ("new master connections", "reused master connections"):
+        res = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "ansible"), "-i", lab.inventory, "nodes",
+             "-m", "ansible.builtin.command", "-a", "hostname", "-o"],
+            capture_output=True, text=True, env=lab.env(), check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+        answers = dict(line.split(" | ")[0:1] + [line.rsplit(" ", 1)[-1]]
+                       for line in res.stdout.splitlines() if " | " in line)
+        assert answers == {n["host"]: n["host"] for n in lab.nodes}, connection
