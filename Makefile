@@ -27,7 +27,7 @@ lab-status:
 
 # The main job against the lab: prepare the nodes' disks and register their PVs.
 site: lab-up
-	ansible-playbook -i $(STATE)/inventory.yml playbooks/site.yml
+	ansible-playbook -i $(STATE)/inventory.yml -e @$(STATE)/site-vars.yml playbooks/site.yml
 
 # Everything CI checks: unit tests, sanity, lint, then the integration tests on the lab.
 test: lab-up unit sanity lint integration

@@ -542,6 +542,22 @@ def _ssh_ok(port):
     return run(ssh_args(port) + ["true"], check=False).returncode == 0
 
 
+def site_disks(node):
+    """The disks `make site` prepares on a lab node: one whole-disk xfs volume, one disk
+    split into two ext4 partitions, one raw block volume, and the seed layout's bind
+    mount of a directory. Tests choose their own; only site-vars.yml points at these."""
+    disks = [d["path"] for d in node["disks"]]
+    wanted = [{"name": "ssd0", "device": disks[0], "fstype": "xfs"},
+              {"name": "data", "device": disks[1], "partitions": 2, "fstype": "ext4"},
+              {"name": "raw0", "device": disks[2], "mode": "block"}]
+    return wanted[:len(disks)] + [{"name": "vol1", "bind": "/data/k8s/localpv/vol1"}]
+
+
+SITE_VARS = """# Written by lab/lab.py: what `make site` prepares on the lab nodes (see site_disks).
+localpv_disks: "{{ lab_site_disks }}"
+"""
+
+
 def write_inventory(nodes):
     lines = ["# Written by lab/lab.py; the lab's nodes as an Ansible inventory.",
              "all:", "  children:", "    nodes:", "      hosts:"]
@@ -552,6 +568,7 @@ def write_inventory(nodes):
             "          ansible_port: %d" % n["ssh_port"],
             "          localpv_node_name: %s" % n["node_name"],
             "          lab_disks: %s" % json.dumps([d["path"] for d in n["disks"]]),
+            "          lab_site_disks: %s" % json.dumps(site_disks(n)),
         ]
     lines += [
         "  vars:",
@@ -568,6 +585,7 @@ def write_inventory(nodes):
         "",
     ]
     _write_if_changed(path("inventory.yml"), "\n".join(lines))
+    _write_if_changed(path("site-vars.yml"), SITE_VARS)
 
 
 # ---------------------------------------------------------------- commands
