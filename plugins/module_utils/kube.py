@@ -554,12 +554,24 @@ def ensure_storage_classes(kube, classes, replace=False):
     return results
 
 
-def local_pv_report(kube, nodes=None):
-    """Owned PVs (of ``nodes``, or all) with phase, claim, the pods that use the
-    claim and where they run, and whether their node still exists."""
+def _controller_of(obj):
+    """``Kind/name`` of the controller that owns ``obj`` (its controller ownerReference), or None."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return "%s/%s" % (ref.get("kind"), ref.get("name"))
+    return None
+
+
+def local_pv_report(kube, nodes=None, label_selector=None):
+    """Owned PVs (of ``nodes``, or all; ``label_selector`` narrows further) with
+    phase, claim, the pods that use the claim and where they run, and whether
+    their node still exists."""
     from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
 
-    owned = kube.list_pvs(label_selector="%s=%s" % (vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE))
+    selector = "%s=%s" % (vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE)
+    if label_selector:
+        selector += "," + label_selector
+    owned = kube.list_pvs(label_selector=selector)
     if nodes:
         wanted = set(vol.label_value(n) for n in nodes)
         owned = [pv for pv in owned if (pv["metadata"].get("labels") or {}).get(vol.NODE_LABEL) in wanted]
@@ -579,7 +591,10 @@ def local_pv_report(kube, nodes=None):
                     pods_by_claim.setdefault("%s/%s" % (namespace, ref.get("claimName")), []).append({
                         "namespace": namespace, "name": pod["metadata"]["name"],
                         "node": (pod.get("spec") or {}).get("nodeName"),
-                        "phase": (pod.get("status") or {}).get("phase")})
+                        "phase": (pod.get("status") or {}).get("phase"),
+                        "uid": pod["metadata"].get("uid"),
+                        "controller": _controller_of(pod),
+                        "deleting": bool(pod["metadata"].get("deletionTimestamp"))})
     report = []
     for pv in sorted(owned, key=lambda p: p["metadata"]["name"]):
         view = vol.pv_view(pv)
@@ -603,6 +618,11 @@ def local_pv_report(kube, nodes=None):
             "phase": (pv.get("status") or {}).get("phase"),
             "claim": claim,
             "claim_phase": ((pvc or {}).get("status") or {}).get("phase") if claim else None,
+            # The claim the PV is bound to, by uid; a claim of the same name with
+            # another uid (made again, e.g. by a StatefulSet) is not this PV's claim.
+            "claim_uid": ((pv.get("spec") or {}).get("claimRef") or {}).get("uid"),
+            "claim_current_uid": ((pvc or {}).get("metadata") or {}).get("uid"),
+            "uid": pv["metadata"].get("uid"),
             "pods": pods_by_claim.get(claim, []) if claim else [],
             "deleting": bool(pv["metadata"].get("deletionTimestamp")),
         })

@@ -74,7 +74,11 @@ pvs:
       phase: Bound
       claim: default/data-web-0
       claim_phase: Bound
-      pods: [{"namespace": "default", "name": "web-0", "node": "node2", "phase": "Running"}]
+      claim_uid: 0c0e6a4e-1f0a-4d6e-9d38-2f3c1c2b9a11
+      claim_current_uid: 0c0e6a4e-1f0a-4d6e-9d38-2f3c1c2b9a11
+      uid: 5b1d0c8e-7d7e-4a43-9c0e-3f1b8a6d2e10
+      pods: [{"namespace": "default", "name": "web-0", "node": "node2", "phase": "Running",
+              "uid": "a3c4...", "controller": "StatefulSet/web", "deleting": false}]
       deleting: false
 nodes:
   description: Per node, the number of PVs by phase.
