@@ -6,25 +6,11 @@ own disks, and an audit log that records what happened in which order."""
 import os
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 from kubernetes import client
-
-WAIT = 60
-
-
-def wait_until(what, check, timeout=WAIT):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    pytest.fail("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
-
+from pv_helpers import wait_until
 
 def local_pv(name, node_label, sc, size, test_id):
     return client.V1PersistentVolume(
