@@ -1,0 +1,712 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Taking local volumes away, and recycling Released ones.
+
+The one safe order, per volume: the pods that use the PV's claim are gone ->
+the volume is unmounted on its host -> the claim is deleted and gone -> the PV
+is deleted and gone. Every step here is verified by reading the objects back
+(by uid, so an object made again under the same name is never taken for the
+one we meant), never by trusting the protection finalizers to hold a delete
+that came too early.
+
+The API half (plan, pods, claims, PVs, claimRef) runs on the controller with
+:class:`kube.Kube`; the host half (what holds a volume, wiping it) runs on the
+node and needs nothing but /proc and the usual tools.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import stat
+import time
+
+from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
+
+try:
+    from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+    KubeError = k.KubeError
+except ImportError:  # pragma: no cover - the host half does not need it
+    k = None
+    KubeError = Exception
+
+DEFAULT_TIMEOUT = 300
+POLL_INTERVAL = 1.0
+
+
+class RetireError(Exception):
+    """A step that must not go on, said for a human. ``state`` tells what was
+    done already (for the module's result), ``code`` what kind of stop it is."""
+
+    def __init__(self, msg, code="error", state=None):
+        super(RetireError, self).__init__(msg)
+        self.msg = msg
+        self.code = code
+        self.state = state or {}
+
+
+# --------------------------------------------------------------------------------------
+# The plan
+# --------------------------------------------------------------------------------------
+
+def _owned(pv):
+    return (pv.get("metadata", {}).get("labels") or {}).get(vol.MANAGED_BY_LABEL) == vol.MANAGED_BY_VALUE
+
+
+def _claim_is_current(entry):
+    """Whether the PV's claim still exists as the very object the PV is bound to."""
+    return bool(entry.get("claim") and entry.get("claim_current_uid")
+                and entry.get("claim_current_uid") == entry.get("claim_uid"))
+
+
+def scheduled_pods(entry):
+    """The pods that use the PV's own claim and are bound to a node: those are the
+    ones that can have the volume mounted. A pod that waits unscheduled cannot
+    (the kubelet starts no pod whose claim is being deleted)."""
+    if not _claim_is_current(entry):
+        return []
+    return [p for p in entry.get("pods") or [] if p.get("node")]
+
+
+def plan_decommission(report, all_pvs, nodes, hostnames=None, volumes=None):
+    """What decommissioning ``nodes`` (Kubernetes node names), or only their
+    ``volumes`` (volume names), means for the cluster.
+
+    ``report`` is ``kube.local_pv_report`` of these nodes, ``all_pvs`` every PV
+    (to find PVs that are not ours in the way), ``hostnames`` the
+    ``kubernetes.io/hostname`` values of the nodes. Returns a dict:
+    ``volumes`` (one entry per owned PV to retire, with ``claim_current`` and
+    ``using_pods``), ``missing`` (asked-for volumes that have no PV any more:
+    done, or never there), ``foreign`` (PVs on these nodes that are not ours),
+    ``errors`` (reasons not to start).
+    """
+    nodes = list(nodes or [])
+    wanted = list(volumes or [])
+    hostnames = set(hostnames or []) | set(nodes)
+    by_name = dict((pv["metadata"]["name"], pv) for pv in all_pvs)
+    errors, foreign, missing = [], [], []
+    entries = [dict(e) for e in report if e["node"] in [vol.label_value(n) for n in nodes]]
+    if wanted:
+        entries = [e for e in entries if e["volume"] in wanted]
+        for node in nodes:
+            for name in wanted:
+                pv_name = vol.pv_name(node, name)
+                pv = by_name.get(pv_name)
+                if pv is not None and not _owned(pv):
+                    errors.append("PV %s (volume %s of node %s) is not managed by localpv.rollout (no label %s=%s); "
+                                  "it is never touched: take it away by hand" % (
+                                      pv_name, name, node, vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE))
+                elif not any(e["volume"] == name and e["node"] == vol.label_value(node) for e in entries):
+                    missing.append({"node": node, "volume": name, "name": pv_name})
+    ours = set(e["name"] for e in entries)
+    for pv in all_pvs:
+        name = pv["metadata"]["name"]
+        if name in ours or _owned(pv):
+            continue
+        if vol.affinity_hostname(pv) in hostnames and not wanted:
+            foreign.append({"name": name, "claim": vol.claim_of(pv),
+                            "path": ((pv.get("spec") or {}).get("local") or {}).get("path")})
+    for entry in entries:
+        entry["claim_current"] = _claim_is_current(entry)
+        entry["using_pods"] = scheduled_pods(entry)
+        if entry.get("deleting") and entry.get("claim_current"):
+            entry["note"] = "PV deletion already requested while its claim exists"
+    entries.sort(key=lambda e: (e["node"] or "", e["volume"] or "", e["name"]))
+    return {"volumes": entries, "missing": missing, "foreign": foreign, "errors": errors}
+
+
+def plan_table(plan, nodes=()):
+    """The plan as lines of a table a user reads in the output."""
+    rows = [("NODE", "VOLUME", "PV", "PHASE", "CLAIM", "PODS (controller)", "PATH")]
+    for e in plan["volumes"]:
+        pods = ", ".join("%s/%s%s" % (p["namespace"], p["name"], " (%s)" % p["controller"] if p.get("controller")
+                                      else "") for p in e["using_pods"]) or "-"
+        claim = e.get("claim") or "-"
+        if e.get("claim") and not e.get("claim_current"):
+            claim += " (gone)"
+        rows.append((e["node"] or "-", e["volume"] or "-", e["name"], e.get("phase") or "-", claim, pods,
+                     "%s%s" % (e.get("path") or "-", " [block]" if e.get("volume_mode") == "Block" else "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    if not plan["volumes"]:
+        lines.append("(no PV of localpv.rollout left on %s)" % (", ".join(nodes) or "these nodes"))
+    for m in plan.get("missing") or []:
+        lines.append("volume %s of node %s: no PV %s (already retired, or never registered)" % (
+            m["volume"], m["node"], m["name"]))
+    for f in plan.get("foreign") or []:
+        lines.append("PV %s on this node is not ours and is left alone%s" % (
+            f["name"], " (claim %s)" % f["claim"] if f.get("claim") else ""))
+    return lines
+
+
+# --------------------------------------------------------------------------------------
+# Pods: evict (or delete) and wait until gone
+# --------------------------------------------------------------------------------------
+
+def _pods_of(kube, entries):
+    """Current pods using the claims of ``entries`` (fresh report entries)."""
+    pods = []
+    for e in entries:
+        for pod in scheduled_pods(e):
+            pod = dict(pod)
+            pod["pv"] = e["name"]
+            pod["claim"] = e["claim"]
+            pods.append(pod)
+    return pods
+
+
+def _fresh(kube, pv_names, label_selector=None, nodes=None):
+    report = k.local_pv_report(kube, nodes=nodes, label_selector=label_selector)
+    return [e for e in report if e["name"] in pv_names]
+
+
+def evict_pod(kube, namespace, name, uid=None, grace_period=None):
+    """POST an Eviction for the pod (one try, no retry on 429: the caller
+    decides how long to wait for a PodDisruptionBudget). Returns None when the
+    pod is evicted or gone, else the reason the API server gave (a PDB)."""
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": namespace},
+            "deleteOptions": {"preconditions": {"uid": uid} if uid else None,
+                              "gracePeriodSeconds": grace_period}}
+    if kube.dry_run:
+        body["deleteOptions"]["dryRun"] = [k.DRY_RUN_ALL]
+    kube._count("create")
+    try:
+        kube.core.create_namespaced_pod_eviction(name, namespace, body, _preload_content=False,
+                                                 _request_timeout=kube.timeout)
+        return None
+    except Exception as exc:  # ApiException and connection errors
+        err = k.describe_error(exc, "create", "pods/eviction", "%s/%s" % (namespace, name), kube.host)
+        if err.status in (404, 409):   # gone, or another pod of that name now: not ours to evict
+            return None
+        if err.status == 429 or (err.status and err.status >= 500 and "disruption" in err.msg.lower()):
+            return err.msg
+        raise err
+
+
+def delete_pod(kube, namespace, name, uid=None, grace_period=None):
+    body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid} if uid else None,
+            "gracePeriodSeconds": grace_period}
+    if kube.dry_run:
+        body["dryRun"] = [k.DRY_RUN_ALL]
+    try:
+        kube.call("delete", "pods", "%s/%s" % (namespace, name), kube.core.delete_namespaced_pod, name, namespace,
+                  body=body)
+    except KubeError as exc:
+        if exc.status not in (404, 409):
+            raise
+
+
+def clear_pods(kube, pv_names, action="evict", timeout=DEFAULT_TIMEOUT, grace_period=None,
+               interval=POLL_INTERVAL, sleep=time.sleep, clock=time.monotonic, label_selector=None, nodes=None):
+    """Evict (or delete) every scheduled pod that uses the claim of one of the PVs
+    ``pv_names``, and wait until they are gone.
+
+    Stops with :class:`RetireError` when a PodDisruptionBudget still blocks an
+    eviction at ``timeout`` (code ``pdb``), when a pod is still there at
+    ``timeout`` (``stuck``), or when a pod we did not see at the start is
+    scheduled with one of these claims (``recreated``: a controller puts it
+    back, and unmounting under it would lose its writes).
+    Returns ``{"evicted": [...], "deleted": [...], "pending": [...]}``.
+    """
+    result = {"evicted": [], "deleted": [], "pending": [], "blocked": {}}
+    entries = _fresh(kube, pv_names, label_selector, nodes)
+    seen = set(p["uid"] for p in _pods_of(kube, entries))
+    acted = set()
+    deadline = clock() + timeout
+    while True:
+        pods = _pods_of(kube, entries)
+        new = [p for p in pods if p["uid"] not in seen]
+        if new:
+            p = new[0]
+            raise RetireError(
+                "pod %s/%s%s was scheduled onto node %s with claim %s (PV %s) after the pods of that claim were "
+                "being removed: a controller puts it back. Scale it down, or keep the node cordoned "
+                "(decommission_cordon), then run again" % (
+                    p["namespace"], p["name"], " of %s" % p["controller"] if p.get("controller") else "",
+                    p["node"], p["claim"], p["pv"]), code="recreated", state=result)
+        if not pods:
+            break
+        blocked = {}
+        for p in pods:
+            if p.get("deleting") or p["uid"] in acted:
+                continue
+            key = "%s/%s" % (p["namespace"], p["name"])
+            if kube.dry_run:
+                acted.add(p["uid"])
+                result["evicted" if action == "evict" else "deleted"].append(key)
+                continue
+            if action == "delete":
+                delete_pod(kube, p["namespace"], p["name"], p["uid"], grace_period)
+                acted.add(p["uid"])
+                result["deleted"].append(key)
+            else:
+                reason = evict_pod(kube, p["namespace"], p["name"], p["uid"], grace_period)
+                if reason:
+                    blocked[key] = reason
+                else:
+                    acted.add(p["uid"])
+                    result["evicted"].append(key)
+        result["blocked"] = blocked
+        if kube.dry_run:
+            break
+        if clock() > deadline:
+            if blocked:
+                raise RetireError("eviction still refused after %ds, a PodDisruptionBudget blocks it: %s. Nothing "
+                                  "was unmounted or deleted; make room in the budget (or use "
+                                  "decommission_pod_action=delete) and run again" % (
+                                      timeout, "; ".join("%s: %s" % kv for kv in sorted(blocked.items()))),
+                                  code="pdb", state=result)
+            raise RetireError("pods did not go away within %ds: %s. Nothing was unmounted or deleted; run again "
+                              "when they are gone" % (timeout, ", ".join(
+                                  "%s/%s on %s (phase %s%s)" % (p["namespace"], p["name"], p["node"], p["phase"],
+                                                                ", terminating" if p.get("deleting") else "")
+                                  for p in pods)), code="stuck", state=result)
+        sleep(interval)
+        entries = _fresh(kube, pv_names, label_selector, nodes)
+    result["pending"] = sorted(set("%s/%s" % (p["namespace"], p["name"]) for e in entries
+                                   for p in e.get("pods") or [] if not p.get("node") and _claim_is_current(e)))
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# Claims, then PVs: delete and wait until gone
+# --------------------------------------------------------------------------------------
+
+def _get_pvc(kube, namespace, name):
+    try:
+        return kube.call("get", "persistentvolumeclaims", "%s/%s" % (namespace, name),
+                         kube.core.read_namespaced_persistent_volume_claim, name, namespace)
+    except KubeError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _delete_pvc(kube, namespace, name, uid):
+    body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+    if kube.dry_run:
+        body["dryRun"] = [k.DRY_RUN_ALL]
+    try:
+        kube.call("delete", "persistentvolumeclaims", "%s/%s" % (namespace, name),
+                  kube.core.delete_namespaced_persistent_volume_claim, name, namespace, body=body)
+    except KubeError as exc:
+        if exc.status not in (404, 409):   # 409: that uid is gone, a new claim of the name is not ours
+            raise
+
+
+def _wait(what, gone, timeout, interval, sleep, clock, describe):
+    deadline = clock() + timeout
+    while True:
+        left = [x for x in what if not gone(x)]
+        if not left:
+            return
+        if clock() > deadline:
+            raise RetireError("still there %ds after the delete: %s" % (timeout, "; ".join(describe(x) for x in left)),
+                              code="stuck")
+        sleep(interval)
+
+
+def delete_claims_and_pvs(kube, pv_names, timeout=DEFAULT_TIMEOUT, interval=POLL_INTERVAL, sleep=time.sleep,
+                          clock=time.monotonic):
+    """Delete the claims of the PVs ``pv_names`` and wait until they are gone,
+    then delete the PVs and wait until they are gone.
+
+    Each object is deleted with a uid precondition and waited for by uid: a
+    claim made again under the same name (a StatefulSet does that) is neither
+    deleted nor waited for. A PV that is not ours, or whose claim a scheduled
+    pod still uses, stops everything before the first delete.
+    Returns ``{"claims_deleted": [...], "pvs_deleted": [...], "gone": [...]}``.
+    """
+    result = {"claims_deleted": [], "pvs_deleted": [], "gone": []}
+    pvs = []
+    for name in pv_names:
+        pv = kube.get_pv(name)
+        if pv is None:
+            result["gone"].append(name)
+            continue
+        if not _owned(pv):
+            raise RetireError("PV %s is not managed by localpv.rollout (no label %s=%s); it is never deleted" % (
+                name, vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE), code="foreign", state=result)
+        pvs.append(pv)
+    claims = []
+    for pv in pvs:
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        if not ref.get("name"):
+            continue
+        pvc = _get_pvc(kube, ref.get("namespace"), ref["name"])
+        if pvc is None or pvc["metadata"].get("uid") != ref.get("uid"):
+            continue
+        users = [p for p in kube.list_pods(ref.get("namespace")) if (p.get("spec") or {}).get("nodeName")
+                 and any((v.get("persistentVolumeClaim") or {}).get("claimName") == ref["name"]
+                         for v in (p.get("spec") or {}).get("volumes") or [])]
+        if users:
+            raise RetireError("claim %s/%s of PV %s is still used by pod(s) %s; its pods must be gone first" % (
+                ref.get("namespace"), ref["name"], pv["metadata"]["name"],
+                ", ".join(p["metadata"]["name"] for p in users)), code="in_use", state=result)
+        claims.append((ref.get("namespace"), ref["name"], ref.get("uid")))
+    for ns, name, uid in claims:
+        _delete_pvc(kube, ns, name, uid)
+        result["claims_deleted"].append("%s/%s" % (ns, name))
+    if kube.dry_run:
+        result["pvs_deleted"] = [pv["metadata"]["name"] for pv in pvs]
+        return result
+
+    def claim_gone(c):
+        pvc = _get_pvc(kube, c[0], c[1])
+        return pvc is None or pvc["metadata"].get("uid") != c[2]
+    try:
+        _wait(claims, claim_gone, timeout, interval, sleep, clock, lambda c: "claim %s/%s" % (c[0], c[1]))
+    except RetireError as exc:
+        raise RetireError("%s. The PVs were not deleted; run again when the claims are gone" % exc.msg,
+                          code="stuck", state=result)
+    for pv in pvs:
+        meta = pv["metadata"]
+        try:
+            kube.delete_pv(meta["name"], uid=meta.get("uid"))
+        except KubeError as exc:
+            if exc.status not in (404, 409):
+                raise
+        result["pvs_deleted"].append(meta["name"])
+
+    def pv_gone(pv):
+        now = kube.get_pv(pv["metadata"]["name"])
+        return now is None or now["metadata"].get("uid") != pv["metadata"].get("uid")
+    _wait(pvs, pv_gone, timeout, interval, sleep, clock, lambda pv: "PV %s" % pv["metadata"]["name"])
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# Reclaim: Released -> Available
+# --------------------------------------------------------------------------------------
+
+RECLAIMABLE_PHASES = ("Released", "Failed")
+
+
+def reclaimable(entry):
+    """Whether a report entry is a PV of ours whose claim is gone for good."""
+    return (entry.get("phase") in RECLAIMABLE_PHASES and bool(entry.get("claim_uid"))
+            and not _claim_is_current(entry) and not entry.get("deleting"))
+
+
+def release_pv(kube, name, claim_uid):
+    """Remove ``spec.claimRef`` of PV ``name``, only if it is still ours and still
+    reserved for the claim ``claim_uid`` (a JSON patch ``test`` makes the API
+    server check that in the same write). Returns ``released``, ``already``
+    (no claimRef any more) or raises :class:`RetireError`."""
+    pv = kube.get_pv(name)
+    if pv is None:
+        raise RetireError("PV %s is gone" % name, code="gone")
+    if not _owned(pv):
+        raise RetireError("PV %s is not managed by localpv.rollout; its claimRef is left alone" % name, code="foreign")
+    ref = (pv.get("spec") or {}).get("claimRef")
+    if not ref:
+        return "already"
+    if ref.get("uid") != claim_uid:
+        raise RetireError("PV %s is now reserved for another claim (%s/%s) than the one it was released by; "
+                          "it is left alone" % (name, ref.get("namespace"), ref.get("name")), code="changed")
+    patch = [{"op": "test", "path": "/spec/claimRef/uid", "value": claim_uid},
+             {"op": "remove", "path": "/spec/claimRef"}]
+    kwargs = {"field_manager": k.FIELD_MANAGER, "_content_type": "application/json-patch+json"}
+    if kube.dry_run:
+        kwargs["dry_run"] = k.DRY_RUN_ALL
+    kube.call("patch", "persistentvolumes", name, kube.core.patch_persistent_volume, name, patch, **kwargs)
+    return "released"
+
+
+# --------------------------------------------------------------------------------------
+# The host half: what holds a volume, and wiping it
+# --------------------------------------------------------------------------------------
+
+def _readlink(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _under(path, root):
+    return path is not None and (path == root or path.startswith(root.rstrip("/") + "/"))
+
+
+def _mountinfo(proc_root="/proc"):
+    from ansible_collections.localpv.rollout.plugins.module_utils import devices
+    with open(os.path.join(proc_root, "self", "mountinfo")) as handle:
+        return devices.parse_mountinfo(handle.read())
+
+
+def _fstab(path="/etc/fstab"):
+    from ansible_collections.localpv.rollout.plugins.module_utils import devices
+    try:
+        with open(path) as handle:
+            return devices.parse_fstab(handle.read())
+    except IOError:
+        return []
+
+
+def holders(paths, devs=(), proc_root="/proc", self_pid=None):
+    """Processes that hold files under any of ``paths`` (their cwd, root,
+    executable, an open file or a mapped file), or have open a block device
+    whose ``st_rdev`` is in ``devs``. A list of ``{pid, command, path, how}``."""
+    self_pid = self_pid or os.getpid()
+    found = []
+    try:
+        pids = [int(p) for p in os.listdir(proc_root) if p.isdigit()]
+    except OSError:
+        return found
+    for pid in sorted(pids):
+        if pid == self_pid:
+            continue
+        base = os.path.join(proc_root, str(pid))
+        links = [(how, _readlink(os.path.join(base, how))) for how in ("cwd", "root", "exe")]
+        try:
+            links += [("fd", os.path.join(base, "fd", fd)) for fd in os.listdir(os.path.join(base, "fd"))]
+        except OSError:
+            pass
+        hit = None
+        for how, target in links:
+            if how == "fd":
+                fd_path = target
+                target = _readlink(fd_path)
+                if devs and target and target.startswith("/dev/"):
+                    try:
+                        st = os.stat(fd_path)
+                        if stat.S_ISBLK(st.st_mode) and st.st_rdev in devs:
+                            hit = (how, target)
+                    except OSError:
+                        pass
+            if hit is None and how != "root" and any(_under(target, p) for p in paths):
+                hit = (how, target)
+            if how == "root" and target not in (None, "/") and any(_under(target, p) for p in paths):
+                hit = (how, target)
+            if hit:
+                break
+        if hit is None:
+            try:
+                with open(os.path.join(base, "maps")) as handle:
+                    for line in handle:
+                        fields = line.split(None, 5)
+                        if len(fields) == 6 and any(_under(fields[5].strip(), p) for p in paths):
+                            hit = ("maps", fields[5].strip())
+                            break
+            except (IOError, OSError):
+                pass
+        if hit:
+            try:
+                with open(os.path.join(base, "cmdline"), "rb") as handle:
+                    command = handle.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            except (IOError, OSError):
+                command = ""
+            found.append({"pid": pid, "command": command or "?", "how": hit[0], "path": hit[1]})
+    return found
+
+
+def volume_state(path, proc_root="/proc", fstab_path="/etc/fstab", mounts=None, fstab=None):
+    """What is on the host at a volume's ``path``: the mount (and where else the
+    same filesystem is mounted), the fstab lines, a block-volume link, and the
+    processes that hold it."""
+    mounts = _mountinfo(proc_root) if mounts is None else mounts
+    fstab = _fstab(fstab_path) if fstab is None else fstab
+    here = [m for m in mounts if m["mount_point"] == path]
+    mount = here[-1] if here else None
+    state = {
+        "path": path,
+        "exists": os.path.lexists(path),
+        "is_link": os.path.islink(path),
+        "link_target": os.path.realpath(path) if os.path.islink(path) else None,
+        "mounted": mount is not None,
+        "mount": dict((key, mount[key]) for key in ("source", "fstype", "root", "dev")) if mount else None,
+        "fstab": [dict((key, e[key]) for key in ("src", "path", "fstype", "opts")) for e in fstab if e["path"] == path],
+        "other_mounts": [],
+    }
+    if mount:
+        state["other_mounts"] = sorted(set(
+            m["mount_point"] for m in mounts
+            if m["dev"] == mount["dev"] and m["mount_point"] != path and _under(m["root"], mount["root"])
+            and not _under(m["mount_point"], path)))
+    devs = ()
+    if state["is_link"]:
+        try:
+            st = os.stat(path)
+            if stat.S_ISBLK(st.st_mode):
+                devs = (st.st_rdev,)
+                state["device"] = state["link_target"]
+        except OSError:
+            pass
+    roots = [path] + state["other_mounts"]
+    state["holders"] = holders(roots, devs, proc_root=proc_root) if (state["exists"] or mount) else []
+    return state
+
+
+def describe_holders(state):
+    return "; ".join("pid %d (%s) %s %s" % (h["pid"], h["command"][:60], h["how"], h["path"]) for h in state["holders"])
+
+
+def remove_contents(path, keep=("lost+found",)):
+    """Remove every entry under the mount point ``path`` (not the mount point
+    itself), never crossing into another filesystem mounted below it.
+    Returns the number of top-level entries removed."""
+    dev = os.lstat(path).st_dev
+    removed = 0
+    for entry in sorted(os.listdir(path)):
+        if entry in keep:
+            continue
+        full = os.path.join(path, entry)
+        st = os.lstat(full)
+        if st.st_dev != dev or os.path.ismount(full):
+            raise RetireError("%s is another filesystem mounted inside the volume; refusing to wipe %s" % (
+                full, path), code="nested_mount")
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+        removed += 1
+    return removed
+
+
+def wipe_device_start(device, length=1 << 20):
+    """Zero the first ``length`` bytes of ``device`` (a block volume's partition)."""
+    fd = os.open(device, os.O_WRONLY | getattr(os, "O_EXCL", 0))
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        os.lseek(fd, 0, os.SEEK_SET)
+        todo = min(length, size)
+        chunk = b"\0" * min(todo, 1 << 20)
+        while todo > 0:
+            todo -= os.write(fd, chunk[:todo])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _is_zero(device, length=1 << 20):
+    try:
+        with open(device, "rb") as handle:
+            data = handle.read(length)
+    except (IOError, OSError):
+        return False
+    return not data.strip(b"\0")
+
+
+def plan_partition_wipe(disks, names):
+    """Which partitions (and partition tables) erasing the retired volumes
+    ``names`` means, on ``disks`` (``devices.host_disks()``).
+
+    A volume's partition is found by its GPT name (``volumes.partition_label``),
+    so this works after its PV is gone. A partition that is mounted, held or
+    swap is refused. A disk's partition table is erased too when every
+    partition on it is one of these volumes. Returns ``(items, refused)``."""
+    labels = dict((vol.partition_label(n), n) for n in names)
+    items, refused = [], []
+    for disk in disks:
+        parts = [p for p in disk["partitions"] if p.get("partlabel") in labels]
+        if not parts:
+            continue
+        for part in parts:
+            why = []
+            if part["mounts"]:
+                why.append("mounted at %s" % ", ".join(m["mount_point"] for m in part["mounts"]))
+            if part["holders"]:
+                why.append("held by %s" % ", ".join(part["holders"]))
+            if part["swap"]:
+                why.append("in use as swap")
+            entry = {"volume": labels[part["partlabel"]], "device": part["path"], "disk": disk["path"],
+                     "signatures": [s.get("type") for s in part.get("signatures") or []]}
+            if why:
+                entry["reason"] = "partition %s of volume %s is %s" % (part["path"], entry["volume"], "; ".join(why))
+                refused.append(entry)
+            else:
+                items.append(entry)
+        whole = len(parts) == len(disk["partitions"]) == len(disk["partition_table"] or disk["partitions"])
+        if whole and not any(r["disk"] == disk["path"] for r in refused) and not disk["system_mounts"]:
+            items.append({"volume": None, "device": disk["path"], "disk": disk["path"], "table": True,
+                          "signatures": [s.get("type") for s in disk.get("signatures") or []]})
+    return items, refused
+
+
+def run_wipe(items, run, check_mode=False, length=1 << 20):
+    """Erase what :func:`plan_partition_wipe` listed: each partition's signatures
+    (``wipefs -a``) and start, then whole partition tables. ``run(argv)``
+    returns ``(rc, out, err)``. Returns the devices changed."""
+    changed = []
+    for item in [i for i in items if not i.get("table")] + [i for i in items if i.get("table")]:
+        if not item.get("table") and not item["signatures"] and _is_zero(item["device"], length):
+            continue
+        if item.get("table") and not item["signatures"]:
+            continue
+        changed.append(item["device"])
+        if check_mode:
+            continue
+        rc, out, err = run(["wipefs", "-a", item["device"]])
+        if rc != 0:
+            raise RetireError("wipefs -a %s failed: %s" % (item["device"], err or out), code="wipe")
+        if item.get("table"):
+            run(["partx", "-d", item["device"]])
+        else:
+            wipe_device_start(item["device"], length)
+    return changed
+
+
+MKFS = {
+    "xfs": lambda dev, uuid: ["mkfs.xfs", "-f", "-q"] + (["-m", "uuid=%s" % uuid] if uuid else []) + [dev],
+    "ext4": lambda dev, uuid: ["mkfs.ext4", "-F", "-q"] + (["-U", uuid] if uuid else []) + [dev],
+    "ext3": lambda dev, uuid: ["mkfs.ext3", "-F", "-q"] + (["-U", uuid] if uuid else []) + [dev],
+}
+
+
+def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None):
+    """Erase the data of one volume still in place, for reuse (reclaim).
+
+    ``volume``: ``{path, mode}``. Filesystem volumes must be mounted at
+    ``path`` (never a directory of the root filesystem): ``how=files`` removes
+    everything under it, ``how=mkfs`` unmounts, makes the same filesystem again
+    with the same UUID (so the fstab line and the PV stay right) and mounts it.
+    Block volumes (a link to a device): the device's signatures and start are
+    erased. Refuses while a process holds the volume. Returns a dict with
+    ``path``, ``action`` and ``changed``."""
+    path = volume["path"].rstrip("/")
+    state = state or volume_state(path)
+    out = {"path": path, "changed": False}
+    if state["holders"] or state["other_mounts"]:
+        raise RetireError("%s is still in use: %s%s" % (
+            path, describe_holders(state), "; also mounted at %s" % ", ".join(state["other_mounts"])
+            if state["other_mounts"] else ""), code="held")
+    if (volume.get("mode") or "").lower() == "block" or state["is_link"]:
+        device = state.get("device")
+        if not device:
+            raise RetireError("%s is not a link to a block device; refusing to wipe" % path, code="not_a_volume")
+        rc, text, err = run(["wipefs", "--noheadings", device])
+        dirty = bool(text.strip()) or not _is_zero(device, length)
+        out.update(action="device-start", device=device, changed=dirty)
+        if dirty and not check_mode:
+            run(["wipefs", "-a", device])
+            wipe_device_start(device, length)
+        return out
+    if not state["mounted"]:
+        raise RetireError("%s is not a mount point: refusing to wipe what may be the host's own directory" % path,
+                          code="not_mounted")
+    if how == "mkfs":
+        source, fstype = state["mount"]["source"], state["mount"]["fstype"]
+        if not source.startswith("/dev/") or state["mount"]["root"] != "/" or fstype not in MKFS:
+            raise RetireError("%s is %s on %s (root %s): only a whole xfs/ext filesystem on a device can be made "
+                              "again; use how=files" % (path, fstype, source, state["mount"]["root"]),
+                              code="not_mkfs")
+        rc, text, err = run(["blkid", "-p", "-o", "value", "-s", "UUID", source])
+        uuid = text.strip() or None
+        out.update(action="mkfs", device=source, fstype=fstype, uuid=uuid, changed=True)
+        if check_mode:
+            return out
+        for argv in (["umount", path], MKFS[fstype](source, uuid),
+                     ["mount", path] if state["fstab"] else ["mount", "-t", fstype, source, path]):
+            rc, text, err = run(argv)
+            if rc != 0:
+                raise RetireError("%s failed: %s" % (" ".join(argv), (err or text).strip()), code="mkfs")
+        return out
+    keep = ("lost+found",) if state["mount"]["fstype"].startswith("ext") and state["mount"]["root"] == "/" else ()
+    entries = [e for e in os.listdir(path) if e not in keep]
+    out.update(action="files", removed=len(entries), changed=bool(entries))
+    if entries and not check_mode:
+        remove_contents(path, keep)
+    return out

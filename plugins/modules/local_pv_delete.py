@@ -1,0 +1,122 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: local_pv_delete
+short_description: Delete the claims of given local PVs and wait until gone, then the PVs and wait until gone
+version_added: 0.1.0
+description:
+  - The last two steps of the safe order. Call it only after the pods that use the claims are gone and the
+    volumes are unmounted on their hosts (the decommission role does exactly that).
+  - Every PV must be owned by C(localpv.rollout); one that is not stops the module before the first delete.
+    A claim that a scheduled pod still uses stops it too.
+  - Claims and PVs are deleted with a uid precondition and waited for by uid, so that a claim made again under the
+    same name (a StatefulSet does that) is neither deleted nor waited for. The PVs are deleted only once their claims
+    are gone; nothing relies on the protection finalizers for the order.
+  - A PV that is gone already is reported in RV(gone): running the module again after an interruption finishes the
+    job.
+  - In check mode the deletes are sent with server-side dry-run and nothing is waited for.
+author:
+  - localpv.rollout contributors (@localpv)
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+requirements:
+  - "python >= 3.9"
+  - "kubernetes >= 24.2.0"
+options:
+  pvs:
+    description: Names of the PVs to delete, with their claims.
+    type: list
+    elements: str
+    required: true
+  timeout:
+    description: Seconds to wait for the claims, then for the PVs, to be gone.
+    type: int
+    default: 300
+  workers:
+    description: Not used by this module; accepted for symmetry with M(localpv.rollout.local_pv).
+    type: int
+    default: 16
+  request_timeout:
+    description: Read timeout of one request, in seconds.
+    type: int
+    default: 60
+seealso:
+  - module: localpv.rollout.decommission_plan
+  - module: localpv.rollout.local_pv_evict
+"""
+
+EXAMPLES = r"""
+- name: Delete the claims, then the PVs of node2's retired volumes
+  localpv.rollout.local_pv_delete:
+    pvs: "{{ plan.pv_names }}"
+"""
+
+RETURN = r"""
+claims_deleted:
+  description: Claims (C(namespace/name)) deleted.
+  returned: always
+  type: list
+  elements: str
+pvs_deleted:
+  description: PVs deleted.
+  returned: always
+  type: list
+  elements: str
+gone:
+  description: PVs that were gone already.
+  returned: always
+  type: list
+  elements: str
+reason:
+  description: On failure, why it stopped, one of V(foreign), V(in_use), V(stuck).
+  returned: failure
+  type: str
+requests:
+  description: HTTP requests made to the API server, by verb.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+from ansible_collections.localpv.rollout.plugins.module_utils import retire
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=k.module_arg_spec(
+            pvs=dict(type="list", elements="str", required=True),
+            timeout=dict(type="int", default=retire.DEFAULT_TIMEOUT),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    kube = None
+    result = {"claims_deleted": [], "pvs_deleted": [], "gone": []}
+    try:
+        kube = k.Kube.from_params(p, dry_run=module.check_mode)
+        result = retire.delete_claims_and_pvs(kube, p["pvs"], timeout=p["timeout"])
+    except retire.RetireError as exc:
+        state = dict(result)
+        state.update(exc.state)
+        module.fail_json(msg=exc.msg, reason=exc.code, requests=kube.requests if kube else {}, **state)
+    except k.KubeError as exc:
+        module.fail_json(msg=exc.msg, error=exc.to_dict(), requests=kube.requests if kube else {}, **result)
+    finally:
+        if kube:
+            kube.close()
+    module.exit_json(changed=bool(result["claims_deleted"] or result["pvs_deleted"]), requests=kube.requests,
+                     diff={"before": "".join("PV %s\n" % n for n in result["pvs_deleted"]), "after": ""},
+                     **result)
+
+
+if __name__ == "__main__":
+    main()

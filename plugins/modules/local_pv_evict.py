@@ -1,0 +1,144 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: local_pv_evict
+short_description: Evict (or delete) the pods that use the claims of given local PVs, and wait until they are gone
+version_added: 0.1.0
+description:
+  - For each PV in O(pvs) (owned by C(localpv.rollout)), finds the pods, in any namespace, that use the claim
+    the PV is bound to and are scheduled to a node, and evicts them through the Eviction API, which honours
+    PodDisruptionBudgets, or deletes them with O(action=delete). Then waits until they are gone.
+  - A pod counts only while the claim it names is the very object (same uid) the PV is bound to, and only
+    when it is scheduled; a pod that waits unscheduled cannot have the volume mounted and is reported in
+    RV(pending).
+  - Fails when an eviction is still refused (a PodDisruptionBudget) at O(timeout), when a pod does not go away
+    within O(timeout), or when a pod that was not there at the start is scheduled with one of these claims (a
+    controller puts it back onto the node). Nothing else is touched, so a run can be repeated.
+  - In check mode the evictions and deletes are sent with server-side dry-run and nothing is waited for.
+author:
+  - localpv.rollout contributors (@localpv)
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+requirements:
+  - "python >= 3.9"
+  - "kubernetes >= 24.2.0"
+options:
+  pvs:
+    description: Names of the PVs whose pods must go.
+    type: list
+    elements: str
+    required: true
+  nodes:
+    description: The nodes of these PVs (Kubernetes node names); narrows the LISTs. Empty means every owned PV.
+    type: list
+    elements: str
+    default: []
+  action:
+    description: V(evict) uses the Eviction API (PodDisruptionBudgets are honoured); V(delete) deletes the pods.
+    type: str
+    choices: [evict, delete]
+    default: evict
+  grace_period:
+    description: Grace period of the pods' deletion in seconds; unset uses each pod's own.
+    type: int
+  timeout:
+    description: Seconds to wait for refused evictions and for the pods to be gone.
+    type: int
+    default: 300
+  workers:
+    description: Not used by this module; accepted for symmetry with M(localpv.rollout.local_pv).
+    type: int
+    default: 16
+  request_timeout:
+    description: Read timeout of one request, in seconds.
+    type: int
+    default: 60
+seealso:
+  - module: localpv.rollout.decommission_plan
+"""
+
+EXAMPLES = r"""
+- name: Evict the pods that use node2's volumes, honouring their PodDisruptionBudgets
+  localpv.rollout.local_pv_evict:
+    pvs: "{{ plan.pv_names }}"
+    nodes: [node2]
+    timeout: 600
+"""
+
+RETURN = r"""
+evicted:
+  description: Pods (C(namespace/name)) evicted.
+  returned: always
+  type: list
+  elements: str
+deleted:
+  description: Pods deleted (O(action=delete)).
+  returned: always
+  type: list
+  elements: str
+pending:
+  description: Pods that use one of the claims and wait unscheduled; they never start once the claim is deleted.
+  returned: always
+  type: list
+  elements: str
+blocked:
+  description: On failure, the pods whose eviction is refused, with the API server's reason.
+  returned: always
+  type: dict
+reason:
+  description: On failure, why it stopped, one of V(pdb), V(stuck), V(recreated).
+  returned: failure
+  type: str
+requests:
+  description: HTTP requests made to the API server, by verb.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+from ansible_collections.localpv.rollout.plugins.module_utils import retire
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=k.module_arg_spec(
+            pvs=dict(type="list", elements="str", required=True),
+            nodes=dict(type="list", elements="str", default=[]),
+            action=dict(type="str", choices=["evict", "delete"], default="evict"),
+            grace_period=dict(type="int"),
+            timeout=dict(type="int", default=retire.DEFAULT_TIMEOUT),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    kube = None
+    result = {"evicted": [], "deleted": [], "pending": [], "blocked": {}}
+    try:
+        kube = k.Kube.from_params(p, dry_run=module.check_mode)
+        if p["pvs"]:
+            result = retire.clear_pods(kube, p["pvs"], action=p["action"], timeout=p["timeout"],
+                                       grace_period=p["grace_period"], nodes=p["nodes"] or None)
+    except retire.RetireError as exc:
+        state = dict(result)
+        state.update(exc.state)
+        module.fail_json(msg=exc.msg, reason=exc.code, requests=kube.requests if kube else {}, **state)
+    except k.KubeError as exc:
+        module.fail_json(msg=exc.msg, error=exc.to_dict(), requests=kube.requests if kube else {}, **result)
+    finally:
+        if kube:
+            kube.close()
+    changed = bool(result["evicted"] or result["deleted"])
+    module.exit_json(changed=changed, requests=kube.requests, **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: local_volume_wipe
+short_description: Erase the data of local volumes on their host
+version_added: 0.1.0
+description:
+  - Runs on the node. Two uses.
+  - O(how=files) or O(how=mkfs), with O(volumes) as C({path, mode}) (reclaim a Released PV for reuse). A filesystem
+    volume must be mounted at its path, never a plain directory of the root filesystem; V(files) removes everything
+    under the mount point (C(lost+found) of ext filesystems stays), V(mkfs) unmounts, makes the same filesystem again
+    with the same UUID (so the fstab line and the PV stay right) and mounts it again. A block volume (a link to a
+    device) gets its signatures and its first O(length) bytes erased.
+  - O(how=partition), with O(volumes) as volume names (decommission, after the PVs are gone). Each volume's GPT
+    partition is found by its name C(localpv-<volume>); its signatures and its first O(length) bytes are erased. When
+    every partition of a disk is one of these volumes, the disk's partition table is erased too, and the disk is
+    blank again. A partition that is mounted, held or swap is refused.
+  - Refuses, changing nothing, while a process holds one of the volumes.
+author:
+  - localpv.rollout contributors (@localpv)
+options:
+  volumes:
+    description:
+      - For V(files) and V(mkfs), a list of C({path, mode}) (C(mode) is V(filesystem) or V(block)); for
+        V(partition), a list of volume names.
+    type: list
+    elements: raw
+    required: true
+  how:
+    description: What to erase, see the description.
+    type: str
+    choices: [files, mkfs, partition]
+    default: files
+  length:
+    description: Bytes zeroed at the start of a device.
+    type: int
+    default: 1048576
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Remove the files of a Released volume
+  localpv.rollout.local_volume_wipe:
+    volumes: [{path: /mnt/disks/ssd0, mode: filesystem}]
+
+- name: Erase the partitions of retired volumes
+  localpv.rollout.local_volume_wipe:
+    how: partition
+    volumes: [ssd0, ssd1]
+"""
+
+RETURN = r"""
+volumes:
+  description: Per volume (V(files), V(mkfs)) what was done, with C(path), C(action), C(changed).
+  returned: always
+  type: list
+  elements: dict
+wiped:
+  description: Devices erased (V(partition)).
+  returned: always
+  type: list
+  elements: str
+not_found:
+  description: Volume names without a partition of that name (V(partition)); erased by an earlier run, or never made.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.localpv.rollout.plugins.module_utils import retire
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            volumes=dict(type="list", elements="raw", required=True),
+            how=dict(type="str", choices=["files", "mkfs", "partition"], default="files"),
+            length=dict(type="int", default=1 << 20),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+
+    def run(argv):
+        return module.run_command(argv)
+
+    try:
+        if p["how"] == "partition":
+            from ansible_collections.localpv.rollout.plugins.module_utils import devices
+            names = [str(v) for v in p["volumes"]]
+            items, refused = retire.plan_partition_wipe(devices.host_disks(), names)
+            if refused:
+                module.fail_json(msg="refusing to wipe: %s" % "; ".join(r["reason"] for r in refused),
+                                 refused=refused, wiped=[], volumes=[], not_found=[])
+            wiped = retire.run_wipe(items, run, check_mode=module.check_mode, length=p["length"])
+            found = set(i["volume"] for i in items)
+            module.exit_json(changed=bool(wiped), wiped=wiped, volumes=[], not_found=[n for n in names if n not in found],
+                             diff={"before": "".join("%s: data\n" % d for d in wiped),
+                                   "after": "".join("%s: erased\n" % d for d in wiped)})
+        done = []
+        for volume in p["volumes"]:
+            if not isinstance(volume, dict) or not volume.get("path"):
+                module.fail_json(msg="each volume needs a path: %r" % (volume,))
+            done.append(retire.wipe_contents(volume, p["how"], run, check_mode=module.check_mode, length=p["length"]))
+    except retire.RetireError as exc:
+        module.fail_json(msg=exc.msg, reason=exc.code, wiped=[], volumes=[], not_found=[])
+    changed = [d for d in done if d["changed"]]
+    module.exit_json(changed=bool(changed), volumes=done, wiped=[], not_found=[],
+                     diff={"before": "".join("%s: data\n" % d["path"] for d in changed),
+                           "after": "".join("%s: erased (%s)\n" % (d["path"], d["action"]) for d in changed)})
+
+
+if __name__ == "__main__":
+    main()
