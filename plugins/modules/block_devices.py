@@ -18,7 +18,7 @@ description:
   - Signatures come from a low-level probe of the device itself (C(wipefs)), never from the blkid
     cache. Partition tables are read from the disk with C(partx --show), so a table is seen even
     when the kernel has not created partition devices for it.
-  - Each disk gets O(eligible) true or false and the list of O(reasons) against it. A disk is
+  - Each disk gets RV(disks[].eligible) true or false and the list of RV(disks[].reasons) against it. A disk is
     eligible only if it has no signature, no partitions, no holders, is not mounted, not swap,
     not read-only, not removable, does not hold C(/) or C(/boot), and an exclusive open (C(O_EXCL))
     succeeds.
@@ -27,14 +27,14 @@ description:
     for a loop device, its backing file. RV(disks[].stable_id_source) says which.
   - Read-only; safe in check mode.
 author:
-  - localpv.rollout contributors
+  - localpv.rollout contributors (@localpv)
 requirements:
   - util-linux (wipefs, partx) on the managed host
 options:
   devices:
     description:
       - Kernel names or paths (C(sdb), C(/dev/sdb)) whose contents are probed. Other devices are
-        still listed from sysfs, with O(eligible=false) and reason C(not probed).
+        still listed from sysfs, not eligible, with the reason C(not probed).
       - By default every device is probed.
     type: list
     elements: str
@@ -76,36 +76,77 @@ disks:
   type: list
   elements: dict
   contains:
-    name: {description: Kernel name., type: str, sample: sdb}
-    path: {description: Device path., type: str, sample: /dev/sdb}
-    kind: {description: "C(disk), C(loop), C(dm), C(md), C(zram), C(ram), C(rom), C(nbd) or C(floppy).", type: str}
-    size: {description: Size in bytes., type: int, sample: 1073741824}
-    rotational: {description: Whether the kernel says the disk spins., type: bool}
-    removable: {description: Removable medium., type: bool}
-    read_only: {description: Read-only., type: bool}
-    model: {description: Model from sysfs., type: str}
-    serial: {description: Serial number from sysfs., type: str}
-    wwid: {description: WWID from sysfs., type: str}
-    backing_file: {description: For a loop device, its backing file., type: str}
+    name:
+      description: Kernel name.
+      type: str
+      sample: sdb
+    path:
+      description: Device path.
+      type: str
+      sample: /dev/sdb
+    kind:
+      description: C(disk), C(loop), C(dm), C(md), C(zram), C(ram), C(rom), C(nbd) or C(floppy).
+      type: str
+    size:
+      description: Size in bytes.
+      type: int
+      sample: 1073741824
+    rotational:
+      description: Whether the kernel says the disk spins.
+      type: bool
+    removable:
+      description: Removable medium.
+      type: bool
+    read_only:
+      description: Read-only.
+      type: bool
+    model:
+      description: Model from sysfs.
+      type: str
+    serial:
+      description: Serial number from sysfs.
+      type: str
+    wwid:
+      description: WWID from sysfs.
+      type: str
+    backing_file:
+      description: For a loop device, its backing file.
+      type: str
     stable_id:
-      description: Stable id of the disk (see O(stable_id_source)); use it in C(localpv_disks[].device).
+      description: Stable id of the disk (see RV(disks[].stable_id_source)); use it in C(localpv_disks[].device).
       type: str
       sample: wwn-0x5000c500a1b2c3d4
     stable_id_source:
-      description: "Where the stable id comes from: C(by-id), C(wwid), C(serial), C(loop-backing-file),
-        C(dm-uuid), C(md-uuid) or C(none)."
+      description:
+        - Where the stable id comes from, C(by-id), C(wwid), C(serial), C(loop-backing-file), C(dm-uuid),
+          C(md-uuid) or C(none).
       type: str
-    stable_path: {description: The C(/dev/disk/by-id) path when udev made one, else null., type: str}
-    by_id: {description: All by-id link names of the disk., type: list, elements: str}
-    udev: {description: Whether C(/dev/disk/by-id) exists on the host., type: bool}
+    stable_path:
+      description: The C(/dev/disk/by-id) path when udev made one, else null.
+      type: str
+    by_id:
+      description: All by-id link names of the disk.
+      type: list
+      elements: str
+    udev:
+      description: Whether C(/dev/disk/by-id) exists on the host.
+      type: bool
     signatures:
       description: Signatures found by wipefs (type, offset, uuid, label); null when the device could not be probed.
       type: list
       elements: dict
-    fstype: {description: Filesystem (or RAID/LVM member) type on the whole disk., type: str}
-    fs_uuid: {description: UUID of that filesystem., type: str}
-    fs_label: {description: Label of that filesystem., type: str}
-    pttype: {description: Partition table type (gpt or dos)., type: str}
+    fstype:
+      description: Filesystem (or RAID or LVM member) type on the whole disk.
+      type: str
+    fs_uuid:
+      description: UUID of that filesystem.
+      type: str
+    fs_label:
+      description: Label of that filesystem.
+      type: str
+    pttype:
+      description: Partition table type, C(gpt) or C(dos).
+      type: str
     partition_table:
       description: Partitions as written in the table on disk (number, start, size, name, uuid).
       type: list
@@ -114,16 +155,35 @@ disks:
       description: Partitions the kernel knows, with their signatures, fstype, uuid, label, partlabel, mounts and holders.
       type: list
       elements: dict
-    holders: {description: Holders of the disk or its partitions (dm-0, md0...)., type: list, elements: str}
-    mounts: {description: Mount points of the disk and its partitions (mount_point, fstype, device)., type: list, elements: dict}
-    system_mounts: {description: "Which of /, /boot, /boot/efi, /usr, /var live on this disk.", type: list, elements: str}
-    swap: {description: Whether the disk or a partition is active swap., type: bool}
-    exclusive_open_error: {description: Why an O_EXCL open failed; null if it succeeded., type: str}
-    eligible: {description: Whether the disk may be formatted., type: bool}
-    reasons: {description: Why it may not (empty when eligible)., type: list, elements: str}
+    holders:
+      description: Holders of the disk or of its partitions (C(dm-0), C(md0) and so on).
+      type: list
+      elements: str
+    mounts:
+      description: Mount points of the disk and its partitions (mount_point, fstype, device).
+      type: list
+      elements: dict
+    system_mounts:
+      description: Which of C(/), C(/boot), C(/boot/efi), C(/usr), C(/var) live on this disk.
+      type: list
+      elements: str
+    swap:
+      description: Whether the disk or one of its partitions is active swap.
+      type: bool
+    exclusive_open_error:
+      description: Why an C(O_EXCL) open failed; null if it succeeded.
+      type: str
+    eligible:
+      description: Whether the disk may be formatted.
+      type: bool
+    reasons:
+      description: Why it may not (empty when eligible).
+      type: list
+      elements: str
     reason_codes:
-      description: "Machine-readable reasons: virtual, empty, read_only, removable, system, mounted, swap, holders,
-        partitions, partition_table, signatures, probe, exclusive."
+      description:
+        - Machine-readable reasons, C(virtual), C(empty), C(read_only), C(removable), C(system), C(mounted), C(swap),
+          C(holders), C(partitions), C(partition_table), C(signatures), C(probe), C(exclusive).
       type: list
       elements: str
 eligible:

@@ -29,7 +29,7 @@ description:
     UUID), fstype and options of each volume and whether it still needs mounting, for
     M(ansible.posix.mount) with C(state=mounted).
 author:
-  - localpv.rollout contributors
+  - localpv.rollout contributors (@localpv)
 requirements:
   - util-linux (wipefs, partx, sfdisk, blkid) on the managed host
   - xfsprogs or e2fsprogs for the filesystems asked for
@@ -247,30 +247,63 @@ volumes:
   type: list
   elements: dict
   contains:
-    name: {description: Volume name., type: str, sample: ssd0}
-    path: {description: Mount point (or symlink for block volumes)., type: str, sample: /mnt/disks/ssd0}
-    mode: {description: filesystem or block., type: str}
+    name:
+      description: Volume name.
+      type: str
+      sample: ssd0
+    path:
+      description: Mount point (or symlink for block volumes).
+      type: str
+      sample: /mnt/disks/ssd0
+    mode:
+      description: filesystem or block.
+      type: str
     state:
       description: "create, format, formatted, existing, adopted or bind: what this run found or did."
       type: str
-    disk: {description: Kernel path of the disk at this run., type: str}
-    device: {description: Kernel path of the partition (or disk for adopted whole-disk filesystems)., type: str}
-    stable_id: {description: Stable id of the disk., type: str}
-    stable_id_source: {description: Where the stable id comes from (see block_devices)., type: str}
-    partlabel: {description: GPT partition name., type: str, sample: localpv-ssd0}
-    fstype: {description: Filesystem type; null for block and bind volumes., type: str}
-    uuid: {description: Filesystem UUID; null until the filesystem exists (check mode)., type: str}
-    size: {description: Partition size in bytes., type: int}
+    disk:
+      description: Kernel path of the disk at this run.
+      type: str
+    device:
+      description: Kernel path of the partition (or disk for adopted whole-disk filesystems).
+      type: str
+    stable_id:
+      description: Stable id of the disk.
+      type: str
+    stable_id_source:
+      description: Where the stable id comes from (see block_devices).
+      type: str
+    partlabel:
+      description: GPT partition name.
+      type: str
+      sample: localpv-ssd0
+    fstype:
+      description: Filesystem type; null for block and bind volumes.
+      type: str
+    uuid:
+      description: Filesystem UUID; null until the filesystem exists (check mode).
+      type: str
+    size:
+      description: Partition size in bytes.
+      type: int
     capacity:
       description: Bytes the volume offers (see O(capacity_from)); null when not mounted yet.
       type: int
-    storage_class: {description: StorageClass., type: str}
+    storage_class:
+      description: StorageClass.
+      type: str
     mount:
       description: What M(ansible.posix.mount) needs, src (C(UUID=...) or the bind source), fstype, opts.
       type: dict
-    needs_mount: {description: Whether the fstab line or the mount is missing or different., type: bool}
-    needs_link: {description: For block volumes, whether the symlink is missing or different., type: bool}
-    link_target: {description: For block volumes, the device the symlink points to., type: str}
+    needs_mount:
+      description: Whether the fstab line or the mount is missing or different.
+      type: bool
+    needs_link:
+      description: For block volumes, whether the symlink is missing or different.
+      type: bool
+    link_target:
+      description: For block volumes, the device the symlink points to.
+      type: str
 disks:
   description: The plan per disk (state new, wipe, ours or adopt; actions; layout).
   returned: always

@@ -5,7 +5,6 @@
 Runs make_plan() on recorded hosts (tests/unit/data); nothing here writes.
 """
 
-import copy
 import json
 import os
 
