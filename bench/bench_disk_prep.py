@@ -10,9 +10,11 @@ to change; prints the median of each, their ratio (target: within 1.5x) and the
 number of module invocations per host that the re-run made (tasks that ran on the
 host, loop items counted, skipped ones not).
 
-It prepares the disks first (the inventory's localpv_disks when set, else every
-lab disk of each node as ``bench<i>``): run it on a lab whose disks may be
-formatted. Timing is reported, never asserted.
+It runs disk_prep with the layout ``make site`` uses on the lab (the inventory's
+lab_site_disks: whole-disk xfs, a disk split into two ext4 volumes, a raw block
+volume, a bind mount), preparing it first if needed and leaving it in place. On a
+lab without that hostvar it uses the same layout under bench-* names and wipes
+those disks afterwards unless --keep. Timing is reported, never asserted.
 """
 
 import argparse
@@ -38,14 +40,10 @@ PREP = """\
 - name: Prepare disks
   hosts: {hosts}
   gather_facts: false
-  pre_tasks:
-    - name: Use every lab disk when the inventory names none
-      ansible.builtin.set_fact:
-        localpv_disks: >-
-          {{{{ lab_disks | map('community.general.dict_kv', 'device')
-             | zip(lab_disks | map('regex_replace', '^/dev/', 'bench-') | map('community.general.dict_kv', 'name'))
-             | map('combine') | list }}}}
-      when: localpv_disks is not defined
+  vars:
+    # the layout `make site` prepares when the lab names one (then the bench leaves it
+    # in place), else the same layout under bench-* names (wiped afterwards)
+    localpv_disks: "{{{{ lab_site_disks if lab_site_disks is defined else bench_layouts[inventory_hostname] }}}}"
   roles:
     - role: localpv.rollout.disk_prep
 """
@@ -58,10 +56,16 @@ CLEANUP = """\
   tasks:
     - name: Unmount the bench volumes and drop their fstab lines
       ansible.posix.mount:
-        path: "/mnt/disks/{{{{ item | regex_replace('^/dev/', 'bench-') }}}}"
+        path: "/mnt/disks/{{{{ item }}}}"
         state: absent
-      loop: "{{{{ lab_disks }}}}"
-      when: localpv_disks is not defined
+      loop: [bench-ssd, bench-data-1, bench-data-2, bench-bind]
+      when: lab_site_disks is not defined
+
+    - name: Remove the block volume link
+      ansible.builtin.file:
+        path: /mnt/disks/bench-raw
+        state: absent
+      when: lab_site_disks is not defined
 
     - name: Wipe the lab disks of this node
       ansible.builtin.shell: |
@@ -71,8 +75,9 @@ CLEANUP = """\
           partx -d "$disk" 2>/dev/null || true
           wipefs -a -q "$disk"
         done
+        rm -rf /data/bench
       changed_when: true
-      when: localpv_disks is not defined
+      when: lab_site_disks is not defined
 """
 
 CONTROL_DIR = tempfile.mkdtemp(prefix="bench-cm-")
@@ -91,9 +96,27 @@ def env():
     return e
 
 
+def layouts():
+    """Per node, the layout `make site` uses, under bench-* names: a whole-disk xfs
+    volume, a disk split into two ext4 volumes, a raw block volume, a bind mount."""
+    with open(os.path.join(STATE, "lab.json")) as handle:
+        nodes = json.load(handle)["nodes"]
+    out = {}
+    for node in nodes:
+        disks = [d["path"] for d in node["disks"]]
+        wanted = [{"name": "bench-ssd", "device": disks[0]},
+                  {"name": "bench-data", "device": disks[1], "partitions": 2, "fstype": "ext4"},
+                  {"name": "bench-raw", "device": disks[2], "mode": "block"}]
+        out[node["host"]] = wanted[:len(disks)] + [{"name": "bench-bind", "bind": "/data/bench/vol"}]
+    return out
+
+
+EXTRA = {}
+
+
 def playbook(path, inventory):
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
-           "-e", json.dumps({"ansible_ssh_common_args": SSH_ARGS}), path]
+           "-e", json.dumps(EXTRA), path]
     start = time.monotonic()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=REPO, check=False)
     elapsed = time.monotonic() - start
@@ -126,6 +149,7 @@ def main():
     parser.add_argument("--keep", action="store_true", help="leave the bench volumes (default: wipe them after)")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="bench-disk-prep-")
+    EXTRA.update({"ansible_ssh_common_args": SSH_ARGS, "bench_layouts": layouts()})
     facts, prep = os.path.join(work, "facts.yml"), os.path.join(work, "prep.yml")
     cleanup = os.path.join(work, "cleanup.yml")
     with open(cleanup, "w") as f:
