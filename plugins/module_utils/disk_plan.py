@@ -385,8 +385,9 @@ def _subject_of(plan, name):
 
 
 def _volume(spec, name, mode, state, disk=None, number=None, size=None, fstype=None, uuid=None,
-            source=None, device=None, label=None):
+            source=None, device=None, label=None, dev=None):
     return {
+        "dev": dev,
         "name": name,
         "mode": mode,
         "state": state,
@@ -453,7 +454,7 @@ def _plan_disk(plan, spec, disk, names, allow_wipe, refuse):
             plan["volumes"].append(_volume(spec, name, mode, state, disk=disk, number=tentry["number"],
                                            size=tentry["size"], fstype=spec["fstype"],
                                            uuid=part["uuid"] if part and state == "existing" else None,
-                                           device=path, label=tentry.get("name")))
+                                           device=path, label=tentry.get("name"), dev=part["dev"] if part else None))
         plan["disks"].append(entry)
         return
 
@@ -475,7 +476,7 @@ def _plan_disk(plan, spec, disk, names, allow_wipe, refuse):
                 return
             plan["volumes"].append(_volume(spec, name, "filesystem", "adopted", disk=disk, number=fs.get("number"),
                                            size=fs["size"], fstype=fs["fstype"], uuid=fs["uuid"],
-                                           device=fs["path"], label=fs.get("partlabel")))
+                                           device=fs["path"], label=fs.get("partlabel"), dev=fs.get("dev")))
         plan["disks"].append(entry)
         return
 
@@ -519,7 +520,7 @@ def _adoptable(disk, count, spec):
         if count != 1:
             return "carries one filesystem on the whole disk, but %d partitions are asked for" % count
         return [{"path": disk["path"], "fstype": disk["fstype"], "uuid": disk["fs_uuid"], "label": disk["fs_label"],
-                 "size": disk["size"], "number": None, "partlabel": None}]
+                 "size": disk["size"], "number": None, "partlabel": None, "dev": disk["dev"]}]
     with_fs = [p for p in disk["partitions"] if p["fstype"] in FSTYPES]
     if not disk["partitions"]:
         if disk["partition_table"]:
@@ -529,7 +530,7 @@ def _adoptable(disk, count, spec):
         return "has %d partition(s), %d with an xfs/ext4 filesystem; %d asked for" % (
             len(disk["partitions"]), len(with_fs), count)
     return [{"path": p["path"], "fstype": p["fstype"], "uuid": p["uuid"], "label": p["label"], "size": p["size"],
-             "number": p["number"], "partlabel": p["partlabel"]} for p in with_fs]
+             "number": p["number"], "partlabel": p["partlabel"], "dev": p["dev"]} for p in with_fs]
 
 
 def _mark_mount_state(plan, fstab_text, mountinfo_text, links):
@@ -557,8 +558,11 @@ def _mark_mount_state(plan, fstab_text, mountinfo_text, links):
         if volume["state"] == "bind":
             mounted = mount is not None and _is_bind_of(mount, volume["source"], mounts)
         else:
-            mounted = mount is not None and volume["device"] is not None and (
-                os.path.basename(mount["source"]) == os.path.basename(volume["device"]))
+            # by device number when known (the kernel name in mountinfo is the one at
+            # mount time), else by name
+            mounted = mount is not None and (
+                mount["dev"] == volume["dev"] if volume.get("dev") else
+                volume["device"] is not None and os.path.basename(mount["source"]) == os.path.basename(volume["device"]))
         volume["mounted"] = mounted
         volume["needs_mount"] = not (fstab_ok and mounted)
 

@@ -289,3 +289,20 @@ def test_sfdisk_script_asks_for_gpt_with_names():
     script = dp.sfdisk_script(p["disks"][0])
     assert script.startswith("label: gpt\n")
     assert 'start=1MiB, size=598MiB' in script and 'name="localpv-ssd0"' in script
+
+
+def test_a_mount_is_matched_by_device_number_not_by_the_name_it_had_when_mounted():
+    raw = recorded("ours_two_ext4")
+    parts = raw["devices"]["loop0"]["partitions"]
+    entries = [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}]
+    first = plan(None, entries, raw=raw)
+    fstab = "".join("UUID=%s /mnt/disks/%s ext4 defaults,nofail 0 0\n" % (v["uuid"], v["name"]) for v in first["volumes"])
+    # mounted when the disk was called loop5; same device numbers now
+    renamed = raw["mountinfo"] + "".join(
+        "9%d 27 %s / /mnt/disks/data0-%d rw - ext4 /dev/loop5p%d rw\n" % (n, parts["loop0p%d" % n]["dev"], n, n)
+        for n in (1, 2))
+    assert not plan(None, entries, fstab=fstab, mountinfo=renamed, raw=raw)["changed"]
+    # same name, other device: something else is mounted there
+    other = raw["mountinfo"] + "".join(
+        "9%d 27 259:9%d / /mnt/disks/data0-%d rw - ext4 /dev/loop0p%d rw\n" % (n, n, n, n) for n in (1, 2))
+    assert all(v["needs_mount"] for v in plan(None, entries, fstab=fstab, mountinfo=other, raw=raw)["volumes"])
