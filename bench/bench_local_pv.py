@@ -244,6 +244,7 @@ def cleanup(run):
             break
         time.sleep(1)
     api.close()
+    time.sleep(3)   # let the controllers finish with the deleted PVs
 
 
 PHASES = {"floor": phase_floor, "local_pv": phase_local_pv, "inprocess": phase_inprocess, "k8s_loop": phase_k8s_loop}
@@ -275,6 +276,7 @@ def main():
     parser.add_argument("--n", type=int, default=1000, help="PVs created by local_pv and by the raw client")
     parser.add_argument("--loop-n", type=int, default=200, help="PVs created by the kubernetes.core.k8s loop")
     parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2, help="repeat the floor and local_pv phases, keep the best")
     parser.add_argument("--skip-loop", action="store_true", help="leave out the kubernetes.core.k8s loop")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
@@ -282,16 +284,23 @@ def main():
     if args.phase:
         return child(args)
     args.run = "b" + uuid.uuid4().hex[:6]
-    print("bench %s: N=%d, loop M=%d, workers=%d, API server from %s" % (
-        args.run, args.n, args.loop_n, args.workers, "$KUBECONFIG" if os.environ.get("KUBECONFIG") else "the lab"))
-    # each phase starts from a cluster without bench PVs, so LISTs are the same size
+    print("bench %s: N=%d, loop M=%d, workers=%d, best of %d rounds, API server from %s" % (
+        args.run, args.n, args.loop_n, args.workers, args.rounds, "$KUBECONFIG" if os.environ.get("KUBECONFIG") else "the lab"))
+    # Each phase starts from a cluster without bench PVs and with the controllers
+    # done with the last deletions, so LISTs are the same size and the API server
+    # is equally busy. The machine is shared with the API server, so phases are
+    # repeated (--rounds) and the best round of each counts.
+    def best(phase, key="wall"):
+        runs = []
+        for _ in range(args.rounds):
+            runs.append(run_phase(args, phase))
+            cleanup(args.run)
+        return min(runs, key=lambda r: r[key])
     try:
-        floor = run_phase(args, "floor")
         cleanup(args.run)
-        lib = run_phase(args, "inprocess")
-        cleanup(args.run)
-        lpv = run_phase(args, "local_pv")
-        cleanup(args.run)
+        floor = best("floor")
+        lib = best("inprocess")
+        lpv = best("local_pv")
         loop = None if args.skip_loop else run_phase(args, "k8s_loop")
     finally:
         cleanup(args.run)
