@@ -180,14 +180,21 @@ class Scenario:
         return res
 
     def blank_disk(self):
-        """A lab disk of the node that is blank right now (no signature, not mounted)."""
-        for disk in sorted(self.info["disks"], key=lambda d: d["size"]):
-            path = disk["path"]
-            busy = self.sh("wipefs --noheadings %s; grep -c '^%s' /proc/mounts || true" % (path, path)).stdout
-            if busy.strip() == "0":
-                self.disks_used.append(path)
-                return path
-        pytest.fail("no blank lab disk on %s: another test uses them all" % self.host)
+        """A lab disk that is blank right now (no signature, not mounted), on this
+        test's node if it has one, else on another node, which then becomes the
+        test's node. The disk is blanked again at cleanup."""
+        hosts = [self.host] + [n["host"] for n in self.lab.nodes if n["host"] != self.host]
+        for host in hosts:
+            info = self.lab.node(host)
+            for disk in sorted(info["disks"], key=lambda d: d["size"]):
+                path = disk["path"]
+                busy = self.sh("wipefs --noheadings %s; grep -c '^%s' /proc/mounts || true" % (path, path),
+                               host=host).stdout
+                if busy.strip() == "0":
+                    self.host, self.info, self.node_name = host, info, info["node_name"]
+                    self.disks_used.append(path)
+                    return path
+        pytest.fail("no blank lab disk on any node: other runs use them all")
 
     def path(self, name):
         return "%s/%s" % (ROOT, name)
