@@ -555,7 +555,7 @@ def normalize_storage_class(item):
     if mode not in BINDING_MODES:
         reasons.append("volume_binding_mode %r is not one of %s" % (mode, ", ".join(BINDING_MODES)))
     labels = item.get("labels") or {}
-    reasons += [r for r in _labels_reasons(dict((k, v) for k, v in labels.items() if k != MANAGED_BY_LABEL))]
+    reasons += _labels_reasons(dict((k, v) for k, v in labels.items() if k != MANAGED_BY_LABEL))
     cls = {
         "name": name,
         "reclaim_policy": reclaim,

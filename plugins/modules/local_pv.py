@@ -29,7 +29,7 @@ description:
     in place. Such a change deletes and creates the PV, only when it is not bound and
     O(replace_unbound=true); on a bound PV it is an error naming the PV and its claim.
 author:
-  - localpv.rollout contributors
+  - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
 requirements:

@@ -18,7 +18,7 @@ description:
   - Reads only; the requests are one LIST of owned PVs, one of Nodes, and for each namespace that has a
     claim on one of them, one LIST of its claims and one of its pods.
 author:
-  - localpv.rollout contributors
+  - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
 requirements:

@@ -22,7 +22,7 @@ description:
     and creates it. PVs and claims refer to a class by name, so they are not affected.
   - Labels and the default-class annotation are patched in place. Labels set by others stay.
 author:
-  - localpv.rollout contributors
+  - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
 requirements:
