@@ -24,6 +24,7 @@ import fnmatch
 import os
 import subprocess
 import time
+import uuid
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils.volumes import (
@@ -388,6 +389,8 @@ def _volume(spec, name, mode, state, disk=None, number=None, size=None, fstype=N
             source=None, device=None, label=None, dev=None):
     return {
         "dev": dev,
+        "udev": bool(disk and disk.get("udev")),
+        "partuuid": None,
         "name": name,
         "mode": mode,
         "state": state,
@@ -455,6 +458,7 @@ def _plan_disk(plan, spec, disk, names, allow_wipe, refuse):
                                            size=tentry["size"], fstype=spec["fstype"],
                                            uuid=part["uuid"] if part and state == "existing" else None,
                                            device=path, label=tentry.get("name"), dev=part["dev"] if part else None))
+            plan["volumes"][-1]["partuuid"] = (tentry.get("uuid") or "").lower() or None
         plan["disks"].append(entry)
         return
 
@@ -506,11 +510,14 @@ def _plan_disk(plan, spec, disk, names, allow_wipe, refuse):
         label = partition_label(name)
         part["label"] = label
         part["volume"] = name
+        # chosen here, so that the plan can name /dev/disk/by-partuuid/<uuid> before it exists
+        part["partuuid"] = str(uuid.uuid4())
         path = partition_path(disk["path"], part["number"])
         if mode == "filesystem":
             entry["actions"].append("mkfs %s" % path)
         plan["volumes"].append(_volume(spec, name, mode, "create", disk=disk, number=part["number"],
                                        size=part["size"], fstype=spec["fstype"], device=path, label=label))
+        plan["volumes"][-1]["partuuid"] = part["partuuid"]
     plan["disks"].append(entry)
 
 
@@ -543,7 +550,13 @@ def _mark_mount_state(plan, fstab_text, mountinfo_text, links):
     for volume in plan["volumes"]:
         path = volume["path"]
         if volume["mode"] == "block":
-            volume["link_target"] = volume["device"]
+            # A kernel name (sdb1) may belong to another disk after a reboot; with udev
+            # the link goes to the partition's UUID, which never moves. Without udev the
+            # kernel name is all there is, and each run puts the link right.
+            if volume["udev"] and volume["partuuid"]:
+                volume["link_target"] = "/dev/disk/by-partuuid/" + volume["partuuid"]
+            else:
+                volume["link_target"] = volume["device"]
             volume["needs_link"] = links.get(path) != volume["link_target"]
             continue
         if volume["state"] == "bind":
@@ -656,8 +669,8 @@ def _wait_for_node(path, timeout=10.0):
 def sfdisk_script(entry):
     lines = ["label: gpt"]
     for part in entry["layout"]:
-        lines.append('start=%dMiB, size=%dMiB, type=%s, name="%s"' % (
-            part["start"] // MIB, part["size"] // MIB, LINUX_FS_TYPE, part["label"]))
+        lines.append('start=%dMiB, size=%dMiB, type=%s, uuid=%s, name="%s"' % (
+            part["start"] // MIB, part["size"] // MIB, LINUX_FS_TYPE, part["partuuid"], part["label"]))
     return "\n".join(lines) + "\n"
 
 

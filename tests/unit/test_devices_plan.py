@@ -40,8 +40,9 @@ def test_blank_disk_gets_one_gpt_partition_an_xfs_and_a_mount_under_the_root():
     assert p["refusals"] == []
     (entry,) = p["disks"]
     assert entry["actions"] == ["partition", "mkfs /dev/loop0p1"]
-    assert entry["layout"] == [{"number": 1, "start": 1024 ** 2, "size": 598 * 1024 ** 2,
-                                "label": "localpv-ssd0", "volume": "ssd0"}]
+    (part,) = entry["layout"]
+    assert dict((k, part[k]) for k in ("number", "start", "size", "label", "volume")) == {
+        "number": 1, "start": 1024 ** 2, "size": 598 * 1024 ** 2, "label": "localpv-ssd0", "volume": "ssd0"}
     (vol,) = p["volumes"]
     assert (vol["path"], vol["fstype"], vol["device"], vol["needs_mount"]) == (
         "/mnt/disks/ssd0", "xfs", "/dev/loop0p1", True)
@@ -306,3 +307,19 @@ def test_a_mount_is_matched_by_device_number_not_by_the_name_it_had_when_mounted
     other = raw["mountinfo"] + "".join(
         "9%d 27 259:9%d / /mnt/disks/data0-%d rw - ext4 /dev/loop0p%d rw\n" % (n, n, n, n) for n in (1, 2))
     assert all(v["needs_mount"] for v in plan(None, entries, fstab=fstab, mountinfo=other, raw=raw)["volumes"])
+
+
+def test_block_volume_links_to_the_partition_uuid_when_udev_makes_such_links():
+    raw = recorded("blank")
+    raw["by_id"] = {"wwn-0x5000c500a1b2c3d4": "loop0"}
+    p = plan(None, [{"name": "raw0", "device": "/dev/loop0", "mode": "block"}], raw=raw)
+    (vol,) = p["volumes"]
+    assert vol["link_target"] == "/dev/disk/by-partuuid/" + vol["partuuid"]
+    assert "uuid=%s" % vol["partuuid"] in dp.sfdisk_script(p["disks"][0])
+    # a re-run reads the same UUID back from the table
+    ours = recorded("ours_two_ext4")
+    ours["by_id"] = {"wwn-0x5000c500a1b2c3d4": "loop0"}
+    again = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "mode": "block"}], raw=ours)
+    on_disk = [entry["uuid"].lower() for entry in ours["tables"]["loop0"]]
+    assert len(on_disk) == 2
+    assert [v["link_target"] for v in again["volumes"]] == ["/dev/disk/by-partuuid/" + u for u in on_disk]
