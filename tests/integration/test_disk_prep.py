@@ -462,3 +462,45 @@ def test_killed_mid_run_converges(node):
         assert node.findmnt(v["path"])[2] == v["uuid"]
         assert len(node.fstab_lines(v["path"])) == 1
     assert ok(node.play(wanted)).host["changed"] == 0
+
+
+# --- facts -------------------------------------------------------------------------
+
+FACTS_PLAY = """\
+- name: Read the block devices of the node under test
+  hosts: {host}
+  gather_facts: false
+  tasks:
+    - name: Read the disks
+      localpv.rollout.block_devices:
+      register: blk
+    - name: Hand them to the test
+      ansible.builtin.copy:
+        content: "{{{{ blk.disks | to_json }}}}"
+        dest: "{out}"
+        mode: "0644"
+      delegate_to: localhost
+      changed_when: false
+"""
+
+
+def test_block_devices_judges_own_disks_eligible_and_the_machines_others_not(node):
+    node.sh("mkfs.ext4 -q %s" % node.disks[1])
+    out = node.tmp / "facts.json"
+    path = node.tmp / "facts.yml"
+    path.write_text(FACTS_PLAY.format(host=HOST, out=out))
+    res = node.lab.playbook(str(path), "--limit", HOST, extra_vars={"ansible_ssh_common_args": SSH_ARGS})
+    assert res.returncode == 0, res.stdout[-3000:]
+    disks = dict((d["path"], d) for d in json.loads(out.read_text()))
+    own = [disks[p] for p in node.all_disks]
+    assert all(d["udev"] is False and d["stable_id_source"] == "loop-backing-file" for d in own)
+    assert disks[node.disks[0]]["eligible"] and disks[node.disks[0]]["reasons"] == []
+    fs = disks[node.disks[1]]
+    assert not fs["eligible"] and fs["fstype"] == "ext4" and fs["reason_codes"] == ["signatures"]
+    # Every other disk of the machine is listed (the node sees all of sysfs) and none
+    # is eligible: the node may not open them.
+    others = [d for p, d in disks.items() if p not in node.all_disks and d["size"]]
+    assert others, "the node should list the machine's other disks"
+    assert not any(d["eligible"] for d in others)
+    assert all("probe" in d["reason_codes"] or "system" in d["reason_codes"] or "mounted" in d["reason_codes"]
+               for d in others)
