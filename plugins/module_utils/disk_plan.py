@@ -627,7 +627,7 @@ def render(plan, after=True):
                 volume["device"], "[%s]" % volume["partlabel"] if volume["partlabel"] else "", what,
                 volume["path"], "" if not volume["uuid"] else " UUID=%s" % volume["uuid"]))
     for volume in plan["volumes"]:
-        if volume["state"] == "bind":
+        if volume["state"] == "bind" and (after or not volume["needs_mount"]):
             lines.append("%s -> %s (bind)" % (volume["source"], volume["path"]))
     for volume in plan["volumes"]:
         if volume["mode"] == "filesystem" and (after or not volume["needs_mount"]):

@@ -323,3 +323,9 @@ def test_block_volume_links_to_the_partition_uuid_when_udev_makes_such_links():
     on_disk = [entry["uuid"].lower() for entry in ours["tables"]["loop0"]]
     assert len(on_disk) == 2
     assert [v["link_target"] for v in again["volumes"]] == ["/dev/disk/by-partuuid/" + u for u in on_disk]
+
+
+def test_diff_before_shows_a_bind_mount_only_once_it_exists():
+    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1"}])
+    assert "(bind)" not in dp.render(p, after=False)
+    assert "/data/k8s/localpv/vol1 -> /mnt/disks/vol1 (bind)" in dp.render(p)
