@@ -69,6 +69,10 @@ for entry in os.listdir("/mnt/disks") if os.path.isdir("/mnt/disks") else []:
         elif os.path.isdir(path) and not os.path.ismount(path):
             os.rmdir(path) if not os.listdir(path) else None
 subprocess.call(["rm", "-rf", "/data/lpvtest"])
+for entry in os.listdir("/mnt/lpvtest") if os.path.isdir("/mnt/lpvtest") else []:
+    path = os.path.join("/mnt/lpvtest", entry)
+    if os.path.isdir(path) and not os.path.ismount(path) and not os.listdir(path):
+        os.rmdir(path)
 for disk in disks:
     run("blockdev", "--setrw", disk)
     run("partx", "-u", disk)
