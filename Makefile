@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: deps lab-up lab-down lab-status site test unit integration sanity lint build
+.PHONY: deps lab-up lab-down lab-status site test unit integration molecule sanity lint build
 
 deps:
 	bash lab/install-deps.sh
@@ -29,14 +29,18 @@ lab-status:
 site: lab-up
 	ansible-playbook -i $(STATE)/inventory.yml -e @$(STATE)/site-vars.yml playbooks/site.yml
 
-# Everything CI checks: unit tests, sanity, lint, then the integration tests on the lab.
-test: lab-up unit sanity lint integration
+# Everything CI checks: unit tests, sanity, lint, then the integration tests and the
+# molecule scenarios on the lab.
+test: lab-up unit sanity lint integration molecule
 
 unit:
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 integration:
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+molecule:
+	molecule test --all
 
 # ansible-test wants the checkout at ansible_collections/<namespace>/<name> and only
 # looks at files git knows.

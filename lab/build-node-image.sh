@@ -15,9 +15,10 @@ clean_root() {
   # debootstrap mounts /proc (and may bind /dev) inside the tree: unmount before
   # removing, and never cross into another filesystem
   if [ -d "$root" ]; then
-    findmnt -rn -o TARGET | grep -F "$root/" | sort -r | xargs -r -n1 umount -l
+    { findmnt -rn -o TARGET | grep -F "$root/" || true; } | sort -r | xargs -r -n1 umount -l
     rm -rf --one-file-system "$root"
   fi
+  return 0
 }
 trap clean_root EXIT
 clean_root

@@ -271,6 +271,11 @@ def start_process(name, args):
                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=STATE)
     with open(path("run", name + ".pid"), "w") as f:
         f.write("%d\n" % proc.pid)
+    # until the child has exec'd, /proc shows it as a copy of us: wait for that to
+    # pass, so that a later check does not take a starting process for a dead one
+    deadline = time.time() + 5
+    while not _pid_alive(name) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
     log("started %s (pid %d)" % (name, proc.pid))
     return True
 
@@ -300,10 +305,19 @@ def wait_for(what, check, timeout=90, name=None):
         except Exception:  # noqa: BLE001 - anything means "not yet"
             pass
         if name and not _pid_alive(name):
-            raise SystemExit("lab: %s exited; see %s" % (name, path("logs", name + ".log")))
+            raise SystemExit("lab: %s exited; the end of %s:\n%s" % (
+                name, path("logs", name + ".log"), _tail(path("logs", name + ".log"))))
         time.sleep(0.3)
     raise SystemExit("lab: timed out waiting for %s%s" % (
         what, "; see %s" % path("logs", name + ".log") if name else ""))
+
+
+def _tail(file, lines=15):
+    try:
+        with open(file, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
 
 
 def _https_ok(url, verify=True):
