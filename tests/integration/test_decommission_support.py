@@ -303,12 +303,13 @@ class Scenario:
                     and pods and all(p.status.phase == "Running" for p in pods):
                 return dict((c.metadata.name, c.spec.volume_name) for c in claims)
             return None
-        return wait_until("%d claims bound and their pods running" % count, check)
+        # generous: the lab's controllers are shared with benchmarks that make thousands of PVs
+        return wait_until("%d claims bound and their pods running" % count, check, timeout=600)
 
     # --- playbooks ----------------------------------------------------------------
     def decommission(self, *args, **extra):
         ev = {"decommission_nodes": [self.host], "decommission_label_selector": "%s=%s" % (TEST_LABEL, self.tag),
-              "decommission_pod_timeout": 60, "decommission_delete_timeout": 60}
+              "decommission_pod_timeout": 120, "decommission_delete_timeout": 600}
         ev.update(extra)
         return playbook(self.lab, "playbooks/decommission.yml", *args, extra_vars=ev)
 
