@@ -30,6 +30,10 @@ options:
     type: list
     elements: str
     default: []
+  label_selector:
+    description: An extra label selector the PVs must match too, for example C(team=storage).
+    type: str
+    version_added: 0.1.0
   workers:
     description: Not used by this module; accepted for symmetry with M(localpv.rollout.local_pv).
     type: int
@@ -103,13 +107,14 @@ from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
 
 def main():
     module = AnsibleModule(
-        argument_spec=k.module_arg_spec(nodes=dict(type="list", elements="str", default=[])),
+        argument_spec=k.module_arg_spec(nodes=dict(type="list", elements="str", default=[]),
+                                        label_selector=dict(type="str")),
         supports_check_mode=True,
     )
     kube = None
     try:
         kube = k.Kube.from_params(module.params)
-        pvs = k.local_pv_report(kube, nodes=module.params["nodes"])
+        pvs = k.local_pv_report(kube, nodes=module.params["nodes"], label_selector=module.params["label_selector"])
     except k.KubeError as exc:
         module.fail_json(msg=exc.msg, error=exc.to_dict(), pvs=[], requests=kube.requests if kube else {})
     finally:
