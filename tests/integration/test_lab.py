@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client
 from pv_helpers import wait_until
 
+
 def local_pv(name, node_label, sc, size, test_id):
     return client.V1PersistentVolume(
         metadata=client.V1ObjectMeta(name=name, labels={"lab-test": test_id}),
