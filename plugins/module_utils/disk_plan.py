@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import fcntl
 import fnmatch
 import os
 import subprocess
@@ -463,8 +464,13 @@ def _plan_disk(plan, spec, disk, names, allow_wipe, refuse):
         return
 
     if spec["adopt"]:
+        # Mounted is fine only where this volume goes (a re-run); anywhere else it is
+        # in use by someone.
         hard = _hard_reasons(disk)
         hard = [r for r in hard if not r.startswith("mounted at") and not r.startswith("cannot be opened excl")]
+        ours = set(os.path.join(plan["mount_root"], n) for n in names)
+        hard += ["%s is mounted at %s" % (m["device"], m["mount_point"]) for m in disk["mounts"]
+                 if m["mount_point"] not in ours]
         if hard:
             refuse(subject, hard, names[0])
             return
@@ -716,23 +722,46 @@ def apply_plan(plan, run=None, stop_after=None, sfdisk=None, dev_root="/dev"):
             _run_ok(run, ["wipefs", "--all", "--quiet", disk], log, "wipe")
             run(["partx", "-d", disk])  # fails when no partition node is left: fine
             log.append("partx -d %s" % disk)
-        if "partition" in entry["actions"]:
-            if _probe_now(disk, run):
-                raise PrepareError("%s: a signature appeared since the plan was made; nothing written to it" % disk,
-                                   written=bool(log))
-            rc, out, err = sfdisk(disk, sfdisk_script(entry))
-            log.append("sfdisk %s" % disk)
-            if rc != 0:
-                raise PrepareError("partitioning %s failed: %s" % (disk, (err or out).strip()), written=True)
-        if "partition" in entry["actions"] or "register" in entry["actions"]:
-            # Tell the kernel explicitly: a kernel without partition-table parsers
-            # never learns of them otherwise; on one with parsers this is a no-op.
-            _run_ok(run, ["partx", "-u", disk], log, "telling the kernel about the partitions of %s" % disk)
-            for volume in plan["volumes"]:
-                if volume["disk"] == disk and not _wait_for_node(volume["device"]):
-                    raise PrepareError("%s did not appear after partx -u %s" % (volume["device"], disk), written=True)
+        lock = _lock_disk(disk) if ("partition" in entry["actions"] or "register" in entry["actions"]) else None
+        try:
+            _write_table(plan, entry, disk, run, sfdisk, log)
+        finally:
+            if lock is not None:
+                os.close(lock)
     if stop_after == "partition":
         return log
+    _make_filesystems(plan, run, log)
+    return log
+
+
+def _lock_disk(disk):
+    """A BSD lock on the whole disk while its table changes: systemd-udevd leaves a
+    locked disk alone, so it does not re-read the table under our feet."""
+    fd = os.open(disk, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _write_table(plan, entry, disk, run, sfdisk, log):
+    """Write the GPT of a new disk and/or make the kernel know its partitions."""
+    if "partition" in entry["actions"]:
+        if _probe_now(disk, run):
+            raise PrepareError("%s: a signature appeared since the plan was made; nothing written to it" % disk,
+                               written=bool(log))
+        rc, out, err = sfdisk(disk, sfdisk_script(entry))
+        log.append("sfdisk %s" % disk)
+        if rc != 0:
+            raise PrepareError("partitioning %s failed: %s" % (disk, (err or out).strip()), written=True)
+    if "partition" in entry["actions"] or "register" in entry["actions"]:
+        # Tell the kernel explicitly: a kernel without partition-table parsers
+        # never learns of them otherwise; on one with parsers this is a no-op.
+        _run_ok(run, ["partx", "-u", disk], log, "telling the kernel about the partitions of %s" % disk)
+        for volume in plan["volumes"]:
+            if volume["disk"] == disk and not _wait_for_node(volume["device"]):
+                raise PrepareError("%s did not appear after partx -u %s" % (volume["device"], disk), written=True)
+
+
+def _make_filesystems(plan, run, log):
     for volume in plan["volumes"]:
         if volume["mode"] != "filesystem" or volume["state"] not in ("create", "format"):
             continue

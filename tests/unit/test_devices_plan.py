@@ -329,3 +329,9 @@ def test_diff_before_shows_a_bind_mount_only_once_it_exists():
     p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1"}])
     assert "(bind)" not in dp.render(p, after=False)
     assert "/data/k8s/localpv/vol1 -> /mnt/disks/vol1 (bind)" in dp.render(p)
+
+
+def test_adopt_refuses_a_filesystem_that_is_mounted_somewhere_else():
+    raw = recorded("mounted")
+    p = plan(None, [{"name": "moved", "device": "/dev/loop0", "adopt": True}], raw=raw)
+    assert "loop0 is mounted at /srv/disks/mnt" in reasons(p)
