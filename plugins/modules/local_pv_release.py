@@ -1,0 +1,110 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: local_pv_release
+short_description: Make Released local PVs Available again by removing their claimRef
+version_added: 0.1.0
+description:
+  - For each PV in O(pvs), owned by C(localpv.rollout), removes C(spec.claimRef) so that the PV binder can bind it
+    to a new claim. Call it only after the volume's data is wiped on its host (the reclaim role does that).
+  - The write is a JSON patch that first tests C(spec.claimRef.uid), so the API server removes the claimRef only if
+    the PV is still reserved for the claim it was released by. A PV whose claim still exists (same uid) is refused.
+  - A PV without claimRef is reported in RV(already); running again is safe.
+  - In check mode the patches are sent with server-side dry-run.
+author:
+  - localpv.rollout contributors (@localpv)
+extends_documentation_fragment:
+  - kubernetes.core.k8s_auth_options
+requirements:
+  - "python >= 3.9"
+  - "kubernetes >= 24.2.0"
+options:
+  pvs:
+    description: The PVs, each C({name, claim_uid}) as M(localpv.rollout.local_pv_info) reports them.
+    type: list
+    elements: dict
+    required: true
+  workers:
+    description: Not used by this module; accepted for symmetry with M(localpv.rollout.local_pv).
+    type: int
+    default: 16
+  request_timeout:
+    description: Read timeout of one request, in seconds.
+    type: int
+    default: 60
+seealso:
+  - module: localpv.rollout.local_pv_info
+  - module: localpv.rollout.local_volume_wipe
+"""
+
+EXAMPLES = r"""
+- name: Make the wiped PVs Available
+  localpv.rollout.local_pv_release:
+    pvs: "{{ info.pvs | selectattr('phase', 'equalto', 'Released') | list }}"
+"""
+
+RETURN = r"""
+released:
+  description: PVs whose claimRef was removed.
+  returned: always
+  type: list
+  elements: str
+already:
+  description: PVs that had no claimRef any more.
+  returned: always
+  type: list
+  elements: str
+requests:
+  description: HTTP requests made to the API server, by verb.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+from ansible_collections.localpv.rollout.plugins.module_utils import retire
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=k.module_arg_spec(pvs=dict(type="list", elements="dict", required=True)),
+        supports_check_mode=True,
+    )
+    kube = None
+    result = {"released": [], "already": []}
+    try:
+        kube = k.Kube.from_params(module.params, dry_run=module.check_mode)
+        for item in module.params["pvs"]:
+            if not item.get("name") or not item.get("claim_uid"):
+                module.fail_json(msg="each PV needs name and claim_uid: %r" % (item,), **result)
+            pv = kube.get_pv(item["name"])
+            ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
+            if ref.get("name"):
+                pvc = retire._get_pvc(kube, ref.get("namespace"), ref["name"])
+                if pvc is not None and pvc["metadata"].get("uid") == ref.get("uid"):
+                    raise retire.RetireError("PV %s is still bound: its claim %s/%s exists" % (
+                        item["name"], ref.get("namespace"), ref["name"]), code="bound")
+            outcome = retire.release_pv(kube, item["name"], item["claim_uid"])
+            result[outcome].append(item["name"])
+    except retire.RetireError as exc:
+        module.fail_json(msg=exc.msg, reason=exc.code, requests=kube.requests if kube else {}, **result)
+    except k.KubeError as exc:
+        module.fail_json(msg=exc.msg, error=exc.to_dict(), requests=kube.requests if kube else {}, **result)
+    finally:
+        if kube:
+            kube.close()
+    module.exit_json(changed=bool(result["released"]), requests=kube.requests,
+                     diff={"before": "".join("%s: Released\n" % n for n in result["released"]),
+                           "after": "".join("%s: Available\n" % n for n in result["released"])}, **result)
+
+
+if __name__ == "__main__":
+    main()
