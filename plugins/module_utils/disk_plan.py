@@ -421,6 +421,11 @@ def _plan_disk(plan, spec, disk, names, allow_wipe, refuse):
     """Decide what happens to one disk: new, ours (resume/keep), adopt or wipe."""
     mode = spec["mode"]
     subject = disk["path"]
+    if disk["kind"] not in devices.SELECTABLE_KINDS:
+        # dm and md partitions are separate devices (kpartx), not <dev>p1: not handled
+        refuse(subject, ["is a %s device; only whole disks (and loop devices) are prepared" % disk["kind"]],
+               names[0])
+        return
     reasons = _expect_reasons(disk, spec["expect"])
     if reasons:
         refuse(subject, reasons, names[0])

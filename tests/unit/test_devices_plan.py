@@ -335,3 +335,8 @@ def test_adopt_refuses_a_filesystem_that_is_mounted_somewhere_else():
     raw = recorded("mounted")
     p = plan(None, [{"name": "moved", "device": "/dev/loop0", "adopt": True}], raw=raw)
     assert "loop0 is mounted at /srv/disks/mnt" in reasons(p)
+
+
+def test_device_mapper_and_zram_devices_are_not_prepared():
+    p = plan("vm_gpt_partitions", [{"name": "z", "device": "/dev/zram0"}])
+    assert "is a zram device" in reasons(p)
