@@ -3,10 +3,11 @@
 """disk_prep on real loop disks of a lab node: the safety matrix, idempotence,
 re-attach and interrupted runs.
 
-Every refusal test records a checksum of the first and last MiB of every disk of
-the node before the run and checks that none changed: a refused plan writes
-nothing to ANY disk of the host. Each test wipes only the disks it uses, before
-and after, and puts /etc/fstab and the mounts of the node back as they were.
+Every refusal test records a checksum of the first and last MiB of the node's
+work disks (the good and the bad one of the plan) before the run and checks that
+none changed: a refused plan writes nothing to any disk. Each test wipes only the
+two work disks, before and after, unmounts only what is mounted from them or at
+the tests' own mount points, and removes only those fstab lines.
 """
 
 import base64
@@ -43,31 +44,40 @@ PLAY = """\
 # Runs on the node: put disks back to blank and forget what tests mounted.
 RESET = r'''
 import os, re, subprocess, sys
-fstab_backup, disks = sys.argv[1], sys.argv[2:]
+disks = sys.argv[1:]
 names = [os.path.basename(d) for d in disks]
 def ours(dev):
     base = os.path.basename(dev)
     return any(base == n or re.match(re.escape(n) + r"p[0-9]+$", base) for n in names)
+def test_path(path):
+    return path.startswith("/mnt/disks/lpvt") or path.startswith("/mnt/lpvtest")
 def run(*argv):
     return subprocess.call(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 for line in open("/proc/swaps").read().splitlines()[1:]:
     if ours(line.split()[0]):
         run("swapoff", line.split()[0])
+gone = set()
 for line in reversed(open("/proc/self/mountinfo").read().splitlines()):
     f = line.split()
     sep = f.index("-", 6)
-    if ours(f[sep + 2]) or f[4].startswith("/mnt/disks/lpvt") or f[4].startswith("/mnt/lpvtest"):
-        run("umount", "-l", f[4].replace("\\040", " "))
-if os.path.exists(fstab_backup):
-    with open(fstab_backup) as src, open("/etc/fstab", "w") as dst:
-        dst.write(src.read())
+    target = f[4].replace("\\040", " ")
+    if ours(f[sep + 2]) or test_path(target):
+        run("umount", "-l", target)
+        gone.add(target)
+# drop the fstab lines of what was unmounted and of the tests' own mount points only
+with open("/etc/fstab") as handle:
+    lines = handle.read().splitlines(True)
+keep = [l for l in lines if len(l.split()) < 2 or not (l.split()[1] in gone or test_path(l.split()[1]))]
+if keep != lines:
+    with open("/etc/fstab", "w") as handle:
+        handle.writelines(keep)
 for entry in os.listdir("/mnt/disks") if os.path.isdir("/mnt/disks") else []:
     path = os.path.join("/mnt/disks", entry)
     if entry.startswith("lpvt"):
         if os.path.islink(path):
             os.unlink(path)
-        elif os.path.isdir(path) and not os.path.ismount(path):
-            os.rmdir(path) if not os.listdir(path) else None
+        elif os.path.isdir(path) and not os.path.ismount(path) and not os.listdir(path):
+            os.rmdir(path)
 subprocess.call(["rm", "-rf", "/data/lpvtest"])
 for entry in os.listdir("/mnt/lpvtest") if os.path.isdir("/mnt/lpvtest") else []:
     path = os.path.join("/mnt/lpvtest", entry)
@@ -135,7 +145,9 @@ class Node:
         self.tmp = tmp_path
         info = lab.node(HOST)
         self.all_disks = [d["path"] for d in info["disks"]]
-        self.disks = [d["path"] for d in sorted(info["disks"], key=lambda d: -d["size"])]
+        # The two largest disks are the tests' to write to (and wipe); the others
+        # may be in use by other tests on the same lab at the same time.
+        self.disks = [d["path"] for d in sorted(info["disks"], key=lambda d: -d["size"])][:2]
         self.sizes = dict((d["path"], d["size"]) for d in info["disks"])
         self.runs = 0
 
@@ -146,11 +158,11 @@ class Node:
         return res
 
     def checksums(self, header_only=()):
-        args = [("header:" + d) if d in header_only else d for d in self.all_disks]
+        args = [("header:" + d) if d in header_only else d for d in self.disks]
         return json.loads(node_python(self.lab, CHECKSUM, *args))
 
     def reset(self):
-        node_python(self.lab, RESET, "/tmp/lpvt-fstab.orig", *self.all_disks)
+        node_python(self.lab, RESET, *self.disks)
 
     def play(self, localpv_disks, *args, **extra):
         self.runs += 1
@@ -176,7 +188,6 @@ class Node:
 @pytest.fixture
 def node(lab, tmp_path):
     n = Node(lab, tmp_path)
-    n.sh("test -f /tmp/lpvt-fstab.orig || cp /etc/fstab /tmp/lpvt-fstab.orig")
     n.reset()
     yield n
     n.reset()
@@ -248,15 +259,17 @@ def test_split_disk_ext4_block_volume_and_bind_mount(node):
 
 
 def test_selector_picks_eligible_disks_only(node):
-    # One of the node's disks holds data; the selector must take the others only.
-    node.sh("mkfs.ext4 -q %s" % node.disks[0])
-    before = node.checksums()[node.disks[0]]
-    res = ok(node.play([{"match": {"min_size": 1}, "name_prefix": "lpvt", "fstype": "ext4"}]))
-    assert sorted(v["disk"] for v in res.volumes) == sorted(node.disks[1:])
-    assert node.checksums()[node.disks[0]] == before
+    # Both work disks match the selector's size; one holds data, so only the other is
+    # taken. (The node's smaller disk does not match, and may be busy with other tests.)
+    node.sh("mkfs.ext4 -q %s" % node.disks[1])
+    before = node.checksums()[node.disks[1]]
+    wanted = [{"match": {"min_size": node.sizes[node.disks[1]]}, "name_prefix": "lpvt", "fstype": "ext4"}]
+    res = ok(node.play(wanted))
+    assert [(v["name"], v["disk"]) for v in res.volumes] == [("lpvt0", node.disks[0])]
+    assert node.checksums()[node.disks[1]] == before
     # The machine's other disks are listed on the node but must never be picked.
     assert all(v["disk"] in node.all_disks for v in res.volumes)
-    assert ok(node.play([{"match": {"min_size": 1}, "name_prefix": "lpvt", "fstype": "ext4"}])).host["changed"] == 0
+    assert ok(node.play(wanted)).host["changed"] == 0
 
 
 # --- the safety matrix ---------------------------------------------------------------
@@ -320,7 +333,7 @@ def test_a_bad_inventory_is_refused_before_any_write(node, wanted, words):
     wanted = [dict((k, v.format(good=good, other=other) if isinstance(v, str) else v) for k, v in w.items())
               for w in wanted]
     before = node.checksums()
-    out = refused(node.play(wanted + [{"name": "lpvtok", "device": node.disks[-1], "fstype": "ext4"}]))
+    out = refused(node.play(wanted))
     assert words in out
     assert node.checksums() == before
 
