@@ -130,10 +130,12 @@ class Run:
         return task["task"]["duration"]["start"], task["task"]["duration"]["end"]
 
     def failed_msg(self, host):
+        """The message of the task that failed on ``host`` (an unreachable result
+        that the play ignores does not count), or None."""
         for play in self.data["plays"]:
             for task in play["tasks"]:
                 res = task["hosts"].get(host) or {}
-                if res.get("failed") and not res.get("ignore_errors") or res.get("unreachable"):
+                if res.get("failed") and not res.get("ignore_errors"):
                     return res.get("msg") or ""
         return None
 
