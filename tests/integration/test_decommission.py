@@ -259,3 +259,23 @@ def test_a_pv_of_that_name_that_is_not_ours_stops_the_run(lab, kube, scenario):
         assert not [e for e in audit_writes(lab, since) if (e.get("userAgent") or "").startswith("localpv.rollout")]
     finally:
         core.delete_persistent_volume(pv_name)
+
+
+def test_wipe_needs_both_keys_and_leaves_the_disk_blank(lab, scenario):
+    s = scenario
+    disk = s.blank_disk()
+    a, b = s.tag + "-a", s.tag + "-b"
+    s.setup([{"name": s.tag, "device": disk, "partitions": 2}])
+    assert s.mounted(a) and s.mounted(b)
+    s.sh("echo secret > %s/%s/file" % (ROOT, a))
+
+    # one key only: refused before anything is done
+    res = s.decommission(decommission_wipe=True)
+    assert res.returncode != 0 and "localpv_allow_wipe" in res.failed_msg(s.host)
+    assert len(s.pvs()) == 2 and s.mounted(a)
+
+    ok(s.decommission(decommission_wipe=True, localpv_allow_wipe=True), s.host)
+    assert s.pvs() == [] and not s.mounted(a) and not s.mounted(b)
+    # both partitions were ours and retired: the disk is blank again, as disk_prep wants it
+    assert s.sh("wipefs --noheadings %s" % disk).stdout.strip() == ""
+    assert s.sh("head -c 1048576 %s | tr -d '\\0' | wc -c" % disk).stdout.strip() == "0"
