@@ -73,7 +73,7 @@ EXAMPLES = r"""
 RETURN = r"""
 volumes:
   description:
-    - One entry per owned PV to retire, with the keys of M(localpv.rollout.local_pv_info) RV(pvs), plus
+    - One entry per owned PV to retire, with the keys of the C(pvs) that M(localpv.rollout.local_pv_info) returns, plus
       C(claim_current) (the claim still exists as the object the PV is bound to) and C(using_pods) (the
       scheduled pods that use it).
   returned: always

@@ -19,8 +19,8 @@ description:
   - Claims and PVs are deleted with a uid precondition and waited for by uid, so that a claim made again under the
     same name (a StatefulSet does that) is neither deleted nor waited for. The PVs are deleted only once their claims
     are gone; nothing relies on the protection finalizers for the order.
-  - A PV that is gone already is reported in RV(gone): running the module again after an interruption finishes the
-    job.
+  - A PV that is gone already is reported in RV(gone), so running the module again after an interruption finishes
+    the job.
   - In check mode the deletes are sent with server-side dry-run and nothing is waited for.
 author:
   - localpv.rollout contributors (@localpv)

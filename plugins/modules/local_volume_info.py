@@ -19,7 +19,7 @@ description:
   - A process holds a volume when its working directory, root, executable, an open file or a mapped file is under
     the path (or under one of the other mount points of the same filesystem), or, for a block volume, when it has
     the device open. Found by reading C(/proc), like C(fuser -m).
-  - Reads only.
+  - Reads only; check mode is the same.
 author:
   - localpv.rollout contributors (@localpv)
 options:
@@ -28,11 +28,6 @@ options:
     type: list
     elements: path
     required: true
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
 """
 
 EXAMPLES = r"""

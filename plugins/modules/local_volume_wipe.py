@@ -23,6 +23,7 @@ description:
     every partition of a disk is one of these volumes, the disk's partition table is erased too, and the disk is
     blank again. A partition that is mounted, held or swap is refused.
   - Refuses, changing nothing, while a process holds one of the volumes.
+  - Check mode reports what would be erased and erases nothing; diff mode lists it.
 author:
   - localpv.rollout contributors (@localpv)
 options:
@@ -42,11 +43,6 @@ options:
     description: Bytes zeroed at the start of a device.
     type: int
     default: 1048576
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
 """
 
 EXAMPLES = r"""

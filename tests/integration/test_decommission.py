@@ -6,14 +6,22 @@ and the stops (PDB, a process holding the volume, an unreachable host).
 
 Each test works on volumes of its own on node2 (see test_decommission_support)."""
 
+import pytest
 from kubernetes import client
 
 from pv_helpers import now_rfc3339, wait_until
-from test_decommission_support import ROOT, audit_writes, scenario  # noqa: F401 (fixture)
+from test_decommission_support import ROOT, Scenario, audit_writes
 
 UNMOUNT = "Unmount the volumes and remove their fstab lines and mount points"
 EVICT = "Evict the pods that use the volumes and wait until they are gone"
 DELETE = "Delete the claims and wait until gone, then the PVs and wait until gone"
+
+
+@pytest.fixture
+def scenario(lab, kube, tmp_path):
+    s = Scenario(lab, kube, tmp_path)
+    yield s
+    s.cleanup()
 
 
 def bind(s, name):

@@ -353,13 +353,6 @@ class Scenario:
         core.patch_node(self.node_name, {"spec": {"unschedulable": None}})
 
 
-@pytest.fixture
-def scenario(lab, kube, tmp_path):
-    s = Scenario(lab, kube, tmp_path)
-    yield s
-    s.cleanup()
-
-
 def audit_writes(lab, since, until=None):
     """Audit events (ResponseComplete) of writes since ``since``, in time order."""
     out = []

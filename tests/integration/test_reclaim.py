@@ -3,10 +3,18 @@
 """reclaim.yml on the lab: a Released PV of ours is wiped on its host and made
 Available, and a new claim binds it; nothing is wiped while a process holds it."""
 
+import pytest
 from kubernetes import client
 
 from pv_helpers import wait_until
-from test_decommission_support import ROOT, scenario  # noqa: F401 (fixture)
+from test_decommission_support import ROOT, Scenario
+
+
+@pytest.fixture
+def scenario(lab, kube, tmp_path):
+    s = Scenario(lab, kube, tmp_path)
+    yield s
+    s.cleanup()
 
 
 def bind(s, name):
