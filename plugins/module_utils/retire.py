@@ -642,10 +642,10 @@ def run_wipe(items, run, check_mode=False, length=1 << 20):
         rc, out, err = run(["wipefs", "-a", item["device"]])
         if rc != 0:
             raise RetireError("wipefs -a %s failed: %s" % (item["device"], err or out), code="wipe")
+        # the start too: wipefs leaves the GPT entries behind its erased header
+        wipe_device_start(item["device"], length)
         if item.get("table"):
             run(["partx", "-d", item["device"]])
-        else:
-            wipe_device_start(item["device"], length)
     return changed
 
 

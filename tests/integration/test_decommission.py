@@ -273,7 +273,7 @@ def test_a_pv_of_that_name_that_is_not_ours_stops_the_run(lab, kube, scenario):
 def test_wipe_needs_both_keys_and_leaves_the_disk_blank(lab, scenario):
     s = scenario
     disk = s.blank_disk()
-    a, b = s.tag + "-a", s.tag + "-b"
+    a, b = s.tag + "-1", s.tag + "-2"    # disk_prep names the two partitions' volumes <name>-1, <name>-2
     s.setup([{"name": s.tag, "device": disk, "partitions": 2}])
     assert s.mounted(a) and s.mounted(b)
     s.sh("echo secret > %s/%s/file" % (ROOT, a))
