@@ -6,6 +6,7 @@
     lab.py down                                     stop and remove everything the lab made
     lab.py status                                   say what runs (exit 0 only when all is up)
     lab.py env                                      shell exports for kubectl and ansible
+    lab.py wipe-disks [HOST ...]                    give nodes blank disks again (all nodes by default)
 
 Control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from
 their Go modules (build-control-plane.sh) and kwok, which keeps the lab's Nodes Ready and
@@ -27,6 +28,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import shutil
 import signal
 import ssl
@@ -687,6 +689,48 @@ def status():
     return ok, lines
 
 
+# Runs on a node (its own mount namespace and fstab): everything mounted from the
+# given disks or their partitions is unmounted and its fstab line dropped, links under
+# the mount root that point at them are removed, then partitions and signatures are
+# wiped and the first MiB zeroed. Only the disks named on the command line.
+WIPE_SCRIPT = r"""
+set -u
+for disk in "$@"; do
+  for src in "$disk" "$disk"p*; do
+    [ -b "$src" ] || continue
+    for target in $(findmnt -rn -o TARGET -S "$src"); do
+      umount -l "$target"
+      sed -i "\#^[^[:space:]]*[[:space:]]$target[[:space:]]#d" /etc/fstab
+    done
+  done
+  for link in /mnt/disks/*; do
+    [ -L "$link" ] || continue
+    case "$(readlink -f "$link")" in "$disk"|"$disk"p*) rm -f "$link" ;; esac
+  done
+  for part in "$disk"p*; do [ -b "$part" ] && wipefs -a -q "$part"; done
+  partx -d "$disk" 2>/dev/null
+  wipefs -a -q "$disk" && dd if=/dev/zero of="$disk" bs=1M count=1 conv=fsync status=none || exit 1
+done
+"""
+
+
+def wipe_disks(node):
+    """Give ``node`` (an entry of lab.json) blank disks; lab tests start from here."""
+    disks = [d["path"] for d in node["disks"]]
+    res = run(ssh_args(node["ssh_port"]) + ["sh", "-c", shlex.quote(WIPE_SCRIPT), "wipe"] + disks, check=False)
+    if res.returncode != 0:
+        raise SystemExit("lab: wiping the disks of %s failed: %s" % (node["host"], res.stderr.strip()))
+
+
+def cmd_wipe_disks(args):
+    with open(path("lab.json")) as f:
+        nodes = json.load(f)["nodes"]
+    for node in nodes:
+        if not args.hosts or node["host"] in args.hosts:
+            wipe_disks(node)
+            log("wiped the disks of %s" % node["host"])
+
+
 def cmd_status(_args):
     ok, lines = status()
     print("\n".join(lines))
@@ -711,10 +755,13 @@ def main(argv=None):
     sub.add_parser("down", help="stop and remove everything the lab made (idempotent)")
     sub.add_parser("status", help="say what runs; exit 0 only when the whole lab is up")
     sub.add_parser("env", help="print shell exports for kubectl and ansible")
+    wipe = sub.add_parser("wipe-disks", help="unmount and wipe the lab disks of the given nodes (default all)")
+    wipe.add_argument("hosts", nargs="*")
     args = p.parse_args(argv)
     if os.geteuid() != 0 and args.command in ("up", "down"):
         raise SystemExit("lab: needs root (loop devices and podman with device rules)")
-    return {"up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env}[args.command](args) or 0
+    commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env, "wipe-disks": cmd_wipe_disks}
+    return commands[args.command](args) or 0
 
 
 if __name__ == "__main__":

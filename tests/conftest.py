@@ -104,6 +104,13 @@ class Lab:
         res.recap = recap(res.stdout)
         return res
 
+    def wipe_disks(self, *hosts):
+        """Blank lab disks on ``hosts`` (all nodes when none given): unmounted, out of
+        fstab, no partitions, no signatures. The one way tests start from blank disks."""
+        for node in self.nodes:
+            if not hosts or node["host"] in hosts:
+                LAB.wipe_disks(node)
+
     def kubectl(self, *args, check=True, stdin=None):
         return subprocess.run([os.path.join(self.bin_dir, "kubectl"), "--kubeconfig", self.kubeconfig]
                               + list(args), capture_output=True, text=True, check=check, input=stdin)

@@ -48,11 +48,14 @@ def site_pvs(lab, kube):
     """The PVs of the lab nodes' site volumes; deleted afterwards when unbound."""
     wanted = expected_volumes(lab)
     names = set(v.pv_name(node, name) for node, name in wanted)
+    # site.yml meets the nodes as a provisioning pipeline does: blank disks
+    lab.wipe_disks()
     yield wanted
     core = client.CoreV1Api(kube)
     for pv in core.list_persistent_volume(label_selector=MANAGED).items:
         if pv.metadata.name in names and not pv.spec.claim_ref:
             core.delete_persistent_volume(pv.metadata.name)
+    lab.wipe_disks()
 
 
 def test_site_makes_one_pv_per_prepared_volume_and_a_rerun_changes_nothing(lab, kube, site_pvs):
