@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) localpv.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """How much does a PV cost with local_pv, against the floor and against what users do today?
@@ -93,7 +92,7 @@ def phase_floor(args):
     items, _nodes = volumes(args.run, args.n, "raw")
     bodies = []
     for item in items:
-        vol, _ = v.normalize_volume(item)
+        vol = v.normalize_volume(item)[0]
         manifest = v.pv_manifest(vol, item["node"])
         manifest["metadata"]["labels"][BENCH_LABEL] = args.run
         manifest["metadata"]["labels"][v.MANAGED_BY_LABEL] = "bench-raw"   # not ours: local_pv must not see them
@@ -128,7 +127,7 @@ def _playbook(tasks, extra_vars=None, env_extra=None):
             json.dump(extra_vars, f)
         cmd += ["-e", "@" + vf]
     start = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - start
     if res.returncode != 0:
         raise RuntimeError("ansible-playbook failed:\n%s\n%s" % (res.stdout[-4000:], res.stderr[-2000:]))
@@ -143,7 +142,7 @@ def phase_local_pv(args):
                                          "labels": {BENCH_LABEL: args.run}, "workers": args.workers,
                                          "prune": True}}
     # the fixed cost: the same run with an empty set (LISTs, Ansible and module start)
-    empty_wall, _ = _playbook([task], {"bench_volumes": [], "bench_nodes": ["lpv-%s-empty" % args.run]})
+    empty_wall = _playbook([task], {"bench_volumes": [], "bench_nodes": ["lpv-%s-empty" % args.run]})[0]
     wall, results = _playbook([task], {"bench_volumes": items, "bench_nodes": nodes})
     res = results[0]
     assert len(res["created"]) == args.n, res.get("msg")
@@ -184,14 +183,14 @@ def phase_k8s_loop(args):
         from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
         defs = []
         for item in items:
-            vol, _ = v.normalize_volume(item)
+            vol = v.normalize_volume(item)[0]
             manifest = v.pv_manifest(vol, item["node"])
             manifest["metadata"]["labels"][BENCH_LABEL] = args.run
             manifest["metadata"]["labels"][v.MANAGED_BY_LABEL] = "bench-k8s"
             defs.append(manifest)
         task = {"kubernetes.core.k8s": {"state": "present", "definition": "{{ item }}"},
                 "loop": "{{ bench_defs }}", "loop_control": {"label": "{{ item.metadata.name }}"}}
-        wall, _ = _playbook([task], {"bench_defs": defs})
+        wall = _playbook([task], {"bench_defs": defs})[0]
         return wall
     one = run(1, "a")
     wall = run(args.loop_n, "b")
@@ -280,7 +279,7 @@ def run_phase(args, phase, metrics=True):
     before = apiserver_requests() if metrics else None
     cmd = [sys.executable, os.path.abspath(__file__), "--phase", phase, "--run", args.run, "--n", str(args.n),
            "--loop-n", str(args.loop_n), "--workers", str(args.workers)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit("phase %s failed:\n%s\n%s" % (phase, res.stdout[-3000:], res.stderr[-3000:]))
     out = json.loads(res.stdout.strip().splitlines()[-1])
@@ -292,7 +291,7 @@ def run_phase(args, phase, metrics=True):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--n", type=int, default=1000, help="PVs created by local_pv and by the raw client")
     parser.add_argument("--loop-n", type=int, default=200, help="PVs created by the kubernetes.core.k8s loop")
     parser.add_argument("--workers", type=int, default=16)
@@ -310,9 +309,10 @@ def main():
     # done with the last deletions, so LISTs are the same size and the API server
     # is equally busy. The machine is shared with the API server, so phases are
     # repeated (--rounds) and the best round of each counts.
+
     def best(phase, key="wall"):
         runs = []
-        for _ in range(args.rounds):
+        for _round in range(args.rounds):
             runs.append(run_phase(args, phase))
             cleanup(args.run)
         return min(runs, key=lambda r: r[key])

@@ -52,7 +52,7 @@ def run_tasks(lab, tmp_path, tasks, check=False, diff=False, extra_env=None):
         cmd.append("--check")
     if diff:
         cmd.append("--diff")
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
     try:
         data = json.loads(res.stdout)
     except ValueError:

@@ -10,8 +10,7 @@ nodes, and removes its PVs afterwards, so tests never see each other's PVs.
 import pytest
 from kubernetes import client
 
-from pv_helpers import (MANAGED, delete_pvs, local_pv, now_rfc3339, pvs_of, pvs_with_label, unique, volume,
-                        wait_until, writes_by_us)
+from pv_helpers import delete_pvs, local_pv, now_rfc3339, pvs_of, unique, volume, wait_until, writes_by_us
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 

@@ -72,11 +72,18 @@ def test_a_pod_pinned_to_node2_binds_a_pv_of_node2(lab, kube, tmp_path, scenario
     core.create_namespaced_pod(ns, client.V1Pod(
         metadata=client.V1ObjectMeta(name="app"),
         spec=pod_spec("data", {"kubernetes.io/hostname": node2["hostname_label"]})))
-    pvc = wait_until("claim bound", lambda: (lambda c: c if c.status.phase == "Bound" else None)(
-        core.read_namespaced_persistent_volume_claim("data", ns)))
+
+    def bound():
+        pvc = core.read_namespaced_persistent_volume_claim("data", ns)
+        return pvc if pvc.status.phase == "Bound" else None
+
+    def scheduled():
+        pod = core.read_namespaced_pod("app", ns)
+        return pod if pod.spec.node_name else None
+
+    pvc = wait_until("claim bound", bound)
     assert owners[pvc.spec.volume_name] == node2["node_name"]
-    pod = wait_until("pod scheduled", lambda: (lambda p: p if p.spec.node_name else None)(
-        core.read_namespaced_pod("app", ns)))
+    pod = wait_until("pod scheduled", scheduled)
     assert pod.spec.node_name == node2["node_name"]
 
 
@@ -95,13 +102,20 @@ def test_a_statefulset_of_three_spreads_and_binds_one_pv_per_pod(lab, kube, tmp_
             volume_claim_templates=[client.V1PersistentVolumeClaim(
                 metadata=client.V1ObjectMeta(name="data"), spec=claim_spec(scenario["sc"]))])))
     # the template's pod spec mounts the claim template by name
-    bound = wait_until("3 claims bound", lambda: (lambda cs: cs if len(cs) == 3 and all(
-        c.status.phase == "Bound" for c in cs) else None)(core.list_namespaced_persistent_volume_claim(ns).items))
+
+    def all_bound():
+        claims = core.list_namespaced_persistent_volume_claim(ns).items
+        return claims if len(claims) == 3 and all(c.status.phase == "Bound" for c in claims) else None
+
+    def all_scheduled():
+        pods = core.list_namespaced_pod(ns).items
+        return pods if len(pods) == 3 and all(p.spec.node_name for p in pods) else None
+
+    bound = wait_until("3 claims bound", all_bound)
     pvs = sorted(c.spec.volume_name for c in bound)
     assert len(set(pvs)) == 3
     assert sorted(owners[p] for p in pvs) == sorted(n["node_name"] for n in nodes)
-    pods = wait_until("3 pods scheduled", lambda: (lambda ps: ps if len(ps) == 3 and all(
-        p.spec.node_name for p in ps) else None)(core.list_namespaced_pod(ns).items))
+    pods = wait_until("3 pods scheduled", all_scheduled)
     claim_node = dict((c.metadata.name, owners[c.spec.volume_name]) for c in bound)
     for pod in pods:
         assert pod.spec.node_name == claim_node["data-" + pod.metadata.name]

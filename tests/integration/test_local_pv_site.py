@@ -64,7 +64,7 @@ def test_site_makes_one_pv_per_prepared_volume_and_a_rerun_changes_nothing(lab, 
     assert "PHASE" in res.stdout                      # the table of PVs per node
 
     hostname = dict((n["node_name"], n["hostname_label"]) for n in lab.nodes)
-    nodes = set(node for node, _ in site_pvs)
+    nodes = set(node for node, _volume in site_pvs)
     core = client.CoreV1Api(kube)
     ours = [pv for pv in core.list_persistent_volume(label_selector=MANAGED).items
             if pv.metadata.labels.get(v.NODE_LABEL) in nodes]

@@ -101,7 +101,7 @@ def test_not_found_is_not_retried():
 
 
 def test_list_follows_continue_tokens():
-    kube, _ = _kube()
+    kube = _kube()[0]
     pages = {None: {"items": [1, 2], "metadata": {"continue": "a"}},
              "a": {"items": [3], "metadata": {"continue": ""}}}
     seen = []
@@ -114,12 +114,12 @@ def test_list_follows_continue_tokens():
 
 
 def test_run_keeps_going_after_a_failure_and_keeps_order():
-    kube, _ = _kube()
+    kube = _kube()[0]
 
     def fail():
         raise k.KubeError("boom", status=500)
     results = kube.run([lambda: 1, fail, lambda: 3])
-    assert [r for r, _ in results] == [1, None, 3]
+    assert [result for result, _error in results] == [1, None, 3]
     assert results[1][1].msg == "boom"
 
 
@@ -144,7 +144,7 @@ def test_k8s_auth_environment_is_honoured(monkeypatch):
     monkeypatch.setenv("K8S_AUTH_HOST", "https://10.9.9.9:6443")
     monkeypatch.setenv("K8S_AUTH_API_KEY", "tok")
     monkeypatch.setenv("K8S_AUTH_VERIFY_SSL", "no")
-    configuration, _ = k.build_configuration({})
+    configuration = k.build_configuration({})[0]
     assert configuration.host == "https://10.9.9.9:6443" and configuration.verify_ssl is False
 
 

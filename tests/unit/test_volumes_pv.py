@@ -85,7 +85,7 @@ def test_invalid_volumes_are_refused_with_the_reason(item, expect):
 
 def test_two_volumes_wanting_one_pv_name_are_refused():
     items = [dict(node="node1", name="ssd0", path="/a", capacity=1), dict(node="node1", name="ssd0", path="/b", capacity=1)]
-    _, errors = v.normalize_volumes(items)
+    errors = v.normalize_volumes(items)[1]
     assert errors == ["PV name local-node1-ssd0 is wanted more than once (node1/ssd0, node1/ssd0)"]
 
 
@@ -211,7 +211,7 @@ def test_storage_class_defaults_are_what_local_pvs_need():
 
 
 def test_storage_class_binding_mode_change_is_immutable_and_default_annotation_is_patched():
-    cls, _ = v.normalize_storage_class({"name": "local-storage", "default": True})
+    cls = v.normalize_storage_class({"name": "local-storage", "default": True})[0]
     existing = {"metadata": {"name": "local-storage", "labels": {"x": "y"}},
                 "provisioner": "kubernetes.io/no-provisioner", "reclaimPolicy": "Retain",
                 "volumeBindingMode": "Immediate"}
