@@ -92,15 +92,16 @@ class Lab:
                 "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "root@127.0.0.1", command]
         return subprocess.run(args, capture_output=True, text=True, check=check, timeout=timeout)
 
-    def playbook(self, playbook, *args, extra_vars=None, inventory=None, timeout=900):
-        """Run ansible-playbook against the lab; the result carries ``.recap`` per host."""
+    def playbook(self, playbook, *args, extra_vars=None, inventory=None, env=None, timeout=900):
+        """Run ansible-playbook against the lab; the result carries ``.recap`` per host.
+        ``env`` adds to (or overrides) the lab's environment."""
         cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
                "-i", inventory or self.inventory]
         if extra_vars:
             cmd += ["-e", json.dumps(extra_vars)]
         cmd += list(args) + [playbook if os.path.isabs(playbook) else os.path.join(REPO, playbook)]
-        res = subprocess.run(cmd, capture_output=True, text=True, env=self.env(), cwd=REPO, timeout=timeout,
-                             check=False)
+        res = subprocess.run(cmd, capture_output=True, text=True, env=dict(self.env(), **(env or {})), cwd=REPO,
+                             timeout=timeout, check=False)
         res.recap = recap(res.stdout)
         return res
 
