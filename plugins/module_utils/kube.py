@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import json
 import random
 import threading
@@ -79,6 +80,32 @@ class KubeError(Exception):
     def to_dict(self):
         return {"msg": self.msg, "status": self.status, "verb": self.verb,
                 "resource": self.resource, "name": self.name, "reason": self.reason}
+
+
+@contextlib.contextmanager
+def api_session(module, result=None, dry_run=False, suffix=""):
+    """The client of one module run, closed at its end.
+
+    A :class:`KubeError` raised inside fails the module with its message (plus
+    ``suffix``), ``error`` (what the error says of itself), ``reason`` (the kind of
+    stop, when the error names one), the requests made so far, and ``result``
+    updated with what the error says was done already (its ``state``). Modules
+    thus report a failure the same way, whatever step it came from.
+    """
+    kube = None
+    try:
+        kube = Kube.from_params(module.params, dry_run=dry_run)
+        yield kube
+    except KubeError as exc:
+        failure = dict(result or {})
+        failure.update(getattr(exc, "state", None) or {})
+        failure["requests"] = kube.requests if kube else {}
+        if getattr(exc, "code", None):
+            failure["reason"] = exc.code
+        module.fail_json(msg=exc.msg + suffix, error=exc.to_dict(), **failure)
+    finally:
+        if kube:
+            kube.close()
 
 
 def module_arg_spec(**extra):

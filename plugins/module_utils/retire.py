@@ -37,9 +37,10 @@ DEFAULT_TIMEOUT = 300
 POLL_INTERVAL = 1.0
 
 
-class RetireError(Exception):
+class RetireError(KubeError):
     """A step that must not go on, said for a human. ``state`` tells what was
-    done already (for the module's result), ``code`` what kind of stop it is."""
+    done already (for the module's result), ``code`` what kind of stop it is.
+    A KubeError, so that modules report it like any failure of the API work."""
 
     def __init__(self, msg, code="error", state=None):
         super(RetireError, self).__init__(msg)
@@ -389,6 +390,22 @@ def reclaimable(entry):
     """Whether a report entry is a PV of ours whose claim is gone for good."""
     return (entry.get("phase") in RECLAIMABLE_PHASES and bool(entry.get("claim_uid"))
             and not _claim_is_current(entry) and not entry.get("deleting"))
+
+
+def release_pvs(kube, items, result):
+    """Release each PV of ``items`` ({name, claim_uid}) whose claim is gone; refuse
+    (RetireError ``bound``) a PV whose very claim still exists. ``result`` collects
+    the names under ``released`` and ``already``; it is the error's state too."""
+    for item in items:
+        pv = kube.get_pv(item["name"])
+        ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
+        if ref.get("name"):
+            pvc = _get_pvc(kube, ref.get("namespace"), ref["name"])
+            if pvc is not None and pvc["metadata"].get("uid") == ref.get("uid"):
+                raise RetireError("PV %s is still bound: its claim %s/%s exists" % (
+                    item["name"], ref.get("namespace"), ref["name"]), code="bound", state=result)
+        result[release_pv(kube, item["name"], item["claim_uid"])].append(item["name"])
+    return result
 
 
 def release_pv(kube, name, claim_uid):

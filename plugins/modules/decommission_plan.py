@@ -130,9 +130,7 @@ def main():
         supports_check_mode=True,
     )
     nodes = module.params["nodes"]
-    kube = None
-    try:
-        kube = k.Kube.from_params(module.params)
+    with k.api_session(module, {"volumes": []}) as kube:
         report = k.local_pv_report(kube, nodes=nodes, label_selector=module.params["label_selector"])
         cluster_nodes = dict((n["metadata"]["name"], n) for n in kube.list_nodes())
         node_info = {}
@@ -145,11 +143,6 @@ def main():
             }
         hostnames = [i["hostname"] for i in node_info.values() if i["hostname"]]
         plan = retire.plan_decommission(report, kube.list_pvs(), nodes, hostnames, module.params["volumes"])
-    except k.KubeError as exc:
-        module.fail_json(msg=exc.msg, error=exc.to_dict(), volumes=[], requests=kube.requests if kube else {})
-    finally:
-        if kube:
-            kube.close()
     result = dict(changed=False, volumes=plan["volumes"], pv_names=[e["name"] for e in plan["volumes"]],
                   table=retire.plan_table(plan, nodes), missing=plan["missing"], foreign=plan["foreign"],
                   nodes=node_info, requests=kube.requests)

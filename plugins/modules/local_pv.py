@@ -278,18 +278,10 @@ def main():
     if errors:
         module.fail_json(msg="invalid volumes, nothing was changed: " + " | ".join(errors), invalid=errors, **result)
 
-    kube = None
-    try:
-        kube = k.Kube.from_params(p, dry_run=module.check_mode)
+    with k.api_session(module, result, dry_run=module.check_mode, suffix="; nothing was changed") as kube:
         outcome = k.reconcile_local_pvs(kube, volumes, nodes=p["nodes"], prune=p["prune"],
                                         replace_unbound=p["replace_unbound"],
                                         hostname_overrides=p["hostname_labels"])
-    except k.KubeError as exc:
-        result["requests"] = kube.requests if kube else {}
-        module.fail_json(msg=exc.msg + "; nothing was changed", error=exc.to_dict(), **result)
-    finally:
-        if kube:
-            kube.close()
 
     actions = outcome["actions"]
     done = [a for a in actions if not a.get("error")]

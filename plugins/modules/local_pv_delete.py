@@ -99,20 +99,9 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    kube = None
     result = {"claims_deleted": [], "pvs_deleted": [], "gone": []}
-    try:
-        kube = k.Kube.from_params(p, dry_run=module.check_mode)
+    with k.api_session(module, result, dry_run=module.check_mode) as kube:
         result = retire.delete_claims_and_pvs(kube, p["pvs"], timeout=p["timeout"])
-    except retire.RetireError as exc:
-        state = dict(result)
-        state.update(exc.state)
-        module.fail_json(msg=exc.msg, reason=exc.code, requests=kube.requests if kube else {}, **state)
-    except k.KubeError as exc:
-        module.fail_json(msg=exc.msg, error=exc.to_dict(), requests=kube.requests if kube else {}, **result)
-    finally:
-        if kube:
-            kube.close()
     module.exit_json(changed=bool(result["claims_deleted"] or result["pvs_deleted"]), requests=kube.requests,
                      diff={"before": "".join("PV %s\n" % n for n in result["pvs_deleted"]), "after": ""},
                      **result)

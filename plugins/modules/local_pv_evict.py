@@ -120,22 +120,11 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    kube = None
     result = {"evicted": [], "deleted": [], "pending": [], "blocked": {}}
-    try:
-        kube = k.Kube.from_params(p, dry_run=module.check_mode)
+    with k.api_session(module, result, dry_run=module.check_mode) as kube:
         if p["pvs"]:
             result = retire.clear_pods(kube, p["pvs"], action=p["action"], timeout=p["timeout"],
                                        grace_period=p["grace_period"], nodes=p["nodes"] or None)
-    except retire.RetireError as exc:
-        state = dict(result)
-        state.update(exc.state)
-        module.fail_json(msg=exc.msg, reason=exc.code, requests=kube.requests if kube else {}, **state)
-    except k.KubeError as exc:
-        module.fail_json(msg=exc.msg, error=exc.to_dict(), requests=kube.requests if kube else {}, **result)
-    finally:
-        if kube:
-            kube.close()
     changed = bool(result["evicted"] or result["deleted"])
     module.exit_json(changed=changed, requests=kube.requests, **result)
 

@@ -111,15 +111,8 @@ def main():
                                         label_selector=dict(type="str")),
         supports_check_mode=True,
     )
-    kube = None
-    try:
-        kube = k.Kube.from_params(module.params)
+    with k.api_session(module, {"pvs": []}) as kube:
         pvs = k.local_pv_report(kube, nodes=module.params["nodes"], label_selector=module.params["label_selector"])
-    except k.KubeError as exc:
-        module.fail_json(msg=exc.msg, error=exc.to_dict(), pvs=[], requests=kube.requests if kube else {})
-    finally:
-        if kube:
-            kube.close()
     nodes = {}
     for pv in pvs:
         phases = nodes.setdefault(pv["node"], {})

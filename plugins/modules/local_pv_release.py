@@ -78,29 +78,12 @@ def main():
         argument_spec=k.module_arg_spec(pvs=dict(type="list", elements="dict", required=True)),
         supports_check_mode=True,
     )
-    kube = None
     result = {"released": [], "already": []}
-    try:
-        kube = k.Kube.from_params(module.params, dry_run=module.check_mode)
-        for item in module.params["pvs"]:
-            if not item.get("name") or not item.get("claim_uid"):
-                module.fail_json(msg="each PV needs name and claim_uid: %r" % (item,), **result)
-            pv = kube.get_pv(item["name"])
-            ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
-            if ref.get("name"):
-                pvc = retire._get_pvc(kube, ref.get("namespace"), ref["name"])
-                if pvc is not None and pvc["metadata"].get("uid") == ref.get("uid"):
-                    raise retire.RetireError("PV %s is still bound: its claim %s/%s exists" % (
-                        item["name"], ref.get("namespace"), ref["name"]), code="bound")
-            outcome = retire.release_pv(kube, item["name"], item["claim_uid"])
-            result[outcome].append(item["name"])
-    except retire.RetireError as exc:
-        module.fail_json(msg=exc.msg, reason=exc.code, requests=kube.requests if kube else {}, **result)
-    except k.KubeError as exc:
-        module.fail_json(msg=exc.msg, error=exc.to_dict(), requests=kube.requests if kube else {}, **result)
-    finally:
-        if kube:
-            kube.close()
+    missing = [item for item in module.params["pvs"] if not item.get("name") or not item.get("claim_uid")]
+    if missing:
+        module.fail_json(msg="each PV needs name and claim_uid: %r" % (missing[0],), **result)
+    with k.api_session(module, result, dry_run=module.check_mode) as kube:
+        result = retire.release_pvs(kube, module.params["pvs"], result)
     module.exit_json(changed=bool(result["released"]), requests=kube.requests,
                      diff={"before": "".join("%s: Released\n" % n for n in result["released"]),
                            "after": "".join("%s: Available\n" % n for n in result["released"])}, **result)

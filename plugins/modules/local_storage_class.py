@@ -148,16 +148,9 @@ def main():
         module.fail_json(msg="invalid storage_classes, nothing was changed: " + " | ".join(errors),
                          storage_classes=[], requests={})
 
-    kube = None
-    try:
-        kube = k.Kube.from_params(module.params, dry_run=module.check_mode)
+    with k.api_session(module, {"storage_classes": []}, dry_run=module.check_mode,
+                       suffix="; nothing was changed") as kube:
         results = k.ensure_storage_classes(kube, classes, replace=module.params["replace"])
-    except k.KubeError as exc:
-        module.fail_json(msg=exc.msg + "; nothing was changed", error=exc.to_dict(), storage_classes=[],
-                         requests=kube.requests if kube else {})
-    finally:
-        if kube:
-            kube.close()
 
     out = [dict((key, r.get(key)) for key in ("name", "action", "changes", "reason", "error")) for r in results]
     written = [r for r in results if r["action"] in ("create", "patch", "replace") and not r.get("error")]
