@@ -283,7 +283,8 @@ def test_wipe_needs_both_keys_and_leaves_the_disk_blank(lab, scenario):
     s = scenario
     disk = s.blank_disk()
     a, b = s.tag + "-1", s.tag + "-2"    # disk_prep names the two partitions' volumes <name>-1, <name>-2
-    s.setup([{"name": s.tag, "device": disk, "partitions": 2}])
+    # ext4: two halves of the smallest lab disk are below xfs's 300 MiB minimum
+    s.setup([{"name": s.tag, "device": disk, "partitions": 2, "fstype": "ext4"}])
     assert s.mounted(a) and s.mounted(b)
     s.sh("echo secret > %s/%s/file" % (ROOT, a))
 
