@@ -19,7 +19,7 @@ dest="$root/localpv/rollout"
 rm -rf "$dest" && mkdir -p "$dest"
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard \
   | xargs -0 -I{} sh -c 'test -e "$1" && cp --parents -P "$1" "$2/"' _ {} "$dest")
-bundled="$cache/venv/lib/python3.11/site-packages/ansible_collections"
+bundled=$(echo "$cache"/venv/lib/python3*/site-packages/ansible_collections)
 for c in kubernetes/core community/general ansible/posix; do
   mkdir -p "$root/$(dirname "$c")"
   [ -e "$root/$c" ] || cp -r "$bundled/$c" "$root/$c"
