@@ -24,9 +24,7 @@ author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
-requirements:
-  - "python >= 3.9"
-  - "kubernetes >= 24.2.0"
+  - localpv.rollout.client
 options:
   nodes:
     description: Kubernetes node names whose volumes are retired.
@@ -41,14 +39,6 @@ options:
   label_selector:
     description: An extra label selector the PVs must match too, for example C(team=storage).
     type: str
-  workers:
-    description: Not used by this module; accepted for symmetry with M(localpv.rollout.local_pv).
-    type: int
-    default: 16
-  request_timeout:
-    description: Read timeout of one request, in seconds.
-    type: int
-    default: 60
 seealso:
   - module: localpv.rollout.local_pv_evict
   - module: localpv.rollout.local_pv_delete

@@ -32,9 +32,7 @@ author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
-requirements:
-  - "python >= 3.9"
-  - "kubernetes >= 24.2.0"
+  - localpv.rollout.client
 options:
   volumes:
     description:
@@ -125,14 +123,6 @@ options:
         Overrides the value of the Node object.
     type: dict
     default: {}
-  workers:
-    description: Number of concurrent requests to the API server.
-    type: int
-    default: 16
-  request_timeout:
-    description: Read timeout of one request, in seconds (each request is retried on timeouts).
-    type: int
-    default: 60
 notes:
   - Check mode sends the same writes with server-side dry-run (C(dryRun=All)), so the API server validates
     and admits them and nothing is persisted. A replacement shows as its delete.

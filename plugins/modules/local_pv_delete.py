@@ -26,9 +26,7 @@ author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
-requirements:
-  - "python >= 3.9"
-  - "kubernetes >= 24.2.0"
+  - localpv.rollout.client
 options:
   pvs:
     description: Names of the PVs to delete, with their claims.
@@ -39,14 +37,6 @@ options:
     description: Seconds to wait for the claims, then for the PVs, to be gone.
     type: int
     default: 300
-  workers:
-    description: Not used by this module; accepted for symmetry with M(localpv.rollout.local_pv).
-    type: int
-    default: 16
-  request_timeout:
-    description: Read timeout of one request, in seconds.
-    type: int
-    default: 60
 seealso:
   - module: localpv.rollout.decommission_plan
   - module: localpv.rollout.local_pv_evict

@@ -26,9 +26,7 @@ author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
-requirements:
-  - "python >= 3.9"
-  - "kubernetes >= 24.2.0"
+  - localpv.rollout.client
 options:
   pvs:
     description: Names of the PVs whose pods must go.
@@ -52,14 +50,6 @@ options:
     description: Seconds to wait for refused evictions and for the pods to be gone.
     type: int
     default: 300
-  workers:
-    description: Not used by this module; accepted for symmetry with M(localpv.rollout.local_pv).
-    type: int
-    default: 16
-  request_timeout:
-    description: Read timeout of one request, in seconds.
-    type: int
-    default: 60
 seealso:
   - module: localpv.rollout.decommission_plan
 """

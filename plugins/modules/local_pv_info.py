@@ -21,9 +21,7 @@ author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
-requirements:
-  - "python >= 3.9"
-  - "kubernetes >= 24.2.0"
+  - localpv.rollout.client
 options:
   nodes:
     description: Kubernetes node names whose PVs to report. Empty reports all owned PVs.
@@ -34,14 +32,6 @@ options:
     description: An extra label selector the PVs must match too, for example C(team=storage).
     type: str
     version_added: 0.1.0
-  workers:
-    description: Not used by this module; accepted for symmetry with M(localpv.rollout.local_pv).
-    type: int
-    default: 16
-  request_timeout:
-    description: Read timeout of one request, in seconds.
-    type: int
-    default: 60
 seealso:
   - module: localpv.rollout.local_pv
 """

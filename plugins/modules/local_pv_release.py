@@ -22,23 +22,13 @@ author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
-requirements:
-  - "python >= 3.9"
-  - "kubernetes >= 24.2.0"
+  - localpv.rollout.client
 options:
   pvs:
     description: The PVs, each C({name, claim_uid}) as M(localpv.rollout.local_pv_info) reports them.
     type: list
     elements: dict
     required: true
-  workers:
-    description: Not used by this module; accepted for symmetry with M(localpv.rollout.local_pv).
-    type: int
-    default: 16
-  request_timeout:
-    description: Read timeout of one request, in seconds.
-    type: int
-    default: 60
 seealso:
   - module: localpv.rollout.local_pv_info
   - module: localpv.rollout.local_volume_wipe

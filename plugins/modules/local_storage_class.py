@@ -25,9 +25,7 @@ author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
-requirements:
-  - "python >= 3.9"
-  - "kubernetes >= 24.2.0"
+  - localpv.rollout.client
 options:
   storage_classes:
     description: The StorageClasses to ensure.
@@ -69,14 +67,6 @@ options:
     description: Delete and create a class whose immutable fields differ from what is wanted.
     type: bool
     default: false
-  workers:
-    description: Not used by this module (one request per class); accepted for symmetry with M(localpv.rollout.local_pv).
-    type: int
-    default: 16
-  request_timeout:
-    description: Read timeout of one request, in seconds.
-    type: int
-    default: 60
 notes:
   - Check mode uses server-side dry-run.
 seealso:
