@@ -6,7 +6,11 @@ VENV := $(LAB_CACHE)/venv
 PY := $(VENV)/bin/python
 LAB := $(PY) lab/lab.py
 STATE := $(LAB_CACHE)/state
-export ANSIBLE_COLLECTIONS_PATH := $(LAB_CACHE)/collections
+# Each checkout links itself as ansible_collections/localpv/rollout in a directory of
+# its own, so that several checkouts (worktrees) can share one cache.
+CHECKOUT_ID := $(shell printf %s "$(CURDIR)" | sha256sum | cut -c1-12)
+export LOCALPV_COLLECTIONS := $(LAB_CACHE)/collections/$(CHECKOUT_ID)
+export ANSIBLE_COLLECTIONS_PATH := $(LOCALPV_COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=

@@ -85,10 +85,16 @@ SSH_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o Cont
             "-o ControlPersist=60s -o ControlPath=%s/%%C" % CONTROL_DIR)
 
 
+def collections_path():
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    import conftest  # noqa: F401  (links this checkout as ansible_collections.localpv.rollout)
+    return conftest.COLLECTIONS
+
+
 def env():
     e = dict(os.environ)
     e.update({
-        "ANSIBLE_COLLECTIONS_PATH": os.path.join(CACHE, "collections"),
+        "ANSIBLE_COLLECTIONS_PATH": collections_path(),
         "ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"),
         "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
         "ANSIBLE_NOCOLOR": "1",

@@ -5,7 +5,7 @@
 # everything is there. The Go builds happen in build-control-plane.sh (lab.py up).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
+repo=$(cd "$here/.." && pwd -P)
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
 
 apt_packages="podman runc conmon catatonit uidmap slirp4netns netavark aardvark-dns iptables
@@ -40,6 +40,8 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
 fi
 
 # Ansible finds collections as ansible_collections/<namespace>/<name>.
-link="$cache/collections/ansible_collections/localpv/rollout"
+# One directory per checkout, named by a hash of its path (as the Makefile does).
+collections=${LOCALPV_COLLECTIONS:-$cache/collections/$(printf %s "$repo" | sha256sum | cut -c1-12)}
+link="$collections/ansible_collections/localpv/rollout"
 mkdir -p "$(dirname "$link")"
 [ "$(readlink "$link" 2>/dev/null)" = "$repo" ] || ln -sfn "$repo" "$link"

@@ -7,6 +7,7 @@ Ansible does; integration tests get the lab (a real API server and real nodes wi
 loop disks) through the ``lab`` fixture, brought up once per session.
 """
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -34,7 +35,8 @@ CACHE, STATE = LAB.CACHE, LAB.STATE
 
 def _collections_root():
     """A directory holding ansible_collections/localpv/rollout -> this checkout."""
-    root = os.path.join(CACHE, "collections")
+    checkout_id = hashlib.sha256(os.path.realpath(REPO).encode()).hexdigest()[:12]
+    root = os.environ.get("LOCALPV_COLLECTIONS") or os.path.join(CACHE, "collections", checkout_id)
     link = os.path.join(root, "ansible_collections", "localpv", "rollout")
     if os.path.realpath(link) != os.path.realpath(REPO):
         root = tempfile.mkdtemp(prefix="localpv-collections-")

@@ -5,7 +5,7 @@
 # otherwise change the project's venv); the collections we depend on sit beside ours
 # so that the import tests can load them.
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/../.." && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd -P)
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
 core=$(sed -n 's/^ansible-core==//p' "$repo/requirements-dev.txt")
 venv="$cache/sanity-venv"
@@ -14,7 +14,8 @@ if [ ! -x "$venv/bin/ansible-test" ] || ! "$venv/bin/ansible-test" --version | g
   "$python_bin" -m venv "$venv"
   "$venv/bin/pip" install -q "ansible-core==$core" -r "$repo/requirements.txt"
 fi
-root="$cache/sanity/ansible_collections"
+# one copy per checkout, so that two checkouts can run sanity at once
+root="$cache/sanity/$(printf %s "$repo" | sha256sum | cut -c1-12)/ansible_collections"
 dest="$root/localpv/rollout"
 rm -rf "$dest" && mkdir -p "$dest"
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard \
