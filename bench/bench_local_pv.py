@@ -19,7 +19,12 @@ Prints per-PV cost, ratios, API requests by verb and peak memory (max RSS of eac
 phase's processes). Each phase runs in its own process. Everything it made is
 deleted at the end. Not a test: nothing here asserts a time.
 
-    python bench/bench_local_pv.py [--n 1000] [--loop-n 200] [--workers 16]
+``--foreign F`` first makes F local PVs that are not ours (as another tool would),
+on other paths of the same nodes, and keeps them for the whole run: local_pv
+reads every PV of the cluster to find the PVs at its paths, so they are in every
+LIST it makes.
+
+    python bench/bench_local_pv.py [--n 1000] [--foreign 0] [--loop-n 200] [--workers 16]
 """
 
 import argparse
@@ -111,6 +116,39 @@ def phase_floor(args):
     return {"wall": wall, "requests": {"create": len(bodies)}}
 
 
+def phase_foreign(args):
+    """F local PVs of another tool on the nodes of every phase, other paths."""
+    import urllib3
+    from concurrent.futures import ThreadPoolExecutor
+    from kubernetes import client, config
+    conf = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig(), client_configuration=conf)
+    pool = urllib3.PoolManager(maxsize=args.workers, ca_certs=conf.ssl_ca_cert, cert_file=conf.cert_file,
+                               key_file=conf.key_file, cert_reqs="CERT_REQUIRED" if conf.verify_ssl else "CERT_NONE")
+    headers = {"Content-Type": "application/json"}
+    if conf.api_key.get("authorization"):
+        headers["Authorization"] = conf.api_key["authorization"]
+    hosts = ["%s-%s-n%02d" % (prefix, args.run, i) for prefix in ("raw", "lpv", "lib") for i in range(50)]
+    bodies = [json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "local-pv-%s-%06d" % (args.run, i), "labels": {BENCH_LABEL: args.run + "-foreign"},
+                     "annotations": {"pv.kubernetes.io/provisioned-by": "local-volume-provisioner-bench"}},
+        "spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                 "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "local-storage",
+                 "local": {"path": "/mnt/fast-disks/f%06d" % i},
+                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [{
+                     "key": "kubernetes.io/hostname", "operator": "In", "values": [hosts[i % len(hosts)]]}]}]}}},
+    }).encode() for i in range(args.foreign)]
+
+    def post(body):
+        r = pool.request("POST", conf.host + "/api/v1/persistentvolumes", body=body, headers=headers, retries=3)
+        if r.status != 201:
+            raise RuntimeError("create failed: %s %s" % (r.status, r.data[:300]))
+    with ThreadPoolExecutor(max_workers=args.workers) as ex:
+        list(ex.map(post, bodies))
+    return {"made": len(bodies)}
+
+
 def _playbook(tasks, extra_vars=None, env_extra=None):
     play = [{"name": "bench", "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks,
              "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}}]
@@ -154,23 +192,32 @@ def phase_local_pv(args):
     return out
 
 
+def _reconcile():
+    from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+    try:
+        from ansible_collections.localpv.rollout.plugins.module_utils.persistent_volumes import reconcile_local_pvs
+    except ImportError:   # releases before the PV work had a file of its own
+        reconcile_local_pvs = k.reconcile_local_pvs
+    return k, reconcile_local_pvs
+
+
 def phase_inprocess(args):
     """local_pv's library code without Ansible around it (the module's own cost)."""
     sys.path.insert(0, collections_path())
-    from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
     from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+    k, reconcile_local_pvs = _reconcile()
     items, nodes = volumes(args.run, args.n, "lib")
     wanted, errors = v.normalize_volumes(items, {"labels": {BENCH_LABEL: args.run}})
     assert not errors, errors
     kube = k.Kube.from_params({"kubeconfig": kubeconfig(), "workers": args.workers})
     start = time.perf_counter()
-    outcome = k.reconcile_local_pvs(kube, wanted, nodes=nodes)
+    outcome = reconcile_local_pvs(kube, wanted, nodes=nodes)
     wall = time.perf_counter() - start
     assert not outcome["failed"] and sum(a["action"] == "create" for a in outcome["actions"]) == args.n
     requests = dict(kube.requests)
     kube2 = k.Kube.from_params({"kubeconfig": kubeconfig(), "workers": args.workers})
     start = time.perf_counter()
-    outcome = k.reconcile_local_pvs(kube2, wanted, nodes=nodes)
+    outcome = reconcile_local_pvs(kube2, wanted, nodes=nodes)
     noop = time.perf_counter() - start
     assert all(a["action"] == "unchanged" for a in outcome["actions"])
     return {"wall": wall, "requests": requests, "noop_wall": noop, "noop_requests": kube2.requests}
@@ -231,6 +278,21 @@ def apiserver_requests():
     return counts
 
 
+def ensure_class():
+    """The StorageClass the bench PVs name: local_pv refuses PVs of a class that does not exist."""
+    from kubernetes import client, config
+    api = config.new_client_from_config(config_file=kubeconfig())
+    try:
+        client.StorageV1Api(api).create_storage_class(client.V1StorageClass(
+            metadata=client.V1ObjectMeta(name="local-storage", labels={"app.kubernetes.io/managed-by": "localpv.rollout"}),
+            provisioner="kubernetes.io/no-provisioner", reclaim_policy="Retain", volume_binding_mode="WaitForFirstConsumer"))
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    finally:
+        api.close()
+
+
 def cleanup(run):
     """Delete every PV of this bench run. The pv-protection controller removes the
     finalizer of each deleted PV one update at a time (slow for 10,000 PVs at the
@@ -266,7 +328,7 @@ def cleanup(run):
     time.sleep(3)   # let the controllers finish with the deleted PVs
 
 
-PHASES = {"floor": phase_floor, "local_pv": phase_local_pv, "inprocess": phase_inprocess, "k8s_loop": phase_k8s_loop}
+PHASES = {"foreign": phase_foreign, "floor": phase_floor, "local_pv": phase_local_pv, "inprocess": phase_inprocess, "k8s_loop": phase_k8s_loop}
 
 
 def child(args):
@@ -278,7 +340,7 @@ def child(args):
 def run_phase(args, phase, metrics=True):
     before = apiserver_requests() if metrics else None
     cmd = [sys.executable, os.path.abspath(__file__), "--phase", phase, "--run", args.run, "--n", str(args.n),
-           "--loop-n", str(args.loop_n), "--workers", str(args.workers)]
+           "--loop-n", str(args.loop_n), "--workers", str(args.workers), "--foreign", str(args.foreign)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit("phase %s failed:\n%s\n%s" % (phase, res.stdout[-3000:], res.stderr[-3000:]))
@@ -293,6 +355,7 @@ def run_phase(args, phase, metrics=True):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--n", type=int, default=1000, help="PVs created by local_pv and by the raw client")
+    parser.add_argument("--foreign", type=int, default=0, help="local PVs of another tool present during the run")
     parser.add_argument("--loop-n", type=int, default=200, help="PVs created by the kubernetes.core.k8s loop")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="repeat the floor and local_pv phases, keep the best")
@@ -303,8 +366,9 @@ def main():
     if args.phase:
         return child(args)
     args.run = "b" + uuid.uuid4().hex[:6]
-    print("bench %s: N=%d, loop M=%d, workers=%d, best of %d rounds, API server from %s" % (
-        args.run, args.n, args.loop_n, args.workers, args.rounds, "$KUBECONFIG" if os.environ.get("KUBECONFIG") else "the lab"))
+    print("bench %s: N=%d, foreign PVs=%d, loop M=%d, workers=%d, best of %d rounds, API server from %s" % (
+        args.run, args.n, args.foreign, args.loop_n, args.workers, args.rounds,
+        "$KUBECONFIG" if os.environ.get("KUBECONFIG") else "the lab"))
     # Each phase starts from a cluster without bench PVs and with the controllers
     # done with the last deletions, so LISTs are the same size and the API server
     # is equally busy. The machine is shared with the API server, so phases are
@@ -317,13 +381,18 @@ def main():
             cleanup(args.run)
         return min(runs, key=lambda r: r[key])
     try:
+        ensure_class()
         cleanup(args.run)
+        if args.foreign:
+            run_phase(args, "foreign", metrics=False)
         floor = best("floor")
         lib = best("inprocess")
         lpv = best("local_pv")
         loop = None if args.skip_loop else run_phase(args, "k8s_loop")
     finally:
         cleanup(args.run)
+        if args.foreign:
+            cleanup(args.run + "-foreign")
 
     n = args.n
     floor_pv = floor["wall"] / n
@@ -353,11 +422,13 @@ def main():
     if loop:
         print("ratio k8s loop / local_pv ansible-playbook, per PV: %.1fx  (extrapolated to N=%d: %.0f s vs %.1f s)" % (
             loop_pv / lpv_pv, n, loop["one"] + loop_pv * (n - 1), lpv["wall"]))
-    pages = int(math.ceil(n / 500.0))
     print()
-    print("no-op re-run of %d PVs: ansible-playbook %.2f s, library %.3f s; requests %s (LIST pages of owned PVs: %d, "
-          "Nodes: 1)%s" % (n, lpv["noop_wall"], lib["noop_wall"], json.dumps(lpv["noop_requests"]), pages,
-                           ""))
+    print("no-op re-run of %d PVs with %d foreign PVs present: ansible-playbook %.2f s, library %.3f s; requests %s "
+          "(LIST pages of 1000 of every PV: %d, Nodes: 1)" % (
+              n, args.foreign, lpv["noop_wall"], lib["noop_wall"], json.dumps(lpv["noop_requests"]),
+              int(math.ceil((n + args.foreign) / 1000.0))))
+    print("peak RSS: library %.1f MiB, ansible-playbook run (module process included) %.1f MiB" % (
+        lib["rss_self_mib"], lpv["rss_children_mib"]))
 
 
 if __name__ == "__main__":
