@@ -489,10 +489,10 @@ def action_diff(action):
             after[key] = before.get(key)
     for view in (before, after):
         view.pop("name", None)
+    done = {"delete": "deleted", "replace": "replaced", "take_over": "taken over"}.get(action["action"], "wanted")
     return {
         "before_header": "PV %s (%s)" % (action["name"], "absent" if not before else "on the server"),
-        "after_header": "PV %s (%s)" % (action["name"], {"delete": "deleted", "replace": "replaced",
-                                                           "take_over": "taken over"}.get(action["action"], "wanted")),
+        "after_header": "PV %s (%s)" % (action["name"], done),
         "before": before,
         "after": after,
     }

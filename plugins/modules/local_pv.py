@@ -339,7 +339,8 @@ def main():
         "capacity_round_down": p["capacity_round_down"], "capacity_unknown_ok": module.check_mode})
     errors += ["nodes: %s: %s" % (n, "; ".join(v.node_name_reasons(n))) for n in p["nodes"] if v.node_name_reasons(n)]
     if errors:
-        module.fail_json(msg="invalid volumes, nothing was changed: " + " | ".join(errors), **dict(result, invalid=errors))
+        result["invalid"] = errors
+        module.fail_json(msg="invalid volumes, nothing was changed: " + " | ".join(errors), **result)
 
     with k.api_session(module, result, dry_run=module.check_mode, suffix="; nothing was changed") as kube:
         outcome = pvs.reconcile_local_pvs(kube, volumes, nodes=p["nodes"], prune=p["prune"],

@@ -151,7 +151,6 @@ def test_a_foreign_pv_at_our_path_is_a_conflict_naming_both_pvs():
     assert "second PV (local-node1-ssd0)" in action["reason"]
 
 
-
 def test_a_foreign_pv_on_another_node_or_path_is_not_in_the_way():
     cluster = [provisioner_pv(hostname="node2"), provisioner_pv(name="local-pv-2", path="/mnt/disks/ssd9")]
     assert [a["action"] for a in plan([vol()], cluster)] == ["create"]
