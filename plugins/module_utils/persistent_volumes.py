@@ -398,6 +398,8 @@ def apply_plan(kube, actions):
     server confirmed gets ``confirmed``; a failed one gets ``error``. A volume
     whose capacity is not known yet (check mode) is not sent."""
     todo = [a for a in actions if a["action"] in _WRITERS and a.get("capacity_known", True)]
+    if not todo:
+        return actions
 
     def job(action):
         return lambda: _WRITERS[action["action"]](kube, action)
