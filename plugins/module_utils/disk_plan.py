@@ -11,7 +11,7 @@ the host fails naming host, disk and reason, and no disk is touched.
 
 ``apply_plan()`` does the writes, re-checking each disk right before it writes
 (the plan may be seconds old). It is resumable: a disk that already carries our
-GPT layout is recognised by its partition names (``volumes.partition_label``),
+GPT layout is recognised by its partition names (``host_volumes.partition_label``),
 a partition that is still blank is formatted, one that carries the expected
 filesystem is kept.
 """
@@ -28,11 +28,9 @@ import time
 import uuid
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils.volumes import (
-    duplicate_names,
-    partition_label,
-    volume_name_reasons,
-)
+from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
+from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
+from ansible_collections.localpv.rollout.plugins.module_utils.volumes import duplicate_names, volume_name_reasons
 
 MIB = 1024 * 1024
 FSTYPES = ("xfs", "ext4")
@@ -471,8 +469,9 @@ def _plan_disk(plan, spec, disk, names, allow_wipe, refuse):
     if spec["adopt"]:
         # Mounted is fine only where this volume goes (a re-run); anywhere else it is
         # in use by someone.
-        hard = _hard_reasons(disk)
-        hard = [r for r in hard if not r.startswith("mounted at") and not r.startswith("cannot be opened excl")]
+        # by code, never by message text
+        hard = [msg for code, msg in zip(disk["reason_codes"], disk["reasons"])
+                if code not in devices.DATA_REASONS and code not in ("mounted", "exclusive")]
         ours = set(os.path.join(plan["mount_root"], n) for n in names)
         hard += ["%s is mounted at %s" % (m["device"], m["mount_point"]) for m in disk["mounts"]
                  if m["mount_point"] not in ours]
@@ -555,9 +554,6 @@ def _mark_mount_state(plan, fstab_text, mountinfo_text, links):
     """Which volumes need their fstab line/mount (or block symlink) made."""
     fstab = devices.parse_fstab(fstab_text or "")
     mounts = devices.parse_mountinfo(mountinfo_text or "")
-    by_point = {}
-    for mount in mounts:
-        by_point[mount["mount_point"]] = mount  # the last one is the one visible
     for volume in plan["volumes"]:
         path = volume["path"]
         if volume["mode"] == "block":
@@ -578,15 +574,11 @@ def _mark_mount_state(plan, fstab_text, mountinfo_text, links):
         lines = [e for e in fstab if e["path"] == path]
         fstab_ok = (len(lines) == 1 and volume["fstab_src"] is not None and lines[0]["src"] == volume["fstab_src"]
                     and lines[0]["fstype"] == volume["fstab_fstype"] and lines[0]["opts"] == volume["mount_options"])
-        mount = by_point.get(path)
+        mount = devices.mount_at(mounts, path)
         if volume["state"] == "bind":
             mounted = mount is not None and _is_bind_of(mount, volume["source"], mounts)
         else:
-            # by device number when known (the kernel name in mountinfo is the one at
-            # mount time), else by name
-            mounted = mount is not None and (
-                mount["dev"] == volume["dev"] if volume.get("dev") else
-                volume["device"] is not None and os.path.basename(mount["source"]) == os.path.basename(volume["device"]))
+            mounted = devices.mount_is_of(mount, volume.get("dev"), volume["device"])
         volume["mounted"] = mounted
         volume["needs_mount"] = not (fstab_ok and mounted)
 

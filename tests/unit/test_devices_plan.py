@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan as dp
-from ansible_collections.localpv.rollout.plugins.module_utils.volumes import partition_label
+from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 GIB = 1024 ** 3
