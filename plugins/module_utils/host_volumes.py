@@ -79,28 +79,33 @@ def sample_offsets(size, samples=SAMPLES, length=SAMPLE_LENGTH):
     return [(o, n) for o, n in regions if n > 0]
 
 
-def sampled_zero(path, size=None):
-    """Whether every sampled region of ``path`` is zeros (see :func:`sample_offsets`):
-    what a partition looks like that a run made and was interrupted before mkfs.
-    Raw data written by a pod to a block volume has no signature; it fails here.
-    False when the device cannot be read."""
+def sample(path, size=None):
+    """Read the sampled regions of ``path`` (see :func:`sample_offsets`).
+
+    Returns ``{zero, digest, error}``: ``zero`` when every sampled byte is zero
+    (what a partition looks like that a run made and was interrupted before
+    mkfs; raw data a pod wrote to a block volume has no signature and fails
+    here), ``digest`` a sha256 of the sampled bytes for the disk's fingerprint.
+    A device that cannot be read is not zero."""
+    digest = hashlib.sha256()
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return False
+    except OSError as exc:
+        return {"zero": False, "digest": "", "error": str(exc)}
+    zero = True
     try:
         if size is None:
             size = os.lseek(fd, 0, os.SEEK_END)
         for offset, length in sample_offsets(size):
             os.lseek(fd, offset, os.SEEK_SET)
             data = os.read(fd, length)
-            if len(data) != length or data.count(b"\0") != length:
-                return False
-        return True
-    except OSError:
-        return False
+            digest.update(data)
+            zero = zero and len(data) == length and data.count(b"\0") == length
+    except OSError as exc:
+        return {"zero": False, "digest": "", "error": str(exc)}
     finally:
         os.close(fd)
+    return {"zero": zero, "digest": digest.hexdigest()[:16], "error": None}
 
 
 def probe(path, run):
@@ -152,6 +157,88 @@ def erase(device, run, length=MIB):
         raise VolumeError("wipefs --all %s failed: %s" % (device, (err or out).strip()), code="wipe")
     zero_start(device, length)
     return ["wipefs --all --quiet %s" % device, "zero the first %d bytes of %s" % (length, device)]
+
+
+# --------------------------------------------------------------------------------------
+# How big a filesystem is, before it is mounted
+# --------------------------------------------------------------------------------------
+# statvfs reports f_blocks = the filesystem's blocks less what the kernel counts as
+# its own overhead: for xfs the internal log (xfs_fs_statfs), for ext4 the
+# superblock's "Overhead clusters" (written by mke2fs 1.46.5 and later). Read from
+# the superblock, the same number is known right after mkfs, before any mount, so
+# a PV's capacity is the same before and after its volume is mounted.
+
+def _fields(text, sep):
+    values = {}
+    for line in text.splitlines():
+        if sep in line:
+            key, value = line.split(sep, 1)
+            values[key.strip().lower()] = value.strip()
+    return values
+
+
+def _int(values, key):
+    try:
+        return int(values[key].split()[0])
+    except (KeyError, ValueError, IndexError):
+        return None
+
+
+def filesystem_bytes(device, fstype, run):
+    """The bytes statvfs will report for the filesystem on ``device`` once
+    mounted, read from its superblock; None when that cannot be known."""
+    if fstype == "xfs":
+        rc, out, _err = run(["xfs_db", "-r", "-c", "sb 0", "-c", "p dblocks logblocks logstart blocksize", device])
+        values = _fields(out, "=") if rc == 0 else {}
+        dblocks, logblocks, logstart, bsize = [_int(values, k) for k in ("dblocks", "logblocks", "logstart",
+                                                                          "blocksize")]
+        if None in (dblocks, logblocks, logstart, bsize):
+            return None
+        return (dblocks - (logblocks if logstart else 0)) * bsize
+    if fstype in ("ext4", "ext3"):
+        rc, out, _err = run(["dumpe2fs", "-h", device])
+        values = _fields(out, ":") if rc == 0 else {}
+        blocks, overhead, bsize = [_int(values, k) for k in ("block count", "overhead clusters", "block size")]
+        cluster = _int(values, "cluster size") or bsize
+        if None in (blocks, overhead, bsize):
+            return None
+        return (blocks - overhead * (cluster // bsize)) * bsize
+    return None
+
+
+def predict_filesystem_bytes(fstype, size, options, run, scratch_dir=None):
+    """What :func:`filesystem_bytes` will say after ``mkfs.<fstype> <options>`` on
+    a partition of ``size`` bytes: the same mkfs, run on a sparse scratch file of
+    that size (xfs only computes its geometry, ``-N``; ext4 writes its metadata,
+    a few MiB per TiB). None when the tools cannot tell."""
+    import tempfile
+    workdir = tempfile.mkdtemp(prefix="localpv-predict-", dir=scratch_dir)
+    scratch = os.path.join(workdir, "fs")
+    try:
+        with open(scratch, "wb") as handle:
+            handle.truncate(size)
+        if fstype == "xfs":
+            rc, out, _err = run(["mkfs.xfs", "-N", "-f"] + (options or "").split() + [scratch])
+            return _xfs_bytes_from_geometry(out) if rc == 0 else None
+        argv = mkfs_argv(fstype, scratch, "-E lazy_itable_init=1,lazy_journal_init=1,nodiscard " + (options or ""),
+                         force=True)
+        rc, _out, _err = run(argv)
+        return filesystem_bytes(scratch, fstype, run) if rc == 0 else None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _xfs_bytes_from_geometry(text):
+    data = log = None
+    for line in text.splitlines():
+        fields = dict(f.split("=", 1) for f in line.replace(",", " ").split() if "=" in f and not f.endswith("="))
+        if line.startswith("data") and "blocks" in fields:
+            data = (int(fields["bsize"]), int(fields["blocks"]))
+        elif line.startswith("log") and "internal" in line and "blocks" in fields:
+            log = int(fields["blocks"])
+    if data is None:
+        return None
+    return (data[1] - (log or 0)) * data[0]
 
 
 # --------------------------------------------------------------------------------------

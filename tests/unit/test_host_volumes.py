@@ -85,3 +85,73 @@ def test_volume_state_reads_mount_fstab_and_other_mounts():
     assert state["mounted"] and state["mount"]["source"] == "/dev/loop1p1"
     assert state["fstab"][0]["src"] == "UUID=1"
     assert state["other_mounts"] == ["/var/lib/kubelet/pods/x/volumes/a"]
+
+
+def test_the_sampler_reads_both_ends_and_spread_regions(tmp_path):
+    size = 64 << 20
+    regions = host_volumes.sample_offsets(size)
+    assert regions[0] == (0, 1 << 20) and regions[-1] == (size - (1 << 20), 1 << 20)
+    assert len(regions) == host_volumes.SAMPLES + 2
+    assert all(0 < off < size - (1 << 20) for off, _n in regions[1:-1])
+    image = tmp_path / "disk"
+    with open(str(image), "wb") as handle:
+        handle.truncate(size)
+    blank = host_volumes.sample(str(image))
+    assert blank["zero"] and blank["digest"] and blank["error"] is None
+    # a byte inside one spread sample (as a pod's raw writes leave them) is seen
+    offset, _length = regions[4]
+    with open(str(image), "r+b") as handle:
+        handle.seek(offset + 100)
+        handle.write(b"x")
+    written = host_volumes.sample(str(image))
+    assert not written["zero"] and written["digest"] != blank["digest"]
+    assert not host_volumes.sample(str(tmp_path / "missing"))["zero"]
+
+
+def test_a_small_device_is_read_whole():
+    assert host_volumes.sample_offsets(1 << 20) == [(0, 1 << 20)]
+
+
+def test_one_mkfs_line_for_prepare_reclaim_and_prediction():
+    assert host_volumes.mkfs_argv("xfs", "/dev/sdb1", "-m reflink=0") == ["mkfs.xfs", "-q", "-m", "reflink=0",
+                                                                         "/dev/sdb1"]
+    assert host_volumes.mkfs_argv("ext4", "/dev/sdb1", uuid="u", force=True) == ["mkfs.ext4", "-q", "-F", "-U", "u",
+                                                                                 "/dev/sdb1"]
+    assert host_volumes.mkfs_argv("xfs", "/dev/sdb1", uuid="u", force=True) == [
+        "mkfs.xfs", "-q", "-f", "-m", "uuid=u", "/dev/sdb1"]
+
+
+def test_filesystem_bytes_from_the_superblock_as_statvfs_counts_them():
+    xfs = "dblocks = 102400\nlogblocks = 16384\nlogstart = 65542\nblocksize = 4096\n"
+    ext4 = "Block count:              409600\nOverhead clusters:        36242\nBlock size:               1024\n"
+    outputs = {"xfs_db": xfs, "dumpe2fs": ext4}
+
+    def run(argv):
+        return 0, outputs[argv[0]], ""
+    # measured on a loop disk: statvfs f_blocks 86016 x 4096 and 373358 x 1024
+    assert host_volumes.filesystem_bytes("/dev/x", "xfs", run) == 86016 * 4096
+    assert host_volumes.filesystem_bytes("/dev/x", "ext4", run) == 373358 * 1024
+    outputs["dumpe2fs"] = "Block count: 409600\nBlock size: 1024\n"   # an older mke2fs: not known
+    assert host_volumes.filesystem_bytes("/dev/x", "ext4", run) is None
+
+
+def test_xfs_geometry_of_a_dry_run_gives_the_same_bytes():
+    text = ("data     =                       bsize=4096   blocks=102400, imaxpct=25\n"
+            "log      =internal log           bsize=4096   blocks=16384, version=2\n")
+    assert host_volumes._xfs_bytes_from_geometry(text) == 86016 * 4096
+
+
+def test_a_process_with_a_block_device_open_is_found_by_device_number(tmp_path):
+    """A fake /proc whose process has an fd on a real block device node of this machine."""
+    block = [os.path.join("/dev", n) for n in sorted(os.listdir("/sys/class/block"))
+             if os.path.exists(os.path.join("/dev", n))]
+    assert block, "this machine has no block device node to point at"
+    proc = tmp_path / "proc"
+    (proc / "4242" / "fd").mkdir(parents=True)
+    os.symlink(block[0], str(proc / "4242" / "fd" / "3"))
+    (proc / "4242" / "cmdline").write_bytes(b"dd\0of=" + block[0].encode() + b"\0")
+    (proc / "4242" / "maps").write_text("")
+    rdev = os.stat(block[0]).st_rdev
+    found = openers.device_openers([rdev], proc_root=str(proc))
+    assert found == [{"pid": 4242, "command": "dd of=" + block[0], "how": "fd", "path": block[0], "rdev": rdev}]
+    assert openers.device_openers([rdev + 1], proc_root=str(proc)) == []

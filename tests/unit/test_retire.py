@@ -2,7 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The pure logic of decommission and reclaim on the API side: the plan and which pods count."""
 
-
 from ansible_collections.localpv.rollout.plugins.module_utils import retire
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
