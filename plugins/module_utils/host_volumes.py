@@ -295,6 +295,23 @@ def volume_state(path, proc_root="/proc", fstab_path="/etc/fstab", mounts=None, 
     return state
 
 
+def partition_identity(dev, run, sys_root="/sys", dev_root="/dev"):
+    """What the partition with device number ``dev`` (``maj:min``) is on its disk:
+    ``{disk, number, partlabel, partuuid, parttype}``, read from the table on the
+    disk; None when ``dev`` is not a partition."""
+    real = os.path.realpath(os.path.join(sys_root, "dev", "block", dev or "-"))
+    try:
+        with open(os.path.join(real, "partition")) as handle:
+            number = int(handle.read().strip())
+    except (IOError, OSError, ValueError):
+        return None
+    disk = os.path.join(dev_root, os.path.basename(os.path.dirname(real)))
+    rc, out, _err = run(["partx", "-g", "-o", devices.PARTX_COLUMNS, disk])
+    entry = dict((e["number"], e) for e in (devices.parse_partx(out) if rc == 0 else [])).get(number) or {}
+    return {"disk": disk, "number": number, "partlabel": entry.get("name"), "partuuid": entry.get("uuid"),
+            "parttype": entry.get("type")}
+
+
 def describe_holders(state):
     return openers.describe(state["holders"])
 

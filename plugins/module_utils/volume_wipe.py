@@ -84,7 +84,9 @@ MKFS_TYPES = ("xfs", "ext4", "ext3")
 def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None):
     """Erase the data of one volume still in place, for reuse (reclaim).
 
-    ``volume``: ``{path, mode}``. Filesystem volumes must be mounted at
+    ``volume``: ``{path, mode}``, and ``volume`` (its name) to check that what
+    ``path`` leads to is that volume's partition (:func:`check_identity`).
+    Filesystem volumes must be mounted at
     ``path`` (never a directory of the root filesystem): ``how=files`` removes
     everything under it, ``how=mkfs`` unmounts, makes the same filesystem again
     with the same UUID (so the fstab line and the PV stay right) and mounts it.
@@ -98,6 +100,8 @@ def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None
         raise VolumeError("%s is still in use: %s%s" % (
             path, hv.describe_holders(state), "; also mounted at %s" % ", ".join(state["other_mounts"])
             if state["other_mounts"] else ""), code="held")
+    if volume.get("volume"):
+        check_identity(volume, state, run)
     if (volume.get("mode") or "").lower() == "block" or state["is_link"]:
         device = state.get("device")
         if not device:
@@ -134,3 +138,30 @@ def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None
     if entries and not check_mode:
         hv.remove_contents(path, keep)
     return out
+
+
+def check_identity(volume, state, run, sys_root="/sys"):
+    """Refuse unless ``path`` leads to volume ``volume``'s own partition.
+
+    A block volume's link must resolve to a partition whose GPT name is the
+    volume's (``host_volumes.partition_label``): a link to a kernel name may lead
+    to another disk after a reboot, and zeroing it would destroy that disk's
+    data. A filesystem volume mounted from one of our partitions must be mounted
+    from its own; a bind mount or an adopted filesystem has no GPT name to check,
+    and the mount at the PV's path is its identity."""
+    label = hv.partition_label(volume["volume"])
+    if state.get("is_link"):
+        ident = hv.partition_identity(state.get("dev"), run, sys_root=sys_root)
+        if not ident or ident["partlabel"] != label:
+            raise VolumeError("%s leads to %s, which is %s, not the partition %s of volume %s; nothing wiped" % (
+                state["path"], state.get("link_target"), "partition %d of %s named %r" % (
+                    ident["number"], ident["disk"], ident["partlabel"]) if ident else "not a partition",
+                label, volume["volume"]), code="not_this_volume")
+        return ident
+    mount = state.get("mount") or {}
+    ident = hv.partition_identity(mount.get("dev"), run, sys_root=sys_root) if mount.get("root") == "/" else None
+    if ident and (ident["partlabel"] or "").startswith(hv.PARTITION_LABEL_PREFIX) and ident["partlabel"] != label:
+        raise VolumeError("%s is mounted from partition %d of %s named %r, not from volume %s's partition %s; "
+                          "nothing wiped" % (state["path"], ident["number"], ident["disk"], ident["partlabel"],
+                                             volume["volume"], label), code="not_this_volume")
+    return ident

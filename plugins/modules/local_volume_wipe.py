@@ -31,6 +31,12 @@ options:
     description:
       - For V(files) and V(mkfs), a list of C({path, mode}) (C(mode) is V(filesystem) or V(block)); for
         V(partition), a list of volume names.
+      - With C(volume) (the volume's name) in an item, what C(path) leads to must be that volume's own partition,
+        found by its GPT name C(localpv-<volume>): a block volume's link must resolve to it, a filesystem mounted
+        from one of our partitions must be mounted from it. Otherwise nothing is wiped.
+      - An item may be a PV entry of M(localpv.rollout.local_pv_info) as it is (C(path), C(volume_mode), C(volume),
+        C(name), C(uid), C(claim_uid)); the PV's C(name), C(uid) and C(claim_uid) are returned with its result, so
+        that the controller's re-check and the wipe name the same PV.
     type: list
     elements: raw
     required: true
@@ -110,7 +116,11 @@ def main():
         for volume in p["volumes"]:
             if not isinstance(volume, dict) or not volume.get("path"):
                 module.fail_json(msg="each volume needs a path: %r" % (volume,))
-            done.append(volume_wipe.wipe_contents(volume, p["how"], run, check_mode=module.check_mode, length=p["length"]))
+            volume = dict(volume, mode=volume.get("mode") or volume.get("volume_mode"))
+            result = volume_wipe.wipe_contents(volume, p["how"], run, check_mode=module.check_mode, length=p["length"])
+            result.update(("pv" if k == "name" else k, volume[k]) for k in ("volume", "name", "uid", "claim_uid")
+                          if k in volume)
+            done.append(result)
     except volume_wipe.VolumeError as exc:
         module.fail_json(msg=exc.msg, reason=exc.code, wiped=[], volumes=[], not_found=[])
     changed = [d for d in done if d["changed"]]

@@ -155,3 +155,45 @@ def test_a_process_with_a_block_device_open_is_found_by_device_number(tmp_path):
     found = openers.device_openers([rdev], proc_root=str(proc))
     assert found == [{"pid": 4242, "command": "dd of=" + block[0], "how": "fd", "path": block[0], "rdev": rdev}]
     assert openers.device_openers([rdev + 1], proc_root=str(proc)) == []
+
+
+def fake_sys(tmp_path, number=1):
+    """/sys/dev/block/259:1 -> .../loop3/loop3p1, a partition as sysfs shows it."""
+    part = tmp_path / "sys" / "devices" / "virtual" / "block" / "loop3" / ("loop3p%d" % number)
+    part.mkdir(parents=True)
+    (part / "partition").write_text("%d\n" % number)
+    (tmp_path / "sys" / "dev" / "block").mkdir(parents=True)
+    os.symlink(str(part), str(tmp_path / "sys" / "dev" / "block" / "259:1"))
+    return str(tmp_path / "sys")
+
+
+def partx_naming(name):
+    def run(argv):
+        assert argv[:2] == ["partx", "-g"] and argv[-1] == "/dev/loop3"
+        return 0, " 1 2048 409600 %s 0a465f89-0ef4-6e49-a03a-ec3685fd81c9 %s\n" % (
+            "0FC63DAF-8483-4772-8E79-3D69D8477DE4", name), ""
+    return run
+
+
+def test_a_block_link_must_lead_to_the_volumes_own_partition(tmp_path):
+    sys_root = fake_sys(tmp_path)
+    state = {"path": "/mnt/disks/raw0", "is_link": True, "dev": "259:1", "link_target": "/dev/loop3p1"}
+    ident = volume_wipe.check_identity({"volume": "raw0"}, state, partx_naming("localpv-raw0"), sys_root=sys_root)
+    assert ident["disk"] == "/dev/loop3" and ident["number"] == 1
+    with pytest.raises(volume_wipe.VolumeError) as err:
+        volume_wipe.check_identity({"volume": "raw0"}, state, partx_naming("localpv-other"), sys_root=sys_root)
+    assert err.value.code == "not_this_volume"
+    assert "which is partition 1 of /dev/loop3 named 'localpv-other', not the partition localpv-raw0" in err.value.msg
+    with pytest.raises(volume_wipe.VolumeError):
+        volume_wipe.check_identity({"volume": "raw0"}, dict(state, dev="7:99"), partx_naming("x"), sys_root=sys_root)
+
+
+def test_a_filesystem_volume_mounted_from_another_volumes_partition_is_refused(tmp_path):
+    sys_root = fake_sys(tmp_path)
+    state = {"path": "/mnt/disks/a", "is_link": False, "mount": {"dev": "259:1", "root": "/"}}
+    volume_wipe.check_identity({"volume": "a"}, state, partx_naming("localpv-a"), sys_root=sys_root)
+    with pytest.raises(volume_wipe.VolumeError):
+        volume_wipe.check_identity({"volume": "a"}, state, partx_naming("localpv-b"), sys_root=sys_root)
+    # a bind mount (or an adopted filesystem) has no GPT name of ours to check
+    bind = dict(state, mount={"dev": "259:1", "root": "/data/a"})
+    assert volume_wipe.check_identity({"volume": "a"}, bind, partx_naming("root"), sys_root=sys_root) is None
