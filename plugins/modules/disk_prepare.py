@@ -113,7 +113,7 @@ options:
         type: str
       wipe:
         description:
-          - The confirmation to erase this disk: the fingerprint of the disk as it is now (its stable id,
+          - The confirmation to erase this disk, the fingerprint of the disk as it is now (its stable id,
             signatures, partition table with names and UUIDs, and a digest of sampled content), as the
             refusal prints it. Only together with O(allow_wipe=true). A disk in use (mounted, swap, held,
             opened by a process) is never wiped.

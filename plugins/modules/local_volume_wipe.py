@@ -32,7 +32,7 @@ options:
       - For V(files) and V(mkfs), a list of C({path, mode}) (C(mode) is V(filesystem) or V(block)); for
         V(partition), a list of volume names.
       - With C(volume) (the volume's name) in an item, what C(path) leads to must be that volume's own partition,
-        found by its GPT name C(localpv-<volume>): a block volume's link must resolve to it, a filesystem mounted
+        found by its GPT name C(localpv-<volume>). A block volume's link must resolve to it, a filesystem mounted
         from one of our partitions must be mounted from it. Otherwise nothing is wiped.
       - An item may be a PV entry of M(localpv.rollout.local_pv_info) as it is (C(path), C(volume_mode), C(volume),
         C(name), C(uid), C(claim_uid)); the PV's C(name), C(uid) and C(claim_uid) are returned with its result, so
