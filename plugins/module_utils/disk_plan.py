@@ -74,8 +74,8 @@ class PrepareError(Exception):
 # --------------------------------------------------------------------------------------
 
 def _spec_values(entry, index, defaults, kinds):
-    spec = dict((key, entry.get(key)) for key in ("name", "device", "bind", "name_prefix", "mkfs_options",
-                                                   "reclaim_policy"))
+    keys = ("name", "device", "bind", "name_prefix", "mkfs_options", "reclaim_policy")
+    spec = dict((key, entry.get(key)) for key in keys)
     spec.update({
         "index": index,
         "kind": kinds[0] if len(kinds) == 1 else None,
@@ -745,7 +745,6 @@ def _adoptable(disk, count, spec):
             len(disk["partitions"]), len(with_fs), count)
     return [{"path": p["path"], "fstype": p["fstype"], "uuid": p["uuid"], "label": p["label"], "size": p["size"],
              "number": p["number"], "partlabel": p["partlabel"], "dev": p["dev"]} for p in with_fs]
-
 
 
 def _link_target(planner, volume):

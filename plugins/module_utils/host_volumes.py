@@ -190,8 +190,8 @@ def filesystem_bytes(device, fstype, run):
     if fstype == "xfs":
         rc, out, _err = run(["xfs_db", "-r", "-c", "sb 0", "-c", "p dblocks logblocks logstart blocksize", device])
         values = _fields(out, "=") if rc == 0 else {}
-        dblocks, logblocks, logstart, bsize = [_int(values, k) for k in ("dblocks", "logblocks", "logstart",
-                                                                          "blocksize")]
+        keys = ("dblocks", "logblocks", "logstart", "blocksize")
+        dblocks, logblocks, logstart, bsize = [_int(values, k) for k in keys]
         if None in (dblocks, logblocks, logstart, bsize):
             return None
         return (dblocks - (logblocks if logstart else 0)) * bsize

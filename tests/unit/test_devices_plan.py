@@ -461,3 +461,23 @@ def test_a_selector_names_every_disk_it_skipped_and_why():
     assert "match d: skipped /dev/loop3: " in skipped and "below min_size" in skipped
     assert [v["disk"] for v in p["volumes"]] == ["/dev/loop1"]
     assert "match d: skipped /dev/loop2" in dp.render(p, after=False)
+
+
+def test_a_confirmed_wipe_stops_when_the_disk_changed_before_the_lock():
+    raw = recorded("whole_ext4")
+    fp = fingerprint_of("whole_ext4")
+    p = plan(None, [{"name": "ssd0", "device": "/dev/loop0", "wipe": fp}], raw=raw, allow_wipe=True)
+    changed = devices.find_disk(devices.build(recorded("gpt_only")), "/dev/loop0")
+    locked = []
+    with pytest.raises(dp.PrepareError, match="changed since the plan was made .*nothing erased") as err:
+        dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv), recheck=lambda disk: changed,
+                      sampler=zeros(), lock=lambda disk: locked.append(disk))
+    assert not err.value.written and locked == ["/dev/loop0"]
+
+
+def test_a_blank_disk_that_got_data_before_the_lock_is_not_partitioned():
+    p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
+    fresh = devices.find_disk(devices.build(recorded("blank")), "/dev/loop0")
+    with pytest.raises(dp.PrepareError, match="holds unrecognised data"):
+        dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv), recheck=lambda disk: fresh,
+                      sampler=zeros(["/dev/loop0"]), lock=lambda disk: None)

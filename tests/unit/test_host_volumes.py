@@ -113,10 +113,9 @@ def test_a_small_device_is_read_whole():
 
 
 def test_one_mkfs_line_for_prepare_reclaim_and_prediction():
-    assert host_volumes.mkfs_argv("xfs", "/dev/sdb1", "-m reflink=0") == ["mkfs.xfs", "-q", "-m", "reflink=0",
-                                                                         "/dev/sdb1"]
-    assert host_volumes.mkfs_argv("ext4", "/dev/sdb1", uuid="u", force=True) == ["mkfs.ext4", "-q", "-F", "-U", "u",
-                                                                                 "/dev/sdb1"]
+    argv = host_volumes.mkfs_argv
+    assert argv("xfs", "/dev/sdb1", "-m reflink=0") == ["mkfs.xfs", "-q", "-m", "reflink=0", "/dev/sdb1"]
+    assert argv("ext4", "/dev/sdb1", uuid="u", force=True) == ["mkfs.ext4", "-q", "-F", "-U", "u", "/dev/sdb1"]
     assert host_volumes.mkfs_argv("xfs", "/dev/sdb1", uuid="u", force=True) == [
         "mkfs.xfs", "-q", "-f", "-m", "uuid=u", "/dev/sdb1"]
 
