@@ -30,7 +30,7 @@ description:
   - A volume's mode is recorded in its GPT partition type; changing an existing volume's mode, fstype
     or partition count is refused, naming the confirmation that erasing it needs.
   - Erasing a disk that holds data needs O(allow_wipe=true) AND O(disks[].wipe) set to the disk's
-    fingerprint, which the refusal prints (RV(refusals[].fingerprint)). It is checked again, under
+    fingerprint, which the refusal prints (in the message and in RV(refusals)). It is checked again, under
     the disk's lock, right before the wipe.
   - Each disk is locked (BSD flock on the whole disk) from a last re-check through partitioning and
     mkfs; every destructive command is preceded by a probe and an in-use check (exclusive open, and
