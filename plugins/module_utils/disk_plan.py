@@ -934,7 +934,7 @@ def lock_disk(disk, timeout=30.0):
         except (IOError, OSError):
             if time.time() > deadline:
                 os.close(fd)
-                raise PrepareError("%s stays locked by another program (flock) for %ds; nothing written" % (
+                raise PrepareError("%s stays locked by another program (flock) for %ds." % (
                     disk, timeout))
             time.sleep(0.1)
 
@@ -951,11 +951,11 @@ def _verify_unchanged(entry, fresh, sampler, log):
     plan judged. A stale plan writes nothing."""
     disk = entry["disk"]
     if fresh is None:
-        raise PrepareError("%s is gone since the plan was made; nothing written to it" % disk, written=bool(log))
+        raise PrepareError("%s is gone since the plan was made." % disk, written=bool(log))
     if "wipe" in entry["actions"]:
         now = fingerprint(fresh, sampler(disk, fresh["size"])["digest"])
         if now != entry["fingerprint"]:
-            raise PrepareError("%s changed since the plan was made (fingerprint %s, confirmed %s); nothing erased" % (
+            raise PrepareError("%s changed since the plan was made (fingerprint %s, confirmed %s); not erased." % (
                 disk, now, entry["fingerprint"]), written=bool(log))
         hard = _hard_reasons(fresh)
     elif entry["state"] == "new":
@@ -967,7 +967,7 @@ def _verify_unchanged(entry, fresh, sampler, log):
         if labels_on(fresh) != [partition_label(n) for n in entry["volumes"]]:
             hard.append("its partition names are now %s" % ", ".join(labels_on(fresh)))
     if hard:
-        raise PrepareError("%s right before writing: %s; nothing written to it" % (disk, "; ".join(hard)),
+        raise PrepareError("%s right before writing: %s." % (disk, "; ".join(hard)),
                            written=bool(log))
 
 
@@ -1029,7 +1029,7 @@ def _write_table(plan, entry, run, sfdisk, log):
         if _probe_now(disk, run, log):
             why.append("a signature appeared since the plan was made")
         if why:
-            raise PrepareError("%s right before partitioning: %s; not partitioned" % (disk, "; ".join(why)),
+            raise PrepareError("%s right before partitioning: %s; not partitioned." % (disk, "; ".join(why)),
                                written=bool(log))
         rc, out, err = sfdisk(disk, sfdisk_script(entry))
         log.append("sfdisk %s" % disk)
@@ -1062,7 +1062,7 @@ def _make_filesystems(plan, disk, run, sampler, log):
             if volume["state"] == "format" and not sampler(device, volume["size"])["zero"]:
                 why.append("holds unrecognised data (no signature, but not zero where sampled)")
             if why:
-                raise PrepareError("%s (volume %s) right before mkfs: %s; not formatted" % (
+                raise PrepareError("%s (volume %s) right before mkfs: %s; not formatted." % (
                     device, volume["name"], "; ".join(why)), written=bool(log))
             _run_ok(run, hv.mkfs_argv(volume["fstype"], device, volume["mkfs_options"]), log, "mkfs")
             volume["state"] = "formatted"

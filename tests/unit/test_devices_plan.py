@@ -469,7 +469,7 @@ def test_a_confirmed_wipe_stops_when_the_disk_changed_before_the_lock():
     p = plan(None, [{"name": "ssd0", "device": "/dev/loop0", "wipe": fp}], raw=raw, allow_wipe=True)
     changed = devices.find_disk(devices.build(recorded("gpt_only")), "/dev/loop0")
     locked = []
-    with pytest.raises(dp.PrepareError, match="changed since the plan was made .*nothing erased") as err:
+    with pytest.raises(dp.PrepareError, match="changed since the plan was made .*not erased") as err:
         dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv), recheck=lambda disk: changed,
                       sampler=zeros(), lock=lambda disk: locked.append(disk))
     assert not err.value.written and locked == ["/dev/loop0"]
