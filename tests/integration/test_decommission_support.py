@@ -84,6 +84,8 @@ for disk in disks:
     run("wipefs", "-a", disk)
     with open(disk, "r+b") as handle:
         handle.write(b"\0" * (1 << 20))
+    # zero throughout (disk_prep samples content): discard punches holes in the image
+    run("blkdiscard", "-f", disk)
 '''
 
 

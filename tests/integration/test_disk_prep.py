@@ -248,7 +248,8 @@ def test_split_disk_ext4_block_volume_and_bind_mount(node):
         {"name": "lpvtraw", "device": other, "mode": "block"},
         {"name": "lpvtbind", "bind": "/data/lpvtest/vol1"},
     ]
-    res = ok(node.play(wanted))
+    # the lab has no udev (no by-partuuid links): the block volume opts in to kernel names
+    res = ok(node.play(wanted, localpv_allow_kernel_names=True))
     by_name = dict((v["name"], v) for v in res.volumes)
     assert sorted(by_name) == ["lpvtbind", "lpvtraw", "lpvts-1", "lpvts-2"]
     assert node.findmnt(ROOT + "/lpvts-2")[1] == "ext4"
@@ -257,7 +258,7 @@ def test_split_disk_ext4_block_volume_and_bind_mount(node):
     assert target == by_name["lpvtraw"]["link_target"] and node.sh("test -b %s" % target).returncode == 0
     node.sh("touch /data/lpvtest/vol1/seen-through-bind && test -f %s/lpvtbind/seen-through-bind" % ROOT)
     assert node.fstab_lines(ROOT + "/lpvtbind") == ["/data/lpvtest/vol1 %s/lpvtbind none bind 0 0" % ROOT]
-    assert ok(node.play(wanted)).host["changed"] == 0
+    assert ok(node.play(wanted, localpv_allow_kernel_names=True)).host["changed"] == 0
 
 
 def test_selector_picks_eligible_disks_only(node):
@@ -364,19 +365,20 @@ def test_a_holder_is_refused(node):
         node.sh("dmsetup remove lpvtdm", check=False)
 
 
-def test_wipe_needs_both_keys(node):
+def test_wipe_needs_the_run_key_and_the_disks_fingerprint(node):
     disk = node.disks[0]
     node.sh("mkfs.ext4 -q %s" % disk)
     before = node.checksums()
-    wanted = [{"name": "lpvtw", "device": disk, "wipe": True}]
-    out = refused(node.play(wanted))
-    assert "needs localpv_allow_wipe: true for the run" in out
     out = refused(node.play([{"name": "lpvtw", "device": disk}], localpv_allow_wipe=True))
-    assert "needs wipe: true on this disk" in out
+    fp = out.split("erasing it needs wipe: '", 1)[1].split("'", 1)[0]
+    assert len(fp) == 16
+    wanted = [{"name": "lpvtw", "device": disk, "wipe": fp}]
+    out = refused(node.play(wanted))
+    assert "wipe: '%s' on this entry and localpv_allow_wipe: true for the run" % fp in out
     assert node.checksums() == before
     res = ok(node.play(wanted, localpv_allow_wipe=True))
     assert res.volumes[0]["fstype"] == "xfs"
-    # Already ours: wipe stays set in the inventory, the disk is not wiped again.
+    # Already ours: the confirmation stays in the inventory, the disk is not wiped again.
     again = ok(node.play(wanted, localpv_allow_wipe=True))
     assert again.host["changed"] == 0 and again.volumes[0]["uuid"] == res.volumes[0]["uuid"]
 
