@@ -91,22 +91,26 @@ def _hit_maps(base, paths, devs, rdevs):
     return None
 
 
+def _processes(proc_root, self_pid):
+    """(pid, /proc/<pid>) of every process but this one."""
+    self_pid = self_pid or os.getpid()
+    try:
+        pids = sorted(int(p) for p in os.listdir(proc_root) if p.isdigit())
+    except OSError:
+        return
+    for pid in pids:
+        if pid != self_pid:
+            yield pid, os.path.join(proc_root, str(pid))
+
+
 def holders(paths=(), devs=(), proc_root="/proc", self_pid=None):
     """Processes that hold files under any of ``paths`` (their cwd, root,
     executable, an open file or a mapped file), or have open or mapped a block
     device whose ``st_rdev`` is in ``devs``. A list of ``{pid, command, how, path}``,
     one per process (its first hit)."""
-    self_pid = self_pid or os.getpid()
     paths, devs = list(paths), set(devs)
     found, rdevs = [], {}
-    try:
-        pids = sorted(int(p) for p in os.listdir(proc_root) if p.isdigit())
-    except OSError:
-        return found
-    for pid in pids:
-        if pid == self_pid:
-            continue
-        base = os.path.join(proc_root, str(pid))
+    for pid, base in _processes(proc_root, self_pid):
         hit = None
         for how, target, fd_path in _links(base):
             hit = _hit_link(how, target, fd_path, paths, devs)
@@ -127,16 +131,8 @@ def device_openers(devs, proc_root="/proc", self_pid=None):
     """Every (process, block device) pair where the process has a device whose
     ``st_rdev`` is in ``devs`` open (an fd) or mapped. A list of
     ``{pid, command, how, path, rdev}``."""
-    self_pid = self_pid or os.getpid()
     devs, found, rdevs = set(devs), [], {}
-    try:
-        pids = sorted(int(p) for p in os.listdir(proc_root) if p.isdigit())
-    except OSError:
-        return found
-    for pid in pids:
-        if pid == self_pid:
-            continue
-        base = os.path.join(proc_root, str(pid))
+    for pid, base in _processes(proc_root, self_pid):
         hits = {}
         for how, target, fd_path in _links(base):
             if how == "fd" and target and target.startswith("/"):

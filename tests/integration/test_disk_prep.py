@@ -124,6 +124,20 @@ print(json.dumps(out))
 '''
 
 
+# blake2b of every byte of each device, read in 4 MiB blocks.
+WHOLE = r'''
+import hashlib, json, sys
+out = {}
+for disk in sys.argv[1:]:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(disk, "rb") as handle:
+        for block in iter(lambda: handle.read(4 << 20), b""):
+            digest.update(block)
+    out[disk] = digest.hexdigest()
+print(json.dumps(out))
+'''
+
+
 # One SSH master per node. (The lab inventory's ControlPath must expand %C per host;
 # a literal path would send every host's tasks down the first host's connection.)
 CONTROL_DIR = tempfile.mkdtemp(prefix="lpvt-cm-")
@@ -158,6 +172,10 @@ class Node:
         if check:
             assert res.returncode == 0, "%s: %s %s" % (command, res.stdout, res.stderr)
         return res
+
+    def whole(self, *disks):
+        """A digest of every byte of each disk (of the two work disks by default)."""
+        return json.loads(node_python(self.lab, WHOLE, *(disks or self.disks)))
 
     def checksums(self, header_only=()):
         args = [("header:" + d) if d in header_only else d for d in self.disks]

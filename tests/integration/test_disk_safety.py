@@ -15,35 +15,9 @@ import time
 
 import pytest
 
-from test_disk_prep import HOST, PLAY, ROOT, Node, node_python, ok, refused
-
-# blake2b of every byte of each device, read in 4 MiB blocks.
-WHOLE = r'''
-import hashlib, json, sys
-out = {}
-for disk in sys.argv[1:]:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(disk, "rb") as handle:
-        for block in iter(lambda: handle.read(4 << 20), b""):
-            digest.update(block)
-    out[disk] = digest.hexdigest()
-print(json.dumps(out))
-'''
+from test_disk_prep import HOST, PLAY, ROOT, SSH_ARGS, node, ok, refused  # noqa: F401 (node is a fixture)
 
 KERNEL_NAMES = {"localpv_allow_kernel_names": True}  # the lab has no udev, so no by-partuuid links
-
-
-class SafeNode(Node):
-    def whole(self, *disks):
-        return json.loads(node_python(self.lab, WHOLE, *(disks or self.disks)))
-
-
-@pytest.fixture
-def node(lab, tmp_path):
-    n = SafeNode(lab, tmp_path)
-    n.reset()
-    yield n
-    n.reset()
 
 
 def fingerprint_in(text):
@@ -303,7 +277,7 @@ def test_check_mode_predicts_the_capacity_the_real_run_reports(node, fstype):
     path.write_text(CHECK_PLAY.format(host=HOST, out=out))
     before = node.whole(disk)
     res = node.lab.playbook(str(path), "--limit", HOST, "--check", "--diff",
-                            extra_vars={"localpv_disks": wanted, "ansible_ssh_common_args": node_ssh_args()})
+                            extra_vars={"localpv_disks": wanted, "ansible_ssh_common_args": SSH_ARGS})
     assert res.returncode == 0, res.stdout[-3000:]
     predicted = json.load(open(out))
     assert node.whole(disk) == before
@@ -315,8 +289,3 @@ def test_check_mode_predicts_the_capacity_the_real_run_reports(node, fstype):
         assert int(statvfs.stdout) == v["capacity"]
     again = ok(node.play(wanted))
     assert again.host["changed"] == 0 and [v["capacity"] for v in again.volumes] == [v["capacity"] for v in real]
-
-
-def node_ssh_args():
-    from test_disk_prep import SSH_ARGS
-    return SSH_ARGS
