@@ -15,9 +15,13 @@ import time
 
 import pytest
 
-from test_disk_prep import HOST, PLAY, ROOT, SSH_ARGS, node, ok, refused  # noqa: F401 (node is a fixture)
+import test_disk_prep
+from test_disk_prep import HOST, PLAY, ROOT, SSH_ARGS, ok, refused
 
 KERNEL_NAMES = {"localpv_allow_kernel_names": True}  # the lab has no udev, so no by-partuuid links
+
+# The node under test, its two work disks blanked before and after each test.
+node = test_disk_prep.node
 
 
 def fingerprint_in(text):

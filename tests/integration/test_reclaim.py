@@ -126,7 +126,7 @@ def test_a_pv_bound_again_between_the_listing_and_the_wipe_is_not_wiped(lab, sce
     run = threading.Thread(target=lambda: result.update(res=s.reclaim(env=env)))
     run.start()
     try:
-        wait_until("reclaim between its listing and the wipe", lambda: (pause / "reached").exists())
+        wait_until("reclaim between its listing and the wipe", (pause / "reached").exists)
         s.core.patch_persistent_volume(pv, {"spec": {"claimRef": None}})
         assert rebind(s, "tenant") == pv
         s.sh("echo mine > %s/%s/tenant-file" % (ROOT, a))

@@ -471,7 +471,7 @@ def test_a_confirmed_wipe_stops_when_the_disk_changed_before_the_lock():
     locked = []
     with pytest.raises(dp.PrepareError, match="changed since the plan was made .*not erased") as err:
         dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv), recheck=lambda disk: changed,
-                      sampler=zeros(), lock=lambda disk: locked.append(disk))
+                      sampler=zeros(), lock=locked.append)
     assert not err.value.written and locked == ["/dev/loop0"]
 
 
