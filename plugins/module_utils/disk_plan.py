@@ -696,13 +696,13 @@ def _plan_new(planner, spec, disk, names, entry, confirmed):
     if disk["eligible"] and not planner.sample(disk["path"], disk["size"])["zero"]:
         data.append("holds unrecognised data (no signature, but not zero where sampled)")
     if data or not disk["eligible"]:
+        if carries_ours(disk):
+            data.append("it carries partitions of localpv.rollout volumes %s, not %s" % (
+                ", ".join(labels_on(disk)), ", ".join(names)))
         hard = _hard_reasons(disk)
         if hard:
             planner.refuse(disk["path"], hard + data, names[0])
             return
-        if carries_ours(disk):
-            data.append("it carries partitions of localpv.rollout volumes %s, not %s" % (
-                ", ".join(labels_on(disk)), ", ".join(names)))
         if not (confirmed or (disk["eligible"] and planner.confirmed(spec, disk))):
             planner.refuse(disk["path"], data + [planner.confirmation_needed(spec, disk)], names[0],
                            fingerprint=planner.fingerprint(disk))
