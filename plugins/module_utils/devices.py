@@ -16,8 +16,9 @@ Two halves that meet in a plain dict:
 
 The rules (DESIGN.md, "Rules that keep data safe"): a disk may be formatted only if
 it has no signature, no partitions, no holders, is not mounted, not swap, not
-read-only, not removable, not the disk of / or /boot, and an exclusive open
-succeeds.
+read-only, not removable, not the disk of / or /boot, an exclusive open
+succeeds, and no process has it or a partition open or mapped (/proc/*/fd, maps).
+Whether its bytes are blank is disk_prepare's question (``host_volumes.sample``).
 """
 
 from __future__ import absolute_import, division, print_function
