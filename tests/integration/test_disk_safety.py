@@ -32,7 +32,8 @@ def fingerprint_in(text):
 
 def record(node, case, before, after, message):
     """One line per case for the evidence table (pytest -s shows them)."""
-    print("\nCASE %s | before %s | after %s | %s" % (case, before, after, message[:400]))
+    found = re.search(r"Module failed: (.*?)(?: Origin:| fatal:|$)", message)
+    print("\nCASE %s | before %s | after %s | %s" % (case, before, after, (found.group(1) if found else message)[:900]))
 
 
 # --- 1. mode switch: a block volume's data is never formatted ----------------------
