@@ -44,6 +44,8 @@ PREP = """\
     # the layout `make site` prepares when the lab names one (then the bench leaves it
     # in place), else the same layout under bench-* names (wiped afterwards)
     localpv_disks: "{{{{ lab_site_disks if lab_site_disks is defined else bench_layouts[inventory_hostname] }}}}"
+    # the lab has no udev: its block volume links to a kernel name, which must be opted in to
+    localpv_allow_kernel_names: true
   roles:
     - role: localpv.rollout.disk_prep
 """

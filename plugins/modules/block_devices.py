@@ -20,8 +20,10 @@ description:
     when the kernel has not created partition devices for it.
   - Each disk gets RV(disks[].eligible) true or false and the list of RV(disks[].reasons) against it. A disk is
     eligible only if it has no signature, no partitions, no holders, is not mounted, not swap,
-    not read-only, not removable, does not hold C(/) or C(/boot), and an exclusive open (C(O_EXCL))
-    succeeds.
+    not read-only, not removable, does not hold C(/) or C(/boot), an exclusive open (C(O_EXCL))
+    succeeds, and no process has the disk or one of its partitions open or mapped (read from C(/proc)).
+  - Eligible is not yet blank. M(localpv.rollout.disk_prepare) also samples a disk's content before it writes
+    to it (raw data has no signature); these facts do not read content.
   - Works on hosts without udev. The stable id is the best C(/dev/disk/by-id) link when udev made
     one, else a WWN or serial read from sysfs (spelled like the by-id link udev would make), else,
     for a loop device, its backing file. RV(disks[].stable_id_source) says which.
@@ -183,7 +185,7 @@ disks:
     reason_codes:
       description:
         - Machine-readable reasons, C(virtual), C(empty), C(read_only), C(removable), C(system), C(mounted), C(swap),
-          C(holders), C(partitions), C(partition_table), C(signatures), C(probe), C(exclusive).
+          C(holders), C(opened), C(partitions), C(partition_table), C(signatures), C(probe), C(exclusive).
       type: list
       elements: str
 eligible:

@@ -84,6 +84,8 @@ for disk in disks:
     run("wipefs", "-a", disk)
     with open(disk, "r+b") as handle:
         handle.write(b"\0" * (1 << 20))
+    # zero throughout (disk_prep samples content): discard punches holes in the image
+    run("blkdiscard", "-f", disk)
 '''
 
 
@@ -145,8 +147,8 @@ class Run:
                 if host in task["hosts"] and not task["hosts"][host].get("skipped")]
 
 
-def playbook(lab, path, *args, extra_vars=None, timeout=900):
-    env = lab.env()
+def playbook(lab, path, *args, extra_vars=None, timeout=900, env=None):
+    env = dict(lab.env(), **(env or {}))
     env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
     env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = "json"
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", lab.inventory]
@@ -315,10 +317,10 @@ class Scenario:
         ev.update(extra)
         return playbook(self.lab, "playbooks/decommission.yml", *args, extra_vars=ev)
 
-    def reclaim(self, *args, **extra):
+    def reclaim(self, *args, env=None, **extra):
         ev = {"reclaim_nodes": [self.host], "reclaim_label_selector": "%s=%s" % (TEST_LABEL, self.tag)}
         ev.update(extra)
-        return playbook(self.lab, "playbooks/reclaim.yml", *args, extra_vars=ev)
+        return playbook(self.lab, "playbooks/reclaim.yml", *args, extra_vars=ev, env=env)
 
     # --- cleanup ------------------------------------------------------------------
     def cleanup(self):

@@ -11,6 +11,7 @@ the tests' own mount points, and removes only those fstab lines.
 """
 
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -97,6 +98,8 @@ for disk in disks:
         for offset in (0, size - (1 << 20)):
             handle.seek(offset)
             handle.write(b"\0" * (1 << 20))
+    # zero throughout (disk_prep samples content): discard punches holes in the image
+    subprocess.check_call(["blkdiscard", "-f", disk], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run("partx", "-d", disk)
 '''
 
@@ -129,6 +132,35 @@ SSH_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o Cont
             "-o ControlPersist=60s -o ControlPath=%s/%%C" % CONTROL_DIR)
 
 
+def whole_disk_digest(disk):
+    """A digest of the whole content of a lab disk: its size and every 4 KiB block
+    that is not all zeros, with its offset. Read on this machine from the disk's
+    image (a sparse file: holes read as zeros, so only data extents are read),
+    after flushing the disk's cache, so that any write through the device shows."""
+    subprocess.run(["blockdev", "--flushbufs", disk], check=True)
+    image = _backing(disk)
+    digest = hashlib.blake2b(digest_size=16)
+    with open(image, "rb") as handle:
+        fd = handle.fileno()
+        size = os.fstat(fd).st_size
+        digest.update(b"size %d" % size)
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:   # ENXIO: only a hole is left
+                break
+            start -= start % 4096
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            handle.seek(start)
+            for block_at in range(start, end, 4096):
+                block = handle.read(4096)
+                if block.count(b"\0") != len(block):
+                    digest.update(b"%d:" % block_at + block)
+            offset = end
+    return digest.hexdigest()
+
+
 def node_python(lab, script, *args):
     payload = base64.b64encode(script.encode()).decode()
     res = lab.ssh(HOST, "echo %s | base64 -d > /tmp/lpvt.py && python3 /tmp/lpvt.py %s" % (
@@ -156,6 +188,10 @@ class Node:
         if check:
             assert res.returncode == 0, "%s: %s %s" % (command, res.stdout, res.stderr)
         return res
+
+    def whole(self, *disks):
+        """A digest of every byte of each disk (of the two work disks by default)."""
+        return dict((disk, whole_disk_digest(disk)) for disk in (disks or self.disks))
 
     def checksums(self, header_only=()):
         args = [("header:" + d) if d in header_only else d for d in self.disks]
@@ -246,7 +282,8 @@ def test_split_disk_ext4_block_volume_and_bind_mount(node):
         {"name": "lpvtraw", "device": other, "mode": "block"},
         {"name": "lpvtbind", "bind": "/data/lpvtest/vol1", "capacity": "1G"},
     ]
-    res = ok(node.play(wanted))
+    # the lab has no udev (no by-partuuid links): the block volume opts in to kernel names
+    res = ok(node.play(wanted, localpv_allow_kernel_names=True))
     by_name = dict((v["name"], v) for v in res.volumes)
     assert sorted(by_name) == ["lpvtbind", "lpvtraw", "lpvts-1", "lpvts-2"]
     assert node.findmnt(ROOT + "/lpvts-2")[1] == "ext4"
@@ -255,7 +292,7 @@ def test_split_disk_ext4_block_volume_and_bind_mount(node):
     assert target == by_name["lpvtraw"]["link_target"] and node.sh("test -b %s" % target).returncode == 0
     node.sh("touch /data/lpvtest/vol1/seen-through-bind && test -f %s/lpvtbind/seen-through-bind" % ROOT)
     assert node.fstab_lines(ROOT + "/lpvtbind") == ["/data/lpvtest/vol1 %s/lpvtbind none bind 0 0" % ROOT]
-    assert ok(node.play(wanted)).host["changed"] == 0
+    assert ok(node.play(wanted, localpv_allow_kernel_names=True)).host["changed"] == 0
 
 
 def test_selector_picks_eligible_disks_only(node):
@@ -362,19 +399,20 @@ def test_a_holder_is_refused(node):
         node.sh("dmsetup remove lpvtdm", check=False)
 
 
-def test_wipe_needs_both_keys(node):
+def test_wipe_needs_the_run_key_and_the_disks_fingerprint(node):
     disk = node.disks[0]
     node.sh("mkfs.ext4 -q %s" % disk)
     before = node.checksums()
-    wanted = [{"name": "lpvtw", "device": disk, "wipe": True}]
-    out = refused(node.play(wanted))
-    assert "needs localpv_allow_wipe: true for the run" in out
     out = refused(node.play([{"name": "lpvtw", "device": disk}], localpv_allow_wipe=True))
-    assert "needs wipe: true on this disk" in out
+    fp = out.split("erasing it needs wipe: '", 1)[1].split("'", 1)[0]
+    assert len(fp) == 16
+    wanted = [{"name": "lpvtw", "device": disk, "wipe": fp}]
+    out = refused(node.play(wanted))
+    assert "wipe: '%s' on this entry and localpv_allow_wipe: true for the run" % fp in out
     assert node.checksums() == before
     res = ok(node.play(wanted, localpv_allow_wipe=True))
     assert res.volumes[0]["fstype"] == "xfs"
-    # Already ours: wipe stays set in the inventory, the disk is not wiped again.
+    # Already ours: the confirmation stays in the inventory, the disk is not wiped again.
     again = ok(node.play(wanted, localpv_allow_wipe=True))
     assert again.host["changed"] == 0 and again.volumes[0]["uuid"] == res.volumes[0]["uuid"]
 

@@ -3,6 +3,9 @@
 """reclaim.yml on the lab: a Released PV of ours is wiped on its host and made
 Available, and a new claim binds it; nothing is wiped while a process holds it."""
 
+import os
+import threading
+
 import pytest
 from kubernetes import client
 
@@ -103,3 +106,35 @@ def test_mkfs_makes_the_filesystem_again_with_its_uuid(lab, scenario):
     assert s.sh("findmnt -rn -o UUID --mountpoint %s/%s" % (ROOT, a)).stdout.strip() == uuid
     assert s.fstab_has(a)
     wait_until("PV Available", lambda: s.core.read_persistent_volume(pv).status.phase == "Available")
+
+
+HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
+
+
+def test_a_pv_bound_again_between_the_listing_and_the_wipe_is_not_wiped(lab, scenario, tmp_path):
+    """Another actor releases the PV and a new claim binds it while reclaim runs,
+    after the listing and before the wipe: the new tenant's file survives."""
+    s = scenario
+    a = s.tag + "-a"
+    s.setup([bind(s, a)])
+    pv = release(s, "first")
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {"ANSIBLE_CALLBACK_PLUGINS": HOOKS, "ANSIBLE_CALLBACKS_ENABLED": "lpvt_pause",
+           "LPVT_PAUSE_AT": "Look for processes that still hold the volumes", "LPVT_PAUSE_DIR": str(pause)}
+    result = {}
+    run = threading.Thread(target=lambda: result.update(res=s.reclaim(env=env)))
+    run.start()
+    try:
+        wait_until("reclaim between its listing and the wipe", (pause / "reached").exists)
+        s.core.patch_persistent_volume(pv, {"spec": {"claimRef": None}})
+        assert rebind(s, "tenant") == pv
+        s.sh("echo mine > %s/%s/tenant-file" % (ROOT, a))
+    finally:
+        (pause / "go").touch()
+        run.join(600)
+    res = result["res"]
+    assert res.returncode != 0
+    assert "%s changed since the listing" % pv in res.failed_msg(s.host)
+    assert s.sh("cat %s/%s/tenant-file" % (ROOT, a)).stdout.strip() == "mine"
+    assert s.core.read_persistent_volume(pv).status.phase == "Bound"
