@@ -24,6 +24,7 @@ __metaclass__ = type
 
 import contextlib
 import json
+import os
 import random
 import threading
 import time
@@ -190,6 +191,17 @@ def _auth_kwargs(params):
     return dict((k, params.get(k)) for k in AUTH_ARG_SPEC if params.get(k) is not None)
 
 
+def connection_source(params):
+    """Where the connection comes from, for messages: the kubeconfig path and
+    context, or the host given, else kubernetes.core's defaults."""
+    parts = []
+    for key in ("host", "kubeconfig", "context"):
+        value = params.get(key) or os.environ.get("K8S_AUTH_" + key.upper())
+        if isinstance(value, str) and value:
+            parts.append("%s %s" % (key, value))
+    return ", ".join(parts) or "the default kubeconfig (KUBECONFIG or ~/.kube/config)"
+
+
 def build_configuration(params):
     """Build ``(configuration, headers)`` from module params, ``K8S_AUTH_*``
     variables and kubeconfig exactly as kubernetes.core's modules do.
@@ -201,6 +213,11 @@ def build_configuration(params):
     if not HAS_KUBERNETES:
         raise KubeError("the Python library 'kubernetes' is required: %s" % KUBERNETES_IMPORT_ERROR)
     kwargs = _auth_kwargs(params)
+    where = connection_source(params)
+    kubeconfig = kwargs.get("kubeconfig")
+    if isinstance(kubeconfig, str) and not os.path.isfile(os.path.expanduser(kubeconfig)):
+        raise KubeError("the kubeconfig file %s does not exist: fix the path (option kubeconfig, inventory variable "
+                        "localpv_kubeconfig or K8S_AUTH_KUBECONFIG)" % kubeconfig, reason="NoKubeconfig")
     try:
         from ansible_collections.kubernetes.core.plugins.module_utils.k8s import client as k8s_client
     except ImportError as exc:
@@ -215,10 +232,9 @@ def build_configuration(params):
             configuration = client.configuration
             headers = dict(client.client.client.default_headers)
     except Exception as exc:  # ConfigException, missing files, bad YAML...
-        raise KubeError("could not build a Kubernetes client from the connection options: %s" % exc,
-                        reason=type(exc).__name__)
+        raise KubeError("could not build a Kubernetes client from %s: %s" % (where, exc), reason=type(exc).__name__)
     if not configuration.host:
-        raise KubeError("no API server given: set host, kubeconfig or K8S_AUTH_* variables")
+        raise KubeError("no API server given (%s): set host, kubeconfig or K8S_AUTH_* variables" % where)
     return configuration, headers
 
 
