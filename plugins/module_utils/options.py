@@ -23,6 +23,9 @@ import re
 PREFIXES = ("localpv_", "disk_prep_", "pv_register_", "decommission_", "reclaim_")
 _NAME = re.compile(r"\b((?:%s)[a-z0-9_]*[a-z0-9])\b" % "|".join(PREFIXES))
 
+# An inventory variable a spec names, as C(localpv_disks).
+_DOC_NAME = re.compile(r"C\((localpv_[a-z0-9_]*[a-z0-9])\)")
+
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -62,9 +65,10 @@ def known_names(text_loader, root=COLLECTION_ROOT):
         known.update(names)
     roles = os.path.join(root, "roles")
     for role in sorted(os.listdir(roles)) if os.path.isdir(roles) else []:
-        for part in ("meta", "defaults"):
-            for path in _yaml_files(os.path.join(roles, role, part)):
-                known.update(n for n in _NAME.findall(_read(path)) if n.startswith("localpv_"))
+        for path in _yaml_files(os.path.join(roles, role, "meta")):
+            known.update(_DOC_NAME.findall(_read(path)))
+        for path in _yaml_files(os.path.join(roles, role, "defaults")):
+            known.update(n for n in _NAME.findall(_read(path)) if n.startswith("localpv_"))
         for path in _yaml_files(os.path.join(roles, role, "tasks")):
             known.update(names_set_by(text_loader(_read(path))))
     for path in _yaml_files(os.path.join(root, "playbooks")):
