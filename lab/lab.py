@@ -859,9 +859,10 @@ done
 """
 
 
-def wipe_disks(node):
-    """Give ``node`` (an entry of lab.json) blank disks; lab tests start from here."""
-    disks = [d["path"] for d in node["disks"]]
+def wipe_disks(node, only=None):
+    """Give ``node`` (an entry of lab.json) blank disks (all, or the paths of ``only``);
+    lab tests start from here."""
+    disks = [d["path"] for d in node["disks"] if only is None or d["path"] in only]
     res = run(ssh_args(node["ssh_port"]) + ["sh", "-c", shlex.quote(WIPE_SCRIPT), "wipe"] + disks, check=False)
     if res.returncode != 0:
         raise SystemExit("lab: wiping the disks of %s failed: %s" % (node["host"], res.stderr.strip()))
