@@ -140,5 +140,5 @@ def unknown_nodes(names, play_hosts, node_names, inventory_hosts):
             continue
         close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
         out.append((name, "neither an inventory host of this run nor the localpv_node_name of one%s" % (
-            "; did you mean %s?" % close[0] if close else "")))
+            " (did you mean %s?)" % close[0] if close else "")))
     return out

@@ -143,3 +143,12 @@ def preflight(kube, needs, nodes=(), storage_classes=(), replace_storage_classes
     result["problems"] = problems
     return result
 
+
+
+def leaf_strings(data):
+    """Every string inside ``data`` (an inline kubeconfig), to be hidden from output."""
+    if isinstance(data, dict):
+        return set().union(*[leaf_strings(value) for value in data.values()]) if data else set()
+    if isinstance(data, list):
+        return set().union(*[leaf_strings(value) for value in data]) if data else set()
+    return {data} if isinstance(data, str) and data else set()

@@ -88,7 +88,7 @@ EXAMPLES = r"""
 RETURN = r"""
 rights:
   description: The rights checked, each with C(verb), C(resource), C(group) and the C(role_file) that grants it.
-  returned: always
+  returned: success
   type: list
   elements: dict
 missing_rights:
@@ -126,6 +126,9 @@ from ansible_collections.localpv.rollout.plugins.module_utils import volumes as 
 def main():
     module = AnsibleModule(
         argument_spec=k.module_arg_spec(
+            # Unlike kubernetes.core, a kubeconfig path is shown: the message must name it. An inline
+            # kubeconfig (a dict) is hidden below.
+            kubeconfig=dict(type="raw", no_log=False),
             run=dict(type="str", choices=["site", "decommission", "reclaim"], required=True),
             nodes=dict(type="list", elements="str", default=[]),
             storage_classes=dict(type="list", elements="dict", default=[]),
@@ -139,11 +142,13 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    if isinstance(p["kubeconfig"], dict):
+        module.no_log_values.update(pf.leaf_strings(p["kubeconfig"]))
     needs = pf.rights_for(p["run"], prune=p["prune"], replace_unbound=p["replace_unbound"], report=p["report"],
                           cordon=p["cordon"], pod_action=p["pod_action"], delete_node=p["delete_node"])
     classes = [v.normalize_storage_class(item)[0] for item in p["storage_classes"]]
     where = k.connection_source(p)
-    result = dict(changed=False, rights=needs, missing_rights=[], unknown_nodes=[], problems=[])
+    result = dict(changed=False, missing_rights=[], unknown_nodes=[], problems=[])
     with k.api_session(module, result, suffix=" (%s). Nothing was changed." % where) as kube:
         found = pf.preflight(kube, needs, nodes=p["nodes"], storage_classes=classes)
     result.update(found, api_server=kube.host, requests=kube.requests)
@@ -151,7 +156,7 @@ def main():
         module.fail_json(msg="preflight of %s against %s (%s) found %d problem(s) before any change; nothing was "
                              "changed: %s" % (p["run"], kube.host, where, len(found["problems"]),
                                               " | ".join(found["problems"])), **result)
-    module.exit_json(**result)
+    module.exit_json(rights=needs, **result)
 
 
 if __name__ == "__main__":
