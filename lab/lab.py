@@ -600,6 +600,9 @@ def site_disks(node):
 
 SITE_VARS = """# Written by lab/lab.py: what `make site` prepares on the lab nodes (see site_disks).
 localpv_disks: "{{ lab_site_disks }}"
+# The lab's nodes have no udev, so no /dev/disk/by-partuuid: the block volume raw0
+# links to its kernel name, which a real host without udev must opt in to.
+localpv_allow_kernel_names: true
 """
 
 
@@ -855,6 +858,9 @@ for disk in "$@"; do
   for part in "$disk"p*; do [ -b "$part" ] && wipefs -a -q "$part"; done
   partx -d "$disk" 2>/dev/null
   wipefs -a -q "$disk" && dd if=/dev/zero of="$disk" bs=1M count=1 conv=fsync status=none || exit 1
+  # Blank means zero throughout: disk_prep samples content, and a loop disk's
+  # discard punches holes in its image, so every byte reads zero again.
+  blkdiscard -f "$disk" 2>/dev/null || exit 1
 done
 """
 

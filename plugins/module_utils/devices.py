@@ -31,6 +31,8 @@ import re
 import shutil
 import subprocess
 
+from ansible_collections.localpv.rollout.plugins.module_utils import openers as _openers
+
 SECTOR = 512
 
 # Reason codes. "Data" reasons can be cleared by wiping the disk (two keys needed);
@@ -110,6 +112,26 @@ def parse_mountinfo(text):
     return mounts
 
 
+def mount_at(mounts, path):
+    """The mount visible at ``path`` (the last one mounted there), or None."""
+    found = None
+    for mount in mounts:
+        if mount["mount_point"] == path:
+            found = mount
+    return found
+
+
+def mount_is_of(mount, dev=None, device=None):
+    """Whether ``mount`` shows the device with number ``dev`` (``maj:min``) or,
+    when the number is not known, the kernel name ``device``. The number wins:
+    mountinfo keeps the kernel name of mount time, which a re-attach changes."""
+    if mount is None:
+        return False
+    if dev:
+        return mount["dev"] == dev
+    return device is not None and os.path.basename(mount["source"]) == os.path.basename(device)
+
+
 def parse_swaps(text):
     """Swap areas from /proc/swaps: dicts with path and type."""
     swaps = []
@@ -160,23 +182,27 @@ def parse_wipefs_json(text):
             for sig in data.get("signatures", [])]
 
 
-def parse_partx(text):
-    """Partition table entries from ``partx -g -o NR,START,SECTORS,NAME,UUID``.
+PARTX_COLUMNS = "NR,START,SECTORS,TYPE,UUID,NAME"
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
-    NAME may be empty or contain spaces; UUID is always last, so split from the
-    right.
+
+def parse_partx(text):
+    """Partition table entries from ``partx -g -o NR,START,SECTORS,TYPE,UUID,NAME``.
+
+    TYPE and UUID are GUIDs on a GPT (0xNN and a short id on a DOS table); NAME
+    comes last because it may be empty or contain spaces.
     """
     table = []
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) < 3 or not fields[0].isdigit():
+        if len(fields) < 5 or not fields[0].isdigit():
             continue
         number, start, sectors = int(fields[0]), int(fields[1]), int(fields[2])
-        rest = fields[3:]
-        uuid = rest[-1] if rest and re.match(r"^[0-9a-fA-F-]{8,}$", rest[-1]) else None
-        name = " ".join(rest[:-1] if uuid else rest)
-        table.append({"number": number, "start": start, "sectors": sectors,
-                      "size": sectors * SECTOR, "name": name, "uuid": uuid})
+        ptype, uuid = fields[3], fields[4]
+        table.append({"number": number, "start": start, "sectors": sectors, "size": sectors * SECTOR,
+                      "type": ptype.upper() if _GUID.match(ptype) else ptype,
+                      "uuid": uuid.lower() if _GUID.match(uuid) else uuid,
+                      "name": " ".join(fields[5:])})
     return table
 
 
@@ -341,7 +367,7 @@ def _probe(dev_path, run):
 
 
 def _partition_table(dev_path, run):
-    rc, out, err = run(["partx", "-g", "-o", "NR,START,SECTORS,NAME,UUID", dev_path])
+    rc, out, err = run(["partx", "-g", "-o", PARTX_COLUMNS, dev_path])
     if rc != 0:
         # partx exits 1 with "failed to read partition table" when there is none.
         return []
@@ -381,6 +407,7 @@ def collect(sys_root="/sys", dev_root="/dev", proc_root="/proc", run=None, probe
             raw["swap_devs"][swap["path"]] = "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
 
     if probe:
+        raw["openers"] = _openers_by_dev(raw["devices"], names, proc_root)
         for name, attrs in raw["devices"].items():
             if names is not None and name not in names:
                 continue
@@ -396,6 +423,25 @@ def collect(sys_root="/sys", dev_root="/dev", proc_root="/proc", run=None, probe
             for part in attrs["partitions"]:
                 raw["probes"][part] = _probe(os.path.join(dev_root, part), run)
     return raw
+
+
+def _openers_by_dev(attrs_by_name, names, proc_root):
+    """``maj:min`` -> the processes that have that disk or partition open or
+    mapped; one pass over /proc for all devices of interest."""
+    devs = {}
+    for name, attrs in attrs_by_name.items():
+        if names is not None and name not in names:
+            continue
+        for dev in [attrs["dev"]] + [p["dev"] for p in attrs["partitions"].values()]:
+            if dev and ":" in dev:
+                major, minor = dev.split(":")
+                devs[os.makedev(int(major), int(minor))] = dev
+    found = {}
+    if not devs:
+        return found
+    for hit in _openers.device_openers(devs, proc_root=proc_root):
+        found.setdefault(devs[hit["rdev"]], []).append(dict((k, hit[k]) for k in ("pid", "command", "how", "path")))
+    return found
 
 
 # --------------------------------------------------------------------------------------
@@ -475,88 +521,80 @@ def _usage_of(name, dev, mounts_by_dev, system_devs, swap_paths, swap_devs):
     return mounts, system, swap
 
 
-def _build_disk(name, attrs, raw, dev_root, mounts_by_dev, system_devs, swap_paths, swap_devs,
-                by_id, links_of):
-    path = os.path.join(dev_root, name)
+def _stable_identity(name, attrs, links_of, dev_root):
+    """(stable_id, source, stable_path, by-id links) of one disk."""
     links = sorted(links_of.get(name, []), key=_by_id_rank)
     disk_links = [link for link in links if not re.search(r"-part[0-9]+$", link)]
     if disk_links:
-        stable_id, source = disk_links[0], "by-id"
-        stable_path = os.path.join(dev_root, "disk", "by-id", stable_id)
-    else:
-        stable_id, source = stable_id_from_sysfs(attrs)
-        stable_path = None
+        return disk_links[0], "by-id", os.path.join(dev_root, "disk", "by-id", disk_links[0]), links
+    stable_id, source = stable_id_from_sysfs(attrs)
+    return stable_id, source, None, links
+
+
+def _build_partition(part_name, part, raw, dev_root, usage, table_entry):
+    pprobe = (raw.get("probes") or {}).get(part_name)
+    psigs = pprobe["signatures"] if pprobe else None
+    pfstype, puuid, plabel, _ppttype = _fs_from_signatures(psigs)
+    pmounts, psystem, pswap = usage(part_name, part["dev"])
+    return {
+        "name": part_name,
+        "path": os.path.join(dev_root, part_name),
+        "dev": part["dev"],
+        "number": part["number"],
+        "start": part["start"],
+        "size": part["size"],
+        "holders": part["holders"],
+        "signatures": psigs,
+        "probe_error": pprobe["error"] if pprobe else None,
+        "fstype": pfstype,
+        "uuid": puuid,
+        "label": plabel,
+        "partlabel": table_entry.get("name"),
+        "partuuid": table_entry.get("uuid"),
+        "parttype": table_entry.get("type"),
+        "mounts": pmounts,
+        "system_mounts": psystem,
+        "swap": pswap,
+        "openers": (raw.get("openers") or {}).get(part["dev"], []),
+    }
+
+
+def _build_disk(name, attrs, raw, dev_root, mounts_by_dev, system_devs, swap_paths, swap_devs,
+                by_id, links_of):
+    def usage(dev_name, dev):
+        return _usage_of(dev_name, dev, mounts_by_dev, system_devs, swap_paths, swap_devs)
+
+    stable_id, source, stable_path, links = _stable_identity(name, attrs, links_of, dev_root)
     probe = (raw.get("probes") or {}).get(name)
     sigs = probe["signatures"] if probe else None
     fstype, fs_uuid, fs_label, pttype = _fs_from_signatures(sigs)
-    mounts, system, swap = _usage_of(name, attrs["dev"], mounts_by_dev, system_devs, swap_paths, swap_devs)
-
-    partitions = []
-    holders = list(attrs["holders"])
+    mounts, system, swap = usage(name, attrs["dev"])
     table = (raw.get("tables") or {}).get(name) or []
     table_by_number = dict((entry["number"], entry) for entry in table)
-    for part_name in sorted(attrs["partitions"], key=lambda n: attrs["partitions"][n]["number"] or 0):
-        part = attrs["partitions"][part_name]
-        pprobe = (raw.get("probes") or {}).get(part_name)
-        psigs = pprobe["signatures"] if pprobe else None
-        pfstype, puuid, plabel, ppttype = _fs_from_signatures(psigs)
-        pmounts, psystem, pswap = _usage_of(part_name, part["dev"], mounts_by_dev, system_devs,
-                                            swap_paths, swap_devs)
-        entry = table_by_number.get(part["number"]) or {}
-        partitions.append({
-            "name": part_name,
-            "path": os.path.join(dev_root, part_name),
-            "dev": part["dev"],
-            "number": part["number"],
-            "start": part["start"],
-            "size": part["size"],
-            "holders": part["holders"],
-            "signatures": psigs,
-            "probe_error": pprobe["error"] if pprobe else None,
-            "fstype": pfstype,
-            "uuid": puuid,
-            "label": plabel,
-            "partlabel": entry.get("name"),
-            "partuuid": entry.get("uuid"),
-            "mounts": pmounts,
-            "swap": pswap,
-        })
+    partitions = [_build_partition(n, attrs["partitions"][n], raw, dev_root, usage,
+                                   table_by_number.get(attrs["partitions"][n]["number"]) or {})
+                  for n in sorted(attrs["partitions"], key=lambda n: attrs["partitions"][n]["number"] or 0)]
+    holders = list(attrs["holders"])
+    opened = list((raw.get("openers") or {}).get(attrs["dev"], []))
+    for part in partitions:
         holders.extend(h for h in part["holders"] if h not in holders)
-        mounts = mounts + pmounts
-        system = sorted(set(system + psystem))
-        swap = swap or pswap
-
+        opened.extend(part["openers"])
+        mounts = mounts + part["mounts"]
+        system = sorted(set(system + part["system_mounts"]))
+        swap = swap or part["swap"]
     disk = {
-        "name": name,
-        "path": path,
-        "kind": kind_of(name),
-        "dev": attrs["dev"],
+        "name": name, "path": os.path.join(dev_root, name), "kind": kind_of(name), "dev": attrs["dev"],
         "size": attrs["size"],
         "rotational": None if attrs.get("rotational") is None else bool(attrs["rotational"]),
-        "removable": bool(attrs.get("removable")),
-        "read_only": bool(attrs.get("ro")),
-        "model": attrs.get("model"),
-        "vendor": attrs.get("vendor"),
-        "serial": attrs.get("serial"),
-        "wwid": attrs.get("wwid"),
-        "backing_file": attrs.get("backing_file"),
-        "stable_id": stable_id,
-        "stable_id_source": source,
-        "stable_path": stable_path,
-        "by_id": links,
+        "removable": bool(attrs.get("removable")), "read_only": bool(attrs.get("ro")),
+        "model": attrs.get("model"), "vendor": attrs.get("vendor"), "serial": attrs.get("serial"),
+        "wwid": attrs.get("wwid"), "backing_file": attrs.get("backing_file"),
+        "stable_id": stable_id, "stable_id_source": source, "stable_path": stable_path, "by_id": links,
         "udev": by_id is not None,
-        "signatures": sigs,
-        "probe_error": probe["error"] if probe else None,
-        "fstype": fstype,
-        "fs_uuid": fs_uuid,
-        "fs_label": fs_label,
-        "pttype": pttype,
-        "partition_table": table,
-        "partitions": partitions,
-        "holders": holders,
-        "mounts": mounts,
-        "system_mounts": system,
-        "swap": swap,
+        "signatures": sigs, "probe_error": probe["error"] if probe else None,
+        "fstype": fstype, "fs_uuid": fs_uuid, "fs_label": fs_label, "pttype": pttype,
+        "partition_table": table, "partitions": partitions,
+        "holders": holders, "openers": opened, "mounts": mounts, "system_mounts": system, "swap": swap,
         "exclusive_open_error": (raw.get("exclusive") or {}).get(name),
     }
     codes = judge(disk)
@@ -564,6 +602,27 @@ def _build_disk(name, attrs, raw, dev_root, mounts_by_dev, system_devs, swap_pat
     disk["reasons"] = [message for _code, message in codes]
     disk["eligible"] = not codes
     return disk
+
+
+def describe_openers(found):
+    return ", ".join("pid %d (%s) has %s open%s" % (o["pid"], o["command"][:60], o["path"],
+                                                    " (mapped)" if o["how"] == "maps" else "") for o in found)
+
+
+def judge_partition(part):
+    """Why a partition may not be erased or formatted now: a list of (code, message)."""
+    reasons = []
+    if part.get("system_mounts"):
+        reasons.append(("system", "holds the system (%s)" % ", ".join(part["system_mounts"])))
+    if part["mounts"]:
+        reasons.append(("mounted", "mounted at %s" % ", ".join(m["mount_point"] for m in part["mounts"])))
+    if part["swap"]:
+        reasons.append(("swap", "in use as swap"))
+    if part["holders"]:
+        reasons.append(("holders", "held by %s" % ", ".join(part["holders"])))
+    if part.get("openers"):
+        reasons.append(("opened", "in use: %s" % describe_openers(part["openers"])))
+    return reasons
 
 
 def judge(disk):
@@ -593,6 +652,8 @@ def judge(disk):
     if disk["holders"]:
         reasons.append(("holders", "held by %s (device-mapper, LVM, md or similar)"
                         % ", ".join(disk["holders"])))
+    if disk.get("openers"):
+        reasons.append(("opened", "in use: %s" % describe_openers(disk["openers"])))
     if disk["partitions"]:
         reasons.append(("partitions", "has partitions: %s" % ", ".join(p["name"] for p in disk["partitions"])))
     elif disk["partition_table"]:

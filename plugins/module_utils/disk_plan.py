@@ -9,11 +9,17 @@ computes for every disk what will be done, for every volume where it will be
 mounted, and every reason to refuse. A plan with any refusal is never applied:
 the host fails naming host, disk and reason, and no disk is touched.
 
-``apply_plan()`` does the writes, re-checking each disk right before it writes
-(the plan may be seconds old). It is resumable: a disk that already carries our
-GPT layout is recognised by its partition names (``volumes.partition_label``),
-a partition that is still blank is formatted, one that carries the expected
-filesystem is kept.
+A disk or partition is formatted only when the plan can prove that its bytes
+are nobody's data: it is made in this run, or it is ours by GPT identity (name
+and partition type) and the content sampler finds only zeros there, as a run
+interrupted before mkfs leaves it. Anything else is data. Erasing data needs
+``localpv_allow_wipe`` for the run AND, on the disk's entry, ``wipe:`` set to the
+fingerprint of the disk as it is now (:func:`fingerprint`), which the refusal
+prints; a confirmation given for another disk or an earlier state never matches.
+
+``apply_plan()`` does the writes. Each disk is locked (a BSD flock on the whole
+disk, which udev and util-linux honour) from a last re-check through
+partitioning and mkfs, and every destructive command is preceded by a re-probe.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,17 +28,18 @@ __metaclass__ = type
 
 import fcntl
 import fnmatch
+import hashlib
+import json
 import os
 import subprocess
 import time
 import uuid
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils.volumes import (
-    duplicate_names,
-    partition_label,
-    volume_name_reasons,
-)
+from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
+from ansible_collections.localpv.rollout.plugins.module_utils import openers
+from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
+from ansible_collections.localpv.rollout.plugins.module_utils.volumes import duplicate_names, volume_name_reasons
 
 MIB = 1024 * 1024
 FSTYPES = ("xfs", "ext4")
@@ -46,7 +53,12 @@ SPEC_KEYS = ("name", "device", "match", "name_prefix", "bind", "mode", "fstype",
              "mount_options", "partitions", "storage_class", "wipe", "adopt", "expect", "capacity_from",
              "labels", "reclaim_policy")
 DEFAULT_MOUNT_OPTIONS = "defaults,nofail"
+# GPT partition types: a filesystem volume is "Linux filesystem data"; a raw block
+# volume gets a type of its own, so that a change of mode is seen on the disk.
 LINUX_FS_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+BLOCK_VOLUME_TYPE = "8DE9B02D-19EC-4838-891C-56E433AD9169"
+PART_TYPES = {"filesystem": LINUX_FS_TYPE, "block": BLOCK_VOLUME_TYPE}
+FINGERPRINT_LENGTH = 16
 
 
 class PrepareError(Exception):
@@ -61,46 +73,46 @@ class PrepareError(Exception):
 # Inventory entries
 # --------------------------------------------------------------------------------------
 
-def normalize_spec(entry, index, defaults):
-    """Check one ``localpv_disks`` entry and fill in defaults. Returns (spec, errors)."""
-    errors = []
-    if not isinstance(entry, dict):
-        return None, ["entry %d is not a mapping" % index]
-    unknown = sorted(set(entry) - set(SPEC_KEYS))
-    if unknown:
-        errors.append("unknown key(s) %s" % ", ".join(unknown))
-    kinds = [key for key in ("device", "match", "bind") if entry.get(key) is not None and entry.get(key) != ""]
-    if len(kinds) != 1:
-        errors.append("give exactly one of device, match or bind (got %s)" % (", ".join(kinds) or "none"))
-    spec = {
+def _spec_values(entry, index, defaults, kinds):
+    spec = dict((key, entry.get(key)) for key in ("name", "device", "bind", "name_prefix", "mkfs_options",
+                                                   "reclaim_policy"))
+    spec.update({
         "index": index,
         "kind": kinds[0] if len(kinds) == 1 else None,
-        "name": entry.get("name"),
-        "device": entry.get("device"),
-        "bind": entry.get("bind"),
-        "name_prefix": entry.get("name_prefix"),
         "mode": entry.get("mode") or "filesystem",
         "fstype": entry.get("fstype") or defaults.get("fstype") or "xfs",
-        "mkfs_options": entry.get("mkfs_options"),
         "mount_options": entry.get("mount_options") or defaults.get("mount_options") or DEFAULT_MOUNT_OPTIONS,
         "partitions": entry.get("partitions", 1),
         "storage_class": entry.get("storage_class") or defaults.get("storage_class"),
-        "wipe": bool(entry.get("wipe", False)),
+        "wipe": _wipe_value(entry.get("wipe", False)),
         "adopt": bool(entry.get("adopt", False)),
         "expect": entry.get("expect") or {},
         "capacity_from": entry.get("capacity_from") or defaults.get("capacity_from") or "filesystem",
         "labels": entry.get("labels") or {},
-        "reclaim_policy": entry.get("reclaim_policy"),
         "match": entry.get("match") or {},
-    }
+    })
     if spec["mkfs_options"] is None:
         spec["mkfs_options"] = (defaults.get("mkfs_options") or {}).get(spec["fstype"], "")
-    if spec["mode"] not in MODES:
-        errors.append("mode %r is not one of %s" % (spec["mode"], ", ".join(MODES)))
-    if spec["fstype"] not in FSTYPES:
-        errors.append("fstype %r is not one of %s" % (spec["fstype"], ", ".join(FSTYPES)))
-    if spec["capacity_from"] not in CAPACITY_FROM:
-        errors.append("capacity_from %r is not one of %s" % (spec["capacity_from"], ", ".join(CAPACITY_FROM)))
+    return spec
+
+
+def _wipe_value(value):
+    """``wipe:`` is a fingerprint (a string); true/false are kept to say what they mean now."""
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on"):
+        return True
+    if text in ("false", "no", "off", ""):
+        return False
+    return text
+
+
+def _value_errors(spec):
+    errors = []
+    for key, allowed in (("mode", MODES), ("fstype", FSTYPES), ("capacity_from", CAPACITY_FROM)):
+        if spec[key] not in allowed:
+            errors.append("%s %r is not one of %s" % (key, spec[key], ", ".join(allowed)))
     parts = spec["partitions"]
     if isinstance(parts, bool) or not isinstance(parts, int) or not 1 <= parts <= 128:
         errors.append("partitions %r is not a number from 1 to 128" % (parts,))
@@ -108,37 +120,6 @@ def normalize_spec(entry, index, defaults):
     if not isinstance(spec["expect"], dict) or set(spec["expect"]) - set(EXPECT_KEYS):
         errors.append("expect may only hold %s" % ", ".join(EXPECT_KEYS))
         spec["expect"] = {}
-    if spec["kind"] == "match":
-        if not isinstance(spec["match"], dict):
-            errors.append("match is not a mapping")
-            spec["match"] = {}
-        elif set(spec["match"]) - set(MATCH_KEYS):
-            errors.append("match may only hold %s" % ", ".join(MATCH_KEYS))
-        for key in ("min_size", "max_size"):
-            if spec["match"].get(key) is not None:
-                try:
-                    spec["match"][key] = devices.parse_size(spec["match"][key])
-                except ValueError as exc:
-                    errors.append("match.%s: %s" % (key, exc))
-        count = spec["match"].get("count")
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-            errors.append("match.count %r is not a positive number" % (count,))
-        if not spec["name_prefix"]:
-            errors.append("a match entry needs name_prefix")
-        if spec["name"]:
-            errors.append("a match entry takes name_prefix, not name")
-        if spec["adopt"]:
-            errors.append("adopt needs an explicit device, not a match")
-    elif not spec["name"]:
-        errors.append("name is required")
-    if spec["kind"] == "bind":
-        if not isinstance(spec["bind"], str) or not spec["bind"].startswith("/") or spec["bind"].rstrip("/") == "":
-            errors.append("bind %r is not an absolute directory path" % (spec["bind"],))
-        if spec["mode"] != "filesystem":
-            errors.append("a bind mount is always mode filesystem")
-        for key in ("wipe", "adopt"):
-            if spec[key]:
-                errors.append("%s makes no sense for a bind mount" % key)
     if spec["expect"].get("size") is not None:
         try:
             spec["expect"]["size"] = devices.parse_size(spec["expect"]["size"])
@@ -146,6 +127,67 @@ def normalize_spec(entry, index, defaults):
             errors.append("expect.size: %s" % exc)
     if spec["adopt"] and spec["wipe"]:
         errors.append("adopt keeps the data and wipe destroys it: choose one")
+    return errors
+
+
+def _match_errors(spec):
+    errors = []
+    if not isinstance(spec["match"], dict):
+        spec["match"] = {}
+        return ["match is not a mapping"]
+    if set(spec["match"]) - set(MATCH_KEYS):
+        errors.append("match may only hold %s" % ", ".join(MATCH_KEYS))
+    for key in ("min_size", "max_size"):
+        if spec["match"].get(key) is not None:
+            try:
+                spec["match"][key] = devices.parse_size(spec["match"][key])
+            except ValueError as exc:
+                errors.append("match.%s: %s" % (key, exc))
+    count = spec["match"].get("count")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        errors.append("match.count %r is not a positive number" % (count,))
+    if not spec["name_prefix"]:
+        errors.append("a match entry needs name_prefix")
+    if spec["name"]:
+        errors.append("a match entry takes name_prefix, not name")
+    if spec["adopt"]:
+        errors.append("adopt needs an explicit device, not a match")
+    if isinstance(spec["wipe"], str):
+        errors.append("a wipe confirmation belongs to one disk: give it on an entry with device")
+    return errors
+
+
+def _bind_errors(spec):
+    errors = []
+    if not isinstance(spec["bind"], str) or not spec["bind"].startswith("/") or spec["bind"].rstrip("/") == "":
+        errors.append("bind %r is not an absolute directory path" % (spec["bind"],))
+    if spec["mode"] != "filesystem":
+        errors.append("a bind mount is always mode filesystem")
+    for key in ("wipe", "adopt"):
+        if spec[key]:
+            errors.append("%s makes no sense for a bind mount" % key)
+    return errors
+
+
+def normalize_spec(entry, index, defaults):
+    """Check one ``localpv_disks`` entry and fill in defaults. Returns (spec, errors)."""
+    if not isinstance(entry, dict):
+        return None, ["entry %d is not a mapping" % index]
+    errors = []
+    unknown = sorted(set(entry) - set(SPEC_KEYS))
+    if unknown:
+        errors.append("unknown key(s) %s" % ", ".join(unknown))
+    kinds = [key for key in ("device", "match", "bind") if entry.get(key) is not None and entry.get(key) != ""]
+    if len(kinds) != 1:
+        errors.append("give exactly one of device, match or bind (got %s)" % (", ".join(kinds) or "none"))
+    spec = _spec_values(entry, index, defaults, kinds)
+    errors += _value_errors(spec)
+    if spec["kind"] == "match":
+        errors += _match_errors(spec)
+    elif not spec["name"]:
+        errors.append("name is required")
+    if spec["kind"] == "bind":
+        errors += _bind_errors(spec)
     return spec, errors
 
 
@@ -168,17 +210,23 @@ def layout(size, count):
     return [{"number": n + 1, "start": (1 + n * each) * MIB, "size": each * MIB} for n in range(count)]
 
 
+def match_misses(disk, match):
+    """Why a disk does not fit a selector's ``match`` (eligibility is checked apart); [] = fits."""
+    misses = []
+    if match.get("rotational") is not None and disk["rotational"] != bool(match["rotational"]):
+        misses.append("rotational is %s" % disk["rotational"])
+    if match.get("min_size") is not None and disk["size"] < match["min_size"]:
+        misses.append("%d bytes, below min_size %d" % (disk["size"], match["min_size"]))
+    if match.get("max_size") is not None and disk["size"] > match["max_size"]:
+        misses.append("%d bytes, above max_size %d" % (disk["size"], match["max_size"]))
+    if match.get("model") and not fnmatch.fnmatch((disk.get("model") or "").strip(), match["model"]):
+        misses.append("model %r does not match %r" % (disk.get("model"), match["model"]))
+    return misses
+
+
 def matches(disk, match):
     """Whether a disk fits a selector's ``match`` (eligibility is checked apart)."""
-    if match.get("rotational") is not None and disk["rotational"] != bool(match["rotational"]):
-        return False
-    if match.get("min_size") is not None and disk["size"] < match["min_size"]:
-        return False
-    if match.get("max_size") is not None and disk["size"] > match["max_size"]:
-        return False
-    if match.get("model") and not fnmatch.fnmatch((disk.get("model") or "").strip(), match["model"]):
-        return False
-    return True
+    return not match_misses(disk, match)
 
 
 def _sort_key(disk):
@@ -202,20 +250,49 @@ def ours_for(disk, names):
 
 def carries_ours(disk):
     """Whether any partition of the disk has one of our partition names."""
-    return any(label.startswith("localpv-") for label in labels_on(disk))
+    return any(label.startswith(hv.PARTITION_LABEL_PREFIX) for label in labels_on(disk))
 
 
-def _hard_reasons(disk):
-    return [msg for code, msg in zip(disk["reason_codes"], disk["reasons"]) if code not in devices.DATA_REASONS]
+def _sig_keys(sigs):
+    return sorted("%s|%s|%s|%s" % (s.get("type"), (s.get("uuid") or "").lower(), s.get("label") or "",
+                                   s.get("offset")) for s in sigs or [])
+
+
+def fingerprint(disk, content=""):
+    """A short digest of what erasing ``disk`` would destroy: its stable id and
+    size, every signature on it and on its partitions, its partition table
+    (numbers, places, names, types, UUIDs) and ``content``, a digest of the
+    sampled bytes (:func:`host_volumes.sample_digest`). Any change of the disk
+    (swapped, reformatted, repartitioned, written to) gives another fingerprint."""
+    parts = dict((p["number"], p) for p in disk["partitions"])
+    table = sorted(disk["partition_table"], key=lambda e: e["number"])
+    identity = {
+        "id": disk["stable_id"],
+        "size": disk["size"],
+        "signatures": _sig_keys(disk["signatures"]),
+        "table": [[e["number"], e.get("start"), e.get("sectors"), e.get("name") or "",
+                   (e.get("type") or "").upper(), (e.get("uuid") or "").lower()] for e in table],
+        "partitions": [[n, _sig_keys(parts[n]["signatures"])] for n in sorted(parts)],
+        "content": content or "",
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+    return digest[:FINGERPRINT_LENGTH]
+
+
+def _hard_reasons(disk, skip=()):
+    """Reasons no wipe clears (mounted, held, opened, system...), by code."""
+    return [msg for code, msg in zip(disk["reason_codes"], disk["reasons"])
+            if code not in devices.DATA_REASONS and code not in skip]
+
+
+def _data_reasons(disk):
+    return [msg for code, msg in zip(disk["reason_codes"], disk["reasons"]) if code in devices.DATA_REASONS]
 
 
 def _ours_reasons(disk, names, mount_paths):
-    """Why a disk that carries our layout may not be used as it is (mounted elsewhere...)."""
-    reasons = []
-    for code, message in zip(disk["reason_codes"], disk["reasons"]):
-        if code in devices.DATA_REASONS or code in ("mounted", "exclusive"):
-            continue
-        reasons.append(message)
+    """Why a disk that carries our layout may not be used as it is (mounted elsewhere...).
+    Our own mounts and a pod that has a block volume open are its normal life."""
+    reasons = _hard_reasons(disk, skip=("mounted", "exclusive", "opened"))
     wanted = set(mount_paths)
     for mount in disk["mounts"]:
         if mount["mount_point"] not in wanted:
@@ -227,6 +304,7 @@ def _ours_reasons(disk, names, mount_paths):
 
 
 def _expect_reasons(disk, expect):
+    """``expect:`` compared exactly: size in bytes, model, serial and WWN as the disk says them."""
     reasons = []
     if expect.get("size") is not None and disk["size"] != expect["size"]:
         reasons.append("expected size %d bytes, the disk has %d" % (expect["size"], disk["size"]))
@@ -234,11 +312,20 @@ def _expect_reasons(disk, expect):
         if expect.get(key) is not None and (have or "").strip() != str(expect[key]).strip():
             reasons.append("expected %s %r, the disk says %r" % (key, expect[key], have))
     if expect.get("wwn") is not None:
-        wwn = str(expect["wwn"]).lower().replace("wwn-", "")
-        ids = [(disk.get("wwid") or "").lower(), (disk.get("stable_id") or "").lower()] + disk["by_id"]
-        if not any(wwn in candidate for candidate in ids if candidate):
+        wanted = _wwn(expect["wwn"])
+        have = set(_wwn(c) for c in [disk.get("wwid"), disk.get("stable_id")] + list(disk["by_id"]) if c)
+        if wanted not in have:
             reasons.append("expected WWN %s, the disk has %s" % (expect["wwn"], disk.get("wwid") or "none"))
     return reasons
+
+
+def _wwn(text):
+    """A WWN as one spelling: ``wwn-0x5000c5...``, ``naa.5000c5...``, ``0x5000c5...`` -> ``5000c5...``."""
+    text = str(text).strip().lower()
+    for prefix in ("wwn-", "naa.", "0x"):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return text
 
 
 def _fs_expect_reasons(fs, expect):
@@ -254,125 +341,196 @@ def _fs_expect_reasons(fs, expect):
 # The plan
 # --------------------------------------------------------------------------------------
 
-def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", links=None, isdir=None):
+def _unproven(_path, _size):
+    return {"zero": False, "digest": "", "error": "not sampled"}
+
+
+class _Planner:
+    """The plan being made, and what deciding it needs: the run's keys and the
+    content sampler (read once per device)."""
+
+    def __init__(self, plan, options, sampler):
+        self.plan = plan
+        self.allow_wipe = bool(options.get("allow_wipe"))
+        self.allow_kernel_names = bool(options.get("allow_kernel_names"))
+        self._sampler = sampler or _unproven
+        self._samples = {}
+
+    def refuse(self, subject, reasons, volume=None, fingerprint=None):
+        refusal = {"disk": subject, "volume": volume, "reasons": list(reasons)}
+        if fingerprint:
+            refusal["fingerprint"] = fingerprint
+        self.plan["refusals"].append(refusal)
+
+    def sample(self, path, size):
+        if path not in self._samples:
+            self._samples[path] = self._sampler(path, size)
+        return self._samples[path]
+
+    def fingerprint(self, disk):
+        return fingerprint(disk, self.sample(disk["path"], disk["size"])["digest"])
+
+    def confirmed(self, spec, disk):
+        return self.allow_wipe and isinstance(spec["wipe"], str) and spec["wipe"] == self.fingerprint(disk)
+
+    def confirmation_needed(self, spec, disk):
+        """What the user must set to erase ``disk``, said with its fingerprint now."""
+        fp = self.fingerprint(disk)
+        keys = "wipe: '%s' on this entry%s" % (fp, "" if self.allow_wipe else " and localpv_allow_wipe: true for the run")
+        if spec["wipe"] is True:
+            return ("wipe: true alone no longer erases a disk; to erase this disk as it is now, set %s "
+                    "(the fingerprint of its identity and content)" % keys)
+        if isinstance(spec["wipe"], str) and spec["wipe"] != fp:
+            return ("the confirmation wipe: '%s' does not match this disk as it is now (fingerprint %s): it was "
+                    "given for another disk or an earlier state of this one; look at the disk again, then set %s"
+                    % (spec["wipe"], fp, keys))
+        return "erasing it needs %s (the fingerprint of its identity and content now)" % keys
+
+
+def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", links=None, isdir=None,
+              sampler=None):
     """The whole plan of one host. Returns a dict with ``refusals`` (empty = go).
 
     ``links`` maps block-volume paths to where their symlink points now;
-    ``isdir`` tells whether a bind source exists (default: ``os.path.isdir``).
+    ``isdir`` tells whether a bind source exists (default: ``os.path.isdir``);
+    ``sampler(path, size)`` reads a device's content samples
+    (``host_volumes.sample``); without it no device counts as blank.
     """
     mount_root = (options.get("mount_root") or "/mnt/disks").rstrip("/") or "/"
-    allow_wipe = bool(options.get("allow_wipe"))
-    defaults = options.get("defaults") or {}
-    links = links or {}
-    plan = {"host": host, "mount_root": mount_root, "disks": [], "volumes": [], "refusals": [],
-            "binds": []}
+    plan = {"host": host, "mount_root": mount_root, "disks": [], "volumes": [], "refusals": [], "binds": [],
+            "skipped": []}
+    planner = _Planner(plan, options, sampler)
+    specs = _specs(planner, entries, options.get("defaults") or {})
+    claimed = {}  # disk path -> volume names
+    for spec in [s for s in specs if s["kind"] == "device"]:
+        _plan_device_entry(planner, spec, disks, claimed)
+    for spec in [s for s in specs if s["kind"] == "match"]:
+        _plan_selector(planner, spec, disks, claimed)
+    for spec in [s for s in specs if s["kind"] == "bind"]:
+        source = spec["bind"].rstrip("/")
+        volume = _volume(spec, spec["name"], mode="filesystem", state="bind", source=source, fstype=None)
+        volume["needs_source"] = not (isdir or os.path.isdir)(source)
+        plan["volumes"].append(volume)
+    _check_names_and_sizes(planner, mount_root)
+    _mark_mount_state(planner, fstab_text, mountinfo_text, links or {})
+    plan["changed"] = bool(any(d["actions"] for d in plan["disks"])
+                           or any(v["needs_mount"] or v["needs_link"] or v.get("needs_source")
+                                  for v in plan["volumes"]))
+    return plan
 
-    def refuse(subject, reasons, volume=None):
-        plan["refusals"].append({"disk": subject, "volume": volume, "reasons": list(reasons)})
 
+def _specs(planner, entries, defaults):
     specs = []
     for index, entry in enumerate(entries or []):
         spec, errors = normalize_spec(entry, index, defaults)
         label = (entry.get("name") or entry.get("name_prefix") or entry.get("device")
                  or "entry %d" % index) if isinstance(entry, dict) else "entry %d" % index
         if errors:
-            refuse("localpv_disks[%d]" % index, errors, volume=label)
+            planner.refuse("localpv_disks[%d]" % index, errors, volume=label)
         else:
             specs.append(spec)
+    return specs
 
-    claimed = {}  # disk path -> volume names
-    # 1. Explicit devices.
-    for spec in [s for s in specs if s["kind"] == "device"]:
-        names = volume_names(spec["name"], spec["partitions"])
-        disk = devices.find_disk(disks, spec["device"])
-        if disk is None:
-            pdisk, part = devices.find_partition(disks, spec["device"])
-            if part is not None:
-                refuse(spec["device"], ["is a partition of %s; give the whole disk" % pdisk["path"]], spec["name"])
-            else:
-                refuse(spec["device"], ["does not exist on this host"], spec["name"])
+
+def _plan_device_entry(planner, spec, disks, claimed):
+    names = volume_names(spec["name"], spec["partitions"])
+    disk = devices.find_disk(disks, spec["device"])
+    if disk is None:
+        pdisk, part = devices.find_partition(disks, spec["device"])
+        if part is not None:
+            planner.refuse(spec["device"], ["is a partition of %s; give the whole disk" % pdisk["path"]], spec["name"])
+        else:
+            planner.refuse(spec["device"], ["does not exist on this host"], spec["name"])
+        return
+    if disk["path"] in claimed:
+        planner.refuse(disk["path"], ["is asked for twice (volumes %s and %s)" % (
+            ", ".join(claimed[disk["path"]]), ", ".join(names))], spec["name"])
+        return
+    claimed[disk["path"]] = names
+    _plan_disk(planner, spec, disk, names)
+
+
+def _already_ours(spec, candidates, limit):
+    """(number, disk) of the candidates that carry this selector's volumes already."""
+    taken = []
+    for disk in sorted(candidates, key=_sort_key):
+        if not carries_ours(disk):
             continue
-        if disk["path"] in claimed:
-            refuse(disk["path"], ["is asked for twice (volumes %s and %s)" % (
-                ", ".join(claimed[disk["path"]]), ", ".join(names))], spec["name"])
+        for number in range(limit):
+            if ours_for(disk, volume_names("%s%d" % (spec["name_prefix"], number), spec["partitions"])):
+                taken.append((number, disk))
+                break
+    return taken
+
+
+def _selectable(planner, spec, disk):
+    """Why a selector does not take ``disk``; [] = it may."""
+    why = match_misses(disk, spec["match"]) + ([] if disk["eligible"] else list(disk["reasons"]))
+    if not why and not planner.sample(disk["path"], disk["size"])["zero"]:
+        why = ["holds unrecognised data (no signature, but not zero where sampled)"]
+    return why
+
+
+def _plan_selector(planner, spec, disks, claimed):
+    """Disks already ours for the selector first (names stay stable), then eligible blank ones.
+    Every disk not taken is named with the reason, one line per disk."""
+    prefix, count = spec["name_prefix"], spec["match"].get("count")
+    candidates = [d for d in disks if d["kind"] in devices.SELECTABLE_KINDS and d["path"] not in claimed]
+    taken = _already_ours(spec, candidates, (count or 0) + len(disks))
+    taken_paths = set(disk["path"] for _n, disk in taken)
+    fresh, skipped = [], []
+    for disk in sorted(candidates, key=_sort_key):
+        if disk["path"] in taken_paths:
             continue
+        why = _selectable(planner, spec, disk)
+        (skipped.append((disk, why)) if why else fresh.append(disk))
+    wanted = (count - len(taken)) if count else len(fresh)
+    if count and len(taken) > count:
+        planner.refuse("match %s" % prefix, ["%d disks already carry volumes %s*, more than count %d" % (
+            len(taken), prefix, count)], prefix)
+        return
+    if wanted > len(fresh):
+        planner.refuse("match %s" % prefix, ["wants %d disk(s), found %d already prepared and only %d eligible that "
+                                             "match %s" % (count, len(taken), len(fresh),
+                                                           _describe_match(spec["match"]))], prefix)
+    skipped += [(disk, ["not needed: count %d is reached" % count]) for disk in fresh[max(wanted, 0):]]
+    planner.plan["skipped"] += ["match %s: skipped %s: %s" % (prefix, d["path"], "; ".join(why)) for d, why in skipped]
+    if wanted > len(fresh):
+        return
+    used, number = set(n for n, _disk in taken), 0
+    for disk in fresh[:max(wanted, 0)]:
+        while number in used:
+            number += 1
+        used.add(number)
+        taken.append((number, disk))
+    for number, disk in sorted(taken, key=lambda item: item[0]):
+        names = volume_names("%s%d" % (prefix, number), spec["partitions"])
         claimed[disk["path"]] = names
-        _plan_disk(plan, spec, disk, names, allow_wipe, refuse)
+        _plan_disk(planner, spec, disk, names)
 
-    # 2. Selectors: disks already ours for the selector first, then eligible ones.
-    for spec in [s for s in specs if s["kind"] == "match"]:
-        count = spec["match"].get("count")
-        taken = []  # (index, disk)
-        candidates = [d for d in disks if d["kind"] in devices.SELECTABLE_KINDS and d["path"] not in claimed]
-        limit = (count or 0) + len(disks)
-        for disk in sorted(candidates, key=_sort_key):
-            if not carries_ours(disk):
-                continue
-            for number in range(limit):
-                base = "%s%d" % (spec["name_prefix"], number)
-                if ours_for(disk, volume_names(base, spec["partitions"])):
-                    taken.append((number, disk))
-                    break
-        used = set(number for number, _disk in taken)
-        taken_paths = set(disk["path"] for _n, disk in taken)
-        fresh = [d for d in sorted(candidates, key=_sort_key)
-                 if d["eligible"] and d["path"] not in taken_paths and matches(d, spec["match"])]
-        wanted = (count - len(taken)) if count else len(fresh)
-        if count and len(taken) > count:
-            refuse("match %s" % spec["name_prefix"], [
-                "%d disks already carry volumes %s*, more than count %d" % (len(taken), spec["name_prefix"], count)],
-                spec["name_prefix"])
-            continue
-        if wanted > len(fresh):
-            refuse("match %s" % spec["name_prefix"], [
-                "wants %d disk(s), found %d already prepared and only %d eligible that match %s" % (
-                    count, len(taken), len(fresh), _describe_match(spec["match"]))], spec["name_prefix"])
-            continue
-        number = 0
-        for disk in fresh[:max(wanted, 0)]:
-            while number in used:
-                number += 1
-            used.add(number)
-            taken.append((number, disk))
-        for number, disk in sorted(taken, key=lambda item: item[0]):
-            names = volume_names("%s%d" % (spec["name_prefix"], number), spec["partitions"])
-            claimed[disk["path"]] = names
-            _plan_disk(plan, spec, disk, names, allow_wipe, refuse)
 
-    # 3. Bind mounts of directories.
-    for spec in [s for s in specs if s["kind"] == "bind"]:
-        source = spec["bind"].rstrip("/")
-        volume = _volume(spec, spec["name"], mode="filesystem", state="bind", source=source, fstype=None)
-        volume["needs_source"] = not (isdir or os.path.isdir)(source)
-        plan["volumes"].append(volume)
-
-    # Names, paths and sizes, across the whole host.
+def _check_names_and_sizes(planner, mount_root):
+    plan = planner.plan
     names = [v["name"] for v in plan["volumes"]]
     for name in sorted(set(names)):
         reasons = volume_name_reasons(name)
         if reasons:
-            refuse(_subject_of(plan, name), ["volume name %r: %s" % (name, "; ".join(reasons))], name)
+            planner.refuse(_subject_of(plan, name), ["volume name %r: %s" % (name, "; ".join(reasons))], name)
     for dup in duplicate_names(names):
-        refuse(", ".join(v["disk"] or v["source"] for v in plan["volumes"] if v["name"] == dup),
-               ["volume name %r is used more than once on this host" % dup], dup)
+        planner.refuse(", ".join(v["disk"] or v["source"] for v in plan["volumes"] if v["name"] == dup),
+                       ["volume name %r is used more than once on this host" % dup], dup)
     for volume in plan["volumes"]:
         volume["path"] = os.path.join(mount_root, volume["name"])
         if volume["state"] == "bind":
             src = volume["source"]
             if src == mount_root or src.startswith(mount_root + "/") or mount_root.startswith(src + "/"):
-                refuse(src, ["a bind source may not be inside or above the mount root %s" % mount_root],
-                       volume["name"])
+                planner.refuse(src, ["a bind source may not be inside or above the mount root %s" % mount_root],
+                               volume["name"])
         if volume["mode"] == "filesystem" and volume["state"] in ("create", "format") and volume["size"]:
             minimum = MIN_FS_SIZE[volume["fstype"]]
             if volume["size"] < minimum:
-                refuse(volume["disk"], ["%s needs at least %d MiB, volume %s would have %d MiB" % (
+                planner.refuse(volume["disk"], ["%s needs at least %d MiB, volume %s would have %d MiB" % (
                     volume["fstype"], minimum // MIB, volume["name"], volume["size"] // MIB)], volume["name"])
-
-    _mark_mount_state(plan, fstab_text, mountinfo_text, links)
-    plan["changed"] = bool(any(d["actions"] for d in plan["disks"])
-                           or any(v["needs_mount"] or v["needs_link"] or v.get("needs_source")
-                                  for v in plan["volumes"]))
-    return plan
 
 
 def _describe_match(match):
@@ -417,119 +575,157 @@ def _volume(spec, name, mode, state, disk=None, number=None, size=None, fstype=N
     }
 
 
-def _plan_disk(plan, spec, disk, names, allow_wipe, refuse):
+# --------------------------------------------------------------------------------------
+# One disk
+# --------------------------------------------------------------------------------------
+
+def _plan_disk(planner, spec, disk, names):
     """Decide what happens to one disk: new, ours (resume/keep), adopt or wipe."""
-    mode = spec["mode"]
     subject = disk["path"]
     if disk["kind"] not in devices.SELECTABLE_KINDS:
         # dm and md partitions are separate devices (kpartx), not <dev>p1: not handled
-        refuse(subject, ["is a %s device; only whole disks (and loop devices) are prepared" % disk["kind"]],
-               names[0])
+        planner.refuse(subject, ["is a %s device; only whole disks (and loop devices) are prepared" % disk["kind"]],
+                       names[0])
         return
     reasons = _expect_reasons(disk, spec["expect"])
     if reasons:
-        refuse(subject, reasons, names[0])
+        planner.refuse(subject, reasons, names[0])
         return
     entry = {"disk": disk["path"], "stable_id": disk["stable_id"], "size": disk["size"], "volumes": names,
-             "state": None, "actions": [], "layout": []}
-    if ours_for(disk, names):
-        reasons = _ours_reasons(disk, names, [os.path.join(plan["mount_root"], n) for n in names])
+             "state": None, "actions": [], "layout": [], "mode": spec["mode"]}
+    confirmed = not disk["eligible"] and planner.confirmed(spec, disk)
+    if ours_for(disk, names) and not confirmed:
+        _plan_ours(planner, spec, disk, names, entry)
+    elif spec["adopt"]:
+        _plan_adopt(planner, spec, disk, names, entry)
+    else:
+        _plan_new(planner, spec, disk, names, entry, confirmed)
+
+
+def _ours_partition_state(planner, spec, name, tentry, part):
+    """``existing`` or ``format`` for one of our partitions, or the reason that
+    using it as asked would destroy data."""
+    ptype = (tentry.get("type") or "").upper()
+    fstype = part["fstype"] if part else None
+    if spec["mode"] == "filesystem":
+        if ptype == BLOCK_VOLUME_TYPE:
+            return None, ("volume %s was made mode block (a raw device a pod writes to); making it a filesystem "
+                          "destroys what is on it" % name)
+        if part is None or part["signatures"] is None:
+            return "format", None  # decided again under the lock, once the kernel knows the partition
+        if fstype == spec["fstype"]:
+            return "existing", None
+        if part["signatures"]:
+            return None, ("volume %s carries %s, the entry asks for %s: changing a volume's filesystem destroys its "
+                          "data" % (name, fstype or "a signature", spec["fstype"]))
+        if planner.sample(part["path"], part["size"])["zero"]:
+            return "format", None  # made by a run that stopped before mkfs
+        return None, ("partition %s of volume %s holds unrecognised data (no signature, but not zero where sampled; "
+                      "a block volume's data looks like this)" % (part["path"], name))
+    if part and part["signatures"] and fstype:
+        return None, ("volume %s is a filesystem volume (%s); making it mode block hands its bytes to a pod as a raw "
+                      "device" % (name, fstype))
+    return "existing", None
+
+
+def _plan_ours(planner, spec, disk, names, entry):
+    reasons = _ours_reasons(disk, names, [os.path.join(planner.plan["mount_root"], n) for n in names])
+    if reasons:
+        planner.refuse(disk["path"], reasons, names[0])
+        return
+    entry["state"] = "ours"
+    table = sorted(disk["partition_table"], key=lambda e: e["number"])
+    nodes = dict((p["number"], p) for p in disk["partitions"])
+    if any(e["number"] not in nodes for e in table):
+        entry["actions"].append("register")
+    volumes, problems = [], []
+    for name, tentry in zip(names, table):
+        part = nodes.get(tentry["number"])
+        path = part["path"] if part else partition_path(disk["path"], tentry["number"])
+        state, problem = _ours_partition_state(planner, spec, name, tentry, part)
+        if problem:
+            problems.append(problem)
+            continue
+        if state == "format":
+            entry["actions"].append("mkfs %s" % path)
+            if part and part.get("openers"):
+                problems.append("partition %s is in use: %s" % (path, devices.describe_openers(part["openers"])))
+        volume = _volume(spec, name, spec["mode"], state, disk=disk, number=tentry["number"], size=tentry["size"],
+                         fstype=spec["fstype"], uuid=part["uuid"] if part and state == "existing" else None,
+                         device=path, label=tentry.get("name"), dev=part["dev"] if part else None)
+        volume["partuuid"] = (tentry.get("uuid") or "").lower() or None
+        volumes.append(volume)
+    if problems:
+        planner.refuse(disk["path"], problems + [planner.confirmation_needed(spec, disk)], names[0],
+                       fingerprint=planner.fingerprint(disk))
+        return
+    planner.plan["volumes"] += volumes
+    planner.plan["disks"].append(entry)
+
+
+def _plan_adopt(planner, spec, disk, names, entry):
+    # Mounted is fine only where this volume goes (a re-run); anywhere else it is in use.
+    ours = set(os.path.join(planner.plan["mount_root"], n) for n in names)
+    hard = _hard_reasons(disk, skip=("mounted", "exclusive"))
+    hard += ["%s is mounted at %s" % (m["device"], m["mount_point"]) for m in disk["mounts"]
+             if m["mount_point"] not in ours]
+    if hard:
+        planner.refuse(disk["path"], hard, names[0])
+        return
+    found = _adoptable(disk, len(names), spec)
+    if isinstance(found, str):
+        planner.refuse(disk["path"], [found], names[0])
+        return
+    entry["state"] = "adopt"
+    volumes = []
+    for name, fs in zip(names, found):
+        reasons = _fs_expect_reasons(fs, spec["expect"])
         if reasons:
-            refuse(subject, reasons, names[0])
+            planner.refuse(disk["path"], reasons, name)
             return
-        entry["state"] = "ours"
-        table = sorted(disk["partition_table"], key=lambda e: e["number"])
-        nodes = dict((p["number"], p) for p in disk["partitions"])
-        if any(e["number"] not in nodes for e in table):
-            entry["actions"].append("register")
-        for name, tentry in zip(names, table):
-            part = nodes.get(tentry["number"])
-            path = part["path"] if part else partition_path(disk["path"], tentry["number"])
-            fstype = part["fstype"] if part else None
-            state = "existing"
-            if mode == "filesystem":
-                if part is None or part["signatures"] is None:
-                    state = "format"  # decided again, after the kernel knows the partition
-                elif fstype == spec["fstype"]:
-                    state = "existing"
-                elif not part["signatures"]:
-                    state = "format"
-                else:
-                    refuse(subject, ["partition %s of volume %s carries %s, expected %s" % (
-                        path, name, fstype or "a signature", spec["fstype"])], name)
-                    return
-                if state == "format":
-                    entry["actions"].append("mkfs %s" % path)
-            plan["volumes"].append(_volume(spec, name, mode, state, disk=disk, number=tentry["number"],
-                                           size=tentry["size"], fstype=spec["fstype"],
-                                           uuid=part["uuid"] if part and state == "existing" else None,
-                                           device=path, label=tentry.get("name"), dev=part["dev"] if part else None))
-            plan["volumes"][-1]["partuuid"] = (tentry.get("uuid") or "").lower() or None
-        plan["disks"].append(entry)
-        return
+        volumes.append(_volume(spec, name, "filesystem", "adopted", disk=disk, number=fs.get("number"),
+                               size=fs["size"], fstype=fs["fstype"], uuid=fs["uuid"], device=fs["path"],
+                               label=fs.get("partlabel"), dev=fs.get("dev")))
+    planner.plan["volumes"] += volumes
+    planner.plan["disks"].append(entry)
 
-    if spec["adopt"]:
-        # Mounted is fine only where this volume goes (a re-run); anywhere else it is
-        # in use by someone.
-        hard = _hard_reasons(disk)
-        hard = [r for r in hard if not r.startswith("mounted at") and not r.startswith("cannot be opened excl")]
-        ours = set(os.path.join(plan["mount_root"], n) for n in names)
-        hard += ["%s is mounted at %s" % (m["device"], m["mount_point"]) for m in disk["mounts"]
-                 if m["mount_point"] not in ours]
-        if hard:
-            refuse(subject, hard, names[0])
-            return
-        found = _adoptable(disk, len(names), spec)
-        if isinstance(found, str):
-            refuse(subject, [found], names[0])
-            return
-        entry["state"] = "adopt"
-        for name, fs in zip(names, found):
-            reasons = _fs_expect_reasons(fs, spec["expect"])
-            if reasons:
-                refuse(subject, reasons, name)
-                return
-            plan["volumes"].append(_volume(spec, name, "filesystem", "adopted", disk=disk, number=fs.get("number"),
-                                           size=fs["size"], fstype=fs["fstype"], uuid=fs["uuid"],
-                                           device=fs["path"], label=fs.get("partlabel"), dev=fs.get("dev")))
-        plan["disks"].append(entry)
-        return
 
-    if not disk["eligible"]:
+def _plan_new(planner, spec, disk, names, entry, confirmed):
+    """A disk that is blank (no signature, no use, zero where sampled) or is to be wiped."""
+    data = _data_reasons(disk)
+    if disk["eligible"] and not planner.sample(disk["path"], disk["size"])["zero"]:
+        data.append("holds unrecognised data (no signature, but not zero where sampled)")
+    if data or not disk["eligible"]:
         hard = _hard_reasons(disk)
-        data = [m for c, m in zip(disk["reason_codes"], disk["reasons"]) if c in devices.DATA_REASONS]
         if hard:
-            refuse(subject, hard + data, names[0])
+            planner.refuse(disk["path"], hard + data, names[0])
             return
         if carries_ours(disk):
             data.append("it carries partitions of localpv.rollout volumes %s, not %s" % (
                 ", ".join(labels_on(disk)), ", ".join(names)))
-        if not (spec["wipe"] and allow_wipe):
-            missing = []
-            if not spec["wipe"]:
-                missing.append("wipe: true on this disk")
-            if not allow_wipe:
-                missing.append("localpv_allow_wipe: true for the run")
-            refuse(subject, data + ["it holds data; erasing it needs %s" % " and ".join(missing)], names[0])
+        if not (confirmed or (disk["eligible"] and planner.confirmed(spec, disk))):
+            planner.refuse(disk["path"], data + [planner.confirmation_needed(spec, disk)], names[0],
+                           fingerprint=planner.fingerprint(disk))
             return
         entry["actions"].append("wipe")
-        # Wiping with a mounted partition or a holder was refused above (hard reasons).
+        entry["fingerprint"] = planner.fingerprint(disk)
     entry["state"] = "wipe" if entry["actions"] else "new"
     entry["layout"] = layout(disk["size"], len(names))
     entry["actions"].append("partition")
     for name, part in zip(names, entry["layout"]):
-        label = partition_label(name)
-        part["label"] = label
+        part["label"] = partition_label(name)
         part["volume"] = name
+        part["type"] = PART_TYPES[spec["mode"]]
         # chosen here, so that the plan can name /dev/disk/by-partuuid/<uuid> before it exists
         part["partuuid"] = str(uuid.uuid4())
         path = partition_path(disk["path"], part["number"])
-        if mode == "filesystem":
+        if spec["mode"] == "filesystem":
             entry["actions"].append("mkfs %s" % path)
-        plan["volumes"].append(_volume(spec, name, mode, "create", disk=disk, number=part["number"],
-                                       size=part["size"], fstype=spec["fstype"], device=path, label=label))
-        plan["volumes"][-1]["partuuid"] = part["partuuid"]
-    plan["disks"].append(entry)
+        volume = _volume(spec, name, spec["mode"], "create", disk=disk, number=part["number"], size=part["size"],
+                         fstype=spec["fstype"], device=path, label=part["label"])
+        volume["partuuid"] = part["partuuid"]
+        planner.plan["volumes"].append(volume)
+    planner.plan["disks"].append(entry)
 
 
 def _adoptable(disk, count, spec):
@@ -551,23 +747,30 @@ def _adoptable(disk, count, spec):
              "number": p["number"], "partlabel": p["partlabel"], "dev": p["dev"]} for p in with_fs]
 
 
-def _mark_mount_state(plan, fstab_text, mountinfo_text, links):
+
+def _link_target(planner, volume):
+    """Where a block volume's link points: the partition's UUID link where udev
+    makes one (it never moves), else the kernel name only on explicit opt-in,
+    because after a reboot ``sdb1`` may be another disk and a pod writes to it."""
+    if volume["udev"] and volume["partuuid"]:
+        return "/dev/disk/by-partuuid/" + volume["partuuid"]
+    if planner.allow_kernel_names:
+        return volume["device"]
+    planner.refuse(volume["disk"], [
+        "block volume %s: this host has no /dev/disk/by-partuuid links (no udev), and a link to the kernel name %s "
+        "may lead to another disk after a reboot; set localpv_allow_kernel_names: true to accept kernel names "
+        "(each run puts the link right again)" % (volume["name"], volume["device"])], volume["name"])
+    return None
+
+
+def _mark_mount_state(planner, fstab_text, mountinfo_text, links):
     """Which volumes need their fstab line/mount (or block symlink) made."""
     fstab = devices.parse_fstab(fstab_text or "")
     mounts = devices.parse_mountinfo(mountinfo_text or "")
-    by_point = {}
-    for mount in mounts:
-        by_point[mount["mount_point"]] = mount  # the last one is the one visible
-    for volume in plan["volumes"]:
+    for volume in planner.plan["volumes"]:
         path = volume["path"]
         if volume["mode"] == "block":
-            # A kernel name (sdb1) may belong to another disk after a reboot; with udev
-            # the link goes to the partition's UUID, which never moves. Without udev the
-            # kernel name is all there is, and each run puts the link right.
-            if volume["udev"] and volume["partuuid"]:
-                volume["link_target"] = "/dev/disk/by-partuuid/" + volume["partuuid"]
-            else:
-                volume["link_target"] = volume["device"]
+            volume["link_target"] = _link_target(planner, volume)
             volume["needs_link"] = links.get(path) != volume["link_target"]
             continue
         if volume["state"] == "bind":
@@ -578,15 +781,11 @@ def _mark_mount_state(plan, fstab_text, mountinfo_text, links):
         lines = [e for e in fstab if e["path"] == path]
         fstab_ok = (len(lines) == 1 and volume["fstab_src"] is not None and lines[0]["src"] == volume["fstab_src"]
                     and lines[0]["fstype"] == volume["fstab_fstype"] and lines[0]["opts"] == volume["mount_options"])
-        mount = by_point.get(path)
+        mount = devices.mount_at(mounts, path)
         if volume["state"] == "bind":
             mounted = mount is not None and _is_bind_of(mount, volume["source"], mounts)
         else:
-            # by device number when known (the kernel name in mountinfo is the one at
-            # mount time), else by name
-            mounted = mount is not None and (
-                mount["dev"] == volume["dev"] if volume.get("dev") else
-                volume["device"] is not None and os.path.basename(mount["source"]) == os.path.basename(volume["device"]))
+            mounted = devices.mount_is_of(mount, volume.get("dev"), volume["device"])
         volume["mounted"] = mounted
         volume["needs_mount"] = not (fstab_ok and mounted)
 
@@ -620,23 +819,27 @@ def refusal_message(plan):
     return " ".join(lines)
 
 
+def _render_disk(entry, vols, after):
+    head = "%s (%s, %d bytes)" % (entry["disk"], entry["stable_id"] or "no stable id", entry["size"])
+    if not after and entry["state"] in ("new", "wipe"):
+        return ["%s: %s" % (head, "blank" if entry["state"] == "new" else
+                            "holds data (to be wiped, confirmed fingerprint %s)" % entry.get("fingerprint"))]
+    lines = ["%s: gpt" % head if entry["state"] != "adopt" or vols[0]["partition"] else head]
+    for volume in vols:
+        what = volume["fstype"] if volume["mode"] == "filesystem" else "raw block"
+        if not after and volume["state"] == "format":
+            what = "blank"
+        lines.append("  %s %s %s -> %s%s" % (
+            volume["device"], "[%s]" % volume["partlabel"] if volume["partlabel"] else "", what,
+            volume["path"], "" if not volume["uuid"] else " UUID=%s" % volume["uuid"]))
+    return lines
+
+
 def render(plan, after=True):
     """A text picture of the host's disks before (``after=False``) or after the plan."""
-    lines = []
+    lines = [] if after else list(plan.get("skipped") or [])
     for entry in plan["disks"]:
-        vols = [v for v in plan["volumes"] if v["disk"] == entry["disk"]]
-        head = "%s (%s, %d bytes)" % (entry["disk"], entry["stable_id"] or "no stable id", entry["size"])
-        if not after and entry["state"] in ("new", "wipe"):
-            lines.append("%s: %s" % (head, "blank" if entry["state"] == "new" else "holds data (to be wiped)"))
-            continue
-        lines.append("%s: gpt" % head if entry["state"] != "adopt" or vols[0]["partition"] else head)
-        for volume in vols:
-            what = volume["fstype"] if volume["mode"] == "filesystem" else "raw block"
-            if not after and volume["state"] == "format":
-                what = "blank"
-            lines.append("  %s %s %s -> %s%s" % (
-                volume["device"], "[%s]" % volume["partlabel"] if volume["partlabel"] else "", what,
-                volume["path"], "" if not volume["uuid"] else " UUID=%s" % volume["uuid"]))
+        lines += _render_disk(entry, [v for v in plan["volumes"] if v["disk"] == entry["disk"]], after)
     for volume in plan["volumes"]:
         if volume["state"] == "bind" and (after or not volume["needs_mount"]):
             lines.append("%s -> %s (bind)" % (volume["source"], volume["path"]))
@@ -661,11 +864,28 @@ def _run_ok(run, argv, log, what):
     return out
 
 
-def _probe_now(path, run):
-    rc, out, err = run(["wipefs", "--json", path])
-    if rc != 0:
-        raise PrepareError("cannot probe %s right before writing: %s" % (path, (err or out).strip()))
-    return devices.parse_wipefs_json(out)
+def _probe_now(path, run, log):
+    try:
+        return hv.probe(path, run)
+    except hv.VolumeError as exc:
+        raise PrepareError("right before writing: %s" % exc, written=bool(log))
+
+
+def _in_use_now(path):
+    """Why ``path`` is in use right now: an exclusive holder (mount, swap, dm, md)
+    or any process that has it open or mapped. Our own lock fd is not counted."""
+    why = []
+    err = devices.exclusive_open_error(path)
+    if err:
+        why.append("cannot be opened exclusively: %s" % err)
+    try:
+        rdev = os.stat(path).st_rdev
+    except OSError as exc:
+        return why + ["cannot be read: %s" % exc]
+    found = openers.device_openers([rdev])
+    if found:
+        why.append("in use: %s" % devices.describe_openers(found))
+    return why
 
 
 def _wait_for_node(path, timeout=10.0):
@@ -681,15 +901,18 @@ def sfdisk_script(entry):
     lines = ["label: gpt"]
     for part in entry["layout"]:
         lines.append('start=%dMiB, size=%dMiB, type=%s, uuid=%s, name="%s"' % (
-            part["start"] // MIB, part["size"] // MIB, LINUX_FS_TYPE, part["partuuid"], part["label"]))
+            part["start"] // MIB, part["size"] // MIB, part.get("type") or LINUX_FS_TYPE, part["partuuid"],
+            part["label"]))
     return "\n".join(lines) + "\n"
 
 
 def run_sfdisk(disk, script):
-    """Write a partition table without asking the kernel to re-read it (a kernel
-    without parsers would drop every partition); ``partx -u`` follows. Signatures
-    left inside the new partitions by an earlier life of the disk are wiped, so a
-    new volume never resurrects an old filesystem."""
+    """Write a partition table without asking the kernel to re-read it: a kernel
+    without partition-table parsers would drop every partition, so ``partx -u``
+    follows. ``--no-reread`` also switches off sfdisk's own in-use check;
+    :func:`apply_plan` makes that check itself, under the disk's lock, right before.
+    Signatures left inside the new partitions by an earlier life of the disk are
+    wiped, so a new volume never resurrects an old filesystem."""
     tool = devices.find_tool("sfdisk")
     if tool is None:
         return 127, "", "sfdisk: command not found (install util-linux/fdisk)"
@@ -700,58 +923,114 @@ def run_sfdisk(disk, script):
     return proc.returncode, out, err
 
 
-def apply_plan(plan, run=None, stop_after=None, sfdisk=None, dev_root="/dev"):
+def lock_disk(disk, timeout=30.0):
+    """A BSD lock on the whole disk (udev and util-linux's convention): udevd
+    leaves a locked disk alone, and a second run of this collection waits."""
+    fd = os.open(disk, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    deadline = time.time() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except (IOError, OSError):
+            if time.time() > deadline:
+                os.close(fd)
+                raise PrepareError("%s stays locked by another program (flock) for %ds; nothing written" % (
+                    disk, timeout))
+            time.sleep(0.1)
+
+
+def recheck_disk(disk):
+    """The disk's record read again now (its own probe, partitions and openers)."""
+    name = os.path.basename(disk)
+    names = [name] + [p for p in os.listdir(os.path.join("/sys/block", name)) if p.startswith(name)]
+    return devices.find_disk(devices.host_disks(names=names), disk)
+
+
+def _verify_unchanged(entry, fresh, sampler, log):
+    """Under the lock, right before the first write: the disk is still what the
+    plan judged. A stale plan writes nothing."""
+    disk = entry["disk"]
+    if fresh is None:
+        raise PrepareError("%s is gone since the plan was made; nothing written to it" % disk, written=bool(log))
+    if "wipe" in entry["actions"]:
+        now = fingerprint(fresh, sampler(disk, fresh["size"])["digest"])
+        if now != entry["fingerprint"]:
+            raise PrepareError("%s changed since the plan was made (fingerprint %s, confirmed %s); nothing erased" % (
+                disk, now, entry["fingerprint"]), written=bool(log))
+        hard = _hard_reasons(fresh)
+    elif entry["state"] == "new":
+        hard = list(fresh["reasons"])
+        if not hard and not sampler(disk, fresh["size"])["zero"]:
+            hard = ["holds unrecognised data (not zero where sampled)"]
+    else:
+        hard = _hard_reasons(fresh, skip=("mounted", "exclusive", "opened"))
+        if labels_on(fresh) != [partition_label(n) for n in entry["volumes"]]:
+            hard.append("its partition names are now %s" % ", ".join(labels_on(fresh)))
+    if hard:
+        raise PrepareError("%s right before writing: %s; nothing written to it" % (disk, "; ".join(hard)),
+                           written=bool(log))
+
+
+def apply_plan(plan, run=None, stop_after=None, sfdisk=None, recheck=None, sampler=None, lock=None):
     """Carry out a plan that has no refusals. Returns the log of commands run.
 
-    ``stop_after="partition"`` stops once the partition tables exist (to test that
-    an interrupted run resumes). ``sfdisk`` runs sfdisk with a script on stdin.
+    Per disk, under its lock: re-read it and check it is what the plan judged,
+    erase (confirmed wipes only), partition, tell the kernel, mkfs. ``stop_after=
+    "partition"`` stops once the partition tables exist (to test that an
+    interrupted run resumes). ``sfdisk``, ``recheck(disk)``, ``sampler(path, size)``
+    and ``lock(disk)`` are the real ones unless a test gives its own.
     """
     if plan["refusals"]:
         raise PrepareError(refusal_message(plan))
-    run = run or devices.run_command
-    sfdisk = sfdisk or run_sfdisk
+    run, sfdisk = run or devices.run_command, sfdisk or run_sfdisk
+    recheck, sampler, lock = recheck or recheck_disk, sampler or hv.sample, lock or lock_disk
     log = []
     for entry in plan["disks"]:
-        disk = entry["disk"]
-        if "wipe" in entry["actions"] or "partition" in entry["actions"]:
-            # Right before the first write: the disk must still be ours to write.
-            err = devices.exclusive_open_error(disk)
-            if err:
-                raise PrepareError("%s: cannot be opened exclusively right before writing: %s" % (disk, err),
-                                   written=bool(log))
-        if "wipe" in entry["actions"]:
-            name = os.path.basename(disk)
-            for part in sorted(os.listdir(os.path.join("/sys/block", name))):
-                if part.startswith(name) and os.path.exists(os.path.join("/sys/block", name, part, "partition")):
-                    _run_ok(run, ["wipefs", "--all", "--quiet", os.path.join(dev_root, part)], log, "wipe")
-            _run_ok(run, ["wipefs", "--all", "--quiet", disk], log, "wipe")
-            run(["partx", "-d", disk])  # fails when no partition node is left: fine
-            log.append("partx -d %s" % disk)
-        lock = _lock_disk(disk) if ("partition" in entry["actions"] or "register" in entry["actions"]) else None
+        if not entry["actions"]:
+            continue
+        fd = lock(entry["disk"])
         try:
-            _write_table(plan, entry, disk, run, sfdisk, log)
+            fresh = recheck(entry["disk"])
+            _verify_unchanged(entry, fresh, sampler, log)
+            if "wipe" in entry["actions"]:
+                _wipe_disk(fresh, run, log)
+            _write_table(plan, entry, run, sfdisk, log)
+            if stop_after != "partition":
+                _make_filesystems(plan, entry["disk"], run, sampler, log)
         finally:
-            if lock is not None:
-                os.close(lock)
+            if fd is not None:
+                os.close(fd)
     if stop_after == "partition":
         return log
-    _make_filesystems(plan, run, log)
+    for volume in plan["volumes"]:
+        if volume["state"] == "bind" and not os.path.isdir(volume["source"]):
+            os.makedirs(volume["source"], 0o755)
+            log.append("mkdir -p %s" % volume["source"])
     return log
 
 
-def _lock_disk(disk):
-    """A BSD lock on the whole disk while its table changes: systemd-udevd leaves a
-    locked disk alone, so it does not re-read the table under our feet."""
-    fd = os.open(disk, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
+def _wipe_disk(fresh, run, log):
+    """Erase every partition the kernel knows, then the disk (the one erase of host_volumes)."""
+    for part in fresh["partitions"]:
+        why = _in_use_now(part["path"])
+        if why:
+            raise PrepareError("%s right before erasing: %s" % (part["path"], "; ".join(why)), written=bool(log))
+        log += hv.erase(part["path"], run)
+    log += hv.erase(fresh["path"], run)
+    run(["partx", "-d", fresh["path"]])  # fails when no partition node is left: fine
+    log.append("partx -d %s" % fresh["path"])
 
 
-def _write_table(plan, entry, disk, run, sfdisk, log):
+def _write_table(plan, entry, run, sfdisk, log):
     """Write the GPT of a new disk and/or make the kernel know its partitions."""
+    disk = entry["disk"]
     if "partition" in entry["actions"]:
-        if _probe_now(disk, run):
-            raise PrepareError("%s: a signature appeared since the plan was made; nothing written to it" % disk,
+        why = _in_use_now(disk)
+        if _probe_now(disk, run, log):
+            why.append("a signature appeared since the plan was made")
+        if why:
+            raise PrepareError("%s right before partitioning: %s; not partitioned" % (disk, "; ".join(why)),
                                written=bool(log))
         rc, out, err = sfdisk(disk, sfdisk_script(entry))
         log.append("sfdisk %s" % disk)
@@ -766,49 +1045,47 @@ def _write_table(plan, entry, disk, run, sfdisk, log):
                 raise PrepareError("%s did not appear after partx -u %s" % (volume["device"], disk), written=True)
 
 
-def _make_filesystems(plan, run, log):
+def _make_filesystems(plan, disk, run, sampler, log):
     for volume in plan["volumes"]:
-        if volume["mode"] != "filesystem" or volume["state"] not in ("create", "format"):
+        if volume["disk"] != disk or volume["mode"] != "filesystem" or volume["state"] not in ("create", "format"):
             continue
-        sigs = _probe_now(volume["device"], run)
+        device = volume["device"]
+        sigs = _probe_now(device, run, log)
         types = [s["type"] for s in sigs]
         if volume["state"] == "format" and types == [volume["fstype"]]:
             volume["state"] = "existing"  # formatted by an earlier, interrupted run
         elif sigs:
             raise PrepareError("%s (volume %s) carries %s right before mkfs; not formatting it" % (
-                volume["device"], volume["name"], ", ".join(types)), written=bool(log))
+                device, volume["name"], ", ".join(types)), written=bool(log))
         else:
-            err = devices.exclusive_open_error(volume["device"])
-            if err:
-                raise PrepareError("%s: cannot be opened exclusively right before mkfs: %s" % (volume["device"], err),
-                                   written=bool(log))
-            argv = ["mkfs.%s" % volume["fstype"], "-q"] + (volume["mkfs_options"] or "").split() + [volume["device"]]
-            _run_ok(run, argv, log, "mkfs")
+            why = _in_use_now(device)
+            # made in this run: blank by construction; left by an earlier run: prove it
+            if volume["state"] == "format" and not sampler(device, volume["size"])["zero"]:
+                why.append("holds unrecognised data (no signature, but not zero where sampled)")
+            if why:
+                raise PrepareError("%s (volume %s) right before mkfs: %s; not formatted" % (
+                    device, volume["name"], "; ".join(why)), written=bool(log))
+            _run_ok(run, hv.mkfs_argv(volume["fstype"], device, volume["mkfs_options"]), log, "mkfs")
             volume["state"] = "formatted"
-        rc, out, err = run(["blkid", "-p", "-o", "export", volume["device"]])
+        rc, out, err = run(["blkid", "-p", "-o", "export", device])
         values = devices.parse_export(out)
         if not values.get("UUID"):
-            raise PrepareError("no filesystem UUID on %s after mkfs: %s" % (volume["device"], err.strip()),
-                               written=True)
+            raise PrepareError("no filesystem UUID on %s after mkfs: %s" % (device, err.strip()), written=True)
         volume["uuid"] = values["UUID"]
         volume["fstab_src"] = "UUID=%s" % volume["uuid"]
-    for volume in plan["volumes"]:
-        if volume["state"] == "bind" and not os.path.isdir(volume["source"]):
-            os.makedirs(volume["source"], 0o755)
-            log.append("mkdir -p %s" % volume["source"])
-    return log
 
 
-def capacity(volume, statvfs=None):
+def capacity(volume, statvfs=None, filesystem_bytes=None):
     """Bytes a volume offers, by the documented rule.
 
-    Filesystem volumes: the size of the mounted filesystem (statvfs f_blocks *
-    f_frsize), which is what a pod can use; ``capacity_from: device`` takes the
-    partition size instead. Block volumes: the partition size. None when the
-    filesystem is not mounted yet.
+    Filesystem volumes: the size of the filesystem as statvfs reports it once
+    mounted (f_blocks * f_frsize), which is what a pod can use. Before it is
+    mounted, ``filesystem_bytes``: the same number read from the superblock, or
+    predicted from the plan in check mode (``host_volumes.filesystem_bytes``).
+    ``capacity_from: device`` and block volumes: the partition size.
     """
     if volume["mode"] == "block" or volume.get("capacity_from") == "device":
         return volume.get("size")
-    if statvfs is None:
-        return None
-    return statvfs.f_blocks * statvfs.f_frsize
+    if statvfs is not None:
+        return statvfs.f_blocks * statvfs.f_frsize
+    return filesystem_bytes

@@ -617,24 +617,3 @@ def compare_storage_class(desired, existing):
     if "mountOptions" in desired and want["mountOptions"] != have["mountOptions"]:
         patch["mountOptions"] = want["mountOptions"]
     return immutable, (patch or None)
-
-
-# --- Names on disk ---------------------------------------------------------------
-
-PARTITION_LABEL_PREFIX = "localpv-"
-# GPT partition names hold 36 UTF-16 code units.
-PARTITION_LABEL_MAX = 36
-
-
-def partition_label(volume):
-    """The GPT partition name that marks a partition as volume ``volume`` of ours.
-
-    ``localpv-<volume>`` when it fits in 36 characters; otherwise a prefix of it
-    and a hash of the whole name, so that a re-run recognises its own partitions
-    and two long names never share a label.
-    """
-    label = PARTITION_LABEL_PREFIX + volume
-    if len(label) <= PARTITION_LABEL_MAX:
-        return label
-    head = label[: PARTITION_LABEL_MAX - _HASH_LEN - 1].rstrip("-")
-    return "%s-%s" % (head, _short_hash(volume))

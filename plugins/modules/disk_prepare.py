@@ -23,8 +23,18 @@ description:
     C(sfdisk --no-reread) and the kernel is told with C(partx -u), so it works on kernels with and
     without partition-table parsers.
   - A disk that already carries our partition names for the same volumes is recognised (re-run,
-    interrupted run, disk moved to this node) and never formatted again; a partition left blank
-    by an interrupted run is formatted.
+    interrupted run, disk moved to this node) and never formatted again. A partition of ours is
+    formatted only when it carries no signature AND a content sampler (first and last MiB and 8 spread
+    regions) finds only zeros there, as a run interrupted before mkfs leaves it; anything else holds
+    data. A disk without any signature is taken as blank only when the sampler finds zeros too.
+  - A volume's mode is recorded in its GPT partition type; changing an existing volume's mode, fstype
+    or partition count is refused, naming the confirmation that erasing it needs.
+  - Erasing a disk that holds data needs O(allow_wipe=true) AND O(disks[].wipe) set to the disk's
+    fingerprint, which the refusal prints (RV(refusals[].fingerprint)). It is checked again, under
+    the disk's lock, right before the wipe.
+  - Each disk is locked (BSD flock on the whole disk) from a last re-check through partitioning and
+    mkfs; every destructive command is preceded by a probe and an in-use check (exclusive open, and
+    every process that has the disk or a partition open or mapped, found in C(/proc)).
   - The module does not mount. It returns RV(volumes) with the fstab source (by filesystem
     UUID), fstype and options of each volume and whether it still needs mounting, for
     M(ansible.posix.mount) with C(state=mounted).
@@ -103,10 +113,14 @@ options:
         type: str
       wipe:
         description:
-          - Allow erasing this disk if it holds data (signatures, partitions). Only together with
-            O(allow_wipe=true). A disk in use (mounted, swap, held) is never wiped.
-          - A disk that already carries our volumes is not wiped again.
-        type: bool
+          - The confirmation to erase this disk, the fingerprint of the disk as it is now (its stable id,
+            signatures, partition table with names and UUIDs, and a digest of sampled content), as the
+            refusal prints it. Only together with O(allow_wipe=true). A disk in use (mounted, swap, held,
+            opened by a process) is never wiped.
+          - A fingerprint of another disk, or of an earlier state of this one (a confirmation left in the
+            inventory after the wipe), does not match and erases nothing.
+          - V(true) alone no longer erases anything; the refusal says which fingerprint to set.
+        type: raw
         default: false
       adopt:
         description: Keep and mount the filesystem already on this disk (never format it). Use with
@@ -124,10 +138,11 @@ options:
             description: Model as sysfs reports it.
             type: str
           serial:
-            description: Serial number.
+            description: Serial number, compared exactly.
             type: str
           wwn:
-            description: WWN (C(0x5000c500a1b2c3d4)); compared with the WWID and the stable id.
+            description: WWN (C(0x5000c500a1b2c3d4)); compared exactly (C(wwn-), C(naa.) and C(0x) prefixes
+              aside) with the WWID, the stable id and the by-id links.
             type: str
           fs_uuid:
             description: For O(disks[].adopt), the UUID the filesystem must have.
@@ -150,7 +165,15 @@ options:
     type: path
     default: /mnt/disks
   allow_wipe:
-    description: The run's key for erasing disks that hold data; each such disk also needs O(disks[].wipe=true).
+    description: The run's key for erasing disks that hold data; each such disk also needs O(disks[].wipe) set to
+      its fingerprint.
+    type: bool
+    default: false
+  allow_kernel_names:
+    description:
+      - Block volumes link to C(/dev/disk/by-partuuid/...), which udev makes. Without udev only the kernel name
+        (C(/dev/sdb1)) is there, and after a reboot it may be another disk; such block volumes are refused unless
+        this is V(true). Each run puts the link right again.
     type: bool
     default: false
   fstype:
@@ -174,8 +197,10 @@ options:
     type: str
   capacity_from:
     description:
-      - How RV(volumes[].capacity) is measured. V(filesystem) is the size of the mounted filesystem
-        (statvfs), what a pod can really use; V(device) is the partition size.
+      - How RV(volumes[].capacity) is measured. V(filesystem) is the size of the filesystem as statvfs
+        reports it, what a pod can really use; before the volume is mounted it is read from the superblock
+        (the same number), and in check mode it is predicted by running the same mkfs on a sparse scratch
+        file of the partition's size. V(device) is the partition size.
       - Block volumes always report the partition size.
     type: str
     choices: [filesystem, device]
@@ -287,7 +312,8 @@ volumes:
       description: Partition size in bytes.
       type: int
     capacity:
-      description: Bytes the volume offers (see O(capacity_from)); null when not mounted yet.
+      description: Bytes the volume offers (see O(capacity_from)), also in check mode and before the mount;
+        null only when the tools cannot tell (an mke2fs that does not record its overhead).
       type: int
     storage_class:
       description: StorageClass.
@@ -315,10 +341,15 @@ commands:
   type: list
   elements: str
 refusals:
-  description: On failure, each refused disk with its reasons.
+  description: On failure, each refused disk with its reasons, and C(fingerprint) where erasing it would need one.
   returned: failure
   type: list
   elements: dict
+skipped:
+  description: Selector entries only; every disk a selector did not take, with the reason, one line per disk.
+  returned: always
+  type: list
+  elements: str
 """
 
 import os
@@ -327,6 +358,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan
+from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
 
 MATCH_SPEC = dict(rotational=dict(type="bool"), min_size=dict(type="raw"), max_size=dict(type="raw"),
                   model=dict(type="str"), count=dict(type="int"))
@@ -344,7 +376,7 @@ DISK_SPEC = dict(
     mount_options=dict(type="str"),
     partitions=dict(type="int", default=1),
     storage_class=dict(type="str"),
-    wipe=dict(type="bool", default=False),
+    wipe=dict(type="raw", default=False),
     adopt=dict(type="bool", default=False),
     expect=dict(type="dict", options=EXPECT_SPEC),
     capacity_from=dict(type="str", choices=["filesystem", "device"]),
@@ -379,34 +411,56 @@ def _plan(params, host):
     options = {
         "mount_root": params["mount_root"],
         "allow_wipe": params["allow_wipe"],
-        "defaults": {
-            "fstype": params["fstype"],
-            "mkfs_options": params["mkfs_options"],
-            "mount_options": params["mount_options"],
-            "storage_class": params["storage_class"],
-            "capacity_from": params["capacity_from"],
-        },
+        "allow_kernel_names": params["allow_kernel_names"],
+        "defaults": dict((key, params[key]) for key in ("fstype", "mkfs_options", "mount_options", "storage_class",
+                                                        "capacity_from")),
     }
     mountinfo = _read("/proc/self/mountinfo")
-    plan = disk_plan.make_plan(host, disks, entries, options, _read("/etc/fstab"), mountinfo)
+    plan = disk_plan.make_plan(host, disks, entries, options, _read("/etc/fstab"), mountinfo,
+                               sampler=host_volumes.sample)
     links = _links(plan["volumes"])
     if links:
-        plan = disk_plan.make_plan(host, disks, entries, options, _read("/etc/fstab"), mountinfo, links=links)
+        plan = disk_plan.make_plan(host, disks, entries, options, _read("/etc/fstab"), mountinfo, links=links,
+                                   sampler=host_volumes.sample)
     return plan
 
 
-def _result_volume(volume):
-    statvfs = None
-    if volume["mode"] == "filesystem" and volume.get("mounted") and not volume["needs_mount"]:
-        try:
-            statvfs = os.statvfs(volume["path"])
-        except OSError:
-            statvfs = None
+def _statvfs(path):
+    try:
+        return os.statvfs(path)
+    except OSError:
+        return None
+
+
+def _existing_dir(path):
+    while path and not os.path.isdir(path):
+        path = os.path.dirname(path)
+    return path or "/"
+
+
+def _capacity(volume, run):
+    """One pass: statvfs of what is mounted; else the superblock of what is made;
+    else (check mode, or a partition still to format) the prediction from the plan."""
+    if volume["mode"] == "block" or volume.get("capacity_from") == "device":
+        return disk_plan.capacity(volume)
+    if volume["state"] == "bind":
+        # the bind mount shows the source's filesystem; before the source exists, its parent's
+        return disk_plan.capacity(volume, _statvfs(_existing_dir(volume["source"])))
+    if volume.get("mounted") and not volume["needs_mount"]:
+        return disk_plan.capacity(volume, _statvfs(volume["path"]))
+    if volume.get("uuid") and volume["state"] != "create":
+        return disk_plan.capacity(volume, filesystem_bytes=host_volumes.filesystem_bytes(
+            volume["device"], volume["fstype"], run))
+    return disk_plan.capacity(volume, filesystem_bytes=host_volumes.predict_filesystem_bytes(
+        volume["fstype"], volume["size"], volume["mkfs_options"], run))
+
+
+def _result_volume(volume, run):
     out = dict((k, volume.get(k)) for k in (
         "name", "path", "mode", "state", "disk", "device", "stable_id", "stable_id_source", "partlabel",
         "fstype", "uuid", "size", "storage_class", "capacity_from", "labels", "reclaim_policy",
         "needs_mount", "needs_link", "link_target", "source"))
-    out["capacity"] = disk_plan.capacity(volume, statvfs)
+    out["capacity"] = _capacity(volume, run)
     if volume["mode"] == "filesystem":
         src = volume.get("fstab_src") or ("UUID=%s" % volume["uuid"] if volume.get("uuid") else None)
         out["mount"] = {"src": src, "fstype": volume.get("fstab_fstype") or volume["fstype"],
@@ -420,6 +474,7 @@ def main():
             disks=dict(type="list", elements="dict", required=True, options=DISK_SPEC),
             mount_root=dict(type="path", default="/mnt/disks"),
             allow_wipe=dict(type="bool", default=False),
+            allow_kernel_names=dict(type="bool", default=False),
             fstype=dict(type="str", choices=["xfs", "ext4"], default="xfs"),
             mkfs_options=dict(type="dict", default={}),
             mount_options=dict(type="str", default=disk_plan.DEFAULT_MOUNT_OPTIONS),
@@ -437,7 +492,7 @@ def main():
         module.fail_json(msg="host %s: %s" % (host, exc))
     if plan["refusals"]:
         module.fail_json(msg=disk_plan.refusal_message(plan), refusals=plan["refusals"], disks=plan["disks"],
-                         commands=[])
+                         skipped=plan["skipped"], commands=[])
     diff = {"before": disk_plan.render(plan, after=False), "after": disk_plan.render(plan)}
     commands = []
     pending = any(entry["actions"] for entry in plan["disks"]) or any(v.get("needs_source") for v in plan["volumes"])
@@ -448,8 +503,8 @@ def main():
             module.fail_json(msg="host %s: %s%s" % (host, exc, "" if exc.written else " Nothing was written."),
                              commands=commands, disks=plan["disks"])
         diff["after"] = disk_plan.render(plan)
-    module.exit_json(changed=pending, volumes=[_result_volume(v) for v in plan["volumes"]], disks=plan["disks"],
-                     commands=commands, diff=diff)
+    module.exit_json(changed=pending, volumes=[_result_volume(v, devices.run_command) for v in plan["volumes"]],
+                     disks=plan["disks"], skipped=plan["skipped"], commands=commands, diff=diff)
 
 
 if __name__ == "__main__":

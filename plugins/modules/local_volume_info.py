@@ -68,7 +68,7 @@ held:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import retire
+from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
 
 
 def main():
@@ -76,11 +76,11 @@ def main():
                            supports_check_mode=True)
     states, held = [], []
     for path in module.params["paths"]:
-        state = retire.volume_state(path.rstrip("/") or "/")
+        state = host_volumes.volume_state(path.rstrip("/") or "/")
         states.append(state)
         reasons = []
         if state["holders"]:
-            reasons.append(retire.describe_holders(state))
+            reasons.append(host_volumes.describe_holders(state))
         if state["other_mounts"]:
             reasons.append("the same filesystem is also mounted at %s" % ", ".join(state["other_mounts"]))
         if reasons:

@@ -31,6 +31,12 @@ options:
     description:
       - For V(files) and V(mkfs), a list of C({path, mode}) (C(mode) is V(filesystem) or V(block)); for
         V(partition), a list of volume names.
+      - With C(volume) (the volume's name) in an item, what C(path) leads to must be that volume's own partition,
+        found by its GPT name C(localpv-<volume>). A block volume's link must resolve to it, a filesystem mounted
+        from one of our partitions must be mounted from it. Otherwise nothing is wiped.
+      - An item may be a PV entry of M(localpv.rollout.local_pv_info) as it is (C(path), C(volume_mode), C(volume),
+        C(name), C(uid), C(claim_uid)); the PV's C(name), C(uid) and C(claim_uid) are returned with its result, so
+        that the controller's re-check and the wipe name the same PV.
     type: list
     elements: raw
     required: true
@@ -76,7 +82,8 @@ not_found:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import retire
+from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils import volume_wipe
 
 
 def main():
@@ -95,13 +102,12 @@ def main():
 
     try:
         if p["how"] == "partition":
-            from ansible_collections.localpv.rollout.plugins.module_utils import devices
             names = [str(v) for v in p["volumes"]]
-            items, refused = retire.plan_partition_wipe(devices.host_disks(), names)
+            items, refused = volume_wipe.plan_partition_wipe(devices.host_disks(), names)
             if refused:
                 module.fail_json(msg="refusing to wipe: %s" % "; ".join(r["reason"] for r in refused),
                                  refused=refused, wiped=[], volumes=[], not_found=[])
-            wiped = retire.run_wipe(items, run, check_mode=module.check_mode, length=p["length"])
+            wiped = volume_wipe.run_wipe(items, run, check_mode=module.check_mode, length=p["length"])
             found = set(i["volume"] for i in items)
             module.exit_json(changed=bool(wiped), wiped=wiped, volumes=[], not_found=[n for n in names if n not in found],
                              diff={"before": "".join("%s: data\n" % d for d in wiped),
@@ -110,8 +116,12 @@ def main():
         for volume in p["volumes"]:
             if not isinstance(volume, dict) or not volume.get("path"):
                 module.fail_json(msg="each volume needs a path: %r" % (volume,))
-            done.append(retire.wipe_contents(volume, p["how"], run, check_mode=module.check_mode, length=p["length"]))
-    except retire.RetireError as exc:
+            volume = dict(volume, mode=volume.get("mode") or volume.get("volume_mode"))
+            result = volume_wipe.wipe_contents(volume, p["how"], run, check_mode=module.check_mode, length=p["length"])
+            result.update(("pv" if k == "name" else k, volume[k]) for k in ("volume", "name", "uid", "claim_uid")
+                          if k in volume)
+            done.append(result)
+    except volume_wipe.VolumeError as exc:
         module.fail_json(msg=exc.msg, reason=exc.code, wiped=[], volumes=[], not_found=[])
     changed = [d for d in done if d["changed"]]
     module.exit_json(changed=bool(changed), volumes=done, wiped=[], not_found=[],

@@ -97,6 +97,8 @@ for disk in disks:
         for offset in (0, size - (1 << 20)):
             handle.seek(offset)
             handle.write(b"\0" * (1 << 20))
+    # zero throughout (disk_prep samples content): discard punches holes in the image
+    subprocess.check_call(["blkdiscard", "-f", disk], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run("partx", "-d", disk)
 '''
 

@@ -19,7 +19,7 @@ from kubernetes import client
 
 from pv_helpers import MANAGED, now_rfc3339
 from test_decommission_support import ROOT, Scenario, audit_writes
-from test_local_pv_site import SITE_VARS, expected_volumes
+from test_local_pv_site import expected_volumes
 from test_rbac import identity  # noqa: F401 - the fixture
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
@@ -28,6 +28,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RBAC = os.path.join(REPO, "deploy", "rbac")
 PV_ROLE = "deploy/rbac/localpv-rollout-clusterrole.yaml"
 RETIRE_ROLE = "deploy/rbac/localpv-rollout-retire-clusterrole.yaml"
+
+
+@pytest.fixture
+def site_vars(lab):
+    """What `make site` runs with (the lab's site-vars.yml); prune is left off, as other
+    tests make PVs of their own on the same nodes."""
+    with open(os.path.join(os.path.dirname(lab.inventory), "site-vars.yml")) as f:
+        return dict(yaml.safe_load(f), pv_register_prune=False)
 
 
 # --- evidence: disks and the audit log -------------------------------------------------
@@ -98,10 +106,10 @@ def blank_fleet(lab, kube):
 
 # --- the dry run ------------------------------------------------------------------------
 
-def test_check_mode_on_a_blank_fleet_prints_the_disk_plan_and_the_pvs_and_writes_nothing(lab, kube, blank_fleet):
+def test_check_mode_on_a_blank_fleet_prints_the_disk_plan_and_the_pvs_and_writes_nothing(lab, kube, blank_fleet, site_vars):
     before, hosts_before = disk_checksums(lab), host_state(lab)
     since = now_rfc3339()
-    res = lab.playbook("playbooks/site.yml", "--check", "--diff", extra_vars=SITE_VARS)
+    res = lab.playbook("playbooks/site.yml", "--check", "--diff", extra_vars=site_vars)
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
     out = res.stdout
     for (node, name), (host, disk) in expected_volumes(lab).items():
@@ -212,10 +220,10 @@ def test_reclaim_without_the_right_to_patch_pvs_stops_before_the_host(lab, tmp_p
 
 
 def test_site_without_the_right_to_create_pvs_stops_before_any_disk_is_touched(lab, tmp_path, identity,  # noqa: F811
-                                                                               blank_fleet):
+                                                                               blank_fleet, site_vars):
     kubeconfig = kubeconfig_for(tmp_path, identity(without(shipped_rules(PV_ROLE), "create", "persistentvolumes")))
     before, hosts_before = disk_checksums(lab), host_state(lab)
-    res = lab.playbook("playbooks/site.yml", extra_vars=dict(SITE_VARS, localpv_kubeconfig=kubeconfig))
+    res = lab.playbook("playbooks/site.yml", extra_vars=dict(site_vars, localpv_kubeconfig=kubeconfig))
     assert res.returncode != 0
     said = text(res)
     assert "may not create persistentvolumes" in said and PV_ROLE in said, res.stdout[-4000:]
@@ -224,10 +232,10 @@ def test_site_without_the_right_to_create_pvs_stops_before_any_disk_is_touched(l
     assert "Plan the disks of this host" not in res.stdout
 
 
-def test_a_kubeconfig_path_that_does_not_exist_is_named_before_any_disk_is_touched(lab, tmp_path, blank_fleet):
+def test_a_kubeconfig_path_that_does_not_exist_is_named_before_any_disk_is_touched(lab, tmp_path, blank_fleet, site_vars):
     missing = str(tmp_path / "no-such-kubeconfig")
     before = disk_checksums(lab)
-    res = lab.playbook("playbooks/site.yml", extra_vars=dict(SITE_VARS, localpv_kubeconfig=missing))
+    res = lab.playbook("playbooks/site.yml", extra_vars=dict(site_vars, localpv_kubeconfig=missing))
     assert res.returncode != 0
     assert "the kubeconfig file %s does not exist" % missing in text(res), res.stdout[-4000:]
     assert disk_checksums(lab) == before and "Plan the disks of this host" not in res.stdout
@@ -257,12 +265,12 @@ def test_a_misspelled_option_stops_a_decommission_before_it_widens_to_the_whole_
     assert real_writes_by_us(lab, since) == []
 
 
-def test_unknown_reclaim_nodes_and_misspelled_site_options_stop_the_run(lab, scenario, blank_fleet):
+def test_unknown_reclaim_nodes_and_misspelled_site_options_stop_the_run(lab, scenario, blank_fleet, site_vars):
     res = scenario.reclaim(reclaim_nodes="node2,nod3")
     assert res.returncode != 0
     assert "reclaim_nodes names nod3" in " ".join((res.failed_msg("node1") or "").split()), res.text[-3000:]
     before = disk_checksums(lab)
-    res = lab.playbook("playbooks/site.yml", extra_vars=dict(SITE_VARS, localpv_allow_wype=True))
+    res = lab.playbook("playbooks/site.yml", extra_vars=dict(site_vars, localpv_allow_wype=True))
     assert res.returncode != 0
     assert "localpv_allow_wype (did you mean localpv_allow_wipe?)" in text(res), res.stdout[-3000:]
     assert disk_checksums(lab) == before

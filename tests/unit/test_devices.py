@@ -177,10 +177,13 @@ def test_mountinfo_unescapes_spaces_and_keeps_bind_roots():
     assert mount["source"] == "/dev/loop0" and mount["dev"] == "7:0"
 
 
-def test_partx_names_may_be_empty_or_contain_spaces():
-    text = (" 1   2048  409600 localpv-data0 0a465f89-0ef4-6e49-a03a-ec3685fd81c9\n"
-            " 2 411648  409600  0ac15dc0-70c6-6541-aa55-e0da7c9ad3c4\n"
-            " 3 821248  409600 my data 1c15dc00-70c6-6541-aa55-e0da7c9ad3c4\n")
+def test_partx_names_may_be_empty_or_contain_spaces_and_types_and_uuids_are_read():
+    fs, raw = "0FC63DAF-8483-4772-8E79-3D69D8477DE4", "4c6f6361-6c50-5642-6c6f-636b00000001"
+    text = (" 1   2048  409600 %s 0a465f89-0ef4-6e49-a03a-ec3685fd81c9 localpv-data0\n"
+            " 2 411648  409600 %s 0ac15dc0-70c6-6541-aa55-e0da7c9ad3c4\n"
+            " 3 821248  409600 %s 1C15DC00-70C6-6541-AA55-E0DA7C9AD3C4 my data\n" % (fs, fs.lower(), raw))
     table = devices.parse_partx(text)
     assert [(p["number"], p["name"]) for p in table] == [(1, "localpv-data0"), (2, ""), (3, "my data")]
+    assert [p["type"] for p in table] == [fs, fs, raw.upper()]
+    assert table[2]["uuid"] == "1c15dc00-70c6-6541-aa55-e0da7c9ad3c4"
     assert table[0]["size"] == 409600 * 512

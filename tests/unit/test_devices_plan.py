@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan as dp
-from ansible_collections.localpv.rollout.plugins.module_utils.volumes import partition_label
+from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 GIB = 1024 ** 3
@@ -23,12 +23,21 @@ def recorded(name):
         return json.load(handle)
 
 
-def plan(recording, entries, fstab="", mountinfo=None, allow_wipe=False, raw=None, **options):
+def zeros(data=()):
+    """A content sampler that finds zeros everywhere but on the devices ``data``."""
+    def sampler(path, size):
+        return {"zero": path not in data, "digest": "d-" + path if path in data else "0", "error": None}
+    return sampler
+
+
+def plan(recording, entries, fstab="", mountinfo=None, allow_wipe=False, raw=None, data=(), **options):
     raw = raw or recorded(recording)
     options.setdefault("mount_root", "/mnt/disks")
+    options.setdefault("allow_kernel_names", True)
     options["allow_wipe"] = allow_wipe
     return dp.make_plan("node1", devices.build(raw), entries, options, fstab,
-                        raw["mountinfo"] if mountinfo is None else mountinfo, isdir=lambda p: True)
+                        raw["mountinfo"] if mountinfo is None else mountinfo, isdir=lambda p: True,
+                        sampler=zeros(data))
 
 
 def reasons(p):
@@ -72,7 +81,8 @@ def test_disk_with_data_is_refused_naming_host_disk_and_both_wipe_keys(recording
     text = dp.refusal_message(p)
     assert text.startswith("host node1: refusing")
     assert "/dev/loop0 (volume ssd0)" in text and words in text
-    assert "wipe: true on this disk and localpv_allow_wipe: true" in text
+    (refusal,) = p["refusals"]
+    assert "erasing it needs wipe: '%s' on this entry and localpv_allow_wipe: true" % refusal["fingerprint"] in text
 
 
 @pytest.mark.parametrize("recording, words", [
@@ -83,14 +93,64 @@ def test_wipe_never_overrides_a_disk_in_use(recording, words):
     assert p["disks"] == []
 
 
-def test_wipe_needs_both_keys():
-    only_disk = plan("whole_ext4", [{"name": "ssd0", "device": "/dev/loop0", "wipe": True}])
-    assert "needs localpv_allow_wipe: true for the run" in reasons(only_disk)
+def fingerprint_of(recording, data=()):
+    p = plan(recording, [{"name": "ssd0", "device": "/dev/loop0"}], data=data)
+    return p["refusals"][0]["fingerprint"]
+
+
+def test_a_wipe_needs_the_run_key_and_the_disks_fingerprint():
+    fp = fingerprint_of("whole_ext4")
+    entry = {"name": "ssd0", "device": "/dev/loop0", "wipe": fp}
+    only_disk = plan("whole_ext4", [entry])
+    assert "and localpv_allow_wipe: true for the run" in reasons(only_disk)
     only_run = plan("whole_ext4", [{"name": "ssd0", "device": "/dev/loop0"}], allow_wipe=True)
-    assert "needs wipe: true on this disk" in reasons(only_run)
-    both = plan("whole_ext4", [{"name": "ssd0", "device": "/dev/loop0", "wipe": True}], allow_wipe=True)
+    assert "erasing it needs wipe: '%s' on this entry (the fingerprint" % fp in reasons(only_run)
+    both = plan("whole_ext4", [entry], allow_wipe=True)
     assert both["refusals"] == []
     assert both["disks"][0]["actions"][:2] == ["wipe", "partition"]
+    assert both["disks"][0]["fingerprint"] == fp
+    assert "holds data (to be wiped, confirmed fingerprint %s)" % fp in dp.render(both, after=False)
+
+
+def test_wipe_true_alone_no_longer_erases_and_says_what_to_set():
+    fp = fingerprint_of("whole_ext4")
+    p = plan("whole_ext4", [{"name": "ssd0", "device": "/dev/loop0", "wipe": True}], allow_wipe=True)
+    assert p["disks"] == []
+    assert "wipe: true alone no longer erases a disk; to erase this disk as it is now, set wipe: '%s'" % fp \
+        in reasons(p)
+
+
+def test_a_confirmation_of_another_disk_or_an_earlier_state_is_refused():
+    other = fingerprint_of("gpt_only")
+    p = plan("whole_ext4", [{"name": "ssd0", "device": "/dev/loop0", "wipe": other}], allow_wipe=True)
+    assert p["disks"] == []
+    assert "the confirmation wipe: '%s' does not match this disk as it is now (fingerprint %s)" % (
+        other, fingerprint_of("whole_ext4")) in reasons(p)
+
+
+def test_the_fingerprint_follows_identity_signatures_table_and_content():
+    raw = recorded("whole_ext4")
+    disk = devices.find_disk(devices.build(raw), "/dev/loop0")
+    fp = dp.fingerprint(disk, "c1")
+    assert len(fp) == 16 and fp == dp.fingerprint(dict(disk), "c1")
+    assert dp.fingerprint(dict(disk, stable_id="serial-OTHER"), "c1") != fp      # another disk
+    assert dp.fingerprint(disk, "c2") != fp                                      # other bytes
+    sigs = [dict(s, uuid="00000000-0000-0000-0000-000000000000") for s in disk["signatures"]]
+    assert dp.fingerprint(dict(disk, signatures=sigs), "c1") != fp               # reformatted
+    table = [{"number": 1, "start": 2048, "sectors": 100, "name": "localpv-a", "uuid": "u1", "type": "T"}]
+    with_table = dict(disk, partition_table=table)
+    assert dp.fingerprint(with_table, "c1") != fp                                # repartitioned
+    renamed = dict(disk, partition_table=[dict(table[0], name="localpv-b")])
+    assert dp.fingerprint(renamed, "c1") != dp.fingerprint(with_table, "c1")     # partition names
+
+
+def test_a_signatureless_disk_that_is_not_zero_holds_unrecognised_data():
+    p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}], data=["/dev/loop0"])
+    assert "holds unrecognised data (no signature, but not zero where sampled)" in reasons(p)
+    fp = p["refusals"][0]["fingerprint"]
+    wiped = plan("blank", [{"name": "ssd0", "device": "/dev/loop0", "wipe": fp}], data=["/dev/loop0"],
+                 allow_wipe=True)
+    assert wiped["refusals"] == [] and wiped["disks"][0]["actions"][:2] == ["wipe", "partition"]
 
 
 def test_one_bad_disk_refuses_the_whole_host_plan():
@@ -176,7 +236,58 @@ def test_ours_with_other_names_is_refused():
 
 def test_ours_with_another_fstype_is_refused_not_reformatted():
     p = plan("ours_two_ext4", [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "xfs"}])
-    assert "carries ext4, expected xfs" in reasons(p)
+    assert "volume data0-1 carries ext4, the entry asks for xfs: changing a volume's filesystem destroys" in reasons(p)
+    assert "erasing it needs wipe: '%s'" % p["refusals"][0]["fingerprint"] in reasons(p)
+
+
+def without_signatures(raw, *parts):
+    for part in parts:
+        raw["probes"][part] = {"signatures": [], "error": None}
+    return raw
+
+
+def test_a_mode_change_is_refused_both_ways():
+    to_block = plan("ours_two_ext4", [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "mode": "block"}])
+    assert "volume data0-1 is a filesystem volume (ext4); making it mode block" in reasons(to_block)
+    raw = without_signatures(recorded("ours_two_ext4"), "loop0p1", "loop0p2")
+    for entry in raw["tables"]["loop0"]:
+        entry["type"] = dp.BLOCK_VOLUME_TYPE
+    to_fs = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}], raw=raw)
+    assert "volume data0-1 was made mode block (a raw device a pod writes to); making it a filesystem" in \
+        reasons(to_fs)
+    assert to_fs["disks"] == []
+
+
+def test_an_old_block_volume_with_data_and_no_signature_is_not_formatted():
+    """Block volumes made before partition types told the modes apart: the content decides."""
+    raw = without_signatures(recorded("ours_two_ext4"), "loop0p1", "loop0p2")
+    entries = [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}]
+    p = plan(None, entries, raw=raw, data=["/dev/loop0p1"])
+    assert "partition /dev/loop0p1 of volume data0-1 holds unrecognised data" in reasons(p)
+    blank = plan(None, entries, raw=raw)
+    assert blank["refusals"] == [] and [v["state"] for v in blank["volumes"]] == ["format", "format"]
+
+
+def test_a_partition_count_change_needs_a_confirmation():
+    p = plan("ours_two_ext4", [{"name": "data0", "device": "/dev/loop0", "partitions": 3, "fstype": "ext4"}])
+    assert "carries partitions of localpv.rollout volumes localpv-data0-1, localpv-data0-2" in reasons(p)
+    assert "erasing it needs wipe: '%s'" % p["refusals"][0]["fingerprint"] in reasons(p)
+
+
+def test_block_volumes_without_udev_links_need_the_kernel_names_opt_in():
+    p = plan("blank", [{"name": "raw0", "device": "/dev/loop0", "mode": "block"}], allow_kernel_names=False)
+    assert "block volume raw0: this host has no /dev/disk/by-partuuid links" in reasons(p)
+    assert "localpv_allow_kernel_names: true" in reasons(p)
+
+
+def test_expect_wwn_and_serial_match_exactly_not_as_substrings():
+    raw = recorded("blank")
+    raw["devices"]["loop0"]["wwid"] = "naa.5000c500a1b2c3d4"
+    raw["devices"]["loop0"]["serial"] = "S1234567"
+    for expect in ({"wwn": "0x5000c500a1b2c3d4"}, {"wwn": "wwn-0x5000c500a1b2c3d4"}, {"serial": "S1234567"}):
+        assert plan(None, [{"name": "a", "device": "/dev/loop0", "expect": expect}], raw=raw)["refusals"] == []
+    for expect in ({"wwn": "5000c500"}, {"wwn": "a1b2c3d4"}, {"serial": "S123"}):
+        assert plan(None, [{"name": "a", "device": "/dev/loop0", "expect": expect}], raw=raw)["refusals"], expect
 
 
 def test_ours_without_partition_nodes_is_registered_then_checked():
@@ -317,7 +428,7 @@ def test_block_volume_links_to_the_partition_uuid_when_udev_makes_such_links():
     assert vol["link_target"] == "/dev/disk/by-partuuid/" + vol["partuuid"]
     assert "uuid=%s" % vol["partuuid"] in dp.sfdisk_script(p["disks"][0])
     # a re-run reads the same UUID back from the table
-    ours = recorded("ours_two_ext4")
+    ours = without_signatures(recorded("ours_two_ext4"), "loop0p1", "loop0p2")
     ours["by_id"] = {"wwn-0x5000c500a1b2c3d4": "loop0"}
     again = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "mode": "block"}], raw=ours)
     on_disk = [entry["uuid"].lower() for entry in ours["tables"]["loop0"]]
@@ -340,3 +451,13 @@ def test_adopt_refuses_a_filesystem_that_is_mounted_somewhere_else():
 def test_device_mapper_and_zram_devices_are_not_prepared():
     p = plan("vm_gpt_partitions", [{"name": "z", "device": "/dev/zram0"}])
     assert "is a zram device" in reasons(p)
+
+
+def test_a_selector_names_every_disk_it_skipped_and_why():
+    p = plan("vm_gpt_partitions", [{"match": {"min_size": "1G"}, "name_prefix": "d"}], data=["/dev/loop2"])
+    skipped = "\n".join(p["skipped"])
+    assert "match d: skipped /dev/loop0: " in skipped and "has partitions" in skipped
+    assert "match d: skipped /dev/loop2: holds unrecognised data" in skipped
+    assert "match d: skipped /dev/loop3: " in skipped and "below min_size" in skipped
+    assert [v["disk"] for v in p["volumes"]] == ["/dev/loop1"]
+    assert "match d: skipped /dev/loop2" in dp.render(p, after=False)

@@ -1,0 +1,338 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host side of a volume's life: its partition name, what is on it, who
+holds it, making its filesystem and erasing it.
+
+Everything here runs on the node and needs only /proc, /sys and the usual
+tools (util-linux, xfsprogs, e2fsprogs); nothing here talks to Kubernetes.
+disk_prep, decommission and reclaim all erase through :func:`erase` and format
+through :func:`mkfs_argv`, so the three of them destroy and make data the same way.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import os
+import shutil
+import stat
+
+from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils import openers
+
+MIB = 1 << 20
+PARTITION_LABEL_PREFIX = "localpv-"
+# GPT partition names hold 36 UTF-16 code units.
+PARTITION_LABEL_MAX = 36
+_HASH_LEN = 8
+# Spread samples read by the content sampler, besides the first and last MiB.
+SAMPLES = 8
+SAMPLE_LENGTH = 64 * 1024
+
+
+class VolumeError(Exception):
+    """A host step that must not go on, said for a human; ``code`` says what kind."""
+
+    def __init__(self, msg, code="error"):
+        super(VolumeError, self).__init__(msg)
+        self.msg = msg
+        self.code = code
+
+
+# --------------------------------------------------------------------------------------
+# Names on disk
+# --------------------------------------------------------------------------------------
+
+def partition_label(volume):
+    """The GPT partition name that marks a partition as volume ``volume`` of ours.
+
+    ``localpv-<volume>`` when it fits in 36 characters; otherwise a prefix of it
+    and a hash of the whole name, so that a re-run recognises its own partitions
+    and two long names never share a label.
+    """
+    label = PARTITION_LABEL_PREFIX + volume
+    if len(label) <= PARTITION_LABEL_MAX:
+        return label
+    head = label[: PARTITION_LABEL_MAX - _HASH_LEN - 1].rstrip("-")
+    return "%s-%s" % (head, hashlib.sha256(volume.encode("utf-8")).hexdigest()[:_HASH_LEN])
+
+
+# --------------------------------------------------------------------------------------
+# What is on a device
+# --------------------------------------------------------------------------------------
+
+def sample_offsets(size, samples=SAMPLES, length=SAMPLE_LENGTH):
+    """(offset, length) of the regions the content sampler reads: the first and
+    last MiB (where partition tables, superblocks and md/LUKS headers live) and
+    ``samples`` regions spread evenly between them."""
+    if size <= 2 * MIB:
+        return [(0, size)] if size else []
+    regions = [(0, MIB)]
+    inner = size - 2 * MIB
+    for index in range(1, samples + 1):
+        offset = MIB + inner * index // (samples + 1)
+        offset -= offset % 4096
+        regions.append((offset, min(length, size - MIB - offset)))
+    regions.append((size - MIB, MIB))
+    return [(o, n) for o, n in regions if n > 0]
+
+
+def sample(path, size=None):
+    """Read the sampled regions of ``path`` (see :func:`sample_offsets`).
+
+    Returns ``{zero, digest, error}``: ``zero`` when every sampled byte is zero
+    (what a partition looks like that a run made and was interrupted before
+    mkfs; raw data a pod wrote to a block volume has no signature and fails
+    here), ``digest`` a sha256 of the sampled bytes for the disk's fingerprint.
+    A device that cannot be read is not zero."""
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        return {"zero": False, "digest": "", "error": str(exc)}
+    zero = True
+    try:
+        if size is None:
+            size = os.lseek(fd, 0, os.SEEK_END)
+        for offset, length in sample_offsets(size):
+            os.lseek(fd, offset, os.SEEK_SET)
+            data = os.read(fd, length)
+            digest.update(data)
+            zero = zero and len(data) == length and data.count(b"\0") == length
+    except OSError as exc:
+        return {"zero": False, "digest": "", "error": str(exc)}
+    finally:
+        os.close(fd)
+    return {"zero": zero, "digest": digest.hexdigest()[:16], "error": None}
+
+
+def probe(path, run):
+    """The signatures on ``path`` right now, or raise VolumeError."""
+    rc, out, err = run(["wipefs", "--json", path])
+    if rc != 0:
+        raise VolumeError("cannot probe %s: %s" % (path, (err or out).strip()), code="probe")
+    return devices.parse_wipefs_json(out)
+
+
+# --------------------------------------------------------------------------------------
+# Making and erasing
+# --------------------------------------------------------------------------------------
+
+def mkfs_argv(fstype, device, options="", uuid=None, force=False):
+    """The one mkfs command line: ``fstype`` on ``device`` with the user's
+    ``options``; ``uuid`` to make a filesystem again under the same UUID;
+    ``force`` only where an old filesystem of ours is made again (reclaim) or the
+    target is a scratch file (capacity prediction)."""
+    argv = ["mkfs.%s" % fstype, "-q"]
+    if fstype == "xfs":
+        argv += (["-f"] if force else []) + (["-m", "uuid=%s" % uuid] if uuid else [])
+    else:
+        argv += (["-F"] if force else []) + (["-U", uuid] if uuid else [])
+    return argv + (options or "").split() + [device]
+
+
+def zero_start(device, length=MIB):
+    """Zero the first ``length`` bytes of ``device``: a GPT's entries and most
+    superblocks live there, and wipefs leaves the entries behind the header."""
+    fd = os.open(device, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        os.lseek(fd, 0, os.SEEK_SET)
+        todo = min(length, size)
+        chunk = b"\0" * min(todo, MIB)
+        while todo > 0:
+            todo -= os.write(fd, chunk[:todo])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def erase(device, run, length=MIB):
+    """The one wipe: every signature wipefs knows (also the backup GPT at the end
+    of a disk) and the first ``length`` bytes. Returns the commands run."""
+    rc, out, err = run(["wipefs", "--all", "--quiet", device])
+    if rc != 0:
+        raise VolumeError("wipefs --all %s failed: %s" % (device, (err or out).strip()), code="wipe")
+    zero_start(device, length)
+    return ["wipefs --all --quiet %s" % device, "zero the first %d bytes of %s" % (length, device)]
+
+
+# --------------------------------------------------------------------------------------
+# How big a filesystem is, before it is mounted
+# --------------------------------------------------------------------------------------
+# statvfs reports f_blocks = the filesystem's blocks less what the kernel counts as
+# its own overhead: for xfs the internal log (xfs_fs_statfs), for ext4 the
+# superblock's "Overhead clusters" (written by mke2fs 1.46.5 and later). Read from
+# the superblock, the same number is known right after mkfs, before any mount, so
+# a PV's capacity is the same before and after its volume is mounted.
+
+def _fields(text, sep):
+    values = {}
+    for line in text.splitlines():
+        if sep in line:
+            key, value = line.split(sep, 1)
+            values[key.strip().lower()] = value.strip()
+    return values
+
+
+def _int(values, key):
+    try:
+        return int(values[key].split()[0])
+    except (KeyError, ValueError, IndexError):
+        return None
+
+
+def filesystem_bytes(device, fstype, run):
+    """The bytes statvfs will report for the filesystem on ``device`` once
+    mounted, read from its superblock; None when that cannot be known."""
+    if fstype == "xfs":
+        rc, out, _err = run(["xfs_db", "-r", "-c", "sb 0", "-c", "p dblocks logblocks logstart blocksize", device])
+        values = _fields(out, "=") if rc == 0 else {}
+        dblocks, logblocks, logstart, bsize = [_int(values, k) for k in ("dblocks", "logblocks", "logstart",
+                                                                          "blocksize")]
+        if None in (dblocks, logblocks, logstart, bsize):
+            return None
+        return (dblocks - (logblocks if logstart else 0)) * bsize
+    if fstype in ("ext4", "ext3"):
+        rc, out, _err = run(["dumpe2fs", "-h", device])
+        values = _fields(out, ":") if rc == 0 else {}
+        blocks, overhead, bsize = [_int(values, k) for k in ("block count", "overhead clusters", "block size")]
+        cluster = _int(values, "cluster size") or bsize
+        if None in (blocks, overhead, bsize):
+            return None
+        return (blocks - overhead * (cluster // bsize)) * bsize
+    return None
+
+
+def predict_filesystem_bytes(fstype, size, options, run, scratch_dir=None):
+    """What :func:`filesystem_bytes` will say after ``mkfs.<fstype> <options>`` on
+    a partition of ``size`` bytes: the same mkfs, run on a sparse scratch file of
+    that size (xfs only computes its geometry, ``-N``; ext4 writes its metadata,
+    a few MiB per TiB). None when the tools cannot tell."""
+    import tempfile
+    workdir = tempfile.mkdtemp(prefix="localpv-predict-", dir=scratch_dir)
+    scratch = os.path.join(workdir, "fs")
+    try:
+        with open(scratch, "wb") as handle:
+            handle.truncate(size)
+        if fstype == "xfs":
+            rc, out, _err = run(["mkfs.xfs", "-N", "-f"] + (options or "").split() + [scratch])
+            return _xfs_bytes_from_geometry(out) if rc == 0 else None
+        argv = mkfs_argv(fstype, scratch, "-E lazy_itable_init=1,lazy_journal_init=1,nodiscard " + (options or ""),
+                         force=True)
+        rc, _out, _err = run(argv)
+        return filesystem_bytes(scratch, fstype, run) if rc == 0 else None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _xfs_bytes_from_geometry(text):
+    data = log = None
+    for line in text.splitlines():
+        fields = dict(f.split("=", 1) for f in line.replace(",", " ").split() if "=" in f and not f.endswith("="))
+        if line.startswith("data") and "blocks" in fields:
+            data = (int(fields["bsize"]), int(fields["blocks"]))
+        elif line.startswith("log") and "internal" in line and "blocks" in fields:
+            log = int(fields["blocks"])
+    if data is None:
+        return None
+    return (data[1] - (log or 0)) * data[0]
+
+
+# --------------------------------------------------------------------------------------
+# A volume on the host: its mount, fstab lines, link and holders
+# --------------------------------------------------------------------------------------
+
+def _mountinfo(proc_root="/proc"):
+    with open(os.path.join(proc_root, "self", "mountinfo")) as handle:
+        return devices.parse_mountinfo(handle.read())
+
+
+def _fstab(path="/etc/fstab"):
+    try:
+        with open(path) as handle:
+            return devices.parse_fstab(handle.read())
+    except IOError:
+        return []
+
+
+def volume_state(path, proc_root="/proc", fstab_path="/etc/fstab", mounts=None, fstab=None):
+    """What is on the host at a volume's ``path``: the mount (and where else the
+    same filesystem is mounted), the fstab lines, a block-volume link, and the
+    processes that hold it."""
+    mounts = _mountinfo(proc_root) if mounts is None else mounts
+    fstab = _fstab(fstab_path) if fstab is None else fstab
+    mount = devices.mount_at(mounts, path)
+    state = {
+        "path": path,
+        "exists": os.path.lexists(path),
+        "is_link": os.path.islink(path),
+        "link_target": os.path.realpath(path) if os.path.islink(path) else None,
+        "mounted": mount is not None,
+        "mount": dict((key, mount[key]) for key in ("source", "fstype", "root", "dev")) if mount else None,
+        "fstab": [dict((key, e[key]) for key in ("src", "path", "fstype", "opts")) for e in fstab if e["path"] == path],
+        "other_mounts": [],
+    }
+    if mount:
+        state["other_mounts"] = sorted(set(
+            m["mount_point"] for m in mounts
+            if m["dev"] == mount["dev"] and m["mount_point"] != path and openers.under(m["root"], mount["root"])
+            and not openers.under(m["mount_point"], path)))
+    devs = ()
+    if state["is_link"]:
+        try:
+            st = os.stat(path)
+            if stat.S_ISBLK(st.st_mode):
+                devs = (st.st_rdev,)
+                state["device"] = state["link_target"]
+                state["dev"] = "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
+        except OSError:
+            pass
+    roots = [path] + state["other_mounts"]
+    state["holders"] = openers.holders(roots, devs, proc_root=proc_root) if (state["exists"] or mount) else []
+    return state
+
+
+def partition_identity(dev, run, sys_root="/sys", dev_root="/dev"):
+    """What the partition with device number ``dev`` (``maj:min``) is on its disk:
+    ``{disk, number, partlabel, partuuid, parttype}``, read from the table on the
+    disk; None when ``dev`` is not a partition."""
+    real = os.path.realpath(os.path.join(sys_root, "dev", "block", dev or "-"))
+    try:
+        with open(os.path.join(real, "partition")) as handle:
+            number = int(handle.read().strip())
+    except (IOError, OSError, ValueError):
+        return None
+    disk = os.path.join(dev_root, os.path.basename(os.path.dirname(real)))
+    rc, out, _err = run(["partx", "-g", "-o", devices.PARTX_COLUMNS, disk])
+    entry = dict((e["number"], e) for e in (devices.parse_partx(out) if rc == 0 else [])).get(number) or {}
+    return {"disk": disk, "number": number, "partlabel": entry.get("name"), "partuuid": entry.get("uuid"),
+            "parttype": entry.get("type")}
+
+
+def describe_holders(state):
+    return openers.describe(state["holders"])
+
+
+def remove_contents(path, keep=("lost+found",)):
+    """Remove every entry under the mount point ``path`` (not the mount point
+    itself), never crossing into another filesystem mounted below it.
+    Returns the number of top-level entries removed."""
+    dev = os.lstat(path).st_dev
+    removed = 0
+    for entry in sorted(os.listdir(path)):
+        if entry in keep:
+            continue
+        full = os.path.join(path, entry)
+        st = os.lstat(full)
+        if st.st_dev != dev or os.path.ismount(full):
+            raise VolumeError("%s is another filesystem mounted inside the volume; refusing to wipe %s" % (
+                full, path), code="nested_mount")
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+        removed += 1
+    return removed
