@@ -144,7 +144,6 @@ def preflight(kube, needs, nodes=(), storage_classes=(), replace_storage_classes
     return result
 
 
-
 def leaf_strings(data):
     """Every string inside ``data`` (an inline kubeconfig), to be hidden from output."""
     if isinstance(data, dict):

@@ -106,7 +106,8 @@ def blank_fleet(lab, kube):
 
 # --- the dry run ------------------------------------------------------------------------
 
-def test_check_mode_on_a_blank_fleet_prints_the_disk_plan_and_the_pvs_and_writes_nothing(lab, kube, blank_fleet, site_vars):
+def test_check_mode_on_a_blank_fleet_prints_the_disk_plan_and_the_pvs_and_writes_nothing(
+        lab, kube, blank_fleet, site_vars):
     before, hosts_before = disk_checksums(lab), host_state(lab)
     since = now_rfc3339()
     res = lab.playbook("playbooks/site.yml", "--check", "--diff", extra_vars=site_vars)
@@ -126,8 +127,8 @@ def test_check_mode_when_a_volume_is_added_to_a_running_node_writes_nothing(lab,
     info = lab.node(host)
     first = [{"name": "ssd0", "device": info["disks"][0]["path"], "fstype": "xfs"}]
     added = first + [{"name": "data", "device": info["disks"][1]["path"], "partitions": 2, "fstype": "ext4"}]
-    done = lab.playbook("playbooks/site.yml", "--limit", host, extra_vars={"localpv_disks": first,
-                                                                          "pv_register_prune": False})
+    ev = {"localpv_disks": first, "pv_register_prune": False}
+    done = lab.playbook("playbooks/site.yml", "--limit", host, extra_vars=ev)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
     before, hosts_before = disk_checksums(lab, [host]), host_state(lab, [host])
     since = now_rfc3339()
@@ -219,8 +220,8 @@ def test_reclaim_without_the_right_to_patch_pvs_stops_before_the_host(lab, tmp_p
     assert "Find the Released PVs of this node" not in res.ran_on(s.host)
 
 
-def test_site_without_the_right_to_create_pvs_stops_before_any_disk_is_touched(lab, tmp_path, identity,  # noqa: F811
-                                                                               blank_fleet, site_vars):
+def test_site_without_the_right_to_create_pvs_stops_before_any_disk_is_touched(
+        lab, tmp_path, identity, blank_fleet, site_vars):  # noqa: F811
     kubeconfig = kubeconfig_for(tmp_path, identity(without(shipped_rules(PV_ROLE), "create", "persistentvolumes")))
     before, hosts_before = disk_checksums(lab), host_state(lab)
     res = lab.playbook("playbooks/site.yml", extra_vars=dict(site_vars, localpv_kubeconfig=kubeconfig))
@@ -232,7 +233,8 @@ def test_site_without_the_right_to_create_pvs_stops_before_any_disk_is_touched(l
     assert "Plan the disks of this host" not in res.stdout
 
 
-def test_a_kubeconfig_path_that_does_not_exist_is_named_before_any_disk_is_touched(lab, tmp_path, blank_fleet, site_vars):
+def test_a_kubeconfig_path_that_does_not_exist_is_named_before_any_disk_is_touched(
+        lab, tmp_path, blank_fleet, site_vars):
     missing = str(tmp_path / "no-such-kubeconfig")
     before = disk_checksums(lab)
     res = lab.playbook("playbooks/site.yml", extra_vars=dict(site_vars, localpv_kubeconfig=missing))
