@@ -20,7 +20,8 @@ from kubernetes import client
 from pv_helpers import MANAGED, now_rfc3339
 from test_decommission_support import ROOT, Scenario, audit_writes
 from test_local_pv_site import expected_volumes
-from test_rbac import identity  # noqa: F401 - the fixture
+# the fixture that makes a ServiceAccount bound to the rules it is given
+from test_rbac import identity  # noqa: F401  # pylint: disable=unused-import
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
