@@ -670,6 +670,20 @@ def _port_free(port):
         sock.close()
 
 
+def check_same_layout():
+    """A lab started by a lab.py with other ports cannot be brought up in place: its
+    processes and sshds listen where the new inventory and kubeconfig would not look."""
+    try:
+        with open(path("lab.json")) as f:
+            running = json.load(f).get("apiserver")
+    except FileNotFoundError:
+        return
+    wanted = "https://127.0.0.1:%d" % APISERVER_PORT
+    if running and running != wanted:
+        raise SystemExit("lab: instance %d runs with other ports (API server %s, this lab.py wants %s): take it "
+                         "down first (make lab-down, or lab.py down), then up again" % (INSTANCE, running, wanted))
+
+
 def check_ports_free(ports):
     """Stop, naming each port and who holds it, when a port the lab is about to
     listen on is taken by anything but the lab itself."""
@@ -754,6 +768,7 @@ def cmd_up(args):
     if not 0 <= INSTANCE < MAX_INSTANCES or not 1 <= args.nodes <= MAX_NODES:
         raise SystemExit("lab: LOCALPV_LAB_INSTANCE must be 0-%d and --nodes 1-%d" % (MAX_INSTANCES - 1, MAX_NODES))
     sizes = parse_disk_sizes(args.disks) if args.disks else list(DEFAULT_DISKS)
+    check_same_layout()
     ports = lab_ports([(host, SSH_BASE_PORT + i + 1) for i, (host, _n, _l) in enumerate(node_names(args.nodes))])
     check_ports_free(ports)
     run(["bash", os.path.join(HERE, "build-control-plane.sh")], capture=False)
