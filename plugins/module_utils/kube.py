@@ -264,6 +264,15 @@ def _describe_source(options):
     return what + (" (context %s)" % options["context"] if options.get("context") else "")
 
 
+def connection_source(params, env=None):
+    """Where the connection comes from, for messages: the host given, or the
+    kubeconfig file and context."""
+    options = auth_options(params, env)
+    if _self_sufficient(options):
+        return "host %s" % options["host"]
+    return _describe_source(options)
+
+
 class _RepeatedHeader(str):
     """A header name that may appear more than once in ``default_headers``
     (Impersonate-Group takes one header per group): equal only to itself."""
@@ -289,6 +298,10 @@ def build_configuration(params, env=None):
         raise KubeError("the Python library 'kubernetes' is required: %s" % KUBERNETES_IMPORT_ERROR)
     options = auth_options(params, env)
     configuration = kubernetes.client.Configuration()
+    source = options.get("kubeconfig")
+    if isinstance(source, str) and not _self_sufficient(options) and not os.path.isfile(os.path.expanduser(source)):
+        raise KubeError("the kubeconfig file %s does not exist: fix the path (the kubeconfig option or variable, "
+                        "or K8S_AUTH_KUBECONFIG)" % source, reason="NoKubeconfig")
     try:
         if _self_sufficient(options):
             pass
