@@ -638,6 +638,7 @@ def local_pv_report(kube, nodes=None, label_selector=None):
             "node_exists": node in node_names or hostname in hostnames,
             "path": view["local"].get("path"),
             "fstype": view["local"].get("fsType"),
+            "stable_id": view["annotations"].get(vol.STABLE_ID_ANNOTATION),
             "volume_mode": view["volumeMode"],
             "capacity": view["capacity"],
             "storage_class": view["storageClassName"],

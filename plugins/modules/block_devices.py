@@ -30,6 +30,9 @@ author:
   - localpv.rollout contributors (@localpv)
 requirements:
   - util-linux (wipefs, partx) on the managed host
+extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.node
 options:
   devices:
     description:
@@ -41,10 +44,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: The module only reads.
+    details: The module only reads.
   diff_mode:
     support: none
-    description: Nothing to show.
+    details: Nothing to show.
 notes:
   - On a host that sees block devices it may not open (a container), those devices are listed with
     the reason C(cannot be probed) and are never eligible.

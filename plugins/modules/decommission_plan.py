@@ -23,8 +23,17 @@ description:
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.controller
+  - localpv.rollout.attributes.k8s_group
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
+attributes:
+  check_mode:
+    support: full
+    details: Reads only; the plan is the same.
+  diff_mode:
+    support: none
 options:
   nodes:
     description: Kubernetes node names whose volumes are retired.

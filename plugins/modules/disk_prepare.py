@@ -33,6 +33,9 @@ author:
 requirements:
   - util-linux (wipefs, partx, sfdisk, blkid) on the managed host
   - xfsprogs or e2fsprogs for the filesystems asked for
+extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.node
 options:
   disks:
     description: The entries of C(localpv_disks) for this host.
@@ -192,10 +195,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Computes and returns the plan, writes nothing.
+    details: Computes and returns the plan, writes nothing.
   diff_mode:
     support: full
-    description: Shows the disks, partitions, filesystems and fstab lines before and after.
+    details: Shows the disks, partitions, filesystems and fstab lines before and after.
 notes:
   - There are no partial results on refusal. Refusals are returned in RV(refusals) as well as in the message.
   - M(community.general.filesystem) is not used on purpose; it reformats a whole disk whose partition

@@ -31,8 +31,18 @@ description:
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.controller
+  - localpv.rollout.attributes.k8s_group
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
+attributes:
+  check_mode:
+    support: full
+    details: Writes are sent with server-side dry-run; the result is what would be done.
+  diff_mode:
+    support: full
+    details: The PVs before and after, per PV created, patched, replaced or deleted.
 options:
   volumes:
     description:

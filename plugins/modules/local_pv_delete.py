@@ -25,8 +25,18 @@ description:
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.controller
+  - localpv.rollout.attributes.k8s_group
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
+attributes:
+  check_mode:
+    support: full
+    details: Deletes are sent with server-side dry-run and nothing is waited for.
+  diff_mode:
+    support: full
+    details: The PVs deleted (or that would be).
 options:
   pvs:
     description: Names of the PVs to delete, with their claims.

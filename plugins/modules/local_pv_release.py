@@ -21,8 +21,18 @@ description:
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.controller
+  - localpv.rollout.attributes.k8s_group
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
+attributes:
+  check_mode:
+    support: full
+    details: Patches are sent with server-side dry-run.
+  diff_mode:
+    support: full
+    details: The PVs that go from Released to Available.
 options:
   pvs:
     description: The PVs, each C({name, claim_uid}) as M(localpv.rollout.local_pv_info) reports them.

@@ -26,6 +26,16 @@ description:
   - Check mode reports what would be erased and erases nothing; diff mode lists it.
 author:
   - localpv.rollout contributors (@localpv)
+extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.node
+attributes:
+  check_mode:
+    support: full
+    details: Reports what would be erased and erases nothing.
+  diff_mode:
+    support: full
+    details: Lists what is (or would be) erased.
 options:
   volumes:
     description:
