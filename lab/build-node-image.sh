@@ -5,6 +5,7 @@
 set -euo pipefail
 # `build-node-image.sh --packages` prints the package list and stops (tests compare it to bindep).
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lab/versions.env
 . "$here/versions.env"
 # The nodes get what users install on theirs (bindep.txt, profile node, on Debian) plus
 # what only the lab needs (NODE_LAB_PACKAGES), so the two lists cannot drift apart.

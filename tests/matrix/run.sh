@@ -7,6 +7,7 @@
 # logs go to $cache/matrix/logs. Prints one line per job with its result and seconds.
 #   tests/matrix/run.sh            # everything
 #   tests/matrix/run.sh unit       # unit tests only
+# shellcheck disable=SC2317 # the job functions are called through "$@"
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd -P)
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}

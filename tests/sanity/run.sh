@@ -21,6 +21,7 @@ fi
 root="$cache/sanity/$(printf %s "$repo$core" | sha256sum | cut -c1-12)/ansible_collections"
 dest="$root/localpv/rollout"
 rm -rf "$dest" && mkdir -p "$dest"
+# shellcheck disable=SC2016 # $1 and $2 are the inner shell's arguments
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard \
   | xargs -0 -I{} sh -c 'test -e "$1" && cp --parents -P "$1" "$2/"' _ {} "$dest")
 bundled=$(echo "$cache"/venv/lib/python3*/site-packages/ansible_collections)
