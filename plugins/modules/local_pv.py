@@ -181,26 +181,31 @@ created:
   returned: always
   type: list
   elements: str
+  sample: [local-node1-ssd0]
 updated:
   description: Names of the PVs patched in place (labels, annotations, reclaim policy, access modes).
   returned: always
   type: list
   elements: str
+  sample: [local-node1-ssd1]
 replaced:
   description: Names of the unbound PVs deleted and created again (O(replace_unbound=true)).
   returned: always
   type: list
   elements: str
+  sample: []
 deleted:
   description: Names of the unbound PVs deleted by O(prune).
   returned: always
   type: list
   elements: str
+  sample: [local-node1-old]
 stale:
   description: Owned PVs of nodes in scope that are no longer wanted and were left because O(prune=false).
   returned: always
   type: list
   elements: str
+  sample: []
 kept_bound:
   description: Owned PVs no longer wanted that were kept because they are bound.
   returned: always
@@ -219,6 +224,7 @@ errors:
   returned: always
   type: list
   elements: dict
+  sample: [{name: local-node1-ssd2, status: 422, msg: 'PersistentVolume "local-node1-ssd2" is invalid: ...'}]
 hostnames:
   description: The C(kubernetes.io/hostname) value used per node and where it came from
     (V(node-label), V(override), V(existing-pv), V(node-name)).

@@ -77,28 +77,34 @@ evicted:
   returned: always
   type: list
   elements: str
+  sample: [app/web-0]
 deleted:
   description: Pods deleted (O(action=delete)).
   returned: always
   type: list
   elements: str
+  sample: []
 pending:
   description: Pods that use one of the claims and wait unscheduled; they never start once the claim is deleted.
   returned: always
   type: list
   elements: str
+  sample: [app/web-1]
 blocked:
   description: On failure, the pods whose eviction is refused, with the API server's reason.
   returned: always
   type: dict
+  sample: {app/db-0: Cannot evict pod as it would violate the pod's disruption budget.}
 reason:
   description: On failure, why it stopped, one of V(pdb), V(stuck), V(recreated).
   returned: failure
   type: str
+  sample: pdb
 requests:
   description: HTTP requests made to the API server, by verb.
   returned: always
   type: dict
+  sample: {create: 1, list: 3}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -94,10 +94,12 @@ orphaned:
   returned: always
   type: list
   elements: str
+  sample: [local-node9-ssd0]
 requests:
   description: HTTP requests made to the API server, by verb.
   returned: always
   type: dict
+  sample: {list: 4}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -56,15 +56,18 @@ released:
   returned: always
   type: list
   elements: str
+  sample: [local-node2-ssd0]
 already:
   description: PVs that had no claimRef any more.
   returned: always
   type: list
   elements: str
+  sample: []
 requests:
   description: HTTP requests made to the API server, by verb.
   returned: always
   type: dict
+  sample: {get: 1, patch: 1}
 """
 
 from ansible.module_utils.basic import AnsibleModule

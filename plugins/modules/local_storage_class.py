@@ -110,6 +110,7 @@ requests:
   description: HTTP requests made to the API server, by verb.
   returned: always
   type: dict
+  sample: {list: 1, create: 1}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -72,16 +72,19 @@ volumes:
   returned: always
   type: list
   elements: dict
+  sample: [{path: /mnt/disks/ssd0, action: files, changed: true}]
 wiped:
   description: Devices erased (V(partition)).
   returned: always
   type: list
   elements: str
+  sample: [/dev/nvme0n1p1]
 not_found:
   description: Volume names without a partition of that name (V(partition)); erased by an earlier run, or never made.
   returned: always
   type: list
   elements: str
+  sample: [ssd1]
 """
 
 from ansible.module_utils.basic import AnsibleModule
