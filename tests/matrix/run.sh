@@ -2,7 +2,7 @@
 # The versions the collection claims, tested: unit tests and `ansible-test sanity` on
 # every ansible-core minor from meta/runtime.yml's requires_ansible up to the one
 # requirements-dev.txt pins, and the unit tests with the lowest kubernetes.core that
-# galaxy.yml allows. Each job has its own venv under the lab cache (outside the
+# galaxy.yml allows and with the lowest Python library kubernetes requirements.txt allows. Each job has its own venv under the lab cache (outside the
 # checkout); jobs run in parallel (LOCALPV_MATRIX_JOBS at a time, default 2) and their
 # logs go to $cache/matrix/logs. Prints one line per job with its result and seconds.
 #   tests/matrix/run.sh            # everything
@@ -21,19 +21,21 @@ pin() { sed -n "s/^$1==//p" "$repo/requirements-dev.txt"; }
 newest=$(pin ansible-core | cut -d. -f1,2)
 oldest=$(sed -n 's/^requires_ansible: *">=\([0-9]*\.[0-9]*\).*/\1/p' "$repo/meta/runtime.yml")
 kcore_min=$(sed -n 's/^ *kubernetes.core: *">=\([0-9.]*\),.*/\1/p' "$repo/galaxy.yml")
+kubernetes_min=$(sed -n 's/^kubernetes>=\([0-9.]*\).*/\1/p' "$repo/requirements.txt")
+kubernetes_pin=$(pin kubernetes)
 # The ansible release that bundles that lowest kubernetes.core (Galaxy is not needed).
 kcore_carrier=10.0.1
 minors=""
 minor=${oldest#*.}
 while [ "$minor" -le "${newest#*.}" ]; do minors="$minors ${oldest%%.*}.$minor"; minor=$((minor + 1)); done
 
-venv_for() {  # venv_for NAME PIP-ARGS...: a venv with these packages, made once per package set
+venv_for() {  # venv_for NAME PIP-ARGS...: a venv with these packages and pytest, made once per package set
   local venv="$matrix/venv-$1" want
   shift
-  want=$(printf '%s\n' "$@" | cat - "$repo/requirements.txt" | sha256sum | cut -c1-16)
+  want=$(printf '%s\n' "$@" "pytest==$(pin pytest)" | sha256sum | cut -c1-16)
   if [ "$(cat "$venv/.want" 2>/dev/null)" != "$want" ]; then
     rm -rf "$venv" && "$py" -m venv "$venv"
-    "$venv/bin/pip" install -q "$@" -r "$repo/requirements.txt" "pytest==$(pin pytest)"
+    "$venv/bin/pip" install -q "$@" "pytest==$(pin pytest)"
     echo "$want" > "$venv/.want"
   fi
   echo "$venv"
@@ -67,10 +69,12 @@ PY
   echo "$dir"
 }
 
-job_unit() {  # job_unit CORE-MINOR [KCORE-DIR]
-  local venv roots
-  venv=$(venv_for "core-$1${2:+-lowest-kcore}" "ansible-core==$1.*")
-  roots=$(collections_for "unit-$1-${2:+low}" "${2:-$(bundled_kcore)}")
+job_unit() {  # job_unit CORE-MINOR [KCORE-DIR|-] [KUBERNETES-VERSION]
+  local venv roots kcore=${2:--} name="core-$1"
+  if [ "$kcore" = - ]; then kcore=$(bundled_kcore); else name="$name-kubernetes.core-low"; fi
+  [ -z "${3:-}" ] || name="$name-kubernetes-$3"
+  venv=$(venv_for "$name" "ansible-core==$1.*" "kubernetes==${3:-$kubernetes_pin}")
+  roots=$(collections_for "$name" "$kcore")
   (cd "$repo" && LOCALPV_COLLECTIONS=$roots "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit)
 }
 
@@ -93,9 +97,11 @@ for m in $minors; do
   [ "$what" = sanity ] || jobs+=("unit-core-$m job_unit $m")
   [ "$what" = unit ] || jobs+=("sanity-core-$m job_sanity $m")
 done
-[ "$what" = sanity ] || jobs+=("unit-kubernetes.core-$kcore_min job_unit $newest LOWEST_KCORE")
+[ "$what" = sanity ] || jobs+=("unit-kubernetes.core-$kcore_min job_unit $newest LOWEST_KCORE"
+                              "unit-kubernetes-$kubernetes_min job_unit $newest - $kubernetes_min")
 
-echo "matrix: ansible-core$minors; kubernetes.core $kcore_min (lowest allowed); $parallel jobs at a time"
+echo "matrix: ansible-core$minors; kubernetes.core $kcore_min and kubernetes $kubernetes_min (lowest allowed);" \
+  "$parallel jobs at a time"
 start=$(date +%s)
 failed=0
 running=0
