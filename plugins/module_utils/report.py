@@ -239,7 +239,7 @@ def table_lines(report, width=100):
     per node a ``[node]`` line and one row per volume, and a summary. Long cells
     are cut and the cut marked with ``MARK``."""
     groups = _cells(report)
-    rows = [cells for _, node_rows in groups for cells in node_rows]
+    rows = [cells for node_rows in (g[1] for g in groups) for cells in node_rows]
     # the mounts' common directory is said once, in the title
     root = common_root([r["mount"] for r in rows])
     for cells in rows:
@@ -252,7 +252,7 @@ def table_lines(report, width=100):
     widths = fit_widths(natural, headers, keys, width)
 
     def line(cells):
-        text = GAP.join(cut(cells[key], w, keep).ljust(w) for (_, key, keep), w in zip(columns, widths))
+        text = GAP.join(cut(cells[c[1]], w, c[2]).ljust(w) for c, w in zip(columns, widths))
         return text.rstrip()[:width]
 
     head = title(report) + (", mounts under %s" % root if root else "")
@@ -277,7 +277,7 @@ def markdown(report):
     for entry in report["nodes"]:
         out += ["## " + _md_cell(entry["node"]), ""]
         out.append("| " + " | ".join(c[0].capitalize() for c in columns) + " |")
-        out.append("|" + "|".join("---" for _ in columns) + "|")
+        out.append("|" + "---|" * len(columns))
         for row in entry["volumes"]:
             cells = dict(row, size=human_size(row["size"]), capacity=human_size(row["capacity"]))
             out.append("| " + " | ".join(_md_cell(cells[c[1]]) for c in columns) + " |")

@@ -9,12 +9,14 @@ import json
 import yaml
 from kubernetes import client
 
+import test_rbac
 from pv_helpers import delete_pvs, unique
-from test_rbac import identity, shipped_role  # noqa: F401 - the fixture and the shipped rules
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
-RETIRE_ROLE_FILE = shipped_role.__globals__["ROLE_FILE"].replace("clusterrole.yaml", "retire-clusterrole.yaml")
+# a ServiceAccount with a token, bound to the given rules (test_rbac's fixture)
+identity = test_rbac.identity
+RETIRE_ROLE_FILE = test_rbac.ROLE_FILE.replace("clusterrole.yaml", "retire-clusterrole.yaml")
 
 
 def retire_rules():
@@ -23,7 +25,7 @@ def retire_rules():
 
 
 def test_pv_register_decommission_and_reclaim_run_with_a_token_and_no_kubeconfig(lab, kube, tmp_path, identity):
-    auth = identity(shipped_role()["rules"] + retire_rules())
+    auth = identity(test_rbac.shipped_role()["rules"] + retire_rules())
     token = auth["api_key"]
     node, sc = unique("n"), unique("sc-")
     made = [v.pv_name(node, "vol1")]
