@@ -26,7 +26,7 @@ kcore_min=$(sed -n 's/^ *kubernetes.core: *">=\([0-9.]*\),.*/\1/p' "$repo/galaxy
 kubernetes_min=$(sed -n 's/^kubernetes>=\([0-9.]*\).*/\1/p' "$repo/requirements.txt")
 kubernetes_pin=$(pin kubernetes)
 # The ansible release that bundles that lowest kubernetes.core (Galaxy is not needed).
-kcore_carrier=10.0.1
+kcore_carrier=11.0.0
 minors=""
 minor=${oldest#*.}
 while [ "$minor" -le "${newest#*.}" ]; do minors="$minors ${oldest%%.*}.$minor"; minor=$((minor + 1)); done
