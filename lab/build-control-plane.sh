@@ -4,6 +4,7 @@
 # under $LOCALPV_LAB_CACHE/bin/<k8s>-<kwok>; a warm cache makes this a no-op.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lab/versions.env
 . "$here/versions.env"
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
 out="$cache/bin/$K8S_VERSION-$KWOK_VERSION"
@@ -44,9 +45,9 @@ curl -fsS "https://proxy.golang.org/k8s.io/kubernetes/@v/$K8S_VERSION.mod" -o up
 [ -s upstream.mod ] || cp "$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$K8S_VERSION.mod" upstream.mod
 etcd_version=$(sed -n 's#^\s*go.etcd.io/etcd/server/v3 \(v[^ ]*\).*#\1#p' upstream.mod)
 go mod edit -require="k8s.io/kubernetes@$K8S_VERSION" -require="go.etcd.io/etcd/server/v3@$etcd_version"
-for m in $(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' upstream.mod); do
+while read -r m; do
   go mod edit -replace="$m=$m@$K8S_STAGING_VERSION"
-done
+done < <(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' upstream.mod)
 # tool directives keep the commands' module in the graph for `go mod tidy`
 for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   go mod edit -tool="k8s.io/kubernetes/cmd/$b"

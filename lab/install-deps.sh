@@ -8,17 +8,19 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd -P)
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
 
-apt_packages="podman runc conmon catatonit uidmap slirp4netns netavark aardvark-dns iptables
+# (the sanity test checks the shell scripts only where shellcheck is installed)
+apt_packages=(podman runc conmon catatonit uidmap slirp4netns netavark aardvark-dns iptables
   containernetworking-plugins debootstrap openssh-client rsync util-linux fdisk parted xfsprogs
-  e2fsprogs curl ca-certificates git make python3-venv"
-missing=$(dpkg-query -W -f='${Package} ${Status}\n' $apt_packages 2>/dev/null | awk '$4 != "installed" {print $1}'; \
-          for p in $apt_packages; do dpkg-query -W "$p" >/dev/null 2>&1 || echo "$p"; done)
-missing=$(echo "$missing" | sort -u | tr '\n' ' ')
-if [ -n "${missing// /}" ]; then
-  echo "installing apt packages: $missing"
+  e2fsprogs curl ca-certificates git make python3-venv shellcheck)
+mapfile -t missing < <({ dpkg-query -W -f='${Package} ${Status}\n' "${apt_packages[@]}" 2>/dev/null \
+                           | awk '$4 != "installed" {print $1}'
+                         for p in "${apt_packages[@]}"; do dpkg-query -W "$p" >/dev/null 2>&1 || echo "$p"; done
+                       } | sort -u)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing apt packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if ! command -v go >/dev/null || ! go version | grep -qE 'go1\.(2[6-9]|[3-9][0-9])'; then

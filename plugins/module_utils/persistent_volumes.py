@@ -526,6 +526,7 @@ def _report_entry(pv, claims, pods_by_claim, node_names, hostnames):
         "node_exists": node in node_names or hostname in hostnames,
         "path": view["local"].get("path"),
         "fstype": view["local"].get("fsType"),
+        "stable_id": view["annotations"].get(vol.STABLE_ID_ANNOTATION),
         "volume_mode": view["volumeMode"],
         "capacity": view["capacity"],
         "storage_class": view["storageClassName"],

@@ -32,6 +32,9 @@ author:
   - localpv.rollout contributors (@localpv)
 requirements:
   - util-linux (wipefs, partx) on the managed host
+extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.node
 options:
   devices:
     description:
@@ -43,10 +46,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: The module only reads.
+    details: The module only reads.
   diff_mode:
     support: none
-    description: Nothing to show.
+    details: Nothing to show.
 notes:
   - On a host that sees block devices it may not open (a container), those devices are listed with
     the reason C(cannot be probed) and are never eligible.
@@ -89,6 +92,7 @@ disks:
     kind:
       description: C(disk), C(loop), C(dm), C(md), C(zram), C(ram), C(rom), C(nbd) or C(floppy).
       type: str
+      sample: disk
     size:
       description: Size in bytes.
       type: int
@@ -105,15 +109,19 @@ disks:
     model:
       description: Model from sysfs.
       type: str
+      sample: Samsung SSD 980 PRO 1TB
     serial:
       description: Serial number from sysfs.
       type: str
+      sample: S5GXNF0R123456A
     wwid:
       description: WWID from sysfs.
       type: str
+      sample: eui.0025385b71b0a1c2
     backing_file:
       description: For a loop device, its backing file.
       type: str
+      sample: /var/lib/images/disk0.img
     stable_id:
       description: Stable id of the disk (see RV(disks[].stable_id_source)); use it in C(localpv_disks[].device).
       type: str
@@ -123,13 +131,16 @@ disks:
         - Where the stable id comes from, C(by-id), C(wwid), C(serial), C(loop-backing-file), C(dm-uuid),
           C(md-uuid) or C(none).
       type: str
+      sample: by-id
     stable_path:
       description: The C(/dev/disk/by-id) path when udev made one, else null.
       type: str
+      sample: /dev/disk/by-id/nvme-eui.0025385b71b0a1c2
     by_id:
       description: All by-id link names of the disk.
       type: list
       elements: str
+      sample: [/dev/disk/by-id/nvme-eui.0025385b71b0a1c2, /dev/disk/by-id/nvme-Samsung_SSD_980_PRO_1TB_S5GXNF0R123456A]
     udev:
       description: Whether C(/dev/disk/by-id) exists on the host.
       type: bool
@@ -137,44 +148,56 @@ disks:
       description: Signatures found by wipefs (type, offset, uuid, label); null when the device could not be probed.
       type: list
       elements: dict
+      sample: [{offset: '0x200', type: gpt, uuid: null, label: null}]
     fstype:
       description: Filesystem (or RAID or LVM member) type on the whole disk.
       type: str
+      sample: xfs
     fs_uuid:
       description: UUID of that filesystem.
       type: str
+      sample: 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0
     fs_label:
       description: Label of that filesystem.
       type: str
+      sample: data
     pttype:
       description: Partition table type, C(gpt) or C(dos).
       type: str
+      sample: gpt
     partition_table:
       description: Partitions as written in the table on disk (number, start, size, name, uuid).
       type: list
       elements: dict
+      sample: [{number: 1, start: 2048, sectors: 2095104, name: localpv-ssd0, uuid: 5d8b7e3a-1c2f-4b6a-9e0d-3f4a5b6c7d8e}]
     partitions:
       description: Partitions the kernel knows, with their signatures, fstype, uuid, label, partlabel, mounts and holders.
       type: list
       elements: dict
+      sample: [{name: nvme0n1p1, path: /dev/nvme0n1p1, number: 1, size: 1000202043392, fstype: xfs,
+          uuid: 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0, partlabel: localpv-ssd0, holders: [], swap: false}]
     holders:
       description: Holders of the disk or of its partitions (C(dm-0), C(md0) and so on).
       type: list
       elements: str
+      sample: []
     mounts:
       description: Mount points of the disk and its partitions (mount_point, fstype, device).
       type: list
       elements: dict
+      sample: [{mount_point: /mnt/disks/ssd0, fstype: xfs, device: nvme0n1p1}]
     system_mounts:
       description: Which of C(/), C(/boot), C(/boot/efi), C(/usr), C(/var) live on this disk.
       type: list
       elements: str
+      sample: []
     swap:
       description: Whether the disk or one of its partitions is active swap.
       type: bool
     exclusive_open_error:
       description: Why an C(O_EXCL) open failed; null if it succeeded.
       type: str
+      sample: Device or resource busy
     eligible:
       description: Whether the disk may be formatted.
       type: bool
@@ -182,12 +205,14 @@ disks:
       description: Why it may not (empty when eligible).
       type: list
       elements: str
+      sample: [has partitions (nvme0n1p1), mounted at /mnt/disks/ssd0]
     reason_codes:
       description:
         - Machine-readable reasons, C(virtual), C(empty), C(read_only), C(removable), C(system), C(mounted), C(swap),
           C(holders), C(opened), C(partitions), C(partition_table), C(signatures), C(probe), C(exclusive).
       type: list
       elements: str
+      sample: [partitions, mounted]
 eligible:
   description: Paths of the eligible disks.
   returned: always

@@ -23,8 +23,17 @@ description:
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.controller
+  - localpv.rollout.attributes.k8s_group
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
+attributes:
+  check_mode:
+    support: full
+    details: Reads only; the plan is the same.
+  diff_mode:
+    support: none
 options:
   nodes:
     description: Kubernetes node names whose volumes are retired.
@@ -69,11 +78,14 @@ volumes:
   returned: always
   type: list
   elements: dict
+  sample: [{name: local-node2-ssd0, node: node2, volume: ssd0, path: /mnt/disks/ssd0, phase: Bound, claim: app/data-web-0,
+        claim_current: true, using_pods: [{namespace: app, name: web-0, node: node2, controller: StatefulSet/web}]}]
 pv_names:
   description: Names of the PVs to workloads.
   returned: always
   type: list
   elements: str
+  sample: [local-node2-ssd0]
 table:
   description: The plan as lines of a table.
   returned: always
@@ -87,11 +99,13 @@ missing:
   returned: always
   type: list
   elements: dict
+  sample: [{node: node2, volume: ssd1, name: local-node2-ssd1}]
 foreign:
   description: PVs pinned to these nodes that C(localpv.rollout) does not own; they are never touched.
   returned: always
   type: list
   elements: dict
+  sample: [{name: pv-by-hand, claim: null, path: /srv/data}]
 nodes:
   description: Per node, whether its Node object exists and its C(kubernetes.io/hostname) label.
   returned: always
@@ -101,6 +115,7 @@ requests:
   description: HTTP requests made to the API server, by verb.
   returned: always
   type: dict
+  sample: {list: 4}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -43,6 +43,9 @@ author:
 requirements:
   - util-linux (wipefs, partx, sfdisk, blkid) on the managed host
   - xfsprogs or e2fsprogs for the filesystems asked for
+extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.node
 options:
   disks:
     description: The entries of C(localpv_disks) for this host.
@@ -224,10 +227,10 @@ options:
 attributes:
   check_mode:
     support: full
-    description: Computes and returns the plan, writes nothing.
+    details: Computes and returns the plan, writes nothing.
   diff_mode:
     support: full
-    description: Shows the disks, partitions, filesystems and fstab lines before and after.
+    details: Shows the disks, partitions, filesystems and fstab lines before and after.
 notes:
   - There are no partial results on refusal. Refusals are returned in RV(refusals) as well as in the message.
   - M(community.general.filesystem) is not used on purpose; it reformats a whole disk whose partition
@@ -290,21 +293,27 @@ volumes:
     mode:
       description: filesystem or block.
       type: str
+      sample: filesystem
     state:
       description: "create, format, formatted, existing, adopted or bind: what this run found or did."
       type: str
+      sample: new
     disk:
       description: Kernel path of the disk at this run.
       type: str
+      sample: /dev/nvme0n1
     device:
       description: Kernel path of the partition (or disk for adopted whole-disk filesystems).
       type: str
+      sample: /dev/nvme0n1p1
     stable_id:
       description: Stable id of the disk.
       type: str
+      sample: nvme-eui.0025385b71b0a1c2
     stable_id_source:
       description: Where the stable id comes from (see block_devices).
       type: str
+      sample: by-id
     partlabel:
       description: GPT partition name.
       type: str
@@ -312,22 +321,28 @@ volumes:
     fstype:
       description: Filesystem type; null for block and bind volumes.
       type: str
+      sample: xfs
     uuid:
       description: Filesystem UUID; null until the filesystem exists (check mode).
       type: str
+      sample: 0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0
     size:
       description: Partition size in bytes.
       type: int
+      sample: 1000203091968
     capacity:
       description: Bytes the volume offers (see O(capacity_from)), also in check mode and before the mount;
         null only when the tools cannot tell (an mke2fs that does not record its overhead).
       type: int
+      sample: 1000070512640
     storage_class:
       description: StorageClass.
       type: str
+      sample: local-storage
     mount:
       description: What M(ansible.posix.mount) needs, src (C(UUID=...) or the bind source), fstype, opts.
       type: dict
+      sample: {src: UUID=0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0, fstype: xfs, opts: 'defaults,nofail'}
     needs_mount:
       description: Whether the fstab line or the mount is missing or different.
       type: bool
@@ -337,26 +352,32 @@ volumes:
     link_target:
       description: For block volumes, the device the symlink points to.
       type: str
+      sample: /dev/disk/by-partuuid/5d8b7e3a-1c2f-4b6a-9e0d-3f4a5b6c7d8e
 disks:
   description: The plan per disk (state new, wipe, ours or adopt; actions; layout).
   returned: always
   type: list
   elements: dict
+  sample: [{disk: /dev/nvme0n1, stable_id: nvme-eui.0025385b71b0a1c2, size: 1000204886016, volumes: [ssd0], state: new,
+        actions: ['partition /dev/nvme0n1 (gpt: localpv-ssd0)', mkfs /dev/nvme0n1p1], layout: []}]
 commands:
   description: Commands run (empty in check mode).
   returned: always
   type: list
   elements: str
+  sample: ['sfdisk /dev/nvme0n1', 'partx -u /dev/nvme0n1', 'mkfs.xfs -q /dev/nvme0n1p1']
 refusals:
   description: On failure, each refused disk with its reasons, and C(fingerprint) where erasing it would need one.
   returned: failure
   type: list
   elements: dict
+  sample: [{disk: /dev/sdb, volume: ssd1, reasons: ['has an ext4 filesystem (UUID 1f2e...)']}]
 skipped:
   description: Selector entries only; every disk a selector did not take, with the reason, one line per disk.
   returned: always
   type: list
   elements: str
+  sample: ['match nvme: /dev/sdc is rotational']
 """
 
 import os

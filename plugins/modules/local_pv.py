@@ -40,8 +40,18 @@ description:
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.controller
+  - localpv.rollout.attributes.k8s_group
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
+attributes:
+  check_mode:
+    support: full
+    details: Writes are sent with server-side dry-run; the result is what would be done.
+  diff_mode:
+    support: full
+    details: The PVs before and after, per PV created, patched, replaced or deleted.
 options:
   volumes:
     description:
@@ -203,6 +213,7 @@ created:
   returned: always
   type: list
   elements: str
+  sample: [local-node1-ssd0]
 updated:
   description: Names of the PVs patched in place (labels, annotations, reclaim policy, access modes, capacity).
     Like every list of names here, only what the API server confirmed, also when the run failed.
@@ -232,22 +243,26 @@ invalid:
   returned: always
   type: list
   elements: str
+  sample: [local-node1-ssd1]
 replaced:
   description: Names of the unbound PVs deleted and created again (O(replace_unbound=true)).
   returned: always
   type: list
   elements: str
+  sample: []
 deleted:
   description: Names of the unbound PVs deleted by O(prune), and of PVs whose replacement was deleted and not
     made again because the create failed.
   returned: always
   type: list
   elements: str
+  sample: [local-node1-old]
 stale:
   description: Owned PVs of nodes in scope that are no longer wanted and were left because O(prune=false).
   returned: always
   type: list
   elements: str
+  sample: []
 kept_bound:
   description: Owned PVs no longer wanted that were kept because they are bound.
   returned: always
@@ -266,6 +281,7 @@ errors:
   returned: always
   type: list
   elements: dict
+  sample: [{name: local-node1-ssd2, status: 422, msg: 'PersistentVolume "local-node1-ssd2" is invalid: ...'}]
 hostnames:
   description: The C(kubernetes.io/hostname) value used per node and where it came from
     (V(node-label), V(override), V(existing-pv), V(node-name)).

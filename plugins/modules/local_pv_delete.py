@@ -25,8 +25,18 @@ description:
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.controller
+  - localpv.rollout.attributes.k8s_group
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
+attributes:
+  check_mode:
+    support: full
+    details: Deletes are sent with server-side dry-run and nothing is waited for.
+  diff_mode:
+    support: full
+    details: The PVs deleted (or that would be).
 options:
   pvs:
     description: Names of the PVs to delete, with their claims.
@@ -54,24 +64,29 @@ claims_deleted:
   returned: always
   type: list
   elements: str
+  sample: [app/data-web-0]
 pvs_deleted:
   description: PVs deleted.
   returned: always
   type: list
   elements: str
+  sample: [local-node2-ssd0]
 gone:
   description: PVs that were gone already.
   returned: always
   type: list
   elements: str
+  sample: []
 reason:
   description: On failure, why it stopped, one of V(foreign), V(in_use), V(stuck).
   returned: failure
   type: str
+  sample: in_use
 requests:
   description: HTTP requests made to the API server, by verb.
   returned: always
   type: dict
+  sample: {delete: 2, get: 6}
 """
 
 from ansible.module_utils.basic import AnsibleModule

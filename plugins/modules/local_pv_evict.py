@@ -25,8 +25,17 @@ description:
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.controller
+  - localpv.rollout.attributes.k8s_group
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
+attributes:
+  check_mode:
+    support: full
+    details: Evictions and deletes are sent with server-side dry-run and nothing is waited for.
+  diff_mode:
+    support: none
 options:
   pvs:
     description: Names of the PVs whose pods must go.
@@ -68,28 +77,34 @@ evicted:
   returned: always
   type: list
   elements: str
+  sample: [app/web-0]
 deleted:
   description: Pods deleted (O(action=delete)).
   returned: always
   type: list
   elements: str
+  sample: []
 pending:
   description: Pods that use one of the claims and wait unscheduled; they never start once the claim is deleted.
   returned: always
   type: list
   elements: str
+  sample: [app/web-1]
 blocked:
   description: On failure, the pods whose eviction is refused, with the API server's reason.
   returned: always
   type: dict
+  sample: {app/db-0: Cannot evict pod as it would violate the pod's disruption budget.}
 reason:
   description: On failure, why it stopped, one of V(pdb), V(stuck), V(recreated).
   returned: failure
   type: str
+  sample: pdb
 requests:
   description: HTTP requests made to the API server, by verb.
   returned: always
   type: dict
+  sample: {create: 1, list: 3}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -20,8 +20,17 @@ description:
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.controller
+  - localpv.rollout.attributes.k8s_group
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
+attributes:
+  check_mode:
+    support: full
+    details: Reads only; the result is the same.
+  diff_mode:
+    support: none
 options:
   nodes:
     description: Kubernetes node names whose PVs to report. Empty reports all owned PVs.
@@ -61,6 +70,7 @@ pvs:
       node_exists: true
       path: /mnt/disks/vol1
       fstype: xfs
+      stable_id: nvme-eui.0025385b71b0a1c2
       volume_mode: Filesystem
       capacity: 10737418240
       storage_class: local-storage
@@ -84,10 +94,12 @@ orphaned:
   returned: always
   type: list
   elements: str
+  sample: [local-node9-ssd0]
 requests:
   description: HTTP requests made to the API server, by verb.
   returned: always
   type: dict
+  sample: {list: 4}
 """
 
 from ansible.module_utils.basic import AnsibleModule

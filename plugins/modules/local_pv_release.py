@@ -21,8 +21,18 @@ description:
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.controller
+  - localpv.rollout.attributes.k8s_group
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
+attributes:
+  check_mode:
+    support: full
+    details: Patches are sent with server-side dry-run.
+  diff_mode:
+    support: full
+    details: The PVs that go from Released to Available.
 options:
   pvs:
     description: The PVs, each C({name, claim_uid}) as M(localpv.rollout.local_pv_info) reports them.
@@ -46,15 +56,18 @@ released:
   returned: always
   type: list
   elements: str
+  sample: [local-node2-ssd0]
 already:
   description: PVs that had no claimRef any more.
   returned: always
   type: list
   elements: str
+  sample: []
 requests:
   description: HTTP requests made to the API server, by verb.
   returned: always
   type: dict
+  sample: {get: 1, patch: 1}
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -28,8 +28,18 @@ description:
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.controller
+  - localpv.rollout.attributes.k8s_group
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
+attributes:
+  check_mode:
+    support: full
+    details: Writes are sent with server-side dry-run.
+  diff_mode:
+    support: full
+    details: The classes before and after.
 options:
   storage_classes:
     description: The StorageClasses to ensure.
@@ -104,6 +114,7 @@ requests:
   description: HTTP requests made to the API server, by verb.
   returned: always
   type: dict
+  sample: {list: 1, create: 1}
 """
 
 from ansible.module_utils.basic import AnsibleModule

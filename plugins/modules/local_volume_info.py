@@ -22,6 +22,15 @@ description:
   - Reads only; check mode is the same.
 author:
   - localpv.rollout contributors (@localpv)
+extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.node
+attributes:
+  check_mode:
+    support: full
+    details: Reads only; the result is the same.
+  diff_mode:
+    support: none
 options:
   paths:
     description: Absolute paths of the volumes.

@@ -26,6 +26,16 @@ description:
   - Check mode reports what would be erased and erases nothing; diff mode lists it.
 author:
   - localpv.rollout contributors (@localpv)
+extends_documentation_fragment:
+  - localpv.rollout.attributes
+  - localpv.rollout.attributes.node
+attributes:
+  check_mode:
+    support: full
+    details: Reports what would be erased and erases nothing.
+  diff_mode:
+    support: full
+    details: Lists what is (or would be) erased.
 options:
   volumes:
     description:
@@ -68,16 +78,19 @@ volumes:
   returned: always
   type: list
   elements: dict
+  sample: [{path: /mnt/disks/ssd0, action: files, changed: true}]
 wiped:
   description: Devices erased (V(partition)).
   returned: always
   type: list
   elements: str
+  sample: [/dev/nvme0n1p1]
 not_found:
   description: Volume names without a partition of that name (V(partition)); erased by an earlier run, or never made.
   returned: always
   type: list
   elements: str
+  sample: [ssd1]
 """
 
 from ansible.module_utils.basic import AnsibleModule

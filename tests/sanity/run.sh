@@ -7,17 +7,21 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd -P)
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
-core=$(sed -n 's/^ansible-core==//p' "$repo/requirements-dev.txt")
-venv="$cache/sanity-venv"
-if [ ! -x "$venv/bin/ansible-test" ] || ! "$venv/bin/ansible-test" --version | grep -qF "$core"; then
+# LOCALPV_SANITY_CORE (e.g. "2.16.*", tests/matrix/run.sh sets it) tests another
+# ansible-core in a venv of its own; the default is the pinned one.
+pinned=$(sed -n 's/^ansible-core==//p' "$repo/requirements-dev.txt")
+core=${LOCALPV_SANITY_CORE:-$pinned}
+if [ "$core" = "$pinned" ]; then venv="$cache/sanity-venv"; else venv="$cache/matrix/sanity-venv-${core%.\*}"; fi
+if [ ! -x "$venv/bin/ansible-test" ] || ! "$venv/bin/ansible-test" --version | grep -qF "version ${core%\*}"; then
   python_bin=${LOCALPV_PYTHON:-$(command -v python3.11 || command -v python3)}
   "$python_bin" -m venv "$venv"
   "$venv/bin/pip" install -q "ansible-core==$core" -r "$repo/requirements.txt"
 fi
-# one copy per checkout, so that two checkouts can run sanity at once
-root="$cache/sanity/$(printf %s "$repo" | sha256sum | cut -c1-12)/ansible_collections"
+# one copy per checkout and ansible-core, so that two of them can run sanity at once
+root="$cache/sanity/$(printf %s "$repo$core" | sha256sum | cut -c1-12)/ansible_collections"
 dest="$root/localpv/rollout"
 rm -rf "$dest" && mkdir -p "$dest"
+# shellcheck disable=SC2016 # $1 and $2 are the inner shell's arguments
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard \
   | xargs -0 -I{} sh -c 'test -e "$1" && cp --parents -P "$1" "$2/"' _ {} "$dest")
 bundled=$(echo "$cache"/venv/lib/python3*/site-packages/ansible_collections)
