@@ -38,8 +38,13 @@ options:
     description:
       - The whole desired set of volumes, typically the C(localpv_volumes) facts of all nodes of a play,
         each with its O(volumes[].node).
-    type: list
-    elements: dict
+      - A list of dicts, or the JSON text of such a list. JSON text is the compact form in which the
+        pv_register role hands the volumes over, so that Ansible carries one string rather than
+        templating, serializing and copying every volume.
+      - The keys and their types are checked by the module (not by Ansible's nested options, which cost
+        more than making the PVs at tens of thousands of volumes); an unknown key, a missing required key
+        or a value of the wrong type fails the run before any change, naming the item.
+    type: raw
     required: true
     suboptions:
       node:
@@ -123,6 +128,15 @@ options:
         Overrides the value of the Node object.
     type: dict
     default: {}
+  return_names:
+    description:
+      - Also return the name of every PV per action (RV(created), RV(updated), RV(replaced), RV(deleted),
+        RV(stale)). Without it, the result counts them per node and per action (RV(nodes)), which stays small
+        at any number of PVs; conflicts, errors and bound PVs kept are always named.
+      - The module arguments echoed back in C(invocation) carry the number of volumes, not the volumes.
+    type: bool
+    default: false
+    version_added: 0.2.0
 notes:
   - Check mode sends the same writes with server-side dry-run (C(dryRun=All)), so the API server validates
     and admits them and nothing is persisted. A replacement shows as its delete.
@@ -152,11 +166,17 @@ EXAMPLES = r"""
     nodes: [node1, node2]
     prune: true
 
-- name: Same, but say exactly what would change
+- name: Same, but say exactly what would change, naming every PV
   localpv.rollout.local_pv:
     volumes: "{{ wanted_volumes }}"
+    return_names: true
   check_mode: true
   diff: true
+
+- name: Hand over many volumes as JSON text (one string for Ansible to carry)
+  localpv.rollout.local_pv:
+    volumes: "{{ wanted_volumes | to_json }}"
+    nodes: "{{ wanted_nodes }}"
 """
 
 RETURN = r"""
@@ -168,27 +188,27 @@ nodes:
            "conflicts": 0, "stale": 0, "kept_bound": 0}}
 created:
   description: Names of the PVs created.
-  returned: always
+  returned: when O(return_names=true)
   type: list
   elements: str
 updated:
   description: Names of the PVs patched in place (labels, annotations, reclaim policy, access modes).
-  returned: always
+  returned: when O(return_names=true)
   type: list
   elements: str
 replaced:
   description: Names of the unbound PVs deleted and created again (O(replace_unbound=true)).
-  returned: always
+  returned: when O(return_names=true)
   type: list
   elements: str
 deleted:
   description: Names of the unbound PVs deleted by O(prune).
-  returned: always
+  returned: when O(return_names=true)
   type: list
   elements: str
 stale:
   description: Owned PVs of nodes in scope that are no longer wanted and were left because O(prune=false).
-  returned: always
+  returned: when O(return_names=true)
   type: list
   elements: str
 kept_bound:
@@ -225,60 +245,39 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+from ansible_collections.localpv.rollout.plugins.module_utils import volume_input as vi
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
-VOLUME_SPEC = dict(
-    node=dict(type="str", required=True),
-    name=dict(type="str", required=True),
-    path=dict(type="str", required=True),
-    mode=dict(type="str", choices=["filesystem", "block"], default="filesystem"),
-    fstype=dict(type="str"),
-    capacity=dict(type="raw", required=True),
-    storage_class=dict(type="str"),
-    reclaim_policy=dict(type="str", choices=["Retain", "Delete"]),
-    labels=dict(type="dict"),
-    stable_id=dict(type="str"),
-    uuid=dict(type="str"),
-)
+NAME_KEYS = ("created", "updated", "replaced", "deleted", "stale")
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=k.module_arg_spec(
-            volumes=dict(type="list", elements="dict", required=True, options=VOLUME_SPEC),
-            nodes=dict(type="list", elements="str", default=[]),
-            storage_class=dict(type="str", default=v.DEFAULT_STORAGE_CLASS),
-            reclaim_policy=dict(type="str", choices=["Retain", "Delete"], default=v.DEFAULT_RECLAIM_POLICY),
-            labels=dict(type="dict", default={}),
-            prune=dict(type="bool", default=False),
-            replace_unbound=dict(type="bool", default=False),
-            hostname_labels=dict(type="dict", default={}),
-        ),
-        supports_check_mode=True,
-    )
+def wanted_volumes(module):
+    """The volumes option checked and normalized, or the module fails naming every bad item."""
     p = module.params
-    result = dict(changed=False, nodes={}, conflicts=[], errors=[], kept_bound=[], hostnames={}, requests={})
-    for key in ("created", "updated", "replaced", "deleted", "stale"):
-        result[key] = []
-
-    volumes, errors = v.normalize_volumes(
-        p["volumes"], defaults={"storage_class": p["storage_class"], "reclaim_policy": p["reclaim_policy"],
-                                "labels": p["labels"]})
+    items, errors = vi.load_volume_items(p["volumes"])
+    invocation = {"module_args": vi.invocation_args(p, len(items))}
+    errors = errors or vi.check_volume_items(items)
+    volumes = []
+    if not errors:
+        volumes, errors = v.normalize_volumes(
+            items, defaults={"storage_class": p["storage_class"], "reclaim_policy": p["reclaim_policy"],
+                             "labels": p["labels"]})
     errors += ["nodes: %s: %s" % (n, "; ".join(v.node_name_reasons(n))) for n in p["nodes"] if v.node_name_reasons(n)]
     if errors:
-        module.fail_json(msg="invalid volumes, nothing was changed: " + " | ".join(errors), invalid=errors, **result)
+        module.fail_json(msg="invalid volumes, nothing was changed: " + " | ".join(errors), invalid=errors,
+                         changed=False, invocation=invocation)
+    return volumes, invocation
 
-    with k.api_session(module, result, dry_run=module.check_mode, suffix="; nothing was changed") as kube:
-        outcome = k.reconcile_local_pvs(kube, volumes, nodes=p["nodes"], prune=p["prune"],
-                                        replace_unbound=p["replace_unbound"],
-                                        hostname_overrides=p["hostname_labels"])
 
+def outcome_result(module, volumes, outcome, requests):
+    """The module result of a reconcile: counts per node, names only when asked."""
+    p = module.params
     actions = outcome["actions"]
     done = [a for a in actions if not a.get("error")]
     per_node, names = v.summarize(done, nodes=list(dict.fromkeys(p["nodes"] + [x["node"] for x in volumes])))
-    result.update(names)
-    result["nodes"] = per_node
-    result["requests"] = kube.requests
+    result = dict(nodes=per_node, requests=requests)
+    if p["return_names"]:
+        result.update((key, names[key]) for key in NAME_KEYS)
     result["hostnames"] = dict((n, {"value": val, "source": src}) for n, (val, src) in outcome["hostnames"].items())
     result["conflicts"] = [dict((key, a.get(key)) for key in ("name", "node", "volume", "claim", "reason", "changes"))
                            for a in actions if a["action"] == "conflict"]
@@ -288,13 +287,40 @@ def main():
     result["changed"] = any(a["action"] in ("create", "patch", "replace", "delete") for a in done)
     if module._diff:
         result["diff"] = [v.action_diff(a) for a in actions if a["action"] in ("create", "patch", "replace", "delete")]
+    return result
 
+
+def main():
+    module = AnsibleModule(
+        argument_spec=k.module_arg_spec(
+            volumes=dict(type="raw", required=True),
+            nodes=dict(type="list", elements="str", default=[]),
+            storage_class=dict(type="str", default=v.DEFAULT_STORAGE_CLASS),
+            reclaim_policy=dict(type="str", choices=["Retain", "Delete"], default=v.DEFAULT_RECLAIM_POLICY),
+            labels=dict(type="dict", default={}),
+            prune=dict(type="bool", default=False),
+            replace_unbound=dict(type="bool", default=False),
+            hostname_labels=dict(type="dict", default={}),
+            return_names=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    volumes, invocation = wanted_volumes(module)
+    result = dict(changed=False, nodes={}, conflicts=[], errors=[], kept_bound=[], hostnames={}, requests={},
+                  invocation=invocation)
+    with k.api_session(module, result, dry_run=module.check_mode, suffix="; nothing was changed") as kube:
+        outcome = k.reconcile_local_pvs(kube, volumes, nodes=p["nodes"], prune=p["prune"],
+                                        replace_unbound=p["replace_unbound"],
+                                        hostname_overrides=p["hostname_labels"])
+    result.update(outcome_result(module, volumes, outcome, kube.requests))
     if result["conflicts"]:
         module.fail_json(msg="%d conflict(s), nothing was changed: %s" % (
             len(result["conflicts"]), " | ".join(c["reason"] for c in result["conflicts"])), **result)
     if result["errors"]:
         module.fail_json(msg="%d of %d changes failed: %s" % (
-            len(result["errors"]), len([a for a in actions if a["action"] in ("create", "patch", "replace", "delete")]),
+            len(result["errors"]), len([a for a in outcome["actions"]
+                                        if a["action"] in ("create", "patch", "replace", "delete")]),
             " | ".join("%s %s: %s" % (e["action"], e["name"], e["msg"]) for e in result["errors"])), **result)
     module.exit_json(**result)
 

@@ -62,8 +62,10 @@ def run_tasks(lab, tmp_path, tasks, check=False, diff=False, extra_env=None):
 
 
 def local_pv(lab, tmp_path, check=False, diff=False, extra_env=None, **args):
-    """Run local_pv once; returns its result (dict) with ``rc`` of the playbook."""
+    """Run local_pv once; returns its result (dict) with ``rc`` of the playbook.
+    The result names the PVs per action unless ``return_names=False`` is given."""
     args.setdefault("kubeconfig", lab.kubeconfig)
+    args.setdefault("return_names", True)
     rc, results, out = run_tasks(lab, tmp_path, [{"localpv.rollout.local_pv": args, "ignore_errors": True}],
                                  check=check, diff=diff, extra_env=extra_env)
     result = results[0]
