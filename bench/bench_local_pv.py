@@ -27,6 +27,12 @@ here asserts a time.
     python bench/bench_local_pv.py --n 100000 --nodes 5000 --only local_pv --rounds 1
 
 With LOCALPV_LAB_INSTANCE set, the lab of that instance is used.
+
+``--foreign F`` first makes F local PVs that are not ours (as another tool would),
+on other paths of the same nodes, and keeps them for the whole run: local_pv
+reads every PV of the cluster to find the PVs at its paths, so they are in every
+LIST it makes.
+
 """
 
 import argparse
@@ -154,6 +160,39 @@ def phase_floor(args):
     return {"wall": wall, "requests": {"create": len(bodies)}}
 
 
+def phase_foreign(args):
+    """F local PVs of another tool on the nodes of every phase, other paths."""
+    import urllib3
+    from concurrent.futures import ThreadPoolExecutor
+    from kubernetes import client, config
+    conf = client.Configuration()
+    config.load_kube_config(config_file=kubeconfig(), client_configuration=conf)
+    pool = urllib3.PoolManager(maxsize=args.workers, ca_certs=conf.ssl_ca_cert, cert_file=conf.cert_file,
+                               key_file=conf.key_file, cert_reqs="CERT_REQUIRED" if conf.verify_ssl else "CERT_NONE")
+    headers = {"Content-Type": "application/json"}
+    if conf.api_key.get("authorization"):
+        headers["Authorization"] = conf.api_key["authorization"]
+    hosts = [node for prefix in ("raw", "lpv", "lib") for node in volumes(args.run, args.n, prefix, args.nodes)[1]]
+    bodies = [json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "local-pv-%s-%06d" % (args.run, i), "labels": {BENCH_LABEL: args.run + "-foreign"},
+                     "annotations": {"pv.kubernetes.io/provisioned-by": "local-volume-provisioner-bench"}},
+        "spec": {"capacity": {"storage": "100Gi"}, "accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                 "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "local-storage",
+                 "local": {"path": "/mnt/fast-disks/f%06d" % i},
+                 "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [{
+                     "key": "kubernetes.io/hostname", "operator": "In", "values": [hosts[i % len(hosts)]]}]}]}}},
+    }).encode() for i in range(args.foreign)]
+
+    def post(body):
+        r = pool.request("POST", conf.host + "/api/v1/persistentvolumes", body=body, headers=headers, retries=3)
+        if r.status != 201:
+            raise RuntimeError("create failed: %s %s" % (r.status, r.data[:300]))
+    with ThreadPoolExecutor(max_workers=args.workers) as ex:
+        list(ex.map(post, bodies))
+    return {"made": len(bodies)}
+
+
 def _playbook(tasks, extra_vars=None, env_extra=None, interpreter="{{ ansible_playbook_python }}"):
     play = [{"name": "bench", "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks,
              "vars": {"ansible_python_interpreter": interpreter}}]
@@ -209,23 +248,32 @@ def phase_local_pv(args):
     return out
 
 
+def _reconcile():
+    from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+    try:
+        from ansible_collections.localpv.rollout.plugins.module_utils.persistent_volumes import reconcile_local_pvs
+    except ImportError:   # releases before the PV work had a file of its own
+        reconcile_local_pvs = k.reconcile_local_pvs
+    return k, reconcile_local_pvs
+
+
 def phase_inprocess(args):
     """local_pv's library code without Ansible around it (the module's own cost)."""
     sys.path.insert(0, collections_path())
-    from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
     from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+    k, reconcile_local_pvs = _reconcile()
     items, nodes = volumes(args.run, args.n, "lib", args.nodes)
     wanted, errors = v.normalize_volumes(items, {"labels": {BENCH_LABEL: args.run}})
     assert not errors, errors
     kube = k.Kube.from_params({"kubeconfig": kubeconfig(), "workers": args.workers})
     start = time.perf_counter()
-    outcome = k.reconcile_local_pvs(kube, wanted, nodes=nodes)
+    outcome = reconcile_local_pvs(kube, wanted, nodes=nodes)
     wall = time.perf_counter() - start
     assert not outcome["failed"] and sum(a["action"] == "create" for a in outcome["actions"]) == args.n
     requests = dict(kube.requests)
     kube2 = k.Kube.from_params({"kubeconfig": kubeconfig(), "workers": args.workers})
     start = time.perf_counter()
-    outcome = k.reconcile_local_pvs(kube2, wanted, nodes=nodes)
+    outcome = reconcile_local_pvs(kube2, wanted, nodes=nodes)
     noop = time.perf_counter() - start
     assert all(a["action"] == "unchanged" for a in outcome["actions"])
     return {"wall": wall, "requests": requests, "noop_wall": noop, "noop_requests": kube2.requests}
@@ -319,6 +367,21 @@ def apiserver_requests():
     return counts
 
 
+def ensure_class():
+    """The StorageClass the bench PVs name: local_pv refuses PVs of a class that does not exist."""
+    from kubernetes import client, config
+    api = config.new_client_from_config(config_file=kubeconfig())
+    try:
+        client.StorageV1Api(api).create_storage_class(client.V1StorageClass(
+            metadata=client.V1ObjectMeta(name="local-storage", labels={"app.kubernetes.io/managed-by": "localpv.rollout"}),
+            provisioner="kubernetes.io/no-provisioner", reclaim_policy="Retain", volume_binding_mode="WaitForFirstConsumer"))
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    finally:
+        api.close()
+
+
 def cleanup(run):
     """Delete every PV of this bench run. The pv-protection controller removes the
     finalizer of each deleted PV one update at a time (slow for 10,000 PVs at the
@@ -354,7 +417,7 @@ def cleanup(run):
     time.sleep(3)   # let the controllers finish with the deleted PVs
 
 
-PHASES = {"floor": phase_floor, "local_pv": phase_local_pv, "inprocess": phase_inprocess, "k8s_loop": phase_k8s_loop,
+PHASES = {"foreign": phase_foreign, "floor": phase_floor, "local_pv": phase_local_pv, "inprocess": phase_inprocess, "k8s_loop": phase_k8s_loop,
           "kubectl_create": phase_kubectl, "kubectl_apply": phase_kubectl, "kubectl_apply_ss": phase_kubectl}
 
 
@@ -368,7 +431,7 @@ def run_phase(args, phase, metrics=True):
     before = apiserver_requests() if metrics else None
     cmd = [sys.executable, os.path.abspath(__file__), "--phase", phase, "--run", args.run, "--n", str(args.n),
            "--loop-n", str(args.loop_n), "--workers", str(args.workers), "--nodes", str(args.nodes),
-           "--kubectl-n", str(args.kubectl_n)]
+           "--kubectl-n", str(args.kubectl_n), "--foreign", str(args.foreign)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit("phase %s failed:\n%s\n%s" % (phase, res.stdout[-3000:], res.stderr[-3000:]))
@@ -384,6 +447,7 @@ def _parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--n", type=int, default=1000, help="PVs created by local_pv and by the raw client")
     parser.add_argument("--nodes", type=int, default=50, help="node names the PVs are spread over")
+    parser.add_argument("--foreign", type=int, default=0, help="local PVs of another tool present during the run")
     parser.add_argument("--loop-n", type=int, default=200, help="PVs created by the kubernetes.core.k8s loop")
     parser.add_argument("--kubectl-n", type=int, default=None,
                         help="PVs created by each kubectl command (default min(N, 2000); 0 leaves kubectl out)")
@@ -412,7 +476,10 @@ def _measure(args):
         return min(runs, key=lambda r: r[key])
     out = {}
     try:
+        ensure_class()
         cleanup(args.run)
+        if args.foreign:
+            run_phase(args, "foreign", metrics=False)
         if args.only:
             out[args.only] = best(args.only)
             return out
@@ -426,6 +493,8 @@ def _measure(args):
             out["k8s_loop"] = run_phase(args, "k8s_loop")
     finally:
         cleanup(args.run)
+        if args.foreign:
+            cleanup(args.run + "-foreign")
     return out
 
 
@@ -485,11 +554,14 @@ def _print_create(args, res):
 def _print_noop(args, res):
     n = args.n
     lib, lpv = res["inprocess"], res["local_pv"]
-    pages = int(math.ceil(n / 500.0))
+    pages = int(math.ceil((n + args.foreign) / 1000.0))
     print()
-    print("no-op re-run of %d PVs: ansible-playbook %.2f s, library %.3f s; requests %s (LIST pages of owned PVs: %d, "
-          "Nodes: 1); module peak RSS %s MiB" % (n, lpv["noop_wall"], lib["noop_wall"],
-                                                 json.dumps(lpv["noop_requests"]), pages, lpv["noop_module_rss_mib"]))
+    print("no-op re-run of %d PVs with %d foreign PVs present: ansible-playbook %.2f s, library %.3f s; requests %s "
+          "(LIST pages of 1000 of every PV: %d, Nodes: 1); module peak RSS %s MiB" % (
+              n, args.foreign, lpv["noop_wall"], lib["noop_wall"], json.dumps(lpv["noop_requests"]), pages,
+              lpv["noop_module_rss_mib"]))
+    print("peak RSS: library %.1f MiB, ansible-playbook run (module process included) %.1f MiB" % (
+        lib["rss_self_mib"], lpv["rss_children_mib"]))
     for phase in ("kubectl_apply", "kubectl_apply_ss"):
         if phase in res:
             kc = res[phase]
@@ -504,9 +576,10 @@ def main():
     if args.phase:
         return child(args)
     args.run = "b" + uuid.uuid4().hex[:6]
-    print("bench %s: N=%d over %d nodes, loop M=%d, kubectl K=%d, workers=%d, best of %d rounds, API server from %s" % (
-        args.run, args.n, args.nodes, args.loop_n, args.kubectl_n, args.workers, args.rounds,
-        "$KUBECONFIG" if os.environ.get("KUBECONFIG") else "the lab"))
+    print("bench %s: N=%d over %d nodes, foreign PVs=%d, loop M=%d, kubectl K=%d, workers=%d, best of %d rounds, "
+          "API server from %s" % (
+              args.run, args.n, args.nodes, args.foreign, args.loop_n, args.kubectl_n, args.workers, args.rounds,
+              "$KUBECONFIG" if os.environ.get("KUBECONFIG") else "the lab"))
     print("load average before: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
     res = _measure(args)
     print("load average after:  %s" % " ".join("%.2f" % x for x in os.getloadavg()))

@@ -566,7 +566,7 @@ def site_disks(node):
     wanted = [{"name": "ssd0", "device": disks[0], "fstype": "xfs"},
               {"name": "data", "device": disks[1], "partitions": 2, "fstype": "ext4"},
               {"name": "raw0", "device": disks[2], "mode": "block"}]
-    return wanted[:len(disks)] + [{"name": "vol1", "bind": "/data/k8s/localpv/vol1"}]
+    return wanted[:len(disks)] + [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "1G"}]
 
 
 SITE_VARS = """# Written by lab/lab.py: what `make site` prepares on the lab nodes (see site_disks).

@@ -44,7 +44,7 @@ EXPECT_KEYS = ("size", "model", "serial", "wwn", "fs_uuid", "fs_label")
 MATCH_KEYS = ("rotational", "min_size", "max_size", "model", "count")
 SPEC_KEYS = ("name", "device", "match", "name_prefix", "bind", "mode", "fstype", "mkfs_options",
              "mount_options", "partitions", "storage_class", "wipe", "adopt", "expect", "capacity_from",
-             "labels", "reclaim_policy")
+             "labels", "reclaim_policy", "capacity")
 DEFAULT_MOUNT_OPTIONS = "defaults,nofail"
 LINUX_FS_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 
@@ -139,6 +139,7 @@ def normalize_spec(entry, index, defaults):
         for key in ("wipe", "adopt"):
             if spec[key]:
                 errors.append("%s makes no sense for a bind mount" % key)
+    errors += _capacity_errors(spec, entry.get("capacity"))
     if spec["expect"].get("size") is not None:
         try:
             spec["expect"]["size"] = devices.parse_size(spec["expect"]["size"])
@@ -147,6 +148,20 @@ def normalize_spec(entry, index, defaults):
     if spec["adopt"] and spec["wipe"]:
         errors.append("adopt keeps the data and wipe destroys it: choose one")
     return spec, errors
+
+
+def _capacity_errors(spec, given):
+    """An explicit capacity is for bind volumes (disks are measured); parsed in place."""
+    spec["capacity"] = None
+    if given is None:
+        return []
+    if spec["kind"] != "bind":
+        return ["capacity is only given for bind volumes; a disk's capacity is measured"]
+    try:
+        spec["capacity"] = devices.parse_size(given)
+    except ValueError as exc:
+        return ["capacity: %s" % exc]
+    return [] if spec["capacity"] > 0 else ["capacity must be more than 0"]
 
 
 def volume_names(base, partitions):
@@ -369,10 +384,51 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
                     volume["fstype"], minimum // MIB, volume["name"], volume["size"] // MIB)], volume["name"])
 
     _mark_mount_state(plan, fstab_text, mountinfo_text, links)
+    for volume, reason in shared_bind_sources(plan["volumes"], devices.parse_mountinfo(mountinfo_text or "")):
+        refuse(volume["source"], [reason], volume["name"])
     plan["changed"] = bool(any(d["actions"] for d in plan["disks"])
                            or any(v["needs_mount"] or v["needs_link"] or v.get("needs_source")
                                   for v in plan["volumes"]))
     return plan
+
+
+def _filesystem_of(path, mounts):
+    """The mount (of ``mounts``, parsed mountinfo) whose filesystem holds ``path``."""
+    best = None
+    for mount in mounts:
+        point = mount["mount_point"]
+        if path == point or path.startswith(point.rstrip("/") + "/"):
+            if best is None or len(point) >= len(best["mount_point"]):
+                best = mount
+    return best
+
+
+def shared_bind_sources(volumes, mounts):
+    """Bind volumes without an explicit capacity whose source sits on a filesystem
+    that also holds the root filesystem or another volume: their PV would offer
+    the whole filesystem's size, which every volume on it claims at once.
+    Returns ``[(volume, reason)]``."""
+    out = []
+    binds = [v for v in volumes if v["state"] == "bind"]
+    for volume in binds:
+        if volume.get("explicit_capacity"):
+            continue
+        fs = _filesystem_of(volume["source"], mounts)
+        if fs is None:
+            continue
+        others = [o["name"] for o in binds if o is not volume and (_filesystem_of(o["source"], mounts) or {}).get(
+            "dev") == fs["dev"]]
+        if fs["mount_point"] == "/":
+            where = "the root filesystem (%s)" % fs["source"]
+        elif others:
+            where = "the filesystem mounted at %s (%s), which also holds volume(s) %s" % (
+                fs["mount_point"], fs["source"], ", ".join(others))
+        else:
+            continue
+        out.append((volume, "bind volume %s: its source %s is on %s; its PV would offer that whole filesystem. "
+                    "Give it capacity: the size set aside for it (for example capacity: 10G)" % (
+                        volume["name"], volume["source"], where)))
+    return out
 
 
 def _describe_match(match):
@@ -411,6 +467,7 @@ def _volume(spec, name, mode, state, disk=None, number=None, size=None, fstype=N
         "capacity_from": spec["capacity_from"],
         "labels": spec["labels"],
         "reclaim_policy": spec["reclaim_policy"],
+        "explicit_capacity": spec.get("capacity"),
         "expect": spec["expect"],
         "needs_mount": False,
         "needs_link": False,
@@ -802,11 +859,14 @@ def _make_filesystems(plan, run, log):
 def capacity(volume, statvfs=None):
     """Bytes a volume offers, by the documented rule.
 
-    Filesystem volumes: the size of the mounted filesystem (statvfs f_blocks *
-    f_frsize), which is what a pod can use; ``capacity_from: device`` takes the
+    A bind volume's explicit ``capacity``, when given. Filesystem volumes: the
+    size of the mounted filesystem (statvfs f_blocks * f_frsize), which is what
+    a pod can use; ``capacity_from: device`` takes the
     partition size instead. Block volumes: the partition size. None when the
     filesystem is not mounted yet.
     """
+    if volume.get("explicit_capacity"):
+        return volume["explicit_capacity"]
     if volume["mode"] == "block" or volume.get("capacity_from") == "device":
         return volume.get("size")
     if statvfs is None:

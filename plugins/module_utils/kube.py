@@ -24,6 +24,7 @@ __metaclass__ = type
 
 import contextlib
 import json
+import os
 import random
 import threading
 import time
@@ -186,48 +187,144 @@ def describe_error(exc, verb, resource, name=None, host=None):
     return KubeError(msg, verb=verb, resource=resource, name=name, reason=type(exc).__name__)
 
 
-def _auth_kwargs(params):
-    return dict((k, params.get(k)) for k in AUTH_ARG_SPEC if params.get(k) is not None)
+# What each connection option of kubernetes.core's AUTH_ARG_SPEC sets on a
+# kubernetes.client.Configuration, and the K8S_AUTH_* variables that stand in for
+# an option that is not given (both names work, as in kubernetes.core).
+_CONFIG_ATTRIBUTE = {
+    "host": "host", "api_key": "api_key", "username": "username", "password": "password",
+    "validate_certs": "verify_ssl", "ca_cert": "ssl_ca_cert", "client_cert": "cert_file",
+    "client_key": "key_file", "proxy": "proxy", "no_proxy": "no_proxy", "proxy_headers": "proxy_headers",
+}
+_LOAD_OPTIONS = ("kubeconfig", "context", "persist_config")
+_BOOL_OPTIONS = ("validate_certs", "persist_config")
+_PROXY_HEADER_KEYS = ("proxy_basic_auth", "basic_auth", "user_agent")
+_HEADER_OPTIONS = {"impersonate_user": "Impersonate-User", "impersonate_groups": "Impersonate-Group"}
 
 
-def build_configuration(params):
+def _env_option(option, env=None):
+    env = os.environ if env is None else env
+    names = ["K8S_AUTH_" + option.upper()]
+    if _CONFIG_ATTRIBUTE.get(option, option) != option:
+        names.append("K8S_AUTH_" + _CONFIG_ATTRIBUTE[option].upper())
+    for name in names:
+        if env.get(name):
+            value = env[name]
+            if option in _BOOL_OPTIONS:
+                return value.lower() not in ("0", "false", "no")
+            if option == "impersonate_groups":
+                return [g for g in value.split(",") if g]
+            return value
+    if option == "proxy_headers":
+        headers = dict((key, env["K8S_AUTH_PROXY_HEADERS_" + key.upper()]) for key in _PROXY_HEADER_KEYS
+                       if env.get("K8S_AUTH_PROXY_HEADERS_" + key.upper()))
+        return headers or None
+    return None
+
+
+def auth_options(params, env=None):
+    """The connection options of a run: each module parameter, else its K8S_AUTH_* variable."""
+    options = {}
+    for option in list(_CONFIG_ATTRIBUTE) + list(_LOAD_OPTIONS) + list(_HEADER_OPTIONS):
+        value = params.get(option)
+        if value is None:
+            value = _env_option(option, env)
+        if value is not None:
+            options[option] = value
+    if options.get("host"):
+        options["host"] = options["host"].rstrip("/")
+    if isinstance(options.get("proxy_headers"), dict):
+        options["proxy_headers"] = dict((k, v) for k, v in options["proxy_headers"].items() if v is not None)
+    return options
+
+
+def _self_sufficient(options):
+    """Whether the options alone authenticate, so no kubeconfig is read (kubernetes.core's rule)."""
+    have = lambda *keys: all(options.get(key) for key in keys)  # noqa: E731
+    return have("host", "api_key") or have("host", "username", "password") or \
+        have("host", "client_cert", "client_key")
+
+
+def _load_kubeconfig(options, configuration):
+    source = options.get("kubeconfig")
+    kwargs = {"context": options.get("context"), "client_configuration": configuration,
+              "persist_config": bool(options.get("persist_config"))}
+    if isinstance(source, dict):
+        kubernetes.config.load_kube_config_from_dict(config_dict=source, **kwargs)
+    else:
+        kubernetes.config.load_kube_config(config_file=source, **kwargs)
+
+
+def _describe_source(options):
+    source = options.get("kubeconfig")
+    if isinstance(source, dict):
+        what = "the kubeconfig given inline"
+    elif source:
+        what = "kubeconfig %s" % source
+    else:
+        what = "the default kubeconfig (KUBECONFIG or ~/.kube/config)"
+    return what + (" (context %s)" % options["context"] if options.get("context") else "")
+
+
+class _RepeatedHeader(str):
+    """A header name that may appear more than once in ``default_headers``
+    (Impersonate-Group takes one header per group): equal only to itself."""
+
+    def __hash__(self):
+        return id(self)
+
+    def __eq__(self, other):
+        return self is other
+
+    def __ne__(self, other):
+        return self is not other
+
+
+def build_configuration(params, env=None):
     """Build ``(configuration, headers)`` from module params, ``K8S_AUTH_*``
-    variables and kubeconfig exactly as kubernetes.core's modules do.
-
-    Uses the construction helpers of kubernetes.core's client factory; if a
-    future release renames them, falls back to its public ``get_api_client``
-    (which then also pays for discovery).
+    variables and kubeconfig, by the rules kubernetes.core documents for the same
+    options: explicit host plus token, basic auth or client certificate need no
+    kubeconfig; else the given kubeconfig/context; else in-cluster, then the
+    default kubeconfig. Explicit options override what the kubeconfig says.
     """
     if not HAS_KUBERNETES:
         raise KubeError("the Python library 'kubernetes' is required: %s" % KUBERNETES_IMPORT_ERROR)
-    kwargs = _auth_kwargs(params)
+    options = auth_options(params, env)
+    configuration = kubernetes.client.Configuration()
     try:
-        from ansible_collections.kubernetes.core.plugins.module_utils.k8s import client as k8s_client
-    except ImportError as exc:
-        raise KubeError("the collection kubernetes.core is required: %s" % exc)
-    try:
-        if all(hasattr(k8s_client, f) for f in ("_create_auth_spec", "_create_configuration", "_create_headers")):
-            auth = k8s_client._create_auth_spec(None, **kwargs)
-            configuration = k8s_client._create_configuration(auth)
-            headers = k8s_client._create_headers(None, **kwargs)
-        else:  # pragma: no cover - depends on the kubernetes.core release
-            client = k8s_client.get_api_client(None, **kwargs)
-            configuration = client.configuration
-            headers = dict(client.client.client.default_headers)
+        if _self_sufficient(options):
+            pass
+        elif options.get("kubeconfig") or options.get("context"):
+            _load_kubeconfig(options, configuration)
+        else:
+            try:
+                kubernetes.config.load_incluster_config(client_configuration=configuration)
+            except kubernetes.config.ConfigException:
+                _load_kubeconfig(options, configuration)
     except Exception as exc:  # ConfigException, missing files, bad YAML...
-        raise KubeError("could not build a Kubernetes client from the connection options: %s" % exc,
+        raise KubeError("could not build a Kubernetes client from %s: %s" % (_describe_source(options), exc),
                         reason=type(exc).__name__)
+    for option, attribute in _CONFIG_ATTRIBUTE.items():
+        value = options.get(option)
+        if value is None:
+            continue
+        if option == "api_key":
+            value = {"authorization": "Bearer %s" % value}
+        elif option == "proxy_headers":
+            value = urllib3.util.make_headers(**value)
+        setattr(configuration, attribute, value)
     if not configuration.host:
         raise KubeError("no API server given: set host, kubeconfig or K8S_AUTH_* variables")
+    headers = dict((header, options[option]) for option, header in _HEADER_OPTIONS.items() if options.get(option))
     return configuration, headers
 
 
 class Kube:
-    """A pooled, retrying client for bulk work on cluster-scoped objects.
+    """A pooled, retrying client for bulk work.
 
     ``dry_run``: every write is sent with ``dryRun=All`` (server-side dry-run:
     validated and admitted by the real API server, persisted nowhere).
     ``requests`` counts the HTTP requests made, by verb, retries included.
+    Every request of the collection goes through :meth:`call`.
     """
 
     def __init__(self, configuration, headers=None, workers=DEFAULT_WORKERS, retries=DEFAULT_RETRIES,
@@ -245,14 +342,9 @@ class Kube:
         self.api_client = kubernetes.client.ApiClient(configuration)
         self.api_client.user_agent = "localpv.rollout"
         for header, value in (headers or {}).items():
-            if isinstance(value, list):
-                try:
-                    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import _set_header
-                    _set_header(self.api_client, header, value)
-                    continue
-                except ImportError:  # pragma: no cover
-                    value = value[0]
-            self.api_client.set_default_header(header, value)
+            for one in (value if isinstance(value, list) else [value]):
+                name = _RepeatedHeader(header) if isinstance(value, list) else header
+                self.api_client.set_default_header(name, one)
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         self.storage = kubernetes.client.StorageV1Api(self.api_client)
 
@@ -277,8 +369,11 @@ class Kube:
         """Call typed API method ``fn`` with retries; return the response as a dict.
 
         Raises :class:`KubeError`. ``verb``/``resource``/``name`` are only used
-        for counting and messages.
+        for counting and messages. ``retry_statuses`` narrows which HTTP statuses
+        are tried again (an eviction's 429 is a PodDisruptionBudget's answer,
+        not throttling).
         """
+        statuses = kwargs.pop("retry_statuses", RETRY_STATUSES)
         kwargs["_preload_content"] = False
         kwargs.setdefault("_request_timeout", self.timeout)
         attempt = 0
@@ -289,29 +384,41 @@ class Kube:
                 data = response.data if hasattr(response, "data") else response.read()
                 return json.loads(data) if data else {}
             except Exception as exc:  # ApiException, urllib3 and socket errors
-                if attempt < self.retries and is_retryable(exc):
+                status = getattr(exc, "status", None) if isinstance(exc, ApiException) else None
+                if attempt < self.retries and is_retryable(exc) and (status is None or status in statuses):
                     self._sleep(backoff_delay(attempt, server_hint=retry_after(exc)))
                     attempt += 1
                     continue
                 raise describe_error(exc, verb, resource, name, self.host)
 
-    def list(self, resource, fn, label_selector=None, field_selector=None, limit=PAGE_SIZE, **kwargs):
-        """All items of a paginated LIST (``limit``/``continue``). If the
-        continue token expires mid-way (410), the LIST starts over once, so the
-        result is always one consistent snapshot."""
+    def scan(self, resource, fn, add, start=None, label_selector=None, field_selector=None, limit=PAGE_SIZE,
+             **kwargs):
+        """Feed every item of a paginated LIST (``limit``/``continue``) to ``add``,
+        one page in memory at a time. If the continue token expires mid-way
+        (410), ``start()`` is called and the LIST starts over once, so what was
+        fed is always one consistent snapshot."""
         for restart in (0, 1):
-            items, token = [], None
+            token = None
+            if start:
+                start()
             try:
                 while True:
                     page = self.call("list", resource, None, fn, label_selector=label_selector,
                                      field_selector=field_selector, limit=limit, _continue=token, **kwargs)
-                    items.extend(page.get("items") or [])
+                    for item in page.get("items") or []:
+                        add(item)
                     token = (page.get("metadata") or {}).get("continue")
                     if not token:
-                        return items
+                        return
             except KubeError as exc:
                 if exc.status != 410 or restart:
                     raise
+
+    def list(self, resource, fn, **kwargs):
+        """All items of a paginated LIST, as one list (see :meth:`scan`)."""
+        items = []
+        self.scan(resource, fn, items.append, start=lambda: items.__setitem__(slice(None), []), **kwargs)
+        return items
 
     def run(self, jobs):
         """Run ``jobs`` (callables) on the bounded worker pool.
@@ -336,56 +443,67 @@ class Kube:
             kwargs["dry_run"] = DRY_RUN_ALL
         return kwargs
 
+    def _delete_options(self, uid=None, resource_version=None, grace_period=None):
+        preconditions = dict((key, value) for key, value in (("uid", uid), ("resourceVersion", resource_version))
+                             if value)
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions or None}
+        if grace_period is not None:
+            body["gracePeriodSeconds"] = grace_period
+        if self.dry_run:
+            body["dryRun"] = [DRY_RUN_ALL]
+        return body
+
+    def get(self, resource, name, fn, *args):
+        """The object, or None when there is none (404)."""
+        try:
+            return self.call("get", resource, name, fn, *args)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def delete(self, resource, name, fn, *args, **options):
+        """Delete with preconditions (``uid``, ``resource_version``): the very object
+        we looked at, or a 409. Returns True when the API confirmed the delete,
+        False when the object was not there (404): a delete whose first answer
+        was lost and that was sent again gets exactly that, and it is done."""
+        try:
+            self.call("delete", resource, name, fn, *args, body=self._delete_options(**options))
+            return True
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
     # --- PersistentVolumes ---------------------------------------------------
+
+    def scan_pvs(self, add, start=None, label_selector=None, limit=PAGE_SIZE):
+        self.scan("persistentvolumes", self.core.list_persistent_volume, add, start=start,
+                  label_selector=label_selector, limit=limit)
 
     def list_pvs(self, label_selector=None):
         return self.list("persistentvolumes", self.core.list_persistent_volume, label_selector=label_selector)
 
     def get_pv(self, name):
         """The PV named ``name``, or None when there is none."""
-        try:
-            return self.call("get", "persistentvolumes", name, self.core.read_persistent_volume, name)
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self.get("persistentvolumes", name, self.core.read_persistent_volume, name)
 
     def create_pv(self, body):
         return self.call("create", "persistentvolumes", body["metadata"]["name"],
                          self.core.create_persistent_volume, body, **self._write_kwargs())
 
-    def patch_pv(self, name, patch):
+    def patch_pv(self, name, patch, json_patch=False):
+        """A JSON merge patch (or, with ``json_patch``, a JSON patch) of PV ``name``.
+        A merge patch that carries ``metadata.resourceVersion`` is refused (409)
+        when the PV changed since that version."""
+        content = "application/json-patch+json" if json_patch else "application/merge-patch+json"
         return self.call("patch", "persistentvolumes", name, self.core.patch_persistent_volume, name, patch,
-                         _content_type="application/merge-patch+json", **self._write_kwargs())
+                         _content_type=content, **self._write_kwargs())
 
     def delete_pv(self, name, uid=None, resource_version=None):
-        """Delete PV ``name``, but only the very object we looked at: with
-        ``uid``/``resource_version`` preconditions, a PV that was bound or
-        changed since we listed it makes the delete fail (409) instead."""
-        preconditions = {}
-        if uid:
-            preconditions["uid"] = uid
-        if resource_version:
-            preconditions["resourceVersion"] = resource_version
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions or None}
-        if self.dry_run:
-            body["dryRun"] = [DRY_RUN_ALL]
-        return self.call("delete", "persistentvolumes", name, self.core.delete_persistent_volume, name,
-                         body=body)
-
-    def wait_pv_gone(self, name, timeout=60.0, interval=0.2):
-        """Wait until PV ``name`` no longer exists (the pv-protection finalizer of
-        an unbound PV is removed by the controller shortly after the delete)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            pv = self.get_pv(name)
-            if pv is None:
-                return
-            if time.monotonic() > deadline:
-                raise KubeError("PV %s is still there %d seconds after its delete (finalizers: %s)" % (
-                    name, timeout, ", ".join((pv.get("metadata") or {}).get("finalizers") or []) or "none"),
-                    verb="delete", resource="persistentvolumes", name=name)
-            self._sleep(interval)
+        """Delete PV ``name``, but only the very object we looked at (see :meth:`delete`)."""
+        return self.delete("persistentvolumes", name, self.core.delete_persistent_volume, name,
+                           uid=uid, resource_version=resource_version)
 
     # --- Nodes, claims, pods -------------------------------------------------
 
@@ -396,18 +514,41 @@ class Kube:
         return self.list("persistentvolumeclaims", self.core.list_namespaced_persistent_volume_claim,
                          namespace=namespace)
 
+    def get_pvc(self, namespace, name):
+        return self.get("persistentvolumeclaims", "%s/%s" % (namespace, name),
+                        self.core.read_namespaced_persistent_volume_claim, name, namespace)
+
+    def delete_pvc(self, namespace, name, uid=None):
+        return self.delete("persistentvolumeclaims", "%s/%s" % (namespace, name),
+                           self.core.delete_namespaced_persistent_volume_claim, name, namespace, uid=uid)
+
     def list_pods(self, namespace):
         return self.list("pods", self.core.list_namespaced_pod, namespace=namespace)
 
+    def delete_pod(self, namespace, name, uid=None, grace_period=None):
+        return self.delete("pods", "%s/%s" % (namespace, name), self.core.delete_namespaced_pod, name, namespace,
+                           uid=uid, grace_period=grace_period)
+
+    def evict_pod(self, namespace, name, uid=None, grace_period=None):
+        """POST an Eviction for the pod. Retried like any request on 5xx and
+        timeouts, but not on 429, which is a PodDisruptionBudget saying no:
+        raised as a KubeError with status 429 for the caller to wait on."""
+        options = {"preconditions": {"uid": uid} if uid else None, "gracePeriodSeconds": grace_period}
+        if self.dry_run:
+            options["dryRun"] = [DRY_RUN_ALL]
+        body = {"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": name, "namespace": namespace}, "deleteOptions": options}
+        return self.call("create", "pods/eviction", "%s/%s" % (namespace, name),
+                         self.core.create_namespaced_pod_eviction, name, namespace, body,
+                         retry_statuses=(502, 503, 504))
+
     # --- StorageClasses ------------------------------------------------------
 
+    def list_storage_classes(self):
+        return self.list("storageclasses", self.storage.list_storage_class)
+
     def get_storage_class(self, name):
-        try:
-            return self.call("get", "storageclasses", name, self.storage.read_storage_class, name)
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self.get("storageclasses", name, self.storage.read_storage_class, name)
 
     def create_storage_class(self, body):
         return self.call("create", "storageclasses", body["metadata"]["name"],
@@ -418,239 +559,4 @@ class Kube:
                          _content_type="application/merge-patch+json", **self._write_kwargs())
 
     def delete_storage_class(self, name, uid=None):
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid} if uid else None}
-        if self.dry_run:
-            body["dryRun"] = [DRY_RUN_ALL]
-        return self.call("delete", "storageclasses", name, self.storage.delete_storage_class, name, body=body)
-
-
-# --- What the modules do -----------------------------------------------------
-
-def reconcile_local_pvs(kube, volumes, nodes=(), prune=False, replace_unbound=False, hostname_overrides=None):
-    """Make the owned PVs of the nodes in scope match ``volumes`` (normalized,
-    see ``volumes.normalize_volumes``). The whole of ``local_pv``.
-
-    One paginated LIST of owned PVs and one of Nodes; a plan; if the plan has
-    creates, one LIST of all PVs to find foreign PVs in the way. Any conflict
-    (foreign PV, immutable change that may not be made) stops the run before
-    the first write. Then the writes, concurrently. In dry-run mode the same
-    writes go to the API server with ``dryRun=All``.
-
-    Returns a dict: ``actions`` (the plan, with ``error`` set on failed ones),
-    ``hostnames``, ``failed`` (True when a conflict or a write failed).
-    """
-    from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
-
-    scope = list(dict.fromkeys(list(nodes or ()) + [v["node"] for v in volumes]))
-    owned = kube.list_pvs(label_selector="%s=%s" % (vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE))
-    cluster_nodes = kube.list_nodes()
-    hostnames = vol.resolve_hostnames(scope, cluster_nodes, owned, hostname_overrides)
-    actions = vol.plan_pvs(volumes, hostnames, owned, scope, prune=prune, replace_unbound=replace_unbound)
-
-    creates = [a for a in actions if a["action"] == "create"]
-    if creates:
-        owned_names = set(a["name"] for a in actions if a.get("existing"))
-        foreign = dict((pv["metadata"]["name"], pv) for pv in kube.list_pvs()
-                       if pv["metadata"]["name"] not in owned_names)
-        for action in creates:
-            pv = foreign.get(action["name"])
-            if pv is not None and vol.MANAGED_BY_VALUE != (pv["metadata"].get("labels") or {}).get(vol.MANAGED_BY_LABEL):
-                action["action"] = "conflict"
-                action["claim"] = vol.claim_of(pv)
-                action["reason"] = ("a PV named %s exists and is not managed by localpv.rollout (no label %s=%s); "
-                                    "it is left alone: remove or rename it, or rename the volume" % (
-                                        action["name"], vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE))
-    result = {"actions": actions, "hostnames": hostnames, "failed": False}
-    if any(a["action"] == "conflict" for a in actions):
-        result["failed"] = True
-        return result
-
-    def create(action):
-        def job():
-            try:
-                return kube.create_pv(action["manifest"])
-            except KubeError as exc:
-                if exc.status != 409:
-                    raise
-                # Created by an earlier try whose answer was lost, or by a
-                # concurrent run, or someone else's: look before deciding.
-                pv = kube.get_pv(action["name"])
-                labels = ((pv or {}).get("metadata") or {}).get("labels") or {}
-                if pv and labels.get(vol.MANAGED_BY_LABEL) == vol.MANAGED_BY_VALUE:
-                    immutable, patch = vol.compare_pv(action["manifest"], pv)
-                    if not immutable and not patch:
-                        return pv
-                raise KubeError("PV %s appeared while this run was creating it and differs from what is "
-                                "wanted; run again" % action["name"] if pv and labels.get(vol.MANAGED_BY_LABEL)
-                                else "PV %s already exists and is not managed by localpv.rollout" % action["name"],
-                                status=409, verb="create", resource="persistentvolumes", name=action["name"])
-        return job
-
-    def patch(action):
-        return lambda: kube.patch_pv(action["name"], action["patch"])
-
-    def delete_unbound(action):
-        """Delete the PV we listed, only if it is still that PV and still unbound.
-        Controllers update a PV's status and finalizers, so a 409 on the
-        resourceVersion precondition is looked at again, not taken as final."""
-        name, meta = action["name"], action["existing"]["metadata"]
-        uid, version = meta.get("uid"), meta.get("resourceVersion")
-        for attempt in range(3):
-            try:
-                return kube.delete_pv(name, uid, version)
-            except KubeError as exc:
-                if exc.status != 409 or attempt == 2:
-                    raise
-            pv = kube.get_pv(name)
-            if pv is None:
-                return None
-            if pv["metadata"].get("uid") != uid:
-                raise KubeError("PV %s was deleted and made again since it was listed; it is left alone" % name,
-                                status=409, verb="delete", resource="persistentvolumes", name=name)
-            if vol.claim_of(pv):
-                raise KubeError("PV %s was bound to claim %s since it was listed; it is kept" % (
-                    name, vol.claim_of(pv)), status=409, verb="delete", resource="persistentvolumes", name=name)
-            version = pv["metadata"].get("resourceVersion")
-
-    def delete(action):
-        return lambda: delete_unbound(action)
-
-    def replace(action):
-        def job():
-            delete_unbound(action)
-            if kube.dry_run:
-                return None
-            kube.wait_pv_gone(action["name"])
-            return kube.create_pv(action["manifest"])
-        return job
-
-    makers = {"create": create, "patch": patch, "delete": delete, "replace": replace}
-    todo = [a for a in actions if a["action"] in makers]
-    for action, (_res, err) in zip(todo, kube.run([makers[a["action"]](a) for a in todo])):
-        if err is not None:
-            action["error"] = err.msg
-            result["failed"] = True
-    return result
-
-
-def ensure_storage_classes(kube, classes, replace=False):
-    """Ensure each StorageClass of ``classes`` (normalized, see
-    ``volumes.normalize_storage_class``). Returns a list of results, one per
-    class: ``name``, ``action`` (create, patch, replace, unchanged, conflict),
-    ``changes``, ``reason``, ``before``, ``after``, ``error``."""
-    from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
-
-    results = []
-    for wanted in classes:
-        manifest = vol.storage_class_manifest(wanted)
-        name = manifest["metadata"]["name"]
-        existing = kube.get_storage_class(name)
-        item = {"name": name, "manifest": manifest, "existing": existing, "changes": []}
-        if existing is None:
-            item["action"] = "create"
-        else:
-            immutable, patch = vol.compare_storage_class(manifest, existing)
-            item["changes"], item["patch"] = immutable, patch
-            if immutable and not replace:
-                item["action"] = "conflict"
-                item["reason"] = ("StorageClass %s has %s different from what is wanted and the API server does not "
-                                  "allow changing them; set replace=true to delete and create it (PVs and claims "
-                                  "that name the class are not affected)" % (name, ", ".join(immutable)))
-            elif immutable:
-                item["action"] = "replace"
-            elif patch:
-                item["action"] = "patch"
-            else:
-                item["action"] = "unchanged"
-        results.append(item)
-    if any(r["action"] == "conflict" for r in results):
-        return results
-    for item in results:
-        try:
-            if item["action"] == "create":
-                kube.create_storage_class(item["manifest"])
-            elif item["action"] == "patch":
-                kube.patch_storage_class(item["name"], item["patch"])
-            elif item["action"] == "replace":
-                kube.delete_storage_class(item["name"], item["existing"]["metadata"].get("uid"))
-                if not kube.dry_run:
-                    kube.create_storage_class(item["manifest"])
-        except KubeError as exc:
-            item["error"] = exc.msg
-            break
-    return results
-
-
-def _controller_of(obj):
-    """``Kind/name`` of the controller that owns ``obj`` (its controller ownerReference), or None."""
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return "%s/%s" % (ref.get("kind"), ref.get("name"))
-    return None
-
-
-def local_pv_report(kube, nodes=None, label_selector=None):
-    """Owned PVs (of ``nodes``, or all; ``label_selector`` narrows further) with
-    phase, claim, the pods that use the claim and where they run, and whether
-    their node still exists."""
-    from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
-
-    selector = "%s=%s" % (vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE)
-    if label_selector:
-        selector += "," + label_selector
-    owned = kube.list_pvs(label_selector=selector)
-    if nodes:
-        wanted = set(vol.label_value(n) for n in nodes)
-        owned = [pv for pv in owned if (pv["metadata"].get("labels") or {}).get(vol.NODE_LABEL) in wanted]
-    cluster_nodes = kube.list_nodes()
-    node_names = set(n["metadata"]["name"] for n in cluster_nodes)
-    hostnames = set((n["metadata"].get("labels") or {}).get(vol.HOSTNAME_LABEL) for n in cluster_nodes)
-    namespaces = sorted(set(pv["spec"]["claimRef"].get("namespace") for pv in owned
-                            if (pv.get("spec") or {}).get("claimRef")))
-    claims, pods_by_claim = {}, {}
-    for namespace in namespaces:
-        for pvc in kube.list_pvcs(namespace):
-            claims["%s/%s" % (namespace, pvc["metadata"]["name"])] = pvc
-        for pod in kube.list_pods(namespace):
-            for volume in (pod.get("spec") or {}).get("volumes") or []:
-                ref = volume.get("persistentVolumeClaim")
-                if ref:
-                    pods_by_claim.setdefault("%s/%s" % (namespace, ref.get("claimName")), []).append({
-                        "namespace": namespace, "name": pod["metadata"]["name"],
-                        "node": (pod.get("spec") or {}).get("nodeName"),
-                        "phase": (pod.get("status") or {}).get("phase"),
-                        "uid": pod["metadata"].get("uid"),
-                        "controller": _controller_of(pod),
-                        "deleting": bool(pod["metadata"].get("deletionTimestamp"))})
-    report = []
-    for pv in sorted(owned, key=lambda p: p["metadata"]["name"]):
-        view = vol.pv_view(pv)
-        labels = view["labels"]
-        claim = vol.claim_of(pv)
-        pvc = claims.get(claim) if claim else None
-        node = labels.get(vol.NODE_LABEL)
-        hostname = vol.affinity_hostname(pv)
-        report.append({
-            "name": view["name"],
-            "node": node,
-            "volume": labels.get(vol.VOLUME_LABEL),
-            "hostname": hostname,
-            "node_exists": node in node_names or hostname in hostnames,
-            "path": view["local"].get("path"),
-            "fstype": view["local"].get("fsType"),
-            "volume_mode": view["volumeMode"],
-            "capacity": view["capacity"],
-            "storage_class": view["storageClassName"],
-            "reclaim_policy": view["persistentVolumeReclaimPolicy"],
-            "phase": (pv.get("status") or {}).get("phase"),
-            "claim": claim,
-            "claim_phase": ((pvc or {}).get("status") or {}).get("phase") if claim else None,
-            # The claim the PV is bound to, by uid; a claim of the same name with
-            # another uid (made again, e.g. by a StatefulSet) is not this PV's claim.
-            "claim_uid": ((pv.get("spec") or {}).get("claimRef") or {}).get("uid"),
-            "claim_current_uid": ((pvc or {}).get("metadata") or {}).get("uid"),
-            "uid": pv["metadata"].get("uid"),
-            "pods": pods_by_claim.get(claim, []) if claim else [],
-            "deleting": bool(pv["metadata"].get("deletionTimestamp")),
-        })
-    return report
+        return self.delete("storageclasses", name, self.storage.delete_storage_class, name, uid=uid)

@@ -29,7 +29,8 @@ VOLUME_KEYS = {
     "path": (_TEXT, True),
     "mode": (_TEXT, False),
     "fstype": (_TEXT, False),
-    "capacity": ((int, str), True),
+    # no capacity: judged by the volume model (allowed in check mode, before mounts)
+    "capacity": ((int, str), False),
     "storage_class": (_TEXT, False),
     "reclaim_policy": (_TEXT, False),
     "labels": ((dict,), False),

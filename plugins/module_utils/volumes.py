@@ -77,14 +77,20 @@ def label_value(value):
 
 
 def pv_name(node, volume):
-    """The deterministic name of the PV of ``volume`` on ``node``.
+    """The deterministic name of the PV that this collection makes for ``volume`` on ``node``.
 
-    ``local-<node>-<volume>`` when that is at most 63 characters; otherwise a
-    prefix of it followed by a hash of node and volume, so that two long names
-    that share a prefix never collide. Dots of FQDN node names are kept (PV
-    names are RFC 1123 subdomains).
+    ``local-<node>-<volume>``, where every ``-`` of the node name is written
+    twice: volume names hold no dots and node names no ``--`` run of odd
+    length once doubled, so the first single ``-`` after ``local-`` always
+    says where the node name ends. Node ``node-1`` with volume ``data0``
+    (``local-node--1-data0``) and node ``node`` with volume ``1-data0``
+    (``local-node-1-data0``) never share a name. A name longer than 63
+    characters is a prefix of it followed by a hash of node and volume.
+
+    Only new PVs get this name: an existing PV is found by its node and path,
+    whatever its name (see ``persistent_volumes``).
     """
-    name = "local-%s-%s" % (node, volume)
+    name = "local-%s-%s" % (node.replace("-", "--"), volume)
     if len(name) <= PV_NAME_MAX:
         return name
     head = name[: PV_NAME_MAX - _HASH_LEN - 1].rstrip("-.")
@@ -114,10 +120,6 @@ DEFAULT_RECLAIM_POLICY = "Retain"
 RECLAIM_POLICIES = ("Retain", "Delete")
 VOLUME_MODES = {"filesystem": "Filesystem", "block": "Block"}
 FSTYPES = ("xfs", "ext4", "ext3", "btrfs")
-
-# The fields of a PV that the API server refuses to change in place (or that we
-# refuse to change under a claim): a change is a delete + create of the PV.
-IMMUTABLE_FIELDS = ("spec.local", "spec.volumeMode", "spec.capacity", "spec.nodeAffinity", "spec.storageClassName")
 
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)(([eE][+-]?[0-9]+)|Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
 _QUANTITY_SUFFIX = {
@@ -151,7 +153,7 @@ def parse_quantity(value):
         return None
 
 
-def _labels_reasons(labels):
+def labels_reasons(labels):
     reasons = []
     for key, value in (labels or {}).items():
         prefix, _sep, name = key.rpartition("/")
@@ -162,6 +164,36 @@ def _labels_reasons(labels):
         if key in (MANAGED_BY_LABEL, NODE_LABEL, VOLUME_LABEL):
             reasons.append("label %s is set by localpv.rollout and cannot be given" % key)
     return reasons
+
+
+# Units a capacity may be rounded down to (capacity_round_down).
+ROUND_UNITS = ("Mi", "Gi", "Ti", "M", "G", "T")
+
+
+def volume_capacity(item, defaults=None):
+    """``(capacity, reasons)`` of one desired volume: its bytes, rounded down to
+    ``defaults["capacity_round_down"]`` (a unit of :data:`ROUND_UNITS`) when
+    asked, so that a claim for "N Gi" behaves predictably. A null capacity is
+    an error naming what to do, or, with ``defaults["capacity_unknown_ok"]``
+    (check mode, before anything is mounted), None: "known after apply"."""
+    defaults = defaults or {}
+    given = item.get("capacity")
+    if given is None:
+        if defaults.get("capacity_unknown_ok"):
+            return None, []
+        return None, ["no capacity: the volume is not mounted yet, or it is a bind volume measured by device "
+                      "(give a bind volume an explicit capacity)"]
+    capacity = parse_quantity(given) if isinstance(given, str) else given
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+        return None, ["capacity %r is not a positive number of bytes" % (given,)]
+    unit = defaults.get("capacity_round_down")
+    if unit:
+        rounded = capacity // _QUANTITY_SUFFIX[unit] * _QUANTITY_SUFFIX[unit]
+        if rounded <= 0:
+            return None, ["capacity %d bytes is less than one %s, the unit capacity_round_down rounds down to"
+                          % (capacity, unit)]
+        capacity = rounded
+    return capacity, []
 
 
 def normalize_volume(item, defaults=None):
@@ -188,11 +220,8 @@ def normalize_volume(item, defaults=None):
         fstype = None
     elif fstype is not None and fstype not in FSTYPES:
         reasons.append("fstype %r is not one of %s" % (fstype, ", ".join(FSTYPES)))
-    capacity = item.get("capacity")
-    if isinstance(capacity, str):
-        capacity = parse_quantity(capacity)
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
-        reasons.append("capacity %r is not a positive number of bytes" % (item.get("capacity"),))
+    capacity, why = volume_capacity(item, defaults)
+    reasons += why
     storage_class = item.get("storage_class") or defaults.get("storage_class") or DEFAULT_STORAGE_CLASS
     if node_name_reasons(storage_class):
         reasons.append("storage_class %r is not a valid StorageClass name" % (storage_class,))
@@ -201,7 +230,7 @@ def normalize_volume(item, defaults=None):
         reasons.append("reclaim_policy %r is not one of %s" % (reclaim, ", ".join(RECLAIM_POLICIES)))
     labels = dict(defaults.get("labels") or {})
     labels.update(item.get("labels") or {})
-    reasons += _labels_reasons(labels)
+    reasons += labels_reasons(labels)
     volume = {
         "node": node,
         "name": name,
@@ -234,6 +263,9 @@ def normalize_volumes(items, defaults=None):
         for dup in duplicate_names([v["pv_name"] for v in volumes]):
             owners = ["%s/%s" % (v["node"], v["name"]) for v in volumes if v["pv_name"] == dup]
             errors.append("PV name %s is wanted more than once (%s)" % (dup, ", ".join(owners)))
+        for dup in duplicate_names(["%s:%s" % (v["node"], v["path"]) for v in volumes]):
+            owners = ["%s/%s" % (v["node"], v["name"]) for v in volumes if "%s:%s" % (v["node"], v["path"]) == dup]
+            errors.append("path %s is wanted by more than one volume (%s): one disk, one PV" % (dup, ", ".join(owners)))
     return volumes, errors
 
 
@@ -254,31 +286,27 @@ def affinity_hostname(pv):
     return values[0] if len(values) == 1 else None
 
 
-def resolve_hostnames(nodes, cluster_nodes, owned_pvs=(), overrides=None):
+def resolve_hostnames(nodes, cluster_nodes, existing=None, overrides=None):
     """Decide the ``kubernetes.io/hostname`` value each node's PVs are pinned to.
 
     In order: an explicit override; the label of the Node object with that name
     (from one LIST of Nodes); for a node that has not joined (yet), the value its
-    existing PVs already carry, so that a node leaving the cluster for a while
-    never turns into a change; else the node name itself, which is what the
-    kubelet sets when no hostname override is used.
+    existing PVs already carry (``existing``: ``{node label value: set of
+    hostname values}`` of owned PVs), so that a node leaving the cluster for a
+    while never turns into a change; else the node name itself, which is what
+    the kubelet sets when no hostname override is used.
 
     Returns ``{node: (value, source)}`` with source one of ``override``,
     ``node-label``, ``existing-pv``, ``node-name``.
     """
     overrides = overrides or {}
+    existing = existing or {}
     labels = {}
     for obj in cluster_nodes or ():
         meta = obj.get("metadata") or {}
         value = (meta.get("labels") or {}).get(HOSTNAME_LABEL)
         if meta.get("name") and value:
             labels[meta["name"]] = value
-    existing = {}
-    for pv in owned_pvs or ():
-        node = ((pv.get("metadata") or {}).get("labels") or {}).get(NODE_LABEL)
-        value = affinity_hostname(pv)
-        if node and value:
-            existing.setdefault(node, set()).add(value)
     result = {}
     for node in nodes:
         if overrides.get(node):
@@ -325,7 +353,7 @@ def pv_manifest(volume, hostname_value):
             "annotations": pv_annotations(volume),
         },
         "spec": {
-            "capacity": {"storage": str(volume["capacity"])},
+            "capacity": {"storage": str(volume["capacity"])} if volume["capacity"] is not None else {},
             "accessModes": ["ReadWriteOnce"],
             "volumeMode": VOLUME_MODES[volume["mode"]],
             "persistentVolumeReclaimPolicy": volume["reclaim_policy"],
@@ -334,6 +362,11 @@ def pv_manifest(volume, hostname_value):
             "nodeAffinity": node_affinity(hostname_value),
         },
     }
+
+
+def is_owned(pv):
+    """Whether a PV (or any object) carries our managed-by label."""
+    return ((pv.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
 
 
 def claim_of(pv):
@@ -369,9 +402,12 @@ def pv_view(pv):
 def compare_pv(desired, existing):
     """Compare a desired PV manifest with the PV on the server.
 
-    Returns ``(immutable, patch)``: the names of immutable fields that differ
-    (a replace is needed), and a JSON merge patch for the mutable ones (None
-    when nothing mutable differs). Labels and annotations that others set are
+    Returns ``(immutable, patch)``: the names of the fields that differ and that
+    the API server does not let change in place (``spec.local``,
+    ``spec.volumeMode``, ``spec.nodeAffinity``; ``spec.storageClassName``,
+    which we never move under a claim), and a JSON merge patch for the others
+    (None when nothing differs): labels, our annotations, reclaim policy,
+    access modes and capacity. Labels and annotations that others set are
     left alone; extra labels this collection set earlier and that are no longer
     wanted are removed.
     """
@@ -382,8 +418,6 @@ def compare_pv(desired, existing):
         immutable.append("spec.local")
     if want["volumeMode"] != have["volumeMode"]:
         immutable.append("spec.volumeMode")
-    if want["capacity"] != have["capacity"]:
-        immutable.append("spec.capacity")
     if want["nodeAffinity"] != have["nodeAffinity"]:
         immutable.append("spec.nodeAffinity")
     if want["storageClassName"] != have["storageClassName"]:
@@ -413,209 +447,11 @@ def compare_pv(desired, existing):
         spec["persistentVolumeReclaimPolicy"] = want["persistentVolumeReclaimPolicy"]
     if want["accessModes"] != have["accessModes"]:
         spec["accessModes"] = want["accessModes"]
+    # The API server allows a PV's capacity to change in place (unknown: not compared).
+    if want["capacity"] is not None and want["capacity"] != have["capacity"]:
+        spec["capacity"] = {"storage": str(want["capacity"])}
     if spec:
         patch["spec"] = spec
-    return immutable, (patch or None)
-
-
-def plan_pvs(volumes, hostnames, owned_pvs, scope_nodes, prune=False, replace_unbound=False):
-    """Work out what to do to make the owned PVs of ``scope_nodes`` match ``volumes``.
-
-    ``volumes``: normalized desired volumes; ``hostnames``: from
-    :func:`resolve_hostnames`; ``owned_pvs``: every PV carrying our managed-by
-    label (as returned by the API); ``scope_nodes``: the nodes whose PVs this run
-    is responsible for (PVs of other nodes are never pruned, so a run limited
-    to one rack leaves the other racks alone).
-
-    Returns a list of actions, each a dict with ``action`` (create, patch,
-    replace, delete, unchanged, conflict, stale, kept_bound), ``name``, ``node``
-    and what the action needs (``manifest``, ``patch``, ``existing``,
-    ``reason``, ``claim``, ``changes``). Foreign PVs are not in ``owned_pvs``:
-    a create that meets one is turned into a conflict by the caller.
-    """
-    owned = dict(((pv.get("metadata") or {}).get("name"), pv) for pv in owned_pvs or ())
-    actions = []
-    desired_names = set()
-    for volume in volumes:
-        name = volume["pv_name"]
-        desired_names.add(name)
-        manifest = pv_manifest(volume, hostnames[volume["node"]][0])
-        base = {"name": name, "node": volume["node"], "volume": volume["name"], "manifest": manifest}
-        existing = owned.get(name)
-        if existing is None:
-            actions.append(dict(base, action="create"))
-            continue
-        base["existing"] = existing
-        claim = claim_of(existing)
-        if (existing.get("metadata") or {}).get("deletionTimestamp"):
-            actions.append(dict(base, action="conflict", claim=claim,
-                                reason="PV %s is being deleted (finalizers %s); run again once it is gone" % (
-                                    name, ", ".join(existing["metadata"].get("finalizers") or []) or "none")))
-            continue
-        immutable, patch = compare_pv(manifest, existing)
-        if immutable:
-            if claim:
-                actions.append(dict(base, action="conflict", claim=claim, changes=immutable,
-                                    reason="PV %s is bound to claim %s and %s cannot change in place; "
-                                           "free the claim first (see decommission)" % (name, claim, ", ".join(immutable))))
-            elif not replace_unbound:
-                actions.append(dict(base, action="conflict", changes=immutable,
-                                    reason="PV %s needs %s changed, which the API server only allows by "
-                                           "deleting and creating it; it is not bound, set replace_unbound=true "
-                                           "to replace it" % (name, ", ".join(immutable))))
-            else:
-                actions.append(dict(base, action="replace", changes=immutable))
-        elif patch:
-            actions.append(dict(base, action="patch", patch=patch))
-        else:
-            actions.append(dict(base, action="unchanged"))
-    scope = dict((label_value(n), n) for n in scope_nodes)
-    for name in sorted(owned):
-        if name in desired_names:
-            continue
-        pv = owned[name]
-        node = scope.get(((pv.get("metadata") or {}).get("labels") or {}).get(NODE_LABEL))
-        if node is None:
-            continue
-        base = {"name": name, "node": node, "existing": pv,
-                "volume": ((pv.get("metadata") or {}).get("labels") or {}).get(VOLUME_LABEL)}
-        claim = claim_of(pv)
-        if (pv.get("metadata") or {}).get("deletionTimestamp"):
-            continue
-        if not prune:
-            actions.append(dict(base, action="stale", claim=claim))
-        elif claim:
-            actions.append(dict(base, action="kept_bound", claim=claim,
-                                reason="PV %s is no longer wanted but bound to claim %s; it is kept" % (name, claim)))
-        else:
-            actions.append(dict(base, action="delete"))
-    return actions
-
-
-ACTION_COUNTS = ("created", "updated", "replaced", "unchanged", "deleted", "conflicts", "stale", "kept_bound")
-_ACTION_KEY = {"create": "created", "patch": "updated", "replace": "replaced", "unchanged": "unchanged",
-               "delete": "deleted", "conflict": "conflicts", "stale": "stale", "kept_bound": "kept_bound"}
-
-
-def summarize(actions, nodes=()):
-    """Per-node counts and the names per kind of action, as the module returns them."""
-    per_node = dict((n, dict((k, 0) for k in ACTION_COUNTS)) for n in nodes)
-    names = dict((k, []) for k in ACTION_COUNTS if k != "unchanged")
-    for action in actions:
-        key = _ACTION_KEY[action["action"]]
-        per_node.setdefault(action["node"], dict((k, 0) for k in ACTION_COUNTS))[key] += 1
-        if key != "unchanged":
-            names[key].append(action["name"])
-    return per_node, names
-
-
-def action_diff(action):
-    """An Ansible diff entry for one action (before/after of the managed view)."""
-    before = pv_view(action["existing"]) if action.get("existing") else {}
-    after = {}
-    if action["action"] in ("create", "replace"):
-        after = pv_view(action["manifest"])
-    elif action["action"] == "patch":
-        after = pv_view(action["manifest"])
-        # Labels and annotations of others stay; show them on both sides.
-        after["labels"] = dict(before["labels"], **after["labels"])
-        for key, value in (action["patch"].get("metadata", {}).get("labels") or {}).items():
-            if value is None:
-                after["labels"].pop(key, None)
-    for view in (before, after):
-        view.pop("name", None)
-    return {
-        "before_header": "PV %s (%s)" % (action["name"], "absent" if not before else "on the server"),
-        "after_header": "PV %s (%s)" % (action["name"], {"delete": "deleted", "replace": "replaced"}.get(
-            action["action"], "wanted")),
-        "before": before,
-        "after": after,
-    }
-
-
-# --- The StorageClass of local PVs ---------------------------------------------
-
-NO_PROVISIONER = "kubernetes.io/no-provisioner"
-DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
-BINDING_MODES = ("WaitForFirstConsumer", "Immediate")
-# The API server refuses to change these of a StorageClass.
-STORAGE_CLASS_IMMUTABLE = ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode")
-
-
-def normalize_storage_class(item):
-    """Check one wanted StorageClass and fill in defaults. Returns ``(cls, reasons)``."""
-    reasons = []
-    name = item.get("name")
-    if node_name_reasons(name):
-        reasons.append("name %r is not a valid StorageClass name" % (name,))
-    reclaim = item.get("reclaim_policy") or DEFAULT_RECLAIM_POLICY
-    if reclaim not in RECLAIM_POLICIES:
-        reasons.append("reclaim_policy %r is not one of %s" % (reclaim, ", ".join(RECLAIM_POLICIES)))
-    mode = item.get("volume_binding_mode") or "WaitForFirstConsumer"
-    if mode not in BINDING_MODES:
-        reasons.append("volume_binding_mode %r is not one of %s" % (mode, ", ".join(BINDING_MODES)))
-    labels = item.get("labels") or {}
-    reasons += _labels_reasons(dict((k, v) for k, v in labels.items() if k != MANAGED_BY_LABEL))
-    cls = {
-        "name": name,
-        "reclaim_policy": reclaim,
-        "volume_binding_mode": mode,
-        "provisioner": item.get("provisioner") or NO_PROVISIONER,
-        "default": item.get("default"),
-        "labels": labels,
-        "mount_options": item.get("mount_options"),
-    }
-    return cls, ["StorageClass %s: %s" % (name, r) for r in reasons]
-
-
-def storage_class_manifest(cls):
-    labels = dict(cls.get("labels") or {})
-    labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
-    manifest = {
-        "apiVersion": "storage.k8s.io/v1",
-        "kind": "StorageClass",
-        "metadata": {"name": cls["name"], "labels": labels},
-        "provisioner": cls.get("provisioner") or NO_PROVISIONER,
-        "reclaimPolicy": cls.get("reclaim_policy") or DEFAULT_RECLAIM_POLICY,
-        "volumeBindingMode": cls.get("volume_binding_mode") or "WaitForFirstConsumer",
-    }
-    if cls.get("default") is not None:
-        manifest["metadata"]["annotations"] = {DEFAULT_CLASS_ANNOTATION: "true" if cls["default"] else "false"}
-    if cls.get("mount_options") is not None:
-        manifest["mountOptions"] = list(cls["mount_options"])
-    return manifest
-
-
-def storage_class_view(obj):
-    meta = obj.get("metadata") or {}
-    return {
-        "labels": dict(meta.get("labels") or {}),
-        "default": (meta.get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION),
-        "provisioner": obj.get("provisioner"),
-        "parameters": obj.get("parameters") or {},
-        "reclaimPolicy": obj.get("reclaimPolicy") or "Delete",
-        "volumeBindingMode": obj.get("volumeBindingMode") or "Immediate",
-        "mountOptions": obj.get("mountOptions") or [],
-    }
-
-
-def compare_storage_class(desired, existing):
-    """``(immutable, patch)`` like :func:`compare_pv`. The managed-by label is
-    only set when we create the class; an existing class keeps its owner."""
-    want, have = storage_class_view(desired), storage_class_view(existing)
-    immutable = [f for f in STORAGE_CLASS_IMMUTABLE if want[f] != have[f]]
-    patch = {}
-    labels = dict((k, v) for k, v in want["labels"].items()
-                  if k != MANAGED_BY_LABEL and have["labels"].get(k) != v)
-    meta = {}
-    if labels:
-        meta["labels"] = labels
-    if want["default"] is not None and want["default"] != have["default"]:
-        meta["annotations"] = {DEFAULT_CLASS_ANNOTATION: want["default"]}
-    if meta:
-        patch["metadata"] = meta
-    if "mountOptions" in desired and want["mountOptions"] != have["mountOptions"]:
-        patch["mountOptions"] = want["mountOptions"]
     return immutable, (patch or None)
 
 

@@ -70,7 +70,7 @@ volumes:
   type: list
   elements: dict
 pv_names:
-  description: Names of the PVs to retire.
+  description: Names of the PVs to workloads.
   returned: always
   type: list
   elements: str
@@ -106,7 +106,8 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import retire
+from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils import workloads
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
 
 
@@ -121,7 +122,7 @@ def main():
     )
     nodes = module.params["nodes"]
     with k.api_session(module, {"volumes": []}) as kube:
-        report = k.local_pv_report(kube, nodes=nodes, label_selector=module.params["label_selector"])
+        report = persistent_volumes.local_pv_report(kube, nodes=nodes, label_selector=module.params["label_selector"])
         cluster_nodes = dict((n["metadata"]["name"], n) for n in kube.list_nodes())
         node_info = {}
         for name in nodes:
@@ -132,9 +133,9 @@ def main():
                 "unschedulable": bool(((obj or {}).get("spec") or {}).get("unschedulable")),
             }
         hostnames = [i["hostname"] for i in node_info.values() if i["hostname"]]
-        plan = retire.plan_decommission(report, kube.list_pvs(), nodes, hostnames, module.params["volumes"])
+        plan = workloads.plan_decommission(report, kube.list_pvs(), nodes, hostnames, module.params["volumes"])
     result = dict(changed=False, volumes=plan["volumes"], pv_names=[e["name"] for e in plan["volumes"]],
-                  table=retire.plan_table(plan, nodes), missing=plan["missing"], foreign=plan["foreign"],
+                  table=workloads.plan_table(plan, nodes), missing=plan["missing"], foreign=plan["foreign"],
                   nodes=node_info, requests=kube.requests)
     if plan["errors"]:
         module.fail_json(msg="; ".join(plan["errors"]), **result)

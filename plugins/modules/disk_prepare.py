@@ -145,6 +145,13 @@ options:
       reclaim_policy:
         description: Reclaim policy for the PVs of these volumes (passed through in RV(volumes)).
         type: str
+      capacity:
+        description:
+          - Bind volumes only. The capacity of the volume's PV (bytes, or a size such as V(10G)), instead of the
+            size of the filesystem its directory sits on.
+          - Required when that filesystem is the root filesystem or also holds another bind volume (the plan
+            refuses otherwise): each PV would offer the whole filesystem.
+        type: raw
   mount_root:
     description: Directory under which volumes are mounted.
     type: path
@@ -350,6 +357,7 @@ DISK_SPEC = dict(
     capacity_from=dict(type="str", choices=["filesystem", "device"]),
     labels=dict(type="dict"),
     reclaim_policy=dict(type="str"),
+    capacity=dict(type="raw"),
 )
 
 

@@ -14,20 +14,29 @@ version_added: 0.1.0
 description:
   - Takes the whole desired set of local volumes (node, volume name, path, mode, filesystem type,
     capacity, StorageClass) and makes the PersistentVolumes that C(localpv.rollout) owns match it.
-  - One paginated LIST of the owned PVs (label C(app.kubernetes.io/managed-by=localpv.rollout)),
-    one LIST of Nodes, a diff, then concurrent create, patch and delete of only what differs,
-    with a bounded worker pool and retries with backoff on 429, 5xx and timeouts.
-    A run with nothing to change makes LIST requests only.
-  - PV names are C(local-<node>-<volume>), shortened with a hash suffix when longer than 63 characters.
+  - One PV per disk. A PV's identity is its node's C(kubernetes.io/hostname) value and its C(spec.local.path),
+    across every PV of the cluster, whoever made it. A wanted volume whose node and path already hold a PV is
+    that PV, whatever its name.
+  - One LIST of Nodes and one paginated LIST of every PV (streamed, only what the plan needs is kept), a diff,
+    then concurrent create, patch and delete of only what differs, with a bounded worker pool and retries with
+    backoff on 429, 5xx and timeouts. A run with nothing to change makes LIST requests only.
+  - New PVs are named C(local-<node>-<volume>), where each C(-) of the node name is doubled (C(node-1) with
+    C(data0) gives C(local-node--1-data0)), so that two node/volume pairs never share a name; shortened with a
+    hash suffix when longer than 63 characters.
   - The nodeAffinity of a PV uses the C(kubernetes.io/hostname) label value of its Node, which is not
     always the node name. For a node that has not joined the cluster (yet), the value is taken, in
     order, from O(hostname_labels), from the node's existing PVs, else the node name itself.
-  - A PV that is not owned (no managed-by label) is never modified or deleted; a wanted name that is
-    taken by such a PV is an error.
-  - Conflicts are found before the first write; when there is any, nothing is changed.
-  - C(spec.local), C(volumeMode), C(capacity), C(nodeAffinity) and C(storageClassName) cannot be changed
-    in place. Such a change deletes and creates the PV, only when it is not bound and
-    O(replace_unbound=true); on a bound PV it is an error naming the PV and its claim.
+  - A PV that is not owned (no managed-by label) is never modified or deleted, unless it sits at a wanted node
+    and path and O(take_over=true). Without it, such a PV is a conflict naming both PVs.
+  - An owned PV whose C(localpv.rollout/node) label names another node than the volume's is a conflict, never patched.
+  - Everything the API server would refuse and that can be known beforehand (hostname values, StorageClasses that
+    do not exist, missing capacities) and every conflict is found before the first write; when there is any,
+    nothing is changed.
+  - C(spec.local), C(volumeMode), C(nodeAffinity) and C(storageClassName) cannot be changed in place. Such a change
+    deletes and creates the PV, only when it is not bound and O(replace_unbound=true); on a bound PV it is an error
+    naming the PV and its claim. Capacity, access modes, reclaim policy, labels and our annotations are patched in
+    place; on a bound PV only labels, annotations and the reclaim policy (the rest is reported in RV(held)).
+  - Patches carry the resourceVersion the PV was listed at; deletes carry its uid and resourceVersion.
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
@@ -43,7 +52,7 @@ options:
         templating, serializing and copying every volume.
       - The keys and their types are checked by the module (not by Ansible's nested options, which cost
         more than making the PVs at tens of thousands of volumes); an unknown key, a missing required key
-        or a value of the wrong type fails the run before any change, naming the item.
+        or a value of the wrong type fails the run before any request, naming the item.
     type: raw
     required: true
     suboptions:
@@ -68,9 +77,11 @@ options:
         description: Filesystem type recorded in C(spec.local.fsType). Ignored for block volumes.
         type: str
       capacity:
-        description: Capacity in bytes (an integer), or a Kubernetes quantity such as V(100Gi).
+        description:
+          - Capacity in bytes (an integer), or a Kubernetes quantity such as V(100Gi).
+          - Required, except in check mode, where a volume not mounted yet may have none; it is then reported in
+            RV(capacity_unknown) ("known after apply") and everything else is still checked.
         type: raw
-        required: true
       storage_class:
         description: StorageClass of the PV. Defaults to O(storage_class).
         type: str
@@ -122,6 +133,21 @@ options:
     description: Allow deleting and creating an unbound PV whose immutable fields must change.
     type: bool
     default: false
+  take_over:
+    description:
+      - Make a PV that is not ours and sits at a wanted volume's node and path ours, to move from the local static
+        provisioner or from hand-made PVs. It gets our labels and annotations (and the reclaim policy and, when
+        unbound, the capacity that are wanted) in one patch; its name, its claim and the data on the disk stay.
+        It is never deleted or made again; when its path, fsType, volume mode, node affinity or StorageClass differ
+        from what is wanted, that is a conflict.
+    type: bool
+    default: false
+  capacity_round_down:
+    description:
+      - Round every capacity down to a whole number of this unit, so that a claim for C(N Gi) behaves predictably
+        (a 1.8 TiB filesystem offers C(1843Gi) instead of a number of bytes). Unset keeps the bytes measured.
+    type: str
+    choices: [Mi, Gi, Ti, M, G, T]
   hostname_labels:
     description:
       - C(kubernetes.io/hostname) label value per node name, for nodes whose value is known but that have not joined yet.
@@ -130,9 +156,10 @@ options:
     default: {}
   return_names:
     description:
-      - Also return the name of every PV per action (RV(created), RV(updated), RV(replaced), RV(deleted),
-        RV(stale)). Without it, the result counts them per node and per action (RV(nodes)), which stays small
-        at any number of PVs; conflicts, errors and bound PVs kept are always named.
+      - Also return the name of every PV per action (RV(created), RV(updated), RV(taken_over), RV(replaced),
+        RV(deleted), RV(stale)). Without it, the result counts them per node and per action (RV(nodes)), which
+        stays small at any number of PVs; a failed run returns the names anyway, and conflicts, errors, held and
+        kept bound PVs are always named.
       - The module arguments echoed back in C(invocation) carry the number of volumes, not the volumes.
     type: bool
     default: false
@@ -166,6 +193,12 @@ EXAMPLES = r"""
     nodes: [node1, node2]
     prune: true
 
+- name: Make the PVs the local static provisioner made for these disks ours (names, claims and data stay)
+  localpv.rollout.local_pv:
+    volumes: "{{ wanted_volumes }}"
+    take_over: true
+    capacity_round_down: Gi
+
 - name: Same, but say exactly what would change, naming every PV
   localpv.rollout.local_pv:
     volumes: "{{ wanted_volumes }}"
@@ -184,31 +217,56 @@ nodes:
   description: Counts per node of what was done (or, in check mode, would be done).
   returned: always
   type: dict
-  sample: {"node1": {"created": 2, "updated": 0, "replaced": 0, "unchanged": 5, "deleted": 0,
+  sample: {"node1": {"created": 2, "updated": 0, "taken_over": 0, "replaced": 0, "unchanged": 5, "deleted": 0,
            "conflicts": 0, "stale": 0, "kept_bound": 0}}
 created:
   description: Names of the PVs created.
-  returned: when O(return_names=true)
+  returned: when O(return_names=true) or the run failed
   type: list
   elements: str
 updated:
-  description: Names of the PVs patched in place (labels, annotations, reclaim policy, access modes).
-  returned: when O(return_names=true)
+  description: Names of the PVs patched in place (labels, annotations, reclaim policy, access modes, capacity).
+    Like every list of names here, only what the API server confirmed, also when the run failed.
+  returned: when O(return_names=true) or the run failed
+  type: list
+  elements: str
+taken_over:
+  description: Names of the PVs that were not ours and were made ours in place (O(take_over=true)).
+  returned: when O(return_names=true) or the run failed
+  type: list
+  elements: str
+held:
+  description: Bound PVs whose other fields differ from what is wanted and are left as they are under the claim.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "local-node1-ssd0", "node": "node1", "claim": "db/data-db-0", "fields": ["spec.capacity"]}]
+capacity_unknown:
+  description: In check mode, the PVs whose capacity is known only after apply (volumes not mounted yet); they
+    were checked in everything else and not sent to the API server.
+  returned: always
+  type: list
+  elements: dict
+invalid:
+  description: Why writes would be refused by the API server, found before the first write; when not empty,
+    nothing was changed.
+  returned: always
   type: list
   elements: str
 replaced:
   description: Names of the unbound PVs deleted and created again (O(replace_unbound=true)).
-  returned: when O(return_names=true)
+  returned: when O(return_names=true) or the run failed
   type: list
   elements: str
 deleted:
-  description: Names of the unbound PVs deleted by O(prune).
-  returned: when O(return_names=true)
+  description: Names of the unbound PVs deleted by O(prune), and of PVs whose replacement was deleted and not
+    made again because the create failed.
+  returned: when O(return_names=true) or the run failed
   type: list
   elements: str
 stale:
   description: Owned PVs of nodes in scope that are no longer wanted and were left because O(prune=false).
-  returned: when O(return_names=true)
+  returned: when O(return_names=true) or the run failed
   type: list
   elements: str
 kept_bound:
@@ -245,49 +303,42 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
 from ansible_collections.localpv.rollout.plugins.module_utils import volume_input as vi
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
-NAME_KEYS = ("created", "updated", "replaced", "deleted", "stale")
+NAME_KEYS = ("created", "updated", "taken_over", "replaced", "deleted", "stale")
 
 
-def wanted_volumes(module):
-    """The volumes option checked and normalized, or the module fails naming every bad item."""
+def _fail_message(result):
+    if result["invalid"]:
+        return "%d write(s) would be refused, nothing was changed: %s" % (
+            len(result["invalid"]), " | ".join(result["invalid"]))
+    if result["conflicts"]:
+        return "%d conflict(s), nothing was changed: %s" % (
+            len(result["conflicts"]), " | ".join(c["reason"] for c in result["conflicts"]))
+    done = [n for key in ("created", "updated", "taken_over", "replaced", "deleted") for n in result[key]]
+    return "%d change(s) failed, %d were made (see created, updated, taken_over, replaced, deleted): %s" % (
+        len(result["errors"]), len(done),
+        " | ".join("%s %s: %s" % (e["action"], e["name"], e["msg"]) for e in result["errors"]))
+
+
+def wanted_volumes(module, result):
+    """The volumes option, its shape checked here and its values by the volume model;
+    the module fails naming every bad item, before any request."""
     p = module.params
     items, errors = vi.load_volume_items(p["volumes"])
-    invocation = {"module_args": vi.invocation_args(p, len(items))}
+    result["invocation"] = {"module_args": vi.invocation_args(p, len(items))}
     errors = errors or vi.check_volume_items(items)
     volumes = []
     if not errors:
-        volumes, errors = v.normalize_volumes(
-            items, defaults={"storage_class": p["storage_class"], "reclaim_policy": p["reclaim_policy"],
-                             "labels": p["labels"]})
+        volumes, errors = v.normalize_volumes(items, defaults={
+            "storage_class": p["storage_class"], "reclaim_policy": p["reclaim_policy"], "labels": p["labels"],
+            "capacity_round_down": p["capacity_round_down"], "capacity_unknown_ok": module.check_mode})
     errors += ["nodes: %s: %s" % (n, "; ".join(v.node_name_reasons(n))) for n in p["nodes"] if v.node_name_reasons(n)]
     if errors:
-        module.fail_json(msg="invalid volumes, nothing was changed: " + " | ".join(errors), invalid=errors,
-                         changed=False, invocation=invocation)
-    return volumes, invocation
-
-
-def outcome_result(module, volumes, outcome, requests):
-    """The module result of a reconcile: counts per node, names only when asked."""
-    p = module.params
-    actions = outcome["actions"]
-    done = [a for a in actions if not a.get("error")]
-    per_node, names = v.summarize(done, nodes=list(dict.fromkeys(p["nodes"] + [x["node"] for x in volumes])))
-    result = dict(nodes=per_node, requests=requests)
-    if p["return_names"]:
-        result.update((key, names[key]) for key in NAME_KEYS)
-    result["hostnames"] = dict((n, {"value": val, "source": src}) for n, (val, src) in outcome["hostnames"].items())
-    result["conflicts"] = [dict((key, a.get(key)) for key in ("name", "node", "volume", "claim", "reason", "changes"))
-                           for a in actions if a["action"] == "conflict"]
-    result["kept_bound"] = [{"name": a["name"], "node": a["node"], "claim": a["claim"]}
-                            for a in actions if a["action"] == "kept_bound"]
-    result["errors"] = [{"name": a["name"], "action": a["action"], "msg": a["error"]} for a in actions if a.get("error")]
-    result["changed"] = any(a["action"] in ("create", "patch", "replace", "delete") for a in done)
-    if module._diff:
-        result["diff"] = [v.action_diff(a) for a in actions if a["action"] in ("create", "patch", "replace", "delete")]
-    return result
+        module.fail_json(msg="invalid volumes, nothing was changed: " + " | ".join(errors), **dict(result, invalid=errors))
+    return volumes
 
 
 def main():
@@ -300,28 +351,36 @@ def main():
             labels=dict(type="dict", default={}),
             prune=dict(type="bool", default=False),
             replace_unbound=dict(type="bool", default=False),
+            take_over=dict(type="bool", default=False),
+            capacity_round_down=dict(type="str", choices=list(v.ROUND_UNITS)),
             hostname_labels=dict(type="dict", default={}),
             return_names=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    volumes, invocation = wanted_volumes(module)
-    result = dict(changed=False, nodes={}, conflicts=[], errors=[], kept_bound=[], hostnames={}, requests={},
-                  invocation=invocation)
+    result = dict(changed=False, nodes={}, conflicts=[], errors=[], kept_bound=[], held=[], capacity_unknown=[],
+                  invalid=[], hostnames={}, requests={})
+    for key in NAME_KEYS:
+        result[key] = []
+    volumes = wanted_volumes(module, result)
+
     with k.api_session(module, result, dry_run=module.check_mode, suffix="; nothing was changed") as kube:
-        outcome = k.reconcile_local_pvs(kube, volumes, nodes=p["nodes"], prune=p["prune"],
-                                        replace_unbound=p["replace_unbound"],
-                                        hostname_overrides=p["hostname_labels"])
-    result.update(outcome_result(module, volumes, outcome, kube.requests))
-    if result["conflicts"]:
-        module.fail_json(msg="%d conflict(s), nothing was changed: %s" % (
-            len(result["conflicts"]), " | ".join(c["reason"] for c in result["conflicts"])), **result)
-    if result["errors"]:
-        module.fail_json(msg="%d of %d changes failed: %s" % (
-            len(result["errors"]), len([a for a in outcome["actions"]
-                                        if a["action"] in ("create", "patch", "replace", "delete")]),
-            " | ".join("%s %s: %s" % (e["action"], e["name"], e["msg"]) for e in result["errors"])), **result)
+        outcome = pvs.reconcile_local_pvs(kube, volumes, nodes=p["nodes"], prune=p["prune"],
+                                          replace_unbound=p["replace_unbound"], take_over=p["take_over"],
+                                          hostname_overrides=p["hostname_labels"])
+    result.update(pvs.run_result(outcome, list(dict.fromkeys(p["nodes"] + [x["node"] for x in volumes]))))
+    result["requests"] = kube.requests
+    for warning in outcome["warnings"]:
+        module.warn(warning)
+    if module._diff:
+        result["diff"] = [pvs.action_diff(a) for a in outcome["actions"] if a["action"] in pvs.WRITE_ACTIONS]
+    if outcome["failed"]:
+        module.fail_json(msg=_fail_message(result), **result)
+    if not p["return_names"]:
+        # the counts per node say the same in a size that does not grow with the PVs
+        for key in NAME_KEYS:
+            del result[key]
     module.exit_json(**result)
 
 

@@ -77,21 +77,21 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import retire
+from ansible_collections.localpv.rollout.plugins.module_utils import workloads
 
 
 def main():
     module = AnsibleModule(
         argument_spec=k.module_arg_spec(
             pvs=dict(type="list", elements="str", required=True),
-            timeout=dict(type="int", default=retire.DEFAULT_TIMEOUT),
+            timeout=dict(type="int", default=workloads.DEFAULT_TIMEOUT),
         ),
         supports_check_mode=True,
     )
     p = module.params
     result = {"claims_deleted": [], "pvs_deleted": [], "gone": []}
     with k.api_session(module, result, dry_run=module.check_mode) as kube:
-        result = retire.delete_claims_and_pvs(kube, p["pvs"], timeout=p["timeout"])
+        result = workloads.delete_claims_and_pvs(kube, p["pvs"], timeout=p["timeout"])
     module.exit_json(changed=bool(result["claims_deleted"] or result["pvs_deleted"]), requests=kube.requests,
                      diff={"before": "".join("PV %s\n" % n for n in result["pvs_deleted"]), "after": ""},
                      **result)

@@ -95,7 +95,7 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import retire
+from ansible_collections.localpv.rollout.plugins.module_utils import workloads
 
 
 def main():
@@ -105,7 +105,7 @@ def main():
             nodes=dict(type="list", elements="str", default=[]),
             action=dict(type="str", choices=["evict", "delete"], default="evict"),
             grace_period=dict(type="int"),
-            timeout=dict(type="int", default=retire.DEFAULT_TIMEOUT),
+            timeout=dict(type="int", default=workloads.DEFAULT_TIMEOUT),
         ),
         supports_check_mode=True,
     )
@@ -113,7 +113,7 @@ def main():
     result = {"evicted": [], "deleted": [], "pending": [], "blocked": {}}
     with k.api_session(module, result, dry_run=module.check_mode) as kube:
         if p["pvs"]:
-            result = retire.clear_pods(kube, p["pvs"], action=p["action"], timeout=p["timeout"],
+            result = workloads.clear_pods(kube, p["pvs"], action=p["action"], timeout=p["timeout"],
                                        grace_period=p["grace_period"], nodes=p["nodes"] or None)
     changed = bool(result["evicted"] or result["deleted"])
     module.exit_json(changed=changed, requests=kube.requests, **result)

@@ -60,7 +60,7 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import retire
+from ansible_collections.localpv.rollout.plugins.module_utils import workloads
 
 
 def main():
@@ -73,7 +73,7 @@ def main():
     if missing:
         module.fail_json(msg="each PV needs name and claim_uid: %r" % (missing[0],), **result)
     with k.api_session(module, result, dry_run=module.check_mode) as kube:
-        result = retire.release_pvs(kube, module.params["pvs"], result)
+        result = workloads.release_pvs(kube, module.params["pvs"], result)
     module.exit_json(changed=bool(result["released"]), requests=kube.requests,
                      diff={"before": "".join("%s: Released\n" % n for n in result["released"]),
                            "after": "".join("%s: Available\n" % n for n in result["released"])}, **result)

@@ -17,10 +17,14 @@ description:
     C(reclaimPolicy=Retain).
   - With C(Immediate) binding a claim binds to a PV of one node while its pod may be pinned to
     another, and the pod stays Pending; keep C(WaitForFirstConsumer) unless you know why not.
-  - A class that exists with other immutable fields (provisioner, parameters, reclaimPolicy,
+  - A class that exists and does not carry the label C(app.kubernetes.io/managed-by=localpv.rollout) belongs to
+    someone else. When it matches what is wanted it is used as it is; when it differs, the differences are
+    reported and nothing is changed, whatever O(replace) says.
+  - A class of ours that exists with other immutable fields (provisioner, parameters, reclaimPolicy,
     volumeBindingMode) is reported as a conflict and left alone, unless O(replace=true), which deletes
     and creates it. PVs and claims refer to a class by name, so they are not affected.
-  - Labels and the default-class annotation are patched in place. Labels set by others stay.
+  - Labels and the default-class annotation of a class of ours are patched in place, with a resourceVersion
+    precondition. Labels set by others stay.
 author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
@@ -64,7 +68,7 @@ options:
         type: list
         elements: str
   replace:
-    description: Delete and create a class whose immutable fields differ from what is wanted.
+    description: Delete and create a class of ours whose immutable fields differ from what is wanted.
     type: bool
     default: false
 notes:
@@ -105,18 +109,29 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as sc
+from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
 
 CLASS_SPEC = dict(
     name=dict(type="str", required=True),
     reclaim_policy=dict(type="str", choices=["Retain", "Delete"], default="Retain"),
     volume_binding_mode=dict(type="str", choices=["WaitForFirstConsumer", "Immediate"],
                              default="WaitForFirstConsumer"),
-    provisioner=dict(type="str", default=v.NO_PROVISIONER),
+    provisioner=dict(type="str", default=sc.NO_PROVISIONER),
     default=dict(type="bool"),
     labels=dict(type="dict"),
     mount_options=dict(type="list", elements="str"),
 )
+
+
+def _diff(item):
+    before = sc.storage_class_view(item["existing"]) if item["existing"] else {}
+    after = sc.storage_class_view(item["manifest"])
+    if item["action"] == "patch":
+        after = dict(before, **dict((key, val) for key, val in after.items()
+                                    if key in ("default", "mountOptions") and val not in (None, [])))
+    return {"before_header": "StorageClass %s" % item["name"], "after_header": "StorageClass %s" % item["name"],
+            "before": before, "after": after}
 
 
 def main():
@@ -129,35 +144,28 @@ def main():
     )
     classes, errors = [], []
     for item in module.params["storage_classes"]:
-        cls, reasons = v.normalize_storage_class(item)
+        cls, reasons = sc.normalize_storage_class(item)
         classes.append(cls)
         errors += reasons
-    dups = v.duplicate_names([c["name"] for c in classes])
-    errors += ["StorageClass %s is given more than once" % d for d in dups]
+    errors += ["StorageClass %s is given more than once" % d for d in vol.duplicate_names([c["name"] for c in classes])]
     if errors:
         module.fail_json(msg="invalid storage_classes, nothing was changed: " + " | ".join(errors),
                          storage_classes=[], requests={})
 
     with k.api_session(module, {"storage_classes": []}, dry_run=module.check_mode,
                        suffix="; nothing was changed") as kube:
-        results = k.ensure_storage_classes(kube, classes, replace=module.params["replace"])
+        results = sc.ensure_storage_classes(kube, classes, replace=module.params["replace"])
 
-    out = [dict((key, r.get(key)) for key in ("name", "action", "changes", "reason", "error")) for r in results]
-    written = [r for r in results if r["action"] in ("create", "patch", "replace") and not r.get("error")]
-    conflicts = [r for r in results if r["action"] == "conflict"]
-    failed = [r for r in results if r.get("error")]
-    result = dict(changed=bool(written) and not conflicts, storage_classes=out, requests=kube.requests)
+    out = [dict((key, r.get(key)) for key in ("name", "action", "changes", "reason", "error", "confirmed"))
+           for r in results]
+    result = dict(changed=any(r.get("confirmed") or r.get("deleted") for r in results), storage_classes=out,
+                  requests=kube.requests)
     if module._diff:
-        result["diff"] = [{
-            "before_header": "StorageClass %s" % r["name"], "after_header": "StorageClass %s" % r["name"],
-            "before": v.storage_class_view(r["existing"]) if r["existing"] else {},
-            "after": v.storage_class_view(r["manifest"]) if r["action"] != "patch" else dict(
-                v.storage_class_view(r["existing"]),
-                **dict((key, val) for key, val in v.storage_class_view(r["manifest"]).items()
-                       if key in ("default", "mountOptions") and val not in (None, []))),
-        } for r in results if r["action"] in ("create", "patch", "replace")]
+        result["diff"] = [_diff(r) for r in results if r["action"] in ("create", "patch", "replace")]
+    conflicts = [r for r in results if r["action"] == "conflict"]
     if conflicts:
         module.fail_json(msg="nothing was changed: " + " | ".join(r["reason"] for r in conflicts), **result)
+    failed = [r for r in results if r.get("error")]
     if failed:
         module.fail_json(msg=" | ".join(r["error"] for r in failed), **result)
     module.exit_json(**result)

@@ -61,9 +61,31 @@ def run_tasks(lab, tmp_path, tasks, check=False, diff=False, extra_env=None):
     return res.returncode, results, res.stdout + res.stderr
 
 
+DEFAULT_CLASS = "local-storage"
+
+
+def ensure_default_class(lab):
+    """The StorageClass local_pv's volumes name when they name none. local_pv refuses
+    PVs of a class that does not exist, as site.yml ensures it first; tests that
+    call local_pv directly get it here (made as local_storage_class makes it)."""
+    from kubernetes import config
+    api = config.new_client_from_config(config_file=lab.kubeconfig)
+    try:
+        client.StorageV1Api(api).create_storage_class(client.V1StorageClass(
+            metadata=client.V1ObjectMeta(name=DEFAULT_CLASS, labels={"app.kubernetes.io/managed-by": "localpv.rollout"}),
+            provisioner="kubernetes.io/no-provisioner", reclaim_policy="Retain",
+            volume_binding_mode="WaitForFirstConsumer"))
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    finally:
+        api.close()
+
+
 def local_pv(lab, tmp_path, check=False, diff=False, extra_env=None, **args):
     """Run local_pv once; returns its result (dict) with ``rc`` of the playbook.
     The result names the PVs per action unless ``return_names=False`` is given."""
+    ensure_default_class(lab)
     args.setdefault("kubeconfig", lab.kubeconfig)
     args.setdefault("return_names", True)
     rc, results, out = run_tasks(lab, tmp_path, [{"localpv.rollout.local_pv": args, "ignore_errors": True}],

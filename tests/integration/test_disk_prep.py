@@ -244,7 +244,7 @@ def test_split_disk_ext4_block_volume_and_bind_mount(node):
     wanted = [
         {"name": "lpvts", "device": big, "partitions": 2, "fstype": "ext4"},
         {"name": "lpvtraw", "device": other, "mode": "block"},
-        {"name": "lpvtbind", "bind": "/data/lpvtest/vol1"},
+        {"name": "lpvtbind", "bind": "/data/lpvtest/vol1", "capacity": "1G"},
     ]
     res = ok(node.play(wanted))
     by_name = dict((v["name"], v) for v in res.volumes)

@@ -18,7 +18,7 @@ def scenario(lab, kube, tmp_path):
 
 
 def bind(s, name):
-    return {"name": name, "bind": "/data/%s/%s" % (s.tag, name)}
+    return {"name": name, "bind": "/data/%s/%s" % (s.tag, name), "capacity": "1G"}
 
 
 def ok(res, host):

@@ -239,8 +239,10 @@ def test_block_mode_makes_a_partition_without_filesystem_and_a_link():
 
 
 def test_bind_mount_of_a_directory():
-    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1"}])
+    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "2G"}])
+    assert p["refusals"] == []
     (vol,) = p["volumes"]
+    assert dp.capacity(vol, statvfs=None) == 2 * 2 ** 30
     assert (vol["path"], vol["fstab_src"], vol["fstab_fstype"], vol["mount_options"]) == (
         "/mnt/disks/vol1", "/data/k8s/localpv/vol1", "none", "bind")
     assert plan("blank", [{"name": "vol1", "bind": "/mnt/disks/x"}])["refusals"]
@@ -250,8 +252,34 @@ def test_bind_mount_is_recognised_in_mountinfo():
     mountinfo = ("27 1 254:0 / / rw - ext4 /dev/vda rw\n"
                  "90 27 254:0 /data/k8s/localpv/vol1 /mnt/disks/vol1 rw - ext4 /dev/vda rw\n")
     fstab = "/data/k8s/localpv/vol1 /mnt/disks/vol1 none bind 0 0\n"
-    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1"}], fstab=fstab, mountinfo=mountinfo)
-    assert not p["changed"]
+    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": 10 ** 9}], fstab=fstab,
+             mountinfo=mountinfo)
+    assert not p["changed"] and p["refusals"] == []
+
+
+def test_a_bind_volume_on_the_root_filesystem_needs_an_explicit_capacity():
+    mountinfo = "27 1 254:0 / / rw - ext4 /dev/vda rw\n"
+    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1"}], mountinfo=mountinfo)
+    (refusal,) = p["refusals"]
+    assert refusal["volume"] == "vol1" and "on the root filesystem (/dev/vda)" in refusal["reasons"][0]
+    assert "capacity:" in refusal["reasons"][0]
+
+
+def test_bind_volumes_that_share_a_filesystem_need_an_explicit_capacity():
+    mountinfo = ("27 1 254:0 / / rw - ext4 /dev/vda rw\n"
+                 "28 27 254:3 / /data rw - xfs /dev/vdb rw\n")
+    entries = [{"name": "a", "bind": "/data/a"}, {"name": "b", "bind": "/data/b", "capacity": "1G"},
+               {"name": "c", "bind": "/srv/c", "capacity": "1G"}]
+    p = plan("blank", entries, mountinfo=mountinfo)
+    assert [r["volume"] for r in p["refusals"]] == ["a"]
+    assert "mounted at /data (/dev/vdb), which also holds volume(s) b" in p["refusals"][0]["reasons"][0]
+    alone = plan("blank", [{"name": "a", "bind": "/data/a"}], mountinfo=mountinfo)
+    assert alone["refusals"] == []
+
+
+def test_an_explicit_capacity_is_for_bind_volumes_only():
+    p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0", "capacity": "1G"}])
+    assert "only given for bind volumes" in p["refusals"][0]["reasons"][0]
 
 
 def test_render_shows_which_disk_gets_which_partition_filesystem_and_mount():
@@ -326,7 +354,7 @@ def test_block_volume_links_to_the_partition_uuid_when_udev_makes_such_links():
 
 
 def test_diff_before_shows_a_bind_mount_only_once_it_exists():
-    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1"}])
+    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "1G"}])
     assert "(bind)" not in dp.render(p, after=False)
     assert "/data/k8s/localpv/vol1 -> /mnt/disks/vol1 (bind)" in dp.render(p)
 

@@ -160,3 +160,33 @@ def test_module_arg_spec_reuses_kubernetes_core_auth_options():
     for key, value in AUTH_ARG_SPEC.items():
         assert spec[key] is value
     assert spec["api_key"]["no_log"] is True and "extra" in spec
+
+
+def test_impersonated_groups_go_out_as_one_header_each(monkeypatch):
+    monkeypatch.setenv("K8S_AUTH_IMPERSONATE_GROUPS", "ops,storage")
+    configuration, headers = k.build_configuration({"host": "https://10.0.0.1:6443", "api_key": "t",
+                                                    "impersonate_user": "alice"})
+    assert headers == {"Impersonate-User": "alice", "Impersonate-Group": ["ops", "storage"]}
+    kube = k.Kube(configuration, headers)
+    sent = [(str(name), value) for name, value in kube.api_client.default_headers.items()]
+    assert ("Impersonate-Group", "ops") in sent and ("Impersonate-Group", "storage") in sent
+    assert ("Impersonate-User", "alice") in sent
+
+
+def test_a_broken_kubeconfig_is_named_in_the_error(tmp_path):
+    bad = tmp_path / "config"
+    bad.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n")
+    with pytest.raises(k.KubeError) as info:
+        k.build_configuration({"kubeconfig": str(bad), "context": "prod"})
+    assert "kubeconfig %s (context prod)" % bad in info.value.msg
+
+
+def test_a_delete_that_finds_nothing_is_done_not_a_failure():
+    kube, _slept = _kube()
+    calls = []
+
+    def gone(*args, **kwargs):
+        calls.append(kwargs["body"])
+        raise api_error(404, "not found", "NotFound")
+    assert kube.delete("persistentvolumes", "pv-a", gone, "pv-a", uid="u1", resource_version="7") is False
+    assert calls[0]["preconditions"] == {"uid": "u1", "resourceVersion": "7"}

@@ -44,8 +44,8 @@ def test_unknown_key_names_the_item_and_the_known_keys():
 
 
 def test_missing_required_keys_are_each_named():
-    errors = vi.check_volume_items([{"node": "node1", "name": "ssd0"}])
-    assert "path is required" in errors[0] and "capacity is required" in errors[0]
+    errors = vi.check_volume_items([{"node": "node1"}])
+    assert "name is required" in errors[0] and "path is required" in errors[0]
 
 
 def test_wrong_types_are_refused():

@@ -101,120 +101,52 @@ def test_hostname_comes_from_the_node_label_not_the_node_name():
 
 
 def test_a_node_that_left_the_cluster_keeps_the_hostname_of_its_pvs():
-    pv = server_copy(v.pv_manifest(vol(node="node3"), "node3-host"))
-    got = v.resolve_hostnames(["node3"], [], [pv])
+    got = v.resolve_hostnames(["node3"], [], {"node3": {"node3-host"}})
     assert got == {"node3": ("node3-host", "existing-pv")}
-    assert v.resolve_hostnames(["node3"], [], [pv], {"node3": "x"}) == {"node3": ("x", "override")}
+    assert v.resolve_hostnames(["node3"], [], {"node3": {"node3-host"}}, {"node3": "x"}) == {"node3": ("x", "override")}
+    # two values on the PVs of one node: no guess, the node name
+    assert v.resolve_hostnames(["node3"], [], {"node3": {"a", "b"}}) == {"node3": ("node3", "node-name")}
 
 
-def test_nothing_to_do_when_the_server_has_what_is_wanted():
-    volume = vol()
-    existing = server_copy(v.pv_manifest(volume, "node1"))
-    actions = v.plan_pvs([volume], hostnames("node1"), [existing], ["node1"])
-    assert [a["action"] for a in actions] == ["unchanged"]
+@pytest.mark.parametrize("unit,capacity", [("Gi", 1 * GIB), ("G", 10 ** 9), ("Mi", 1023 * 2 ** 20)])
+def test_capacity_is_rounded_down_to_the_unit_asked_for(unit, capacity):
+    got, reasons = v.volume_capacity({"capacity": GIB + 2 ** 20 - 1 if unit != "Mi" else GIB - 1},
+                                     {"capacity_round_down": unit})
+    assert reasons == [] and got == capacity
 
 
-def test_missing_pv_is_created():
-    actions = v.plan_pvs([vol()], hostnames("node1"), [], ["node1"])
-    assert [(a["action"], a["name"]) for a in actions] == [("create", "local-node1-ssd0")]
+def test_a_capacity_smaller_than_the_unit_is_refused_and_a_null_one_names_the_fix():
+    assert "less than one Gi" in v.volume_capacity({"capacity": GIB - 1}, {"capacity_round_down": "Gi"})[1][0]
+    assert "bind volume" in v.volume_capacity({"capacity": None})[1][0]
+    assert v.volume_capacity({"capacity": None}, {"capacity_unknown_ok": True}) == (None, [])
 
 
-def test_a_label_changed_by_hand_is_patched_back_and_other_labels_stay():
-    volume = vol(labels={"tier": "ssd"})
-    existing = server_copy(v.pv_manifest(volume, "node1"))
-    existing["metadata"]["labels"]["tier"] = "hdd"
-    existing["metadata"]["labels"]["someone-else"] = "keep"
-    (action,) = v.plan_pvs([volume], hostnames("node1"), [existing], ["node1"])
-    assert action["action"] == "patch"
-    assert action["patch"] == {"metadata": {"labels": {"tier": "ssd"}}}
+def test_a_null_capacity_names_its_volume():
+    _volumes, errors = v.normalize_volumes([dict(node="node1", name="vol1", path="/mnt/disks/vol1")])
+    assert errors and errors[0].startswith("volume vol1 of node node1") and "capacity" in errors[0]
 
 
-def test_an_extra_label_removed_from_the_inventory_is_removed_from_the_pv():
-    existing = server_copy(v.pv_manifest(vol(labels={"tier": "ssd"}), "node1"))
-    existing["metadata"]["labels"]["someone-else"] = "keep"
-    (action,) = v.plan_pvs([vol()], hostnames("node1"), [existing], ["node1"])
-    assert action["patch"] == {"metadata": {"labels": {"tier": None},
-                                            "annotations": {v.EXTRA_LABELS_ANNOTATION: None}}}
+def test_two_volumes_at_one_path_of_a_node_are_refused():
+    items = [dict(node="node1", name=n, path="/mnt/disks/x", capacity=GIB) for n in ("a", "b")]
+    _volumes, errors = v.normalize_volumes(items)
+    assert errors == ["path node1:/mnt/disks/x is wanted by more than one volume (node1/a, node1/b): one disk, one PV"]
 
 
-def test_reclaim_policy_is_patched_in_place():
-    volume = vol(reclaim_policy="Retain")
-    existing = server_copy(v.pv_manifest(volume, "node1"), persistentVolumeReclaimPolicy="Delete")
-    (action,) = v.plan_pvs([volume], hostnames("node1"), [existing], ["node1"])
-    assert action["patch"] == {"spec": {"persistentVolumeReclaimPolicy": "Retain"}}
-
-
-@pytest.mark.parametrize("change,field", [
-    (dict(capacity=20 * GIB), "spec.capacity"),
-    (dict(path="/mnt/disks/other"), "spec.local"),
-    (dict(fstype="ext4"), "spec.local"),
-    (dict(mode="block"), "spec.volumeMode"),
-    (dict(storage_class="fast-local"), "spec.storageClassName"),
+@pytest.mark.parametrize("node,volume,name", [
+    ("node1", "ssd0", "local-node1-ssd0"),
+    ("node-1", "data0", "local-node--1-data0"),
+    ("node", "1-data0", "local-node-1-data0"),
+    ("node3.lab.example", "data-2", "local-node3.lab.example-data-2"),
 ])
-def test_immutable_change_of_an_unbound_pv_needs_replace_unbound(change, field):
-    existing = server_copy(v.pv_manifest(vol(), "node1"))
-    (action,) = v.plan_pvs([vol(**change)], hostnames("node1"), [existing], ["node1"])
-    assert action["action"] == "conflict" and field in action["changes"]
-    assert "replace_unbound=true" in action["reason"]
-    (action,) = v.plan_pvs([vol(**change)], hostnames("node1"), [existing], ["node1"], replace_unbound=True)
-    assert action["action"] == "replace"
+def test_pv_names_say_where_the_node_name_ends(node, volume, name):
+    assert v.pv_name(node, volume) == name
 
 
-def test_new_hostname_label_is_an_immutable_change():
-    existing = server_copy(v.pv_manifest(vol(), "node1"))
-    (action,) = v.plan_pvs([vol()], {"node1": ("node1-new", "node-label")}, [existing], ["node1"])
-    assert action["changes"] == ["spec.nodeAffinity"]
-
-
-def test_immutable_change_of_a_bound_pv_is_an_error_naming_pv_and_claim():
-    existing = server_copy(v.pv_manifest(vol(), "node1"),
-                           claimRef={"namespace": "db", "name": "data-db-0", "kind": "PersistentVolumeClaim"})
-    (action,) = v.plan_pvs([vol(capacity=20 * GIB)], hostnames("node1"), [existing], ["node1"], replace_unbound=True)
-    assert action["action"] == "conflict"
-    assert "local-node1-ssd0" in action["reason"] and "db/data-db-0" in action["reason"]
-
-
-def test_prune_deletes_only_unbound_pvs_of_nodes_in_scope():
-    free = server_copy(v.pv_manifest(vol(name="old0"), "node1"))
-    bound = server_copy(v.pv_manifest(vol(name="old1"), "node1"), claimRef={"namespace": "a", "name": "c"})
-    other_rack = server_copy(v.pv_manifest(vol(node="node7", name="old2"), "node7"))
-    owned = [free, bound, other_rack]
-    actions = v.plan_pvs([vol()], hostnames("node1"), owned, ["node1"], prune=True)
-    got = sorted((a["action"], a["name"]) for a in actions)
-    assert got == [("create", "local-node1-ssd0"), ("delete", "local-node1-old0"), ("kept_bound", "local-node1-old1")]
-    actions = v.plan_pvs([vol()], hostnames("node1"), owned, ["node1"], prune=False)
-    assert sorted(a["action"] for a in actions) == ["create", "stale", "stale"]
-
-
-def test_a_node_with_no_volume_left_is_pruned_when_in_scope():
-    free = server_copy(v.pv_manifest(vol(node="node2"), "node2"))
-    actions = v.plan_pvs([], {}, [free], ["node2"], prune=True)
-    assert [(a["action"], a["node"]) for a in actions] == [("delete", "node2")]
-
-
-def test_summary_counts_per_node():
-    actions = [{"action": "create", "node": "a", "name": "p1"}, {"action": "unchanged", "node": "a", "name": "p2"},
-               {"action": "delete", "node": "b", "name": "p3"}]
-    per_node, names = v.summarize(actions, nodes=["a", "b", "c"])
-    assert per_node["a"]["created"] == 1 and per_node["a"]["unchanged"] == 1
-    assert per_node["b"]["deleted"] == 1 and sum(per_node["c"].values()) == 0
-    assert names["created"] == ["p1"] and names["deleted"] == ["p3"]
-
-
-def test_storage_class_defaults_are_what_local_pvs_need():
-    cls, reasons = v.normalize_storage_class({"name": "local-storage"})
-    manifest = v.storage_class_manifest(cls)
-    assert reasons == []
-    assert manifest["provisioner"] == "kubernetes.io/no-provisioner"
-    assert manifest["volumeBindingMode"] == "WaitForFirstConsumer"
-    assert manifest["reclaimPolicy"] == "Retain"
-
-
-def test_storage_class_binding_mode_change_is_immutable_and_default_annotation_is_patched():
-    cls = v.normalize_storage_class({"name": "local-storage", "default": True})[0]
-    existing = {"metadata": {"name": "local-storage", "labels": {"x": "y"}},
-                "provisioner": "kubernetes.io/no-provisioner", "reclaimPolicy": "Retain",
-                "volumeBindingMode": "Immediate"}
-    immutable, patch = v.compare_storage_class(v.storage_class_manifest(cls), existing)
-    assert immutable == ["volumeBindingMode"]
-    assert patch == {"metadata": {"annotations": {v.DEFAULT_CLASS_ANNOTATION: "true"}}}
+def test_pv_names_of_different_node_and_volume_pairs_never_collide():
+    parts = ["a", "b", "1", "a-b", "b-1", "a--b", "1-a-b"]
+    pairs = [(n, m) for n in parts for m in parts]
+    names = [v.pv_name(n, m) for n, m in pairs]
+    assert len(set(names)) == len(pairs)
+    long_node = "n" * 40 + "-" + "x" * 20
+    long = [v.pv_name(long_node, "vol%d" % i) for i in range(50)]
+    assert len(set(long)) == 50 and all(len(n) <= 63 for n in long)

@@ -1,0 +1,583 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Local PersistentVolumes on the cluster: identity, plan, writes, prune, report.
+
+One disk, one PV: a PV's identity is the ``kubernetes.io/hostname`` value its
+nodeAffinity pins it to plus its ``spec.local.path``, across every PV of the
+cluster, whoever made it. A run reads every PV in one paginated LIST, streamed
+into a :class:`PvIndex` that keeps only what the plan needs (the names of all
+PVs, the PVs at the paths the run wants, and the owned PVs of the nodes in
+scope), so memory does not grow with full objects of unrelated PVs.
+
+Then a plan (:func:`plan_pvs`, pure), a validation of everything the API
+server would refuse (:func:`validate_plan`), and only then the writes, each
+reported only once the API server confirmed it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils import workloads
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import KubeError
+from ansible_collections.localpv.rollout.plugins.module_utils.waiter import wait_pvs_gone
+
+PROVISIONED_BY_ANNOTATION = "pv.kubernetes.io/provisioned-by"
+# Pages of the LIST of every PV: bigger than the default page, because this LIST
+# also carries the PVs of others; a page of 1000 PVs is about 2 MB of JSON.
+PV_PAGE_SIZE = 1000
+WRITE_ACTIONS = ("create", "patch", "take_over", "replace", "delete")
+# The fields of a bound PV a run may change: a claim was matched against its
+# capacity and access modes, so those stay as they are while it is bound.
+BOUND_SAFE_SPEC = ("persistentVolumeReclaimPolicy",)
+
+
+def _path(pv):
+    path = ((pv.get("spec") or {}).get("local") or {}).get("path")
+    return (path.rstrip("/") or "/") if isinstance(path, str) else None
+
+
+def identity(pv):
+    """``(hostname value, local path)`` of a local PV, or None for any other PV."""
+    path = _path(pv)
+    return (vol.affinity_hostname(pv), path) if path else None
+
+
+owned = vol.is_owned
+
+
+def _slim(pv):
+    """The part of a PV the plan, the diff and the writes read: a PV-shaped dict."""
+    meta, spec = pv.get("metadata") or {}, pv.get("spec") or {}
+    keep = ("name", "uid", "resourceVersion", "labels", "deletionTimestamp", "finalizers")
+    slim_meta = dict((key, meta[key]) for key in keep if key in meta)
+    slim_meta["annotations"] = dict((k, v) for k, v in (meta.get("annotations") or {}).items()
+                                    if k.startswith("localpv.rollout/") or k == PROVISIONED_BY_ANNOTATION)
+    ref = spec.get("claimRef")
+    slim_spec = dict((k, v) for k, v in spec.items() if k != "claimRef")
+    if ref:
+        slim_spec["claimRef"] = dict((k, ref.get(k)) for k in ("namespace", "name", "uid"))
+    return {"metadata": slim_meta, "spec": slim_spec, "status": {"phase": (pv.get("status") or {}).get("phase")}}
+
+
+class PvIndex:
+    """What one LIST of every PV tells a run, fed one PV at a time (:meth:`add`).
+
+    ``paths``: the paths the run wants; ``scope_labels``: the ``localpv.rollout/node``
+    label values of the nodes in scope. Keeps the names of all PVs, the PVs at
+    those paths (any owner), the owned PVs of the nodes in scope, and per node
+    label the hostname values of owned PVs; nothing else.
+    """
+
+    def __init__(self, paths=(), scope_labels=()):
+        self.paths = set(p.rstrip("/") or "/" for p in paths if isinstance(p, str))
+        self.scope_labels = set(scope_labels)
+        self.reset()
+
+    def reset(self):
+        self.count = 0
+        self.names = set()
+        self.at_path = {}
+        self.owned = {}
+        self.owned_hostnames = {}
+
+    def add(self, pv):
+        meta = pv.get("metadata") or {}
+        self.count += 1
+        self.names.add(meta.get("name"))
+        mine = owned(pv)
+        label = (meta.get("labels") or {}).get(vol.NODE_LABEL)
+        if mine and label:
+            hostname = vol.affinity_hostname(pv)
+            if hostname:
+                self.owned_hostnames.setdefault(label, set()).add(hostname)
+        path = _path(pv)
+        in_scope = mine and label in self.scope_labels
+        if not in_scope and path not in self.paths:
+            return
+        slim = _slim(pv)
+        if path in self.paths:
+            self.at_path.setdefault(path, []).append(slim)
+        if in_scope:
+            self.owned[meta.get("name")] = slim
+
+    def at(self, hostname, path):
+        """PVs of any owner at ``path`` on the node of ``hostname``."""
+        return [pv for pv in self.at_path.get(path, ()) if vol.affinity_hostname(pv) == hostname]
+
+
+def read_cluster(kube, volumes, scope_nodes):
+    """One LIST of Nodes and one streamed LIST of every PV: ``(cluster_nodes, index)``."""
+    cluster_nodes = kube.list_nodes()
+    index = PvIndex([v["path"] for v in volumes], [vol.label_value(n) for n in scope_nodes])
+    kube.scan_pvs(index.add, start=index.reset, limit=PV_PAGE_SIZE)
+    return cluster_nodes, index
+
+
+# --- The plan --------------------------------------------------------------------
+
+def _describe(pv):
+    """A PV as a user recognises it: name, owner, claim."""
+    meta = pv.get("metadata") or {}
+    bits = []
+    if not owned(pv):
+        by = (meta.get("annotations") or {}).get(PROVISIONED_BY_ANNOTATION)
+        bits.append("not managed by localpv.rollout" + (", provisioned by %s" % by if by else ""))
+    else:
+        bits.append("of node %s" % (meta.get("labels") or {}).get(vol.NODE_LABEL))
+    if vol.claim_of(pv):
+        bits.append("bound to claim %s" % vol.claim_of(pv))
+    return "PV %s (%s)" % (meta.get("name"), ", ".join(bits))
+
+
+def _split_bound_patch(patch):
+    """``(safe, held)`` of a merge patch for a bound PV: metadata and the reclaim
+    policy may change; the other spec fields are held (named in ``held``)."""
+    spec = dict((patch or {}).get("spec") or {})
+    held = sorted("spec." + key for key in spec if key not in BOUND_SAFE_SPEC)
+    safe = dict((k, v) for k, v in (patch or {}).items() if k != "spec")
+    kept = dict((k, v) for k, v in spec.items() if k in BOUND_SAFE_SPEC)
+    if kept:
+        safe["spec"] = kept
+    return (safe or None), held
+
+
+def plan_existing(base, existing, replace_unbound=False, take_over=False):
+    """The action for a wanted volume whose PV ``existing`` is already there."""
+    name = existing["metadata"]["name"]
+    base = dict(base, name=name, existing=existing, claim=vol.claim_of(existing))
+    if existing["metadata"].get("deletionTimestamp"):
+        return dict(base, action="conflict", reason="%s is being deleted (finalizers %s); run again once it is "
+                    "gone" % (_describe(existing), ", ".join(existing["metadata"].get("finalizers") or []) or "none"))
+    immutable, patch = vol.compare_pv(base["manifest"], existing)
+    if immutable:
+        if base["claim"]:
+            reason = "%s and %s cannot change in place; free the claim first (see decommission)" % (
+                _describe(existing), ", ".join(immutable))
+        elif take_over:
+            reason = "%s differs in %s, which cannot change in place; a PV that is not ours is never deleted: " \
+                     "make the volume match it, or delete it yourself" % (_describe(existing), ", ".join(immutable))
+        elif not replace_unbound:
+            reason = "%s needs %s changed, which the API server only allows by deleting and creating it; it " \
+                     "is not bound, set replace_unbound=true to replace it" % (_describe(existing), ", ".join(immutable))
+        else:
+            return dict(base, action="replace", changes=immutable)
+        return dict(base, action="conflict", changes=immutable, reason=reason)
+    held = []
+    if base["claim"]:
+        patch, held = _split_bound_patch(patch)
+    base["held"] = held
+    if take_over:
+        return dict(base, action="take_over", patch=patch)
+    return dict(base, action="patch", patch=patch) if patch else dict(base, action="unchanged")
+
+
+def _match(volume, hostname, index, take_over):
+    """The PV already at the volume's identity: ``(pv, None)``, ``(None, None)``
+    when there is none, or ``(None, reason)`` when that is a conflict."""
+    there = index.at(hostname, volume["path"].rstrip("/") or "/")
+    where = "path %s on node %s (hostname %s)" % (volume["path"], volume["node"], hostname)
+    if len(there) > 1:
+        return None, "%s already holds %d PVs: %s; one disk must have one PV, remove all but one" % (
+            where, len(there), "; ".join(_describe(pv) for pv in there))
+    if not there:
+        return None, None
+    pv = there[0]
+    label = (pv["metadata"].get("labels") or {}).get(vol.NODE_LABEL)
+    if owned(pv) and label != vol.label_value(volume["node"]):
+        return None, "%s is %s by its label %s=%s, not of node %s; it is never changed as another node's PV" % (
+            where, _describe(pv), vol.NODE_LABEL, label, volume["node"])
+    if not owned(pv) and not take_over:
+        return None, "%s already has %s; a second PV (%s) for one disk would let two claims share it. Set " \
+                     "take_over=true to make that PV ours (its name, claim and data stay), or delete it" % (
+                         where, _describe(pv), volume["pv_name"])
+    return pv, None
+
+
+def _moved(volume, index, claimed):
+    """An owned PV of this node and volume (by labels) at another identity: the
+    volume's path or hostname changed."""
+    want = (vol.label_value(volume["node"]), vol.label_value(volume["name"]))
+    for name, pv in sorted(index.owned.items()):
+        labels = pv["metadata"].get("labels") or {}
+        if name not in claimed and (labels.get(vol.NODE_LABEL), labels.get(vol.VOLUME_LABEL)) == want:
+            return pv
+    return None
+
+
+def plan_pvs(volumes, hostnames, index, scope_nodes, prune=False, replace_unbound=False, take_over=False):
+    """What makes the PVs of ``scope_nodes`` match ``volumes`` (normalized).
+
+    Each wanted volume is matched by identity (hostname, path) against every
+    PV of the cluster (``index``, a :class:`PvIndex`); failing that, against an
+    owned PV of the same node and volume elsewhere (a change of path or
+    hostname). Owned PVs of the nodes in scope that no volume wants are
+    stale, kept (bound) or deleted (``prune``). Returns a list of actions:
+    ``action`` (create, patch, take_over, replace, delete, unchanged, conflict,
+    stale, kept_bound), ``name``, ``node``, ``volume`` and what it needs.
+    """
+    actions, claimed, seen = [], set(), {}
+    for volume in volumes:
+        hostname = hostnames[volume["node"]][0]
+        base = {"name": volume["pv_name"], "node": volume["node"], "volume": volume["name"],
+                "manifest": vol.pv_manifest(volume, hostname), "capacity_known": volume["capacity"] is not None}
+        key = (hostname, volume["path"].rstrip("/") or "/")
+        if key in seen:
+            actions.append(dict(base, action="conflict", reason="volumes %s and %s/%s are the same disk: path %s "
+                                "on hostname %s" % (seen[key], volume["node"], volume["name"], key[1], hostname)))
+            continue
+        seen[key] = "%s/%s" % (volume["node"], volume["name"])
+        pv, reason = _match(volume, hostname, index, take_over)
+        if reason:
+            actions.append(dict(base, action="conflict", reason=reason))
+        elif pv is not None:
+            claimed.add(pv["metadata"]["name"])
+            actions.append(plan_existing(base, pv, replace_unbound, take_over=not owned(pv)))
+        else:
+            actions.append(base)
+    for action in actions:
+        if "action" not in action:
+            action.update(_plan_absent(action, volumes, index, claimed, replace_unbound))
+    return actions + _plan_unwanted(index, scope_nodes, claimed, prune)
+
+
+def _plan_absent(base, volumes, index, claimed, replace_unbound):
+    volume = next(v for v in volumes if v["node"] == base["node"] and v["name"] == base["volume"])
+    moved = _moved(volume, index, claimed)
+    if moved is not None:
+        claimed.add(moved["metadata"]["name"])
+        return plan_existing(base, moved, replace_unbound)
+    if base["name"] in index.names:
+        return {"action": "conflict", "reason": "a PV named %s exists at another path or node, or is not managed "
+                "by localpv.rollout; it is left alone: rename the volume, or remove that PV" % base["name"]}
+    return {"action": "create"}
+
+
+def _plan_unwanted(index, scope_nodes, claimed, prune):
+    scope = dict((vol.label_value(n), n) for n in scope_nodes)
+    actions = []
+    for name, pv in sorted(index.owned.items()):
+        labels = pv["metadata"].get("labels") or {}
+        if name in claimed or pv["metadata"].get("deletionTimestamp"):
+            continue
+        base = {"name": name, "node": scope[labels.get(vol.NODE_LABEL)], "existing": pv,
+                "volume": labels.get(vol.VOLUME_LABEL), "claim": vol.claim_of(pv)}
+        if not prune:
+            actions.append(dict(base, action="stale"))
+        elif base["claim"]:
+            actions.append(dict(base, action="kept_bound", reason="PV %s is no longer wanted but bound to claim %s; "
+                                "it is kept" % (name, base["claim"])))
+        else:
+            actions.append(dict(base, action="delete"))
+    return actions
+
+
+# --- Validation: everything the API server would refuse, before the first write --
+
+def validate_plan(actions, hostnames, storage_classes, dry_run=False):
+    """Reasons the writes of ``actions`` would be refused, found before any is
+    sent, so that a run writes all or nothing of what can be checked here:
+    hostname values that are no label value (no Node can carry them),
+    StorageClasses that do not exist (``storage_classes``: the names that do),
+    capacities still unknown outside check mode. Returns ``(errors, warnings)``;
+    a missing class is only a warning in check mode, where the class that the
+    same play ensures first is not made either."""
+    errors, warnings = [], []
+    for node, (value, source) in sorted(hostnames.items()):
+        if vol.label_value(value) != value:
+            errors.append("node %s: its kubernetes.io/hostname value %r (from %s) is not a valid label value "
+                          "(at most 63 characters: letters, digits, '-', '_', '.'); no Node can carry it, set "
+                          "hostname_labels for it" % (node, value, source))
+    missing = {}
+    for action in actions:
+        if action["action"] not in WRITE_ACTIONS or "manifest" not in action:
+            continue
+        cls = action["manifest"]["spec"]["storageClassName"]
+        if storage_classes is not None and cls not in storage_classes:
+            missing.setdefault(cls, []).append(action["name"])
+        if not action.get("capacity_known", True) and not dry_run:
+            errors.append("volume %s of node %s has no capacity; give it one (a bind volume needs capacity:)"
+                          % (action["volume"], action["node"]))
+    for cls, names in sorted(missing.items()):
+        msg = "StorageClass %s does not exist; PVs %s name it. Create it first (local_storage_class, or " \
+              "pv_register_storage_classes)" % (cls, ", ".join(sorted(names)[:5]) + (" ..." if len(names) > 5 else ""))
+        (warnings if dry_run else errors).append(msg)
+    return errors, warnings
+
+
+# --- The writes ---------------------------------------------------------------------
+
+def _create(kube, action):
+    try:
+        return kube.create_pv(action["manifest"])
+    except KubeError as exc:
+        if exc.status != 409:
+            raise
+    # Created by an earlier try whose answer was lost, or by a concurrent run,
+    # or someone else's: look before deciding.
+    pv = kube.get_pv(action["name"])
+    if pv is not None and owned(pv) and identity(pv) == identity(action["manifest"]):
+        immutable, patch = vol.compare_pv(action["manifest"], pv)
+        if not immutable and not patch:
+            return pv
+    raise KubeError("PV %s appeared while this run was creating it and differs from what is wanted; run again"
+                    % action["name"] if pv is not None and owned(pv) else
+                    "PV %s already exists and is not managed by localpv.rollout" % action["name"],
+                    status=409, verb="create", resource="persistentvolumes", name=action["name"])
+
+
+def _patch(kube, action, tries=3):
+    """Patch with a resourceVersion precondition. Controllers update a PV's status
+    often, so a 409 is looked at again: the fresh PV is planned anew (it may be
+    bound now, which narrows what may change) and patched at its new version."""
+    existing, patch = action["existing"], action.get("patch")
+    uid = existing["metadata"].get("uid")
+    for attempt in range(tries):
+        if not patch:
+            return existing
+        body = dict(patch, metadata=dict(patch.get("metadata") or {},
+                                         resourceVersion=existing["metadata"].get("resourceVersion")))
+        try:
+            return kube.patch_pv(action["name"], body)
+        except KubeError as exc:
+            if exc.status != 409 or attempt == tries - 1:
+                raise
+        existing = kube.get_pv(action["name"])
+        if existing is None or existing["metadata"].get("uid") != uid:
+            raise KubeError("PV %s was deleted or made again since it was listed; it is left alone" % action["name"],
+                            status=409, verb="patch", resource="persistentvolumes", name=action["name"])
+        again = plan_existing(dict(action), _slim(existing), take_over=action["action"] == "take_over")
+        if again["action"] == "conflict":
+            raise KubeError(again["reason"], status=409, verb="patch", resource="persistentvolumes",
+                            name=action["name"])
+        patch, action["held"] = again.get("patch"), again.get("held", [])
+
+
+def _delete_unbound(kube, action, tries=3):
+    """Delete the PV we listed, only while it is still that PV and still unbound
+    (uid and resourceVersion preconditions; a 409 is looked at again). True when
+    the API confirmed it; a 404 (gone, e.g. a retried delete whose first answer
+    was lost) is done too."""
+    name, meta = action["name"], action["existing"]["metadata"]
+    uid, version = meta.get("uid"), meta.get("resourceVersion")
+    for attempt in range(tries):
+        try:
+            kube.delete_pv(name, uid, version)
+            return True
+        except KubeError as exc:
+            if exc.status != 409 or attempt == tries - 1:
+                raise
+        pv = kube.get_pv(name)
+        if pv is None:
+            return True
+        if pv["metadata"].get("uid") != uid:
+            raise KubeError("PV %s was deleted and made again since it was listed; it is left alone" % name,
+                            status=409, verb="delete", resource="persistentvolumes", name=name)
+        if vol.claim_of(pv):
+            raise KubeError("PV %s was bound to claim %s since it was listed; it is kept" % (
+                name, vol.claim_of(pv)), status=409, verb="delete", resource="persistentvolumes", name=name)
+        version = pv["metadata"].get("resourceVersion")
+
+
+def _replace(kube, action):
+    _delete_unbound(kube, action)
+    action["confirmed_delete"] = True
+    if kube.dry_run:
+        return None
+    wait_pvs_gone(kube, [{"name": action["name"], "uid": action["existing"]["metadata"].get("uid")}])
+    return _create(kube, action)
+
+
+_WRITERS = {"create": _create, "patch": _patch, "take_over": _patch, "delete": _delete_unbound, "replace": _replace}
+
+
+def apply_plan(kube, actions):
+    """Send the writes of ``actions`` concurrently. Each action that the API
+    server confirmed gets ``confirmed``; a failed one gets ``error``. A volume
+    whose capacity is not known yet (check mode) is not sent."""
+    todo = [a for a in actions if a["action"] in _WRITERS and a.get("capacity_known", True)]
+
+    def job(action):
+        return lambda: _WRITERS[action["action"]](kube, action)
+    for action, (_res, err) in zip(todo, kube.run([job(a) for a in todo])):
+        if err is None:
+            action["confirmed"] = True
+        else:
+            action["error"] = err.msg
+    return actions
+
+
+def reconcile_local_pvs(kube, volumes, nodes=(), prune=False, replace_unbound=False, hostname_overrides=None,
+                        take_over=False):
+    """Make the PVs of the nodes in scope match ``volumes`` (normalized, see
+    ``volumes.normalize_volumes``). The whole of ``local_pv``.
+
+    One LIST of Nodes, one streamed LIST of every PV, one LIST of StorageClasses;
+    a plan; a validation. Any conflict or invalid write stops the run before
+    the first write. Then the writes, concurrently (``dryRun=All`` in dry-run).
+
+    Returns a dict: ``actions`` (the plan; ``confirmed`` or ``error`` on the
+    writes), ``hostnames``, ``invalid``, ``warnings``, ``failed``.
+    """
+    scope = list(dict.fromkeys(list(nodes or ()) + [v["node"] for v in volumes]))
+    cluster_nodes, index = read_cluster(kube, volumes, scope)
+    hostnames = vol.resolve_hostnames(scope, cluster_nodes, index.owned_hostnames, hostname_overrides)
+    actions = plan_pvs(volumes, hostnames, index, scope, prune=prune, replace_unbound=replace_unbound,
+                       take_over=take_over)
+    classes = None
+    if any(a["action"] in WRITE_ACTIONS and "manifest" in a for a in actions):
+        classes = set(c["metadata"]["name"] for c in kube.list_storage_classes())
+    invalid, warnings = validate_plan(actions, hostnames, classes, dry_run=kube.dry_run)
+    result = {"actions": actions, "hostnames": hostnames, "invalid": invalid, "warnings": warnings,
+              "failed": bool(invalid) or any(a["action"] == "conflict" for a in actions), "listed": index.count}
+    if not result["failed"]:
+        apply_plan(kube, actions)
+        result["failed"] = any(a.get("error") for a in actions)
+    return result
+
+
+# --- What a run says ------------------------------------------------------------------
+
+ACTION_COUNTS = ("created", "updated", "taken_over", "replaced", "unchanged", "deleted", "conflicts", "stale",
+                 "kept_bound")
+_ACTION_KEY = {"create": "created", "patch": "updated", "take_over": "taken_over", "replace": "replaced",
+               "unchanged": "unchanged", "delete": "deleted", "conflict": "conflicts", "stale": "stale",
+               "kept_bound": "kept_bound"}
+
+
+def _outcome(action):
+    """The key a done action counts under, or None when nothing happened: a write
+    counts only once the API server confirmed it (a replace whose create failed
+    after its delete counts as deleted)."""
+    kind = action["action"]
+    if kind in WRITE_ACTIONS and not action.get("confirmed"):
+        return "deleted" if kind == "replace" and action.get("confirmed_delete") else None
+    return _ACTION_KEY[kind]
+
+
+def summarize(actions, nodes=()):
+    """Per-node counts and the names per kind of action, as the module returns them."""
+    per_node = dict((n, dict((k, 0) for k in ACTION_COUNTS)) for n in nodes)
+    names = dict((k, []) for k in ACTION_COUNTS if k != "unchanged")
+    for action in actions:
+        key = _outcome(action)
+        if key is None:
+            continue
+        per_node.setdefault(action["node"], dict((k, 0) for k in ACTION_COUNTS))[key] += 1
+        if key != "unchanged":
+            names[key].append(action["name"])
+    return per_node, names
+
+
+def action_diff(action):
+    """An Ansible diff entry for one action (before/after of the managed view)."""
+    before = vol.pv_view(action["existing"]) if action.get("existing") else {}
+    after = {}
+    if action["action"] in ("create", "replace"):
+        after = vol.pv_view(action["manifest"])
+    elif action["action"] in ("patch", "take_over"):
+        after = vol.pv_view(action["manifest"])
+        # Labels and annotations of others stay; show them on both sides.
+        after["labels"] = dict(before["labels"], **after["labels"])
+        for key, value in ((action.get("patch") or {}).get("metadata", {}).get("labels") or {}).items():
+            if value is None:
+                after["labels"].pop(key, None)
+        for field in action.get("held") or ():   # left as they are under a claim
+            key = field.split(".", 1)[1]
+            after[key] = before.get(key)
+    for view in (before, after):
+        view.pop("name", None)
+    return {
+        "before_header": "PV %s (%s)" % (action["name"], "absent" if not before else "on the server"),
+        "after_header": "PV %s (%s)" % (action["name"], {"delete": "deleted", "replace": "replaced",
+                                                           "take_over": "taken over"}.get(action["action"], "wanted")),
+        "before": before,
+        "after": after,
+    }
+
+
+def _owned_pvs(kube, nodes=None, label_selector=None):
+    selector = "%s=%s" % (vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE)
+    if label_selector:
+        selector += "," + label_selector
+    pvs = kube.list_pvs(label_selector=selector)
+    if nodes:
+        wanted = set(vol.label_value(n) for n in nodes)
+        pvs = [pv for pv in pvs if (pv["metadata"].get("labels") or {}).get(vol.NODE_LABEL) in wanted]
+    return pvs
+
+
+def _report_entry(pv, claims, pods_by_claim, node_names, hostnames):
+    view = vol.pv_view(pv)
+    labels = view["labels"]
+    claim = vol.claim_of(pv)
+    pvc = claims.get(claim) if claim else None
+    node = labels.get(vol.NODE_LABEL)
+    hostname = vol.affinity_hostname(pv)
+    return {
+        "name": view["name"],
+        "node": node,
+        "volume": labels.get(vol.VOLUME_LABEL),
+        "hostname": hostname,
+        "node_exists": node in node_names or hostname in hostnames,
+        "path": view["local"].get("path"),
+        "fstype": view["local"].get("fsType"),
+        "volume_mode": view["volumeMode"],
+        "capacity": view["capacity"],
+        "storage_class": view["storageClassName"],
+        "reclaim_policy": view["persistentVolumeReclaimPolicy"],
+        "phase": (pv.get("status") or {}).get("phase"),
+        "claim": claim,
+        "claim_phase": ((pvc or {}).get("status") or {}).get("phase") if claim else None,
+        # The claim the PV is bound to, by uid; a claim of the same name with
+        # another uid (made again, e.g. by a StatefulSet) is not this PV's claim.
+        "claim_uid": ((pv.get("spec") or {}).get("claimRef") or {}).get("uid"),
+        "claim_current_uid": ((pvc or {}).get("metadata") or {}).get("uid"),
+        "uid": pv["metadata"].get("uid"),
+        "pods": pods_by_claim.get(claim, []) if claim else [],
+        "deleting": bool(pv["metadata"].get("deletionTimestamp")),
+    }
+
+
+def local_pv_report(kube, nodes=None, label_selector=None):
+    """Owned PVs (of ``nodes``, or all; ``label_selector`` narrows further) with
+    phase, claim, the pods that use the claim and where they run, and whether
+    their node still exists."""
+    pvs = _owned_pvs(kube, nodes, label_selector)
+    cluster_nodes = kube.list_nodes()
+    node_names = set(n["metadata"]["name"] for n in cluster_nodes)
+    hostnames = set((n["metadata"].get("labels") or {}).get(vol.HOSTNAME_LABEL) for n in cluster_nodes)
+    namespaces = sorted(set(pv["spec"]["claimRef"].get("namespace") for pv in pvs
+                            if (pv.get("spec") or {}).get("claimRef")))
+    claims, pods_by_claim = {}, {}
+    for namespace in namespaces:
+        for pvc in kube.list_pvcs(namespace):
+            claims["%s/%s" % (namespace, pvc["metadata"]["name"])] = pvc
+        pods_by_claim.update(workloads.pods_by_claim(kube.list_pods(namespace)))
+    return [_report_entry(pv, claims, pods_by_claim, node_names, hostnames)
+            for pv in sorted(pvs, key=lambda p: p["metadata"]["name"])]
+
+
+def run_result(outcome, nodes):
+    """What ``local_pv`` returns for ``outcome`` of :func:`reconcile_local_pvs`:
+    names per kind of confirmed action, counts per node, conflicts, errors, and
+    ``changed`` (true only if the API server confirmed a write)."""
+    actions = outcome["actions"]
+    per_node, names = summarize(actions, nodes=nodes)
+    result = dict(names, nodes=per_node, invalid=outcome["invalid"])
+    result["hostnames"] = dict((n, {"value": val, "source": src}) for n, (val, src) in outcome["hostnames"].items())
+    result["conflicts"] = [dict((key, a.get(key)) for key in ("name", "node", "volume", "claim", "reason", "changes"))
+                           for a in actions if a["action"] == "conflict"]
+    result["kept_bound"] = [{"name": a["name"], "node": a["node"], "claim": a["claim"]}
+                            for a in actions if a["action"] == "kept_bound"]
+    result["held"] = [{"name": a["name"], "node": a["node"], "claim": a["claim"], "fields": a["held"]}
+                      for a in actions if a.get("held")]
+    result["capacity_unknown"] = [{"name": a["name"], "node": a["node"], "volume": a["volume"],
+                                   "capacity": "known after apply"}
+                                  for a in actions if not a.get("capacity_known", True)]
+    result["errors"] = [{"name": a["name"], "action": a["action"], "msg": a["error"]} for a in actions if a.get("error")]
+    result["changed"] = any(_outcome(a) in ("created", "updated", "taken_over", "replaced", "deleted")
+                            for a in actions)
+    return result

@@ -1,0 +1,408 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pods, claims and evictions around local PVs: the API half of decommission and reclaim.
+
+The one safe order, per volume: the pods that use the PV's claim are gone ->
+the volume is unmounted on its host (the host half, not here) -> the claim is
+deleted and gone -> the PV is deleted and gone. Every step is verified by
+reading the objects back by uid (an object made again under the same name is
+never taken for the one we meant), never by trusting the protection finalizers
+to hold a delete that came too early. Every request goes through
+:class:`kube.Kube`; every wait is a :class:`waiter.Waiter`.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import KubeError
+from ansible_collections.localpv.rollout.plugins.module_utils.waiter import (
+    DEFAULT_TIMEOUT,
+    POLL_INTERVAL,
+    Waiter,
+    WaitTimeout,
+)
+
+
+class RetireStop(KubeError):
+    """A step that must not go on, said for a human. ``state`` tells what was
+    done already (for the module's result), ``code`` what kind of stop it is."""
+
+    def __init__(self, msg, code="error", state=None):
+        super(RetireStop, self).__init__(msg)
+        self.msg = msg
+        self.code = code
+        self.state = state or {}
+
+
+def _controller_of(obj):
+    """``Kind/name`` of the controller that owns ``obj`` (its controller ownerReference), or None."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return "%s/%s" % (ref.get("kind"), ref.get("name"))
+    return None
+
+
+def pods_by_claim(pods):
+    """``{namespace/claim: [pod summary]}`` of the pods that mount each claim. The
+    one place where pods are matched to claims."""
+    out = {}
+    for pod in pods:
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        namespace = meta.get("namespace")
+        for volume in spec.get("volumes") or []:
+            ref = volume.get("persistentVolumeClaim")
+            if ref:
+                out.setdefault("%s/%s" % (namespace, ref.get("claimName")), []).append({
+                    "namespace": namespace, "name": meta.get("name"), "node": spec.get("nodeName"),
+                    "phase": (pod.get("status") or {}).get("phase"), "uid": meta.get("uid"),
+                    "controller": _controller_of(pod), "deleting": bool(meta.get("deletionTimestamp"))})
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# The plan
+# --------------------------------------------------------------------------------------
+
+def claim_is_current(entry):
+    """Whether the PV's claim still exists as the very object the PV is bound to."""
+    return bool(entry.get("claim") and entry.get("claim_current_uid")
+                and entry.get("claim_current_uid") == entry.get("claim_uid"))
+
+
+def scheduled_pods(entry):
+    """The pods that use the PV's own claim and are bound to a node: those are the
+    ones that can have the volume mounted. A pod that waits unscheduled cannot
+    (the kubelet starts no pod whose claim is being deleted)."""
+    if not claim_is_current(entry):
+        return []
+    return [p for p in entry.get("pods") or [] if p.get("node")]
+
+
+def _asked_volumes(entries, nodes, wanted, by_name):
+    """Errors for asked-for volumes whose PV name is taken by a PV not ours, and
+    the asked-for volumes that have no PV (any more)."""
+    errors, missing = [], []
+    for node in nodes:
+        for name in wanted:
+            pv_name = vol.pv_name(node, name)
+            pv = by_name.get(pv_name)
+            if pv is not None and not vol.is_owned(pv):
+                errors.append("PV %s (volume %s of node %s) is not managed by localpv.rollout (no label %s=%s); "
+                              "it is never touched: take it away by hand" % (
+                                  pv_name, name, node, vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE))
+            elif not any(e["volume"] == name and e["node"] == vol.label_value(node) for e in entries):
+                missing.append({"node": node, "volume": name, "name": pv_name})
+    return errors, missing
+
+
+def plan_decommission(report, all_pvs, nodes, hostnames=None, volumes=None):
+    """What decommissioning ``nodes`` (Kubernetes node names), or only their
+    ``volumes`` (volume names), means for the cluster.
+
+    ``report`` is ``persistent_volumes.local_pv_report`` of these nodes,
+    ``all_pvs`` every PV (to find PVs that are not ours in the way),
+    ``hostnames`` the ``kubernetes.io/hostname`` values of the nodes. Returns a
+    dict: ``volumes`` (one entry per owned PV to retire, with ``claim_current``
+    and ``using_pods``), ``missing`` (asked-for volumes that have no PV any
+    more: done, or never there), ``foreign`` (PVs on these nodes that are not
+    ours), ``errors`` (reasons not to start).
+    """
+    nodes, wanted = list(nodes or []), list(volumes or [])
+    hostnames = set(hostnames or []) | set(nodes)
+    labels = [vol.label_value(n) for n in nodes]
+    entries = [dict(e) for e in report if e["node"] in labels]
+    errors, missing, foreign = [], [], []
+    if wanted:
+        entries = [e for e in entries if e["volume"] in wanted]
+        errors, missing = _asked_volumes(entries, nodes, wanted, dict((pv["metadata"]["name"], pv) for pv in all_pvs))
+    ours = set(e["name"] for e in entries)
+    for pv in all_pvs:
+        name = pv["metadata"]["name"]
+        if name not in ours and not vol.is_owned(pv) and not wanted and vol.affinity_hostname(pv) in hostnames:
+            foreign.append({"name": name, "claim": vol.claim_of(pv),
+                            "path": ((pv.get("spec") or {}).get("local") or {}).get("path")})
+    for entry in entries:
+        entry["claim_current"] = claim_is_current(entry)
+        entry["using_pods"] = scheduled_pods(entry)
+        if entry.get("deleting") and entry.get("claim_current"):
+            entry["note"] = "PV deletion already requested while its claim exists"
+    entries.sort(key=lambda e: (e["node"] or "", e["volume"] or "", e["name"]))
+    return {"volumes": entries, "missing": missing, "foreign": foreign, "errors": errors}
+
+
+def plan_table(plan, nodes=()):
+    """The plan as lines of a table a user reads in the output."""
+    rows = [("NODE", "VOLUME", "PV", "PHASE", "CLAIM", "PODS (controller)", "PATH")]
+    for e in plan["volumes"]:
+        pods = ", ".join("%s/%s%s" % (p["namespace"], p["name"], " (%s)" % p["controller"] if p.get("controller")
+                                      else "") for p in e["using_pods"]) or "-"
+        claim = e.get("claim") or "-"
+        if e.get("claim") and not e.get("claim_current"):
+            claim += " (gone)"
+        rows.append((e["node"] or "-", e["volume"] or "-", e["name"], e.get("phase") or "-", claim, pods,
+                     "%s%s" % (e.get("path") or "-", " [block]" if e.get("volume_mode") == "Block" else "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    if not plan["volumes"]:
+        lines.append("(no PV of localpv.rollout left on %s)" % (", ".join(nodes) or "these nodes"))
+    for m in plan.get("missing") or []:
+        lines.append("volume %s of node %s: no PV %s (already retired, or never registered)" % (
+            m["volume"], m["node"], m["name"]))
+    for f in plan.get("foreign") or []:
+        lines.append("PV %s on this node is not ours and is left alone%s" % (
+            f["name"], " (claim %s)" % f["claim"] if f.get("claim") else ""))
+    return lines
+
+
+# --------------------------------------------------------------------------------------
+# Pods: evict (or delete) and wait until gone
+# --------------------------------------------------------------------------------------
+
+def _pods_of(entries):
+    """Current pods using the claims of ``entries`` (fresh report entries)."""
+    pods = []
+    for e in entries:
+        for pod in scheduled_pods(e):
+            pods.append(dict(pod, pv=e["name"], claim=e["claim"]))
+    return pods
+
+
+def _fresh(kube, pv_names, label_selector=None, nodes=None):
+    # imported here: persistent_volumes builds its report on this file's pods_by_claim
+    from ansible_collections.localpv.rollout.plugins.module_utils.persistent_volumes import local_pv_report
+    return [e for e in local_pv_report(kube, nodes=nodes, label_selector=label_selector) if e["name"] in pv_names]
+
+
+def evict_pod(kube, namespace, name, uid=None, grace_period=None):
+    """Evict the pod. Returns None when the pod is evicted or gone, else the
+    reason the API server gave for refusing (a PodDisruptionBudget)."""
+    try:
+        kube.evict_pod(namespace, name, uid, grace_period)
+        return None
+    except KubeError as err:
+        if err.status in (404, 409):   # gone, or another pod of that name now: not ours to evict
+            return None
+        if err.status == 429 or (err.status and err.status >= 500 and "disruption" in err.msg.lower()):
+            return err.msg
+        raise
+
+
+def delete_pod(kube, namespace, name, uid=None, grace_period=None):
+    try:
+        kube.delete_pod(namespace, name, uid, grace_period)
+    except KubeError as exc:
+        if exc.status != 409:   # 409: that uid is gone, a new pod of the name is not ours
+            raise
+
+
+def _recreated_stop(pod, result):
+    return RetireStop(
+        "pod %s/%s%s was scheduled onto node %s with claim %s (PV %s) after the pods of that claim were being "
+        "removed: a controller puts it back. Scale it down, or keep the node cordoned (decommission_cordon), "
+        "then run again" % (pod["namespace"], pod["name"], " of %s" % pod["controller"] if pod.get("controller")
+                            else "", pod["node"], pod["claim"], pod["pv"]), code="recreated", state=result)
+
+
+def _act_on(kube, pods, action, grace_period, acted, result):
+    """Evict (or delete) each pod not acted on yet; returns the refusals by pod."""
+    blocked = {}
+    for p in pods:
+        if p.get("deleting") or p["uid"] in acted:
+            continue
+        key = "%s/%s" % (p["namespace"], p["name"])
+        reason = None
+        if kube.dry_run:
+            pass
+        elif action == "delete":
+            delete_pod(kube, p["namespace"], p["name"], p["uid"], grace_period)
+        else:
+            reason = evict_pod(kube, p["namespace"], p["name"], p["uid"], grace_period)
+        if reason:
+            blocked[key] = reason
+        else:
+            acted.add(p["uid"])
+            result["evicted" if action == "evict" else "deleted"].append(key)
+    return blocked
+
+
+def _timeout_stop(timeout, pods, blocked, result):
+    if blocked:
+        return RetireStop("eviction still refused after %ds, a PodDisruptionBudget blocks it: %s. Nothing was "
+                          "unmounted or deleted; make room in the budget (or use decommission_pod_action=delete) "
+                          "and run again" % (timeout, "; ".join("%s: %s" % kv for kv in sorted(blocked.items()))),
+                          code="pdb", state=result)
+    return RetireStop("pods did not go away within %ds: %s. Nothing was unmounted or deleted; run again when they "
+                      "are gone" % (timeout, ", ".join("%s/%s on %s (phase %s%s)" % (
+                          p["namespace"], p["name"], p["node"], p["phase"], ", terminating" if p.get("deleting")
+                          else "") for p in pods)), code="stuck", state=result)
+
+
+def clear_pods(kube, pv_names, action="evict", timeout=DEFAULT_TIMEOUT, grace_period=None,
+               interval=POLL_INTERVAL, sleep=time.sleep, clock=time.monotonic, label_selector=None, nodes=None):
+    """Evict (or delete) every scheduled pod that uses the claim of one of the PVs
+    ``pv_names``, and wait until they are gone.
+
+    Stops with :class:`RetireStop` when a PodDisruptionBudget still blocks an
+    eviction at ``timeout`` (code ``pdb``), when a pod is still there at
+    ``timeout`` (``stuck``), or when a pod we did not see at the start is
+    scheduled with one of these claims (``recreated``: a controller puts it
+    back, and unmounting under it would lose its writes).
+    Returns ``{"evicted": [...], "deleted": [...], "pending": [...], "blocked": {...}}``.
+    """
+    result = {"evicted": [], "deleted": [], "pending": [], "blocked": {}}
+    state = {"entries": _fresh(kube, pv_names, label_selector, nodes), "pods": [], "polls": 0}
+    seen, acted = set(p["uid"] for p in _pods_of(state["entries"])), set()
+
+    def left():
+        if state["polls"]:
+            state["entries"] = _fresh(kube, pv_names, label_selector, nodes)
+        state["polls"] += 1
+        pods = state["pods"] = _pods_of(state["entries"])
+        new = [p for p in pods if p["uid"] not in seen]
+        if new:
+            raise _recreated_stop(new[0], result)
+        result["blocked"] = _act_on(kube, pods, action, grace_period, acted, result) if pods else {}
+        return [] if kube.dry_run else pods
+    try:
+        Waiter(timeout, interval, sleep, clock).until_done(left, "pods using the claims")
+    except WaitTimeout:
+        raise _timeout_stop(timeout, state["pods"], result["blocked"], result)
+    result["pending"] = sorted(set("%s/%s" % (p["namespace"], p["name"]) for e in state["entries"]
+                                   for p in e.get("pods") or [] if not p.get("node") and claim_is_current(e)))
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# Claims, then PVs: delete and wait until gone
+# --------------------------------------------------------------------------------------
+
+def _owned_pvs_of(kube, pv_names, result):
+    pvs = []
+    for name in pv_names:
+        pv = kube.get_pv(name)
+        if pv is None:
+            result["gone"].append(name)
+        elif not vol.is_owned(pv):
+            raise RetireStop("PV %s is not managed by localpv.rollout (no label %s=%s); it is never deleted" % (
+                name, vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE), code="foreign", state=result)
+        else:
+            pvs.append(pv)
+    return pvs
+
+
+def _current_claims(kube, pvs, result):
+    """``(namespace, name, uid)`` of the claims the PVs are bound to and that
+    still exist as that very object; stops when a scheduled pod uses one."""
+    claims = []
+    for pv in pvs:
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        if not ref.get("name"):
+            continue
+        pvc = kube.get_pvc(ref.get("namespace"), ref["name"])
+        if pvc is None or pvc["metadata"].get("uid") != ref.get("uid"):
+            continue
+        claim = "%s/%s" % (ref.get("namespace"), ref["name"])
+        users = [p for p in pods_by_claim(kube.list_pods(ref.get("namespace"))).get(claim, []) if p["node"]]
+        if users:
+            raise RetireStop("claim %s of PV %s is still used by pod(s) %s; its pods must be gone first" % (
+                claim, pv["metadata"]["name"], ", ".join(p["name"] for p in users)), code="in_use", state=result)
+        claims.append((ref.get("namespace"), ref["name"], ref.get("uid")))
+    return claims
+
+
+def delete_claims_and_pvs(kube, pv_names, timeout=DEFAULT_TIMEOUT, interval=POLL_INTERVAL, sleep=time.sleep,
+                          clock=time.monotonic):
+    """Delete the claims of the PVs ``pv_names`` and wait until they are gone,
+    then delete the PVs and wait until they are gone.
+
+    Each object is deleted with a uid precondition and waited for by uid: a
+    claim made again under the same name (a StatefulSet does that) is neither
+    deleted nor waited for. A PV that is not ours, or whose claim a scheduled
+    pod still uses, stops everything before the first delete.
+    Returns ``{"claims_deleted": [...], "pvs_deleted": [...], "gone": [...]}``.
+    """
+    result = {"claims_deleted": [], "pvs_deleted": [], "gone": []}
+    pvs = _owned_pvs_of(kube, pv_names, result)
+    claims = _current_claims(kube, pvs, result)
+    for ns, name, uid in claims:
+        try:
+            kube.delete_pvc(ns, name, uid)
+        except KubeError as exc:
+            if exc.status != 409:   # 409: that uid is gone, a new claim of the name is not ours
+                raise
+        result["claims_deleted"].append("%s/%s" % (ns, name))
+    if kube.dry_run:
+        result["pvs_deleted"] = [pv["metadata"]["name"] for pv in pvs]
+        return result
+
+    def claims_left():
+        return [c for c in claims if ((kube.get_pvc(c[0], c[1]) or {}).get("metadata") or {}).get("uid") == c[2]]
+    try:
+        Waiter(timeout, interval, sleep, clock).until_done(claims_left, "claims deleted",
+                                                           lambda c: "claim %s/%s" % (c[0], c[1]))
+    except WaitTimeout as exc:
+        raise RetireStop("%s. The PVs were not deleted; run again when the claims are gone" % exc.msg,
+                         code="stuck", state=result)
+    for pv in pvs:
+        try:
+            kube.delete_pv(pv["metadata"]["name"], uid=pv["metadata"].get("uid"))
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+        result["pvs_deleted"].append(pv["metadata"]["name"])
+
+    def pvs_left():
+        return [pv for pv in pvs if ((kube.get_pv(pv["metadata"]["name"]) or {}).get("metadata") or {}).get("uid")
+                == pv["metadata"].get("uid")]
+    try:
+        Waiter(timeout, interval, sleep, clock).until_done(pvs_left, "PVs deleted",
+                                                           lambda pv: "PV %s" % pv["metadata"]["name"])
+    except WaitTimeout as exc:
+        raise RetireStop(exc.msg, code="stuck", state=result)
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# Reclaim: Released -> Available
+# --------------------------------------------------------------------------------------
+
+def release_pvs(kube, items, result):
+    """Release each PV of ``items`` ({name, claim_uid}) whose claim is gone; refuse
+    (RetireStop ``bound``) a PV whose very claim still exists. ``result`` collects
+    the names under ``released`` and ``already``; it is the error's state too."""
+    for item in items:
+        pv = kube.get_pv(item["name"])
+        ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
+        if ref.get("name"):
+            pvc = kube.get_pvc(ref.get("namespace"), ref["name"])
+            if pvc is not None and pvc["metadata"].get("uid") == ref.get("uid"):
+                raise RetireStop("PV %s is still bound: its claim %s/%s exists" % (
+                    item["name"], ref.get("namespace"), ref["name"]), code="bound", state=result)
+        result[release_pv(kube, item["name"], item["claim_uid"], pv)].append(item["name"])
+    return result
+
+
+def release_pv(kube, name, claim_uid, pv=None):
+    """Remove ``spec.claimRef`` of PV ``name``, only if it is still ours and still
+    reserved for the claim ``claim_uid`` (a JSON patch ``test`` makes the API
+    server check that in the same write). Returns ``released``, ``already``
+    (no claimRef any more) or raises :class:`RetireStop`."""
+    pv = pv if pv is not None else kube.get_pv(name)
+    if pv is None:
+        raise RetireStop("PV %s is gone" % name, code="gone")
+    if not vol.is_owned(pv):
+        raise RetireStop("PV %s is not managed by localpv.rollout; its claimRef is left alone" % name, code="foreign")
+    ref = (pv.get("spec") or {}).get("claimRef")
+    if not ref:
+        return "already"
+    if ref.get("uid") != claim_uid:
+        raise RetireStop("PV %s is now reserved for another claim (%s/%s) than the one it was released by; "
+                         "it is left alone" % (name, ref.get("namespace"), ref.get("name")), code="changed")
+    kube.patch_pv(name, [{"op": "test", "path": "/spec/claimRef/uid", "value": claim_uid},
+                         {"op": "remove", "path": "/spec/claimRef"}], json_patch=True)
+    return "released"

@@ -1,0 +1,238 @@
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a run does to the PVs of the cluster, without a cluster: identity by node
+and path, take-over, conflicts, prune, validation and the results it reports."""
+
+import copy
+
+import pytest
+
+from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
+from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+
+GIB = 2 ** 30
+
+
+def vol(node="node1", name="ssd0", **kw):
+    item = dict(node=node, name=name, path="/mnt/disks/%s" % name, mode="filesystem", fstype="xfs",
+                capacity=10 * GIB, storage_class="local-storage")
+    item.update(kw)
+    volume, reasons = v.normalize_volume(item)
+    assert reasons == []
+    return volume
+
+
+def server_copy(manifest, uid="u-1", **spec):
+    """A PV as the API server returns it: defaults, status, canonical quantity."""
+    pv = copy.deepcopy(manifest)
+    pv["metadata"].update(uid=uid, resourceVersion="7", finalizers=["kubernetes.io/pv-protection"])
+    pv["spec"]["capacity"]["storage"] = "10Gi"
+    pv["status"] = {"phase": "Available"}
+    pv["spec"].update(spec)
+    return pv
+
+
+def provisioner_pv(name="local-pv-5a1c2e7b", hostname="node1", path="/mnt/disks/ssd0", claim=None):
+    """A PV as the local static provisioner makes it: its own name, its annotation, no labels of ours."""
+    pv = {"metadata": {"name": name, "uid": "u-" + name, "resourceVersion": "3",
+                       "annotations": {pvs.PROVISIONED_BY_ANNOTATION: "local-volume-provisioner-node1-0c1d"},
+                       "labels": {"kubernetes.io/hostname": hostname}},
+          "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                   "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "local-storage",
+                   "local": {"path": path, "fsType": "xfs"}, "nodeAffinity": v.node_affinity(hostname)},
+          "status": {"phase": "Bound" if claim else "Available"}}
+    if claim:
+        pv["spec"]["claimRef"] = {"namespace": "app", "name": claim, "uid": "c-" + claim}
+    return pv
+
+
+def hostnames(*nodes):
+    return dict((n, (n, "node-label")) for n in nodes)
+
+
+def plan(volumes, cluster, scope=("node1",), names=None, **kw):
+    index = pvs.PvIndex([x["path"] for x in volumes], [v.label_value(n) for n in scope])
+    for pv in cluster:
+        index.add(pv)
+    return pvs.plan_pvs(volumes, names or hostnames(*scope), index, list(scope), **kw)
+
+
+def test_nothing_to_do_when_the_server_has_what_is_wanted():
+    volume = vol()
+    assert [a["action"] for a in plan([volume], [server_copy(v.pv_manifest(volume, "node1"))])] == ["unchanged"]
+
+
+def test_missing_pv_is_created():
+    assert [(a["action"], a["name"]) for a in plan([vol()], [])] == [("create", "local-node1-ssd0")]
+
+
+def test_a_label_changed_by_hand_is_patched_back_and_other_labels_stay():
+    volume = vol(labels={"tier": "ssd"})
+    existing = server_copy(v.pv_manifest(volume, "node1"))
+    existing["metadata"]["labels"].update(tier="hdd", other="keep")
+    (action,) = plan([volume], [existing])
+    assert action["action"] == "patch" and action["patch"] == {"metadata": {"labels": {"tier": "ssd"}}}
+
+
+def test_an_extra_label_removed_from_the_inventory_is_removed_from_the_pv():
+    existing = server_copy(v.pv_manifest(vol(labels={"tier": "ssd"}), "node1"))
+    (action,) = plan([vol()], [existing])
+    assert action["patch"] == {"metadata": {"labels": {"tier": None}, "annotations": {v.EXTRA_LABELS_ANNOTATION: None}}}
+
+
+def test_reclaim_policy_and_capacity_drift_are_one_patch_in_place():
+    volume = vol(capacity=20 * GIB)
+    existing = server_copy(v.pv_manifest(volume, "node1"), persistentVolumeReclaimPolicy="Delete")
+    (action,) = plan([volume], [existing])
+    assert action["action"] == "patch"
+    assert action["patch"] == {"spec": {"persistentVolumeReclaimPolicy": "Retain",
+                                        "capacity": {"storage": str(20 * GIB)}}}
+
+
+def test_a_bound_pv_is_patched_only_in_safe_fields_and_the_rest_is_held():
+    volume = vol(capacity=20 * GIB)
+    existing = server_copy(v.pv_manifest(volume, "node1"), persistentVolumeReclaimPolicy="Delete",
+                           claimRef={"namespace": "db", "name": "data-db-0"})
+    (action,) = plan([volume], [existing])
+    assert action["patch"] == {"spec": {"persistentVolumeReclaimPolicy": "Retain"}}
+    assert action["held"] == ["spec.capacity"]
+
+
+@pytest.mark.parametrize("change,field", [
+    (dict(path="/mnt/disks/other"), "spec.local"),
+    (dict(fstype="ext4"), "spec.local"),
+    (dict(mode="block"), "spec.volumeMode"),
+    (dict(storage_class="fast-local"), "spec.storageClassName"),
+])
+def test_immutable_change_of_an_unbound_pv_needs_replace_unbound(change, field):
+    existing = server_copy(v.pv_manifest(vol(), "node1"))
+    (action,) = plan([vol(**change)], [existing])
+    assert action["action"] == "conflict" and field in action["changes"]
+    assert "replace_unbound=true" in action["reason"]
+    (action,) = plan([vol(**change)], [existing], replace_unbound=True)
+    assert action["action"] == "replace" and action["name"] == "local-node1-ssd0"
+
+
+def test_new_hostname_label_is_an_immutable_change():
+    existing = server_copy(v.pv_manifest(vol(), "node1"))
+    (action,) = plan([vol()], [existing], names={"node1": ("node1-new", "node-label")})
+    assert action["changes"] == ["spec.nodeAffinity"]
+
+
+def test_immutable_change_of_a_bound_pv_is_an_error_naming_pv_and_claim():
+    existing = server_copy(v.pv_manifest(vol(), "node1"), claimRef={"namespace": "db", "name": "data-db-0"})
+    (action,) = plan([vol(fstype="ext4")], [existing], replace_unbound=True)
+    assert action["action"] == "conflict"
+    assert "local-node1-ssd0" in action["reason"] and "db/data-db-0" in action["reason"]
+
+
+def test_prune_deletes_only_unbound_pvs_of_nodes_in_scope():
+    free = server_copy(v.pv_manifest(vol(name="old0"), "node1"))
+    bound = server_copy(v.pv_manifest(vol(name="old1"), "node1"), claimRef={"namespace": "a", "name": "c"})
+    other_rack = server_copy(v.pv_manifest(vol(node="node7", name="old2"), "node7"))
+    cluster = [free, bound, other_rack]
+    got = sorted((a["action"], a["name"]) for a in plan([vol()], cluster, prune=True))
+    assert got == [("create", "local-node1-ssd0"), ("delete", "local-node1-old0"), ("kept_bound", "local-node1-old1")]
+    assert sorted(a["action"] for a in plan([vol()], cluster)) == ["create", "stale", "stale"]
+
+
+def test_a_node_with_no_volume_left_is_pruned_when_in_scope():
+    free = server_copy(v.pv_manifest(vol(node="node2"), "node2"))
+    assert [(a["action"], a["node"]) for a in plan([], [free], scope=["node2"], prune=True)] == [("delete", "node2")]
+
+
+# --- identity: node and path, whatever the name -------------------------------------
+
+def test_a_foreign_pv_at_our_path_is_a_conflict_naming_both_pvs():
+    (action,) = plan([vol()], [provisioner_pv(claim="data-0")])
+    assert action["action"] == "conflict"
+    assert "local-pv-5a1c2e7b" in action["reason"] and "provisioned by local-volume-provisioner" in action["reason"]
+    assert "app/data-0" in action["reason"] and "take_over=true" in action["reason"]
+    assert "second PV (local-node1-ssd0)" in action["reason"]
+
+
+
+def test_a_foreign_pv_on_another_node_or_path_is_not_in_the_way():
+    cluster = [provisioner_pv(hostname="node2"), provisioner_pv(name="local-pv-2", path="/mnt/disks/ssd9")]
+    assert [a["action"] for a in plan([vol()], cluster)] == ["create"]
+
+
+def test_take_over_labels_the_pv_in_place_keeping_name_and_claim():
+    (action,) = plan([vol()], [provisioner_pv(claim="data-0")], take_over=True)
+    assert action["action"] == "take_over" and action["name"] == "local-pv-5a1c2e7b"
+    labels = action["patch"]["metadata"]["labels"]
+    assert labels[v.MANAGED_BY_LABEL] == v.MANAGED_BY_VALUE and labels[v.NODE_LABEL] == "node1"
+    assert labels[v.VOLUME_LABEL] == "ssd0"
+    assert action["patch"]["spec"] == {"persistentVolumeReclaimPolicy": "Retain"}
+    assert "claimRef" not in str(action["patch"])
+
+
+def test_take_over_never_replaces_a_pv_whose_fixed_fields_differ():
+    (action,) = plan([vol(fstype="ext4")], [provisioner_pv()], take_over=True, replace_unbound=True)
+    assert action["action"] == "conflict" and "never deleted" in action["reason"]
+
+
+def test_a_pv_taken_over_earlier_is_ours_by_identity_under_its_old_name():
+    taken = provisioner_pv()
+    taken["metadata"]["labels"].update(v.pv_labels(vol()))
+    taken["spec"]["persistentVolumeReclaimPolicy"] = "Retain"
+    (action,) = plan([vol()], [taken], prune=True)
+    assert (action["action"], action["name"]) == ("unchanged", "local-pv-5a1c2e7b")
+
+
+def test_an_owned_pv_of_another_node_at_the_identity_is_a_conflict_never_patched():
+    # node "node-1" and node "node" pinned to one hostname: the PV of one is never the other's
+    theirs = server_copy(v.pv_manifest(vol(node="node", name="1-data0", path="/mnt/disks/d"), "h1"))
+    (action,) = plan([vol(node="node-1", name="data0", path="/mnt/disks/d")], [theirs], scope=["node-1"],
+                     names={"node-1": ("h1", "node-label")})
+    assert action["action"] == "conflict" and "not of node node-1" in action["reason"] and "patch" not in action
+
+
+def test_a_pv_name_taken_elsewhere_is_a_conflict_not_an_overwrite():
+    elsewhere = provisioner_pv(name="local-node1-ssd0", path="/srv/other")
+    (action,) = plan([vol()], [elsewhere])
+    assert action["action"] == "conflict" and "not managed by localpv.rollout" in action["reason"]
+
+
+def test_two_pvs_at_one_identity_are_a_conflict_naming_both():
+    cluster = [provisioner_pv(), provisioner_pv(name="local-pv-2")]
+    (action,) = plan([vol()], cluster, take_over=True)
+    assert action["action"] == "conflict" and "local-pv-2" in action["reason"] and "local-pv-5a1c2e7b" in action["reason"]
+
+
+def test_the_index_keeps_only_what_the_plan_needs():
+    index = pvs.PvIndex(["/mnt/disks/ssd0"], ["node1"])
+    index.add(provisioner_pv())
+    index.add(provisioner_pv(name="unrelated", path="/x"))
+    index.add(server_copy(v.pv_manifest(vol(node="node7", name="z"), "node7")))
+    assert index.count == 3 and index.names == {"local-pv-5a1c2e7b", "unrelated", "local-node7-z"}
+    assert list(index.at_path) == ["/mnt/disks/ssd0"] and index.owned == {}
+    assert index.owned_hostnames == {"node7": {"node7"}}
+
+
+# --- validation and results ------------------------------------------------------
+
+def test_validation_finds_what_the_api_server_would_refuse_before_any_write():
+    actions = plan([vol(node="n" * 80), vol(node="node1", storage_class="gone")], [],
+                   scope=["n" * 80, "node1"])
+    errors, warnings = pvs.validate_plan(actions, hostnames("n" * 80, "node1"), {"local-storage"})
+    assert any("kubernetes.io/hostname value" in e and "n" * 80 in e for e in errors)
+    assert any(e.startswith("StorageClass gone does not exist") for e in errors) and warnings == []
+    errors, warnings = pvs.validate_plan(actions[1:], hostnames("node1"), {"local-storage"}, dry_run=True)
+    assert errors == [] and warnings[0].startswith("StorageClass gone")
+
+
+def test_results_list_only_what_the_api_confirmed():
+    actions = [{"action": "create", "node": "a", "name": "p1", "confirmed": True},
+               {"action": "create", "node": "a", "name": "p2", "error": "boom"},
+               {"action": "unchanged", "node": "a", "name": "p3"},
+               {"action": "replace", "node": "b", "name": "p4", "confirmed_delete": True, "error": "boom"},
+               {"action": "take_over", "node": "b", "name": "p5", "confirmed": True},
+               {"action": "delete", "node": "b", "name": "p6"}]
+    per_node, names = pvs.summarize(actions, nodes=["a", "b", "c"])
+    assert names["created"] == ["p1"] and names["deleted"] == ["p4"] and names["taken_over"] == ["p5"]
+    assert per_node["a"]["created"] == 1 and per_node["a"]["unchanged"] == 1 and sum(per_node["c"].values()) == 0
+    result = pvs.run_result({"actions": actions, "hostnames": {}, "invalid": []}, ["a", "b"])
+    assert result["changed"] is True and [e["name"] for e in result["errors"]] == ["p2", "p4"]
+    nothing = pvs.run_result({"actions": [dict(actions[1])], "hostnames": {}, "invalid": []}, ["a"])
+    assert nothing["changed"] is False and nothing["created"] == []

@@ -1,0 +1,46 @@
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""StorageClasses of local PVs, without a cluster: the wanted class, and who may change one."""
+
+from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as sc
+from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+
+
+def test_storage_class_defaults_are_what_local_pvs_need():
+    cls, reasons = sc.normalize_storage_class({"name": "local-storage"})
+    manifest = sc.storage_class_manifest(cls)
+    assert reasons == []
+    assert manifest["provisioner"] == "kubernetes.io/no-provisioner"
+    assert manifest["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert manifest["reclaimPolicy"] == "Retain"
+
+
+def test_storage_class_binding_mode_change_is_immutable_and_default_annotation_is_patched():
+    cls = sc.normalize_storage_class({"name": "local-storage", "default": True})[0]
+    existing = {"metadata": {"name": "local-storage", "labels": {"x": "y"}},
+                "provisioner": "kubernetes.io/no-provisioner", "reclaimPolicy": "Retain",
+                "volumeBindingMode": "Immediate"}
+    immutable, patch = sc.compare_storage_class(sc.storage_class_manifest(cls), existing)
+    assert immutable == ["volumeBindingMode"]
+    assert patch == {"metadata": {"annotations": {sc.DEFAULT_CLASS_ANNOTATION: "true"}}}
+
+
+def test_a_class_of_someone_else_is_used_when_it_matches_and_never_changed_when_it_differs():
+    wanted = sc.normalize_storage_class({"name": "local-storage", "default": True})[0]
+    theirs = {"metadata": {"name": "local-storage", "labels": {}}, "provisioner": "kubernetes.io/no-provisioner",
+              "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"}
+    item = sc.plan_storage_class(wanted, theirs, replace=True)
+    assert item["action"] == "conflict" and "not managed by localpv.rollout" in item["reason"]
+    assert "reclaimPolicy: 'Delete' -> 'Retain'" in item["reason"] and "default: None -> 'true'" in item["reason"]
+    same = sc.normalize_storage_class({"name": "local-storage", "reclaim_policy": "Delete"})[0]
+    assert sc.plan_storage_class(same, theirs)["action"] == "unchanged"
+
+
+def test_a_class_of_ours_is_patched_or_replaced_when_asked():
+    wanted = sc.normalize_storage_class({"name": "local-storage", "default": True})[0]
+    ours = sc.storage_class_manifest(sc.normalize_storage_class({"name": "local-storage"})[0])
+    assert sc.plan_storage_class(wanted, ours)["action"] == "patch"
+    wanted = sc.normalize_storage_class({"name": "local-storage", "reclaim_policy": "Delete"})[0]
+    assert sc.plan_storage_class(wanted, ours)["action"] == "conflict"
+    assert sc.plan_storage_class(wanted, ours, replace=True)["action"] == "replace"
+    assert v.is_owned(ours)
