@@ -28,9 +28,11 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -44,14 +46,31 @@ CACHE = os.environ.get("LOCALPV_LAB_CACHE") or os.path.expanduser("~/.cache/loca
 INSTANCE = int(os.environ.get("LOCALPV_LAB_INSTANCE") or 0)
 STATE = os.environ.get("LOCALPV_LAB_STATE") or os.path.join(CACHE, "state" if not INSTANCE else "state-%d" % INSTANCE)
 
-_PORTS = 100 * INSTANCE
-ETCD_PORT = 32379 + _PORTS
-ETCD_PEER_PORT = 32380 + _PORTS
-APISERVER_PORT = 36443 + _PORTS
-KCM_PORT = 36257 + _PORTS
-SCHEDULER_PORT = 36259 + _PORTS
-KWOK_PORT = 36280 + _PORTS
-SSH_BASE_PORT = 32220 + _PORTS
+# Ports: one block of 1000 per instance, below the kernel's ephemeral range (Linux's
+# default is 32768-60999): an outgoing connection can take any free port of that
+# range, and a lab that lost its API server's or an sshd's port to one would fail at
+# random (measured: a 24-node lab lost three nodes so). `up` checks the range it runs
+# under and reserves (net.ipv4.ip_local_reserved_ports) whatever lies inside it.
+MAX_INSTANCES = 10
+PORT_BLOCK = 1000
+FIRST_PORT = 20000
+
+
+def port_block(instance):
+    """The ports of ``instance``: [first, last]."""
+    first = FIRST_PORT + PORT_BLOCK * instance
+    return first, first + PORT_BLOCK - 1
+
+
+_PORTS = port_block(INSTANCE)[0]
+ETCD_PORT = _PORTS + 379
+ETCD_PEER_PORT = _PORTS + 380
+KCM_PORT = _PORTS + 257
+SCHEDULER_PORT = _PORTS + 259
+KWOK_PORT = _PORTS + 280
+APISERVER_PORT = _PORTS + 443
+SSH_BASE_PORT = _PORTS + 500          # node i listens on SSH_BASE_PORT + i
+MAX_NODES = PORT_BLOCK - 500 - 1
 SERVICE_CIDR = "10.96.0.0/16"
 
 CONTAINER_PREFIX = "localpv-lab-" if not INSTANCE else "localpv-lab%d-" % INSTANCE
@@ -558,15 +577,25 @@ def _ssh_ok(port):
     return run(ssh_args(port) + ["true"], check=False).returncode == 0
 
 
+XFS_MIN = 300 * 2 ** 20
+
+
 def site_disks(node):
     """The disks `make site` prepares on a lab node: one whole-disk xfs volume, one disk
     split into two ext4 partitions, one raw block volume, and the seed layout's bind
-    mount of a directory. Tests choose their own; only site-vars.yml points at these."""
-    disks = [d["path"] for d in node["disks"]]
-    wanted = [{"name": "ssd0", "device": disks[0], "fstype": "xfs"},
-              {"name": "data", "device": disks[1], "partitions": 2, "fstype": "ext4"},
-              {"name": "raw0", "device": disks[2], "mode": "block"}]
-    return wanted[:len(disks)] + [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "1G"}]
+    mount of a directory. With fewer disks the layout keeps the first kinds (one disk:
+    the whole-disk volume only; ext4 when a disk is too small for xfs); disks past the
+    third are left to the tests. Tests choose their own; only site-vars.yml points at these."""
+    disks = node["disks"]
+    wanted = []
+    if disks:
+        wanted.append({"name": "ssd0", "device": disks[0]["path"],
+                       "fstype": "xfs" if disks[0]["size"] >= XFS_MIN else "ext4"})
+    if len(disks) > 1:
+        wanted.append({"name": "data", "device": disks[1]["path"], "partitions": 2, "fstype": "ext4"})
+    if len(disks) > 2:
+        wanted.append({"name": "raw0", "device": disks[2]["path"], "mode": "block"})
+    return wanted + [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "1G"}]
 
 
 SITE_VARS = """# Written by lab/lab.py: what `make site` prepares on the lab nodes (see site_disks).
@@ -604,18 +633,133 @@ def write_inventory(nodes):
     _write_if_changed(path("site-vars.yml"), SITE_VARS)
 
 
+# ---------------------------------------------------------------- ports
+
+EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+RESERVED_PORTS = "/proc/sys/net/ipv4/ip_local_reserved_ports"
+
+
+def lab_ports(nodes):
+    """{what: (port, owner)} of every port the lab listens on; owner says whether the
+    lab's own process or container holds it already (then it is not free, rightly)."""
+    ports = {}
+    for name, numbers in (("etcd", (ETCD_PORT, ETCD_PEER_PORT)), ("kube-apiserver", (APISERVER_PORT,)),
+                          ("kube-controller-manager", (KCM_PORT,)), ("kube-scheduler", (SCHEDULER_PORT,)),
+                          ("kwok", (KWOK_PORT,))):
+        for port in numbers:
+            ports["%s %d" % (name, port)] = (port, lambda n=name: bool(_pid_alive(n)))
+    for host, port in nodes:
+        ports["sshd of %s" % host] = (port, lambda h=host: bool(container_state(CONTAINER_PREFIX + h)[0]))
+    return ports
+
+
+def _port_free(port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # as the servers do: a listener or a live connection on the port is in the way, a
+    # TIME_WAIT left by the last lab is not
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def check_ports_free(ports):
+    """Stop, naming each port and who holds it, when a port the lab is about to
+    listen on is taken by anything but the lab itself."""
+    busy = []
+    for what, (port, ours) in sorted(ports.items(), key=lambda item: item[1][0]):
+        if not _port_free(port) and not ours():
+            holder = run(["ss", "-Htanp", "sport = :%d" % port], check=False).stdout.strip()
+            busy.append("127.0.0.1:%d (for %s) is in use%s" % (port, what, ": " + holder if holder else ""))
+    if busy:
+        raise SystemExit("lab: ports of instance %d are taken, so the lab cannot start:\n  %s\nstop what holds "
+                         "them, or use another LOCALPV_LAB_INSTANCE (0-%d)" % (
+                             INSTANCE, "\n  ".join(busy), MAX_INSTANCES - 1))
+
+
+def _parse_ports(text):
+    ports = set()
+    for part in text.replace("\n", "").split(","):
+        if "-" in part:
+            low, high = part.split("-")
+            ports.update(range(int(low), int(high) + 1))
+        elif part.strip():
+            ports.add(int(part))
+    return ports
+
+
+def _format_ports(ports):
+    ranges, ordered = [], sorted(ports)
+    for port in ordered:
+        if ranges and port == ranges[-1][1] + 1:
+            ranges[-1][1] = port
+        else:
+            ranges.append([port, port])
+    return ",".join("%d" % a if a == b else "%d-%d" % (a, b) for a, b in ranges)
+
+
+def reserve_ports(ports):
+    """Reserve the lab's ports that lie inside the kernel's ephemeral range (none with
+    the default range), so that no outgoing connection takes them while the lab lives;
+    `down` releases them."""
+    with open(EPHEMERAL_RANGE) as f:
+        low, high = (int(x) for x in f.read().split())
+    inside = set(p for p, _ours in ports.values() if low <= p <= high)
+    if not inside:
+        return
+    with open(RESERVED_PORTS) as f:
+        current = _parse_ports(f.read())
+    with open(RESERVED_PORTS, "w") as f:
+        f.write(_format_ports(current | inside) + "\n")
+    mine = set(json.load(open(path("reserved-ports.json")))) if os.path.exists(path("reserved-ports.json")) else set()
+    _write_if_changed(path("reserved-ports.json"), json.dumps(sorted(mine | inside)))
+    log("ports %s lie in the ephemeral range %d-%d: reserved for the lab's life" % (
+        _format_ports(inside), low, high))
+
+
+def release_ports():
+    try:
+        with open(path("reserved-ports.json")) as f:
+            mine = set(json.load(f))
+    except FileNotFoundError:
+        return
+    with open(RESERVED_PORTS) as f:
+        current = _parse_ports(f.read())
+    with open(RESERVED_PORTS, "w") as f:
+        f.write(_format_ports(current - mine) + "\n")
+    log("released the reserved ports %s" % _format_ports(mine))
+
+
+def parse_disk_sizes(text):
+    """Disk sizes per node from --disks: one or more sizes truncate understands."""
+    sizes = [s.strip() for s in (text or "").split(",") if s.strip()]
+    bad = [s for s in sizes if not re.match(r"^[0-9]+[KMGT]?$", s)]
+    if not sizes or bad:
+        raise SystemExit("lab: --disks wants one or more sizes like 1G,600M (got %r)" % (text,))
+    return sizes
+
+
 # ---------------------------------------------------------------- commands
 
 def cmd_up(args):
     t0 = time.time()
     os.makedirs(STATE, exist_ok=True)
+    if not 0 <= INSTANCE < MAX_INSTANCES or not 1 <= args.nodes <= MAX_NODES:
+        raise SystemExit("lab: LOCALPV_LAB_INSTANCE must be 0-%d and --nodes 1-%d" % (MAX_INSTANCES - 1, MAX_NODES))
+    sizes = parse_disk_sizes(args.disks) if args.disks else list(DEFAULT_DISKS)
+    ports = lab_ports([(host, SSH_BASE_PORT + i + 1) for i, (host, _n, _l) in enumerate(node_names(args.nodes))])
+    check_ports_free(ports)
     run(["bash", os.path.join(HERE, "build-control-plane.sh")], capture=False)
     image = run(["bash", os.path.join(HERE, "build-node-image.sh")], env=podman_env()).stdout.strip()
+    reserve_ports(ports)
     start_control_plane()
     write_kubeconfig("kubeconfig", "admin")
     ssh_key()
 
-    sizes = args.disks.split(",") if args.disks else list(DEFAULT_DISKS)
     nodes = []
     for i, (host, node_name, label) in enumerate(node_names(args.nodes)):
         port = SSH_BASE_PORT + i + 1
@@ -663,6 +807,7 @@ def cmd_down(_args):
                 run(["partx", "-d", dev], check=False)
                 run(["losetup", "-d", dev], check=False)
                 log("detached %s (%s)" % (dev, image))
+    release_ports()
     if os.path.isdir(STATE):
         shutil.rmtree(STATE)
     log("down")
@@ -714,9 +859,10 @@ done
 """
 
 
-def wipe_disks(node):
-    """Give ``node`` (an entry of lab.json) blank disks; lab tests start from here."""
-    disks = [d["path"] for d in node["disks"]]
+def wipe_disks(node, only=None):
+    """Give ``node`` (an entry of lab.json) blank disks (all, or the paths of ``only``);
+    lab tests start from here."""
+    disks = [d["path"] for d in node["disks"] if only is None or d["path"] in only]
     res = run(ssh_args(node["ssh_port"]) + ["sh", "-c", shlex.quote(WIPE_SCRIPT), "wipe"] + disks, check=False)
     if res.returncode != 0:
         raise SystemExit("lab: wiping the disks of %s failed: %s" % (node["host"], res.stderr.strip()))

@@ -107,12 +107,13 @@ class Lab:
         res.recap = recap(res.stdout)
         return res
 
-    def wipe_disks(self, *hosts):
-        """Blank lab disks on ``hosts`` (all nodes when none given): unmounted, out of
-        fstab, no partitions, no signatures. The one way tests start from blank disks."""
+    def wipe_disks(self, *hosts, only=None):
+        """Blank lab disks on ``hosts`` (all nodes when none given; only the disk paths of
+        ``only`` when given): unmounted, out of fstab, no partitions, no signatures. The
+        one way tests start from blank disks."""
         for node in self.nodes:
             if not hosts or node["host"] in hosts:
-                LAB.wipe_disks(node)
+                LAB.wipe_disks(node, only)
 
     def kubectl(self, *args, check=True, stdin=None):
         return subprocess.run([os.path.join(self.bin_dir, "kubectl"), "--kubeconfig", self.kubeconfig]

@@ -279,6 +279,17 @@ class _RepeatedHeader(str):
         return self is not other
 
 
+def connection_source(params):
+    """Where the connection comes from, for messages: the kubeconfig path and
+    context, or the host given, else kubernetes.core's defaults."""
+    parts = []
+    for key in ("host", "kubeconfig", "context"):
+        value = params.get(key) or os.environ.get("K8S_AUTH_" + key.upper())
+        if isinstance(value, str) and value:
+            parts.append("%s %s" % (key, value))
+    return ", ".join(parts) or "the default kubeconfig (KUBECONFIG or ~/.kube/config)"
+
+
 def build_configuration(params, env=None):
     """Build ``(configuration, headers)`` from module params, ``K8S_AUTH_*``
     variables and kubeconfig, by the rules kubernetes.core documents for the same
@@ -290,6 +301,10 @@ def build_configuration(params, env=None):
         raise KubeError("the Python library 'kubernetes' is required: %s" % KUBERNETES_IMPORT_ERROR)
     options = auth_options(params, env)
     configuration = kubernetes.client.Configuration()
+    kubeconfig = options.get("kubeconfig")
+    if isinstance(kubeconfig, str) and not os.path.isfile(os.path.expanduser(kubeconfig)):
+        raise KubeError("the kubeconfig file %s does not exist: fix the path (option kubeconfig, inventory variable "
+                        "localpv_kubeconfig or K8S_AUTH_KUBECONFIG)" % kubeconfig, reason="NoKubeconfig")
     try:
         if _self_sufficient(options):
             pass

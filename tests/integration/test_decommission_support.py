@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 
-import pytest
 import yaml
 from kubernetes import client
 
@@ -182,21 +181,12 @@ class Scenario:
         return res
 
     def blank_disk(self):
-        """A lab disk that is blank right now (no signature, not mounted), on this
-        test's node if it has one, else on another node, which then becomes the
-        test's node. The disk is blanked again at cleanup."""
-        hosts = [self.host] + [n["host"] for n in self.lab.nodes if n["host"] != self.host]
-        for host in hosts:
-            info = self.lab.node(host)
-            for disk in sorted(info["disks"], key=lambda d: d["size"]):
-                path = disk["path"]
-                busy = self.sh("wipefs --noheadings %s; grep -c '^%s' /proc/mounts || true" % (path, path),
-                               host=host).stdout
-                if busy.strip() == "0":
-                    self.host, self.info, self.node_name = host, info, info["node_name"]
-                    self.disks_used.append(path)
-                    return path
-        pytest.fail("no blank lab disk on any node: other runs use them all")
+        """The smallest lab disk of this test's node, made blank by the lab's wipe
+        (whatever a site run or another test left on it), and blanked again at cleanup."""
+        disk = sorted(self.info["disks"], key=lambda d: d["size"])[0]["path"]
+        self.lab.wipe_disks(self.host, only=[disk])
+        self.disks_used.append(disk)
+        return disk
 
     def path(self, name):
         return "%s/%s" % (ROOT, name)

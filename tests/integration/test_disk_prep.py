@@ -451,7 +451,7 @@ def test_interrupted_between_partitioning_and_mkfs_converges(node):
 def test_interrupted_between_mkfs_and_mount_converges_without_reformatting(node):
     disk = node.disks[0]
     wanted = [{"name": "lpvtj", "device": disk}]
-    ok(node.play(wanted, "--skip-tags", "localpv_mount"))
+    ok(node.play(wanted, disk_prep_stop_after="format"))
     uuid = node.sh("blkid -p -s UUID -o value %sp1" % disk).stdout.strip()
     assert uuid and node.findmnt(ROOT + "/lpvtj") is None
     res = ok(node.play(wanted))

@@ -6,8 +6,8 @@ Available, and a new claim binds it; nothing is wiped while a process holds it."
 import pytest
 from kubernetes import client
 
-from pv_helpers import wait_until
-from test_decommission_support import ROOT, Scenario
+from pv_helpers import now_rfc3339, wait_until
+from test_decommission_support import ROOT, Scenario, audit_writes
 
 
 @pytest.fixture
@@ -53,8 +53,11 @@ def test_a_released_pv_is_wiped_and_bound_again(lab, scenario):
     pv = release(s, "first")
     s.sh("mkdir -p %s/%s/dir && echo secret > %s/%s/dir/file && echo x > %s/%s/top" % ((ROOT, a) * 3))
 
+    since = now_rfc3339()
     check = ok(s.reclaim("--check"), s.host)
     assert pv in "\n".join(check.result("Show what is wiped and made Available", s.host)["msg"])
+    # the plan only: the audit log shows no write of ours
+    assert [e for e in audit_writes(lab, since) if (e.get("userAgent") or "").startswith("localpv.rollout")] == []
     assert s.core.read_persistent_volume(pv).status.phase == "Released"
     assert s.sh("cat %s/%s/dir/file" % (ROOT, a)).stdout.strip() == "secret"
 

@@ -151,7 +151,15 @@ def test_k8s_auth_environment_is_honoured(monkeypatch):
 def test_missing_kubeconfig_is_a_clear_error(tmp_path):
     with pytest.raises(k.KubeError) as info:
         k.build_configuration({"kubeconfig": str(tmp_path / "nope")})
-    assert "could not build a Kubernetes client" in info.value.msg
+    assert "the kubeconfig file %s does not exist" % (tmp_path / "nope") in info.value.msg
+
+
+def test_a_kubeconfig_that_does_not_parse_is_named_with_its_context(tmp_path):
+    bad = tmp_path / "kubeconfig"
+    bad.write_text("just a string\n")
+    with pytest.raises(k.KubeError) as info:
+        k.build_configuration({"kubeconfig": str(bad), "context": "prod"})
+    assert "kubeconfig %s (context prod)" % bad in info.value.msg
 
 
 def test_module_arg_spec_reuses_kubernetes_core_auth_options():

@@ -1,0 +1,48 @@
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The lab's port layout and its site layout for any disk count (no lab needed)."""
+
+import pytest
+
+from conftest import LAB
+
+
+def test_every_instance_has_its_own_ports_below_the_default_ephemeral_range():
+    blocks = [LAB.port_block(i) for i in range(LAB.MAX_INSTANCES)]
+    for (first, last), (next_first, _next_last) in zip(blocks, blocks[1:]):
+        assert last < next_first
+    assert blocks[-1][1] < 32768
+    first, last = LAB.port_block(LAB.INSTANCE)
+    fixed = [LAB.ETCD_PORT, LAB.ETCD_PEER_PORT, LAB.KCM_PORT, LAB.SCHEDULER_PORT, LAB.KWOK_PORT, LAB.APISERVER_PORT]
+    ssh = [LAB.SSH_BASE_PORT + 1, LAB.SSH_BASE_PORT + LAB.MAX_NODES]
+    assert len(set(fixed)) == len(fixed) and all(first <= p <= last for p in fixed + ssh)
+    assert max(fixed) < ssh[0]
+
+
+def test_reserved_port_lists_are_read_and_written_as_the_kernel_does():
+    assert LAB._parse_ports("20500-20502,31000\n") == {20500, 20501, 20502, 31000}
+    assert LAB._format_ports({20500, 20501, 20502, 31000}) == "20500-20502,31000"
+    assert LAB._parse_ports("\n") == set() and LAB._format_ports(set()) == ""
+
+
+def node(*sizes):
+    return {"disks": [{"path": "/dev/loop%d" % i, "size": size} for i, size in enumerate(sizes)]}
+
+
+def test_the_site_layout_shrinks_with_the_disks():
+    names = [[d["name"] for d in LAB.site_disks(node(*sizes))] for sizes in
+             [(2 ** 30,), (2 ** 30, 600 * 2 ** 20), (2 ** 30, 2 ** 31, 2 ** 29), (2 ** 30,) * 5]]
+    assert names == [["ssd0", "vol1"], ["ssd0", "data", "vol1"], ["ssd0", "data", "raw0", "vol1"],
+                     ["ssd0", "data", "raw0", "vol1"]]
+    # a disk too small for xfs gets ext4
+    assert LAB.site_disks(node(200 * 2 ** 20))[0]["fstype"] == "ext4"
+
+
+@pytest.mark.parametrize("text", ["", ",", "1G,lots", "-1G"])
+def test_disk_sizes_must_be_one_or_more_sizes(text):
+    with pytest.raises(SystemExit):
+        LAB.parse_disk_sizes(text)
+
+
+def test_disk_sizes():
+    assert LAB.parse_disk_sizes("1G, 600M") == ["1G", "600M"]
