@@ -24,7 +24,6 @@ import json
 import os
 import re
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -103,8 +102,9 @@ def main():
         f.write(FACTS)
     site = os.path.join(REPO, "playbooks", "site.yml")
     print("fleet of %d lab nodes; load average %s" % (hosts, " ".join("%.2f" % x for x in os.getloadavg())))
-    print("%5s %9s %9s %9s %8s %8s   %s" % ("forks", "facts s", "first s", "no-op s", "first/f", "no-op/f",
-                                          "controller CPU per host: facts / first / no-op (ms)"))
+    header = ("forks", "facts s", "first s", "no-op s", "first/f", "no-op/f",
+              "controller CPU per host: facts / first / no-op (ms)")
+    print("%5s %9s %9s %9s %8s %8s   %s" % header)
     rows = []
     try:
         for forks in [int(x) for x in args.forks.split(",")]:
