@@ -9,8 +9,10 @@ may create and delete PVs labelled ``localpv.rollout/bench``):
             number of connections, bodies prepared in advance): the least any
             client can cost.
   local_pv  the same N PVs through ``ansible-playbook`` running local_pv, as users
-            run it; the fixed cost of a run (Ansible start, module start, LISTs)
-            is measured with an empty set and subtracted for the per-PV cost.
+            run it, with the volumes as a list of dicts and as JSON text (one
+            string, as the pv_register role hands them over; --hand-over); the
+            fixed cost of a run (Ansible start, module start, LISTs) is measured
+            with an empty set and subtracted for the per-PV cost.
   noop      the same local_pv run again: nothing to change.
   k8s loop  M PVs (default 200) with ``kubernetes.core.k8s`` in a loop over items,
             what a playbook does today; per-PV cost from M and 1 item, extrapolated.
@@ -24,7 +26,7 @@ its own process. Everything it made is deleted at the end. Not a test: nothing
 here asserts a time.
 
     python bench/bench_local_pv.py [--n 1000] [--nodes 50] [--loop-n 200] [--kubectl-n 2000] [--workers 16]
-    python bench/bench_local_pv.py --n 100000 --nodes 5000 --only local_pv --rounds 1
+    python bench/bench_local_pv.py --n 100000 --nodes 5000 --only local_pv_text --rounds 1
 
 With LOCALPV_LAB_INSTANCE set, the lab of that instance is used.
 
@@ -32,7 +34,6 @@ With LOCALPV_LAB_INSTANCE set, the lab of that instance is used.
 on other paths of the same nodes, and keeps them for the whole run: local_pv
 reads every PV of the cluster to find the PVs at its paths, so they are in every
 LIST it makes.
-
 """
 
 import argparse
@@ -224,15 +225,20 @@ def _created(res):
 
 
 def phase_local_pv(args):
+    """Through ansible-playbook; local_pv_text hands the volumes over as JSON text,
+    as pv_register does (the extra variable is one string)."""
     items, nodes = volumes(args.run, args.n, "lpv", args.nodes)
+    as_text = args.phase == "local_pv_text"
+    if as_text:
+        items = json.dumps(items)
     task = {"localpv.rollout.local_pv": {"volumes": "{{ bench_volumes }}", "nodes": "{{ bench_nodes }}",
                                          "labels": {BENCH_LABEL: args.run}, "workers": args.workers,
                                          "prune": True}}
     wrapper, rss_file = rss_interpreter()
     env = {"BENCH_MODULE_RSS_FILE": rss_file}
     # the fixed cost: the same run with an empty set (LISTs, Ansible and module start)
-    empty_wall = _playbook([task], {"bench_volumes": [], "bench_nodes": ["lpv-%s-empty" % args.run]},
-                           env, wrapper)[0]
+    empty_wall = _playbook([task], {"bench_volumes": "[]" if as_text else [],
+                                    "bench_nodes": ["lpv-%s-empty" % args.run]}, env, wrapper)[0]
     os.truncate(rss_file, 0)
     wall, results = _playbook([task], {"bench_volumes": items, "bench_nodes": nodes}, env, wrapper)
     res = results[0]
@@ -417,7 +423,8 @@ def cleanup(run):
     time.sleep(3)   # let the controllers finish with the deleted PVs
 
 
-PHASES = {"foreign": phase_foreign, "floor": phase_floor, "local_pv": phase_local_pv, "inprocess": phase_inprocess, "k8s_loop": phase_k8s_loop,
+PHASES = {"foreign": phase_foreign, "floor": phase_floor, "local_pv": phase_local_pv, "local_pv_text": phase_local_pv,
+          "inprocess": phase_inprocess, "k8s_loop": phase_k8s_loop,
           "kubectl_create": phase_kubectl, "kubectl_apply": phase_kubectl, "kubectl_apply_ss": phase_kubectl}
 
 
@@ -454,7 +461,10 @@ def _parse_args():
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="repeat the floor and local_pv phases, keep the best")
     parser.add_argument("--skip-loop", action="store_true", help="leave out the kubernetes.core.k8s loop")
-    parser.add_argument("--only", choices=["local_pv"], help="run only this phase (the 100,000 PV scale run)")
+    parser.add_argument("--only", choices=["local_pv", "local_pv_text"],
+                        help="run only this phase (the 100,000 PV scale run)")
+    parser.add_argument("--hand-over", default="list,text",
+                        help="how local_pv gets the volumes: list (of dicts), text (JSON, as pv_register hands them)")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -485,7 +495,8 @@ def _measure(args):
             return out
         out["floor"] = best("floor")
         out["inprocess"] = best("inprocess")
-        out["local_pv"] = best("local_pv")
+        for form in args.hand_over.split(","):
+            out[HAND_OVER[form]] = best(HAND_OVER[form])
         for phase in sorted(KUBECTL_VERBS) if args.kubectl_n else ():
             out[phase] = run_phase(args, phase)
             cleanup(args.run)
@@ -498,8 +509,12 @@ def _measure(args):
     return out
 
 
+HAND_OVER = {"list": "local_pv", "text": "local_pv_text"}
+LPV_ROWS = (("local_pv", "volumes as list"), ("local_pv_text", "volumes as JSON text"))
+
+
 def _print_local_pv_only(args, lpv):
-    print("local_pv via ansible-playbook, %d PVs over %d nodes:" % (args.n, args.nodes))
+    print("local_pv via ansible-playbook (%s), %d PVs over %d nodes:" % (dict(LPV_ROWS)[args.only], args.n, args.nodes))
     print("  create   %.1f s (fixed cost %.2f s), module peak RSS %s MiB, requests %s%s" % (
         lpv["wall"], lpv["fixed"], lpv["module_rss_mib"], json.dumps(lpv["requests"]),
         ("  apiserver: " + json.dumps(lpv["apiserver"])) if lpv.get("apiserver") else ""))
@@ -510,17 +525,20 @@ def _print_local_pv_only(args, lpv):
 
 def _print_create(args, res):
     n = args.n
-    floor, lib, lpv, loop = res["floor"], res["inprocess"], res["local_pv"], res.get("k8s_loop")
+    floor, lib, loop = res["floor"], res["inprocess"], res.get("k8s_loop")
+    lpvs = [(key, label, res[key]) for key, label in LPV_ROWS if key in res]
     floor_pv = floor["wall"] / n
     lib_pv = lib["wall"] / n
-    lpv_pv = max(lpv["wall"] - lpv["fixed"], 1e-9) / n
+
+    def per_pv(lpv):
+        return max(lpv["wall"] - lpv["fixed"], 1e-9) / n
     rows = [
         ("raw HTTP client (floor)", floor["wall"], floor_pv, floor["requests"], floor.get("apiserver"),
          floor["rss_self_mib"]),
         ("local_pv library, in-process", lib["wall"], lib_pv, lib["requests"], None, lib["rss_self_mib"]),
-        ("local_pv via ansible-playbook", lpv["wall"], lpv_pv, lpv["requests"], lpv.get("apiserver"),
-         lpv["module_rss_mib"]),
     ]
+    rows += [("local_pv playbook, %s" % label, lpv["wall"], per_pv(lpv), lpv["requests"], lpv.get("apiserver"),
+              lpv["module_rss_mib"]) for _key, label, lpv in lpvs]
     for phase in sorted(KUBECTL_VERBS):
         if phase in res:
             kc = res[phase]
@@ -531,44 +549,47 @@ def _print_create(args, res):
         rows.append(("kubernetes.core.k8s loop (M=%d)" % loop["m"], loop["wall"], loop_pv, None,
                      loop.get("apiserver"), loop["rss_children_mib"]))
     print()
-    print("%-36s %10s %12s %9s  %s" % ("create", "wall s", "per PV ms", "peak MiB", "requests"))
+    print("%-42s %9s %10s %9s  %s" % ("create", "wall s", "per PV ms", "peak MiB", "requests"))
     for name, wall, per, reqs, apis, rss in rows:
-        print("%-36s %10.2f %12.3f %9.1f  %s%s" % (name, wall, per * 1000, rss, json.dumps(reqs) if reqs else "",
-                                                   ("  apiserver: " + json.dumps(apis)) if apis else ""))
-    print("(peak MiB: of the phase's process; for local_pv via ansible-playbook, of the module process)")
+        print("%-42s %9.2f %10.3f %9.1f  %s%s" % (name, wall, per * 1000, rss, json.dumps(reqs) if reqs else "",
+                                                  ("  apiserver: " + json.dumps(apis)) if apis else ""))
+    print("(peak MiB: of the phase's process; for local_pv through a playbook, of the module process)")
     print()
-    print("local_pv run fixed cost (empty set, ansible-playbook): %.2f s" % lpv["fixed"])
-    print("ratio local_pv library / floor, per PV:            %.2fx" % (lib_pv / floor_pv))
-    print("ratio local_pv ansible-playbook / floor, per PV:   %.2fx  (wall incl. fixed cost: %.2fx)" % (
-        lpv_pv / floor_pv, lpv["wall"] / floor["wall"]))
-    for phase in sorted(KUBECTL_VERBS):
-        if phase in res:
-            kc_pv = res[phase]["wall"] / res[phase]["m"]
-            print("ratio local_pv ansible-playbook / %-17s per PV: %.2fx  (wall per PV incl. fixed cost: %.2fx)" % (
-                " ".join(KUBECTL_VERBS[phase]) + ",", lpv_pv / kc_pv, lpv["wall"] / n / kc_pv))
-    if loop:
-        print("ratio k8s loop / local_pv ansible-playbook, per PV: %.1fx  (extrapolated to N=%d: %.0f s vs %.1f s)" % (
-            loop_pv / lpv_pv, n, loop["one"] + loop_pv * (n - 1), lpv["wall"]))
+    print("ratio local_pv library / floor, per PV: %.2fx" % (lib_pv / floor_pv))
+    for _key, label, lpv in lpvs:
+        print("local_pv playbook, %s: fixed cost (empty set) %.2f s; per PV / floor %.2fx (wall incl. fixed cost: "
+              "%.2fx)" % (label, lpv["fixed"], per_pv(lpv) / floor_pv, lpv["wall"] / floor["wall"]))
+        for phase in sorted(KUBECTL_VERBS):
+            if phase in res:
+                kc_pv = res[phase]["wall"] / res[phase]["m"]
+                print("    / %-28s per PV: %.2fx  (wall per PV incl. fixed cost: %.2fx)" % (
+                    " ".join(["kubectl"] + KUBECTL_VERBS[phase]) + ",", per_pv(lpv) / kc_pv, lpv["wall"] / n / kc_pv))
+        if loop:
+            print("    k8s loop / this, per PV: %.1fx  (extrapolated to N=%d: %.0f s vs %.1f s)" % (
+                loop_pv / per_pv(lpv), n, loop["one"] + loop_pv * (n - 1), lpv["wall"]))
 
 
 def _print_noop(args, res):
     n = args.n
-    lib, lpv = res["inprocess"], res["local_pv"]
+    lib = res["inprocess"]
     pages = int(math.ceil((n + args.foreign) / 1000.0))
     print()
-    print("no-op re-run of %d PVs with %d foreign PVs present: ansible-playbook %.2f s, library %.3f s; requests %s "
-          "(LIST pages of 1000 of every PV: %d, Nodes: 1); module peak RSS %s MiB" % (
-              n, args.foreign, lpv["noop_wall"], lib["noop_wall"], json.dumps(lpv["noop_requests"]), pages,
-              lpv["noop_module_rss_mib"]))
-    print("peak RSS: library %.1f MiB, ansible-playbook run (module process included) %.1f MiB" % (
-        lib["rss_self_mib"], lpv["rss_children_mib"]))
-    for phase in ("kubectl_apply", "kubectl_apply_ss"):
-        if phase in res:
-            kc = res[phase]
-            print("no-op %-30s %.2f s for K=%d, %.3f ms per PV; local_pv %.3f ms per PV: ratio %.3fx" % (
-                " ".join(["kubectl"] + KUBECTL_VERBS[phase]) + ":", kc["noop_wall"], kc["m"],
-                kc["noop_wall"] / kc["m"] * 1000, lpv["noop_wall"] / n * 1000,
-                (lpv["noop_wall"] / n) / (kc["noop_wall"] / kc["m"])))
+    print("no-op re-run of %d PVs with %d foreign PVs present: library %.3f s (LIST pages of 1000 of every PV: %d, "
+          "Nodes: 1)" % (n, args.foreign, lib["noop_wall"], pages))
+    for key, label in LPV_ROWS:
+        if key in res:
+            lpv = res[key]
+            print("  local_pv playbook, %s: %.2f s, %.3f ms per PV; requests %s; module peak RSS %s MiB" % (
+                label, lpv["noop_wall"], lpv["noop_wall"] / n * 1000, json.dumps(lpv["noop_requests"]),
+                lpv["noop_module_rss_mib"]))
+            for phase in ("kubectl_apply", "kubectl_apply_ss"):
+                if phase in res:
+                    kc = res[phase]
+                    kc_pv = kc["noop_wall"] / kc["m"]
+                    print("    / no-op %-28s %.2f s for K=%d, %.3f ms per PV: ratio %.3fx" % (
+                        " ".join(["kubectl"] + KUBECTL_VERBS[phase]) + ":", kc["noop_wall"], kc["m"], kc_pv * 1000,
+                        (lpv["noop_wall"] / n) / kc_pv))
+    print("peak RSS: library %.1f MiB" % lib["rss_self_mib"])
 
 
 def main():
