@@ -392,32 +392,40 @@ def cleanup(run):
     """Delete every PV of this bench run. The pv-protection controller removes the
     finalizer of each deleted PV one update at a time (slow for 10,000 PVs at the
     controller manager's QPS), so the finalizer of bench PVs that are not bound is
-    removed here, concurrently; nothing ever binds bench PVs."""
+    removed here, concurrently; nothing ever binds bench PVs. A DELETE of the whole
+    collection can outlast the API server's request timeout on a busy machine:
+    what it left is deleted one by one."""
     from concurrent.futures import ThreadPoolExecutor
     from kubernetes import client, config
     api = config.new_client_from_config(config_file=kubeconfig())
     api.configuration.connection_pool_maxsize = 16
     core = client.CoreV1Api(api)
     selector = "%s=%s" % (BENCH_LABEL, run)
-    core.delete_collection_persistent_volume(label_selector=selector)
+    try:
+        core.delete_collection_persistent_volume(label_selector=selector, _request_timeout=120)
+    except Exception as exc:  # timeouts, dropped connections: the loop below finishes the job
+        print("note: DELETE of the bench PVs as a collection did not finish (%s); deleting one by one"
+              % type(exc).__name__)
 
-    def unblock(pv):
-        if pv.spec.claim_ref is None and pv.metadata.finalizers:
-            try:
+    def finish(pv):
+        try:
+            if pv.metadata.deletion_timestamp is None:
+                core.delete_persistent_volume(pv.metadata.name)
+            if pv.spec.claim_ref is None and pv.metadata.finalizers:
                 core.patch_persistent_volume(pv.metadata.name, {"metadata": {"finalizers": None}})
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
-    deadline = time.time() + 600
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+    deadline = time.time() + 900
     while True:
-        left = core.list_persistent_volume(label_selector=selector).items
+        left = core.list_persistent_volume(label_selector=selector, _request_timeout=120).items
         if not left:
             break
         if time.time() > deadline:
             print("warning: %d bench PVs labelled %s still there" % (len(left), selector))
             break
         with ThreadPoolExecutor(max_workers=16) as ex:
-            list(ex.map(unblock, left))
+            list(ex.map(finish, left))
         time.sleep(1)
     api.close()
     time.sleep(3)   # let the controllers finish with the deleted PVs
