@@ -9,22 +9,31 @@ may create and delete PVs labelled ``localpv.rollout/bench``):
             number of connections, bodies prepared in advance): the least any
             client can cost.
   local_pv  the same N PVs through ``ansible-playbook`` running local_pv, as users
-            run it; the fixed cost of a run (Ansible start, module start, LISTs)
-            is measured with an empty set and subtracted for the per-PV cost.
+            run it, with the volumes as a list of dicts and as JSON text (one
+            string, as the pv_register role hands them over; --hand-over); the
+            fixed cost of a run (Ansible start, module start, LISTs) is measured
+            with an empty set and subtracted for the per-PV cost.
   noop      the same local_pv run again: nothing to change.
   k8s loop  M PVs (default 200) with ``kubernetes.core.k8s`` in a loop over items,
             what a playbook does today; per-PV cost from M and 1 item, extrapolated.
+  kubectl   K PVs (default min(N, 2000)) with ``kubectl create``, ``kubectl apply``
+            and ``kubectl apply --server-side`` of one List file, then the two
+            applies again with nothing to change (the lab's kubectl, else PATH's).
 
 Prints per-PV cost, ratios, API requests by verb and peak memory (max RSS of each
-phase's processes). Each phase runs in its own process. Everything it made is
-deleted at the end. Not a test: nothing here asserts a time.
+phase's processes; for local_pv, of the module process alone). Each phase runs in
+its own process. Everything it made is deleted at the end. Not a test: nothing
+here asserts a time.
+
+    python bench/bench_local_pv.py [--n 1000] [--nodes 50] [--loop-n 200] [--kubectl-n 2000] [--workers 16]
+    python bench/bench_local_pv.py --n 100000 --nodes 5000 --only local_pv_text --rounds 1
+
+With LOCALPV_LAB_INSTANCE set, the lab of that instance is used.
 
 ``--foreign F`` first makes F local PVs that are not ours (as another tool would),
 on other paths of the same nodes, and keeps them for the whole run: local_pv
 reads every PV of the cluster to find the PVs at its paths, so they are in every
 LIST it makes.
-
-    python bench/bench_local_pv.py [--n 1000] [--foreign 0] [--loop-n 200] [--workers 16]
 """
 
 import argparse
@@ -44,30 +53,66 @@ BENCH_LABEL = "localpv.rollout/bench"
 GIB = 2 ** 30
 
 
-def lab_paths():
-    cache = os.environ.get("LOCALPV_LAB_CACHE") or os.path.expanduser("~/.cache/localpv-lab")
-    state = os.environ.get("LOCALPV_LAB_STATE") or os.path.join(cache, "state")
-    return cache, state
+def _conftest():
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    import conftest  # noqa: F401  (makes ansible_collections.localpv.rollout importable, knows the lab)
+    return conftest
 
 
 def kubeconfig():
     if os.environ.get("KUBECONFIG"):
         return os.environ["KUBECONFIG"]
-    _cache, state = lab_paths()
-    return os.path.join(state, "kubeconfig")
+    return os.path.join(_conftest().STATE, "kubeconfig")
+
+
+def kubectl_binary():
+    lab_kubectl = _conftest().LAB.binary("kubectl")
+    return lab_kubectl if os.path.exists(lab_kubectl) else "kubectl"
 
 
 def collections_path():
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    import conftest  # noqa: F401  (makes ansible_collections.localpv.rollout importable)
-    return conftest.COLLECTIONS
+    return _conftest().COLLECTIONS
 
 
-def volumes(run, n, prefix):
-    """N volumes spread over 50 nodes that have not joined (as in provisioning)."""
-    nodes = ["%s-%s-n%02d" % (prefix, run, i) for i in range(min(50, n) or 1)]
-    return [{"node": nodes[i % len(nodes)], "name": "d%05d" % i, "path": "/mnt/disks/d%05d" % i,
+def volumes(run, n, prefix, node_count=50):
+    """N volumes spread over node_count nodes that have not joined (as in provisioning)."""
+    nodes = ["%s-%s-n%04d" % (prefix, run, i) for i in range(min(node_count, n) or 1)]
+    return [{"node": nodes[i % len(nodes)], "name": "d%06d" % i, "path": "/mnt/disks/d%06d" % i,
              "fstype": "xfs", "capacity": 100 * GIB} for i in range(n)], nodes
+
+
+# Runs the module in place of the Python interpreter and appends the peak RSS (KiB)
+# of that process to $BENCH_MODULE_RSS_FILE: the module's own memory, without
+# ansible-playbook's.
+RSS_WRAPPER = """#!%s
+import os, resource, runpy, sys
+try:
+    if len(sys.argv) > 1:
+        sys.argv = sys.argv[1:]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    else:
+        exec(compile(sys.stdin.read(), "<stdin>", "exec"), {"__name__": "__main__"})
+finally:
+    with open(os.environ["BENCH_MODULE_RSS_FILE"], "a") as f:
+        f.write("%%d\\n" %% resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def rss_interpreter():
+    """A Python interpreter for modules that records their peak RSS; returns (path, rss file)."""
+    fd, wrapper = tempfile.mkstemp(suffix=".py", prefix="bench-python-")
+    with os.fdopen(fd, "w") as f:
+        f.write(RSS_WRAPPER % sys.executable)
+    os.chmod(wrapper, 0o755)
+    fd, rss_file = tempfile.mkstemp(suffix=".rss", prefix="bench-")
+    os.close(fd)
+    return wrapper, rss_file
+
+
+def module_peak_rss_mib(rss_file):
+    with open(rss_file) as f:
+        values = [int(line) for line in f if line.strip()]
+    return round(max(values) / 1024.0, 1) if values else None
 
 
 def peak_rss_mib():
@@ -94,7 +139,7 @@ def phase_floor(args):
                                key_file=conf.key_file)
     sys.path.insert(0, collections_path())
     from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
-    items, _nodes = volumes(args.run, args.n, "raw")
+    items, _nodes = volumes(args.run, args.n, "raw", args.nodes)
     bodies = []
     for item in items:
         vol = v.normalize_volume(item)[0]
@@ -128,7 +173,7 @@ def phase_foreign(args):
     headers = {"Content-Type": "application/json"}
     if conf.api_key.get("authorization"):
         headers["Authorization"] = conf.api_key["authorization"]
-    hosts = ["%s-%s-n%02d" % (prefix, args.run, i) for prefix in ("raw", "lpv", "lib") for i in range(50)]
+    hosts = [node for prefix in ("raw", "lpv", "lib") for node in volumes(args.run, args.n, prefix, args.nodes)[1]]
     bodies = [json.dumps({
         "apiVersion": "v1", "kind": "PersistentVolume",
         "metadata": {"name": "local-pv-%s-%06d" % (args.run, i), "labels": {BENCH_LABEL: args.run + "-foreign"},
@@ -149,9 +194,9 @@ def phase_foreign(args):
     return {"made": len(bodies)}
 
 
-def _playbook(tasks, extra_vars=None, env_extra=None):
+def _playbook(tasks, extra_vars=None, env_extra=None, interpreter="{{ ansible_playbook_python }}"):
     play = [{"name": "bench", "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks,
-             "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}}]
+             "vars": {"ansible_python_interpreter": interpreter}}]
     fd, path = tempfile.mkstemp(suffix=".yml", prefix="bench-")
     with os.fdopen(fd, "w") as f:
         json.dump(play, f)
@@ -174,21 +219,38 @@ def _playbook(tasks, extra_vars=None, env_extra=None):
     return wall, results
 
 
+def _created(res):
+    """PVs created, from the per-node counts (the name lists may be left out)."""
+    return sum(counts.get("created", 0) for counts in res["nodes"].values())
+
+
 def phase_local_pv(args):
-    items, nodes = volumes(args.run, args.n, "lpv")
+    """Through ansible-playbook; local_pv_text hands the volumes over as JSON text,
+    as pv_register does (the extra variable is one string)."""
+    items, nodes = volumes(args.run, args.n, "lpv", args.nodes)
+    as_text = args.phase == "local_pv_text"
+    if as_text:
+        items = json.dumps(items)
     task = {"localpv.rollout.local_pv": {"volumes": "{{ bench_volumes }}", "nodes": "{{ bench_nodes }}",
                                          "labels": {BENCH_LABEL: args.run}, "workers": args.workers,
                                          "prune": True}}
+    wrapper, rss_file = rss_interpreter()
+    env = {"BENCH_MODULE_RSS_FILE": rss_file}
     # the fixed cost: the same run with an empty set (LISTs, Ansible and module start)
-    empty_wall = _playbook([task], {"bench_volumes": [], "bench_nodes": ["lpv-%s-empty" % args.run]})[0]
-    wall, results = _playbook([task], {"bench_volumes": items, "bench_nodes": nodes})
+    empty_wall = _playbook([task], {"bench_volumes": "[]" if as_text else [],
+                                    "bench_nodes": ["lpv-%s-empty" % args.run]}, env, wrapper)[0]
+    os.truncate(rss_file, 0)
+    wall, results = _playbook([task], {"bench_volumes": items, "bench_nodes": nodes}, env, wrapper)
     res = results[0]
-    assert len(res["created"]) == args.n, res.get("msg")
-    out = {"wall": wall, "fixed": empty_wall, "requests": res["requests"]}
-    noop_wall, results = _playbook([task], {"bench_volumes": items, "bench_nodes": nodes})
+    assert _created(res) == args.n, res.get("msg")
+    out = {"wall": wall, "fixed": empty_wall, "requests": res["requests"], "module_rss_mib": module_peak_rss_mib(rss_file)}
+    os.truncate(rss_file, 0)
+    noop_wall, results = _playbook([task], {"bench_volumes": items, "bench_nodes": nodes}, env, wrapper)
     res = results[0]
-    assert res["changed"] is False and not res["created"], res
-    out.update(noop_wall=noop_wall, noop_requests=res["requests"])
+    assert res["changed"] is False and not _created(res), res
+    out.update(noop_wall=noop_wall, noop_requests=res["requests"], noop_module_rss_mib=module_peak_rss_mib(rss_file))
+    os.unlink(wrapper)
+    os.unlink(rss_file)
     return out
 
 
@@ -206,7 +268,7 @@ def phase_inprocess(args):
     sys.path.insert(0, collections_path())
     from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
     k, reconcile_local_pvs = _reconcile()
-    items, nodes = volumes(args.run, args.n, "lib")
+    items, nodes = volumes(args.run, args.n, "lib", args.nodes)
     wanted, errors = v.normalize_volumes(items, {"labels": {BENCH_LABEL: args.run}})
     assert not errors, errors
     kube = k.Kube.from_params({"kubeconfig": kubeconfig(), "workers": args.workers})
@@ -225,16 +287,7 @@ def phase_inprocess(args):
 
 def phase_k8s_loop(args):
     def run(m, tag):
-        items, _nodes = volumes(args.run + tag, m, "k8s")
-        sys.path.insert(0, collections_path())
-        from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
-        defs = []
-        for item in items:
-            vol = v.normalize_volume(item)[0]
-            manifest = v.pv_manifest(vol, item["node"])
-            manifest["metadata"]["labels"][BENCH_LABEL] = args.run
-            manifest["metadata"]["labels"][v.MANAGED_BY_LABEL] = "bench-k8s"
-            defs.append(manifest)
+        defs = _bench_manifests(args.run, m, "k8s", args.nodes, "bench-k8s", names_run=args.run + tag)
         task = {"kubernetes.core.k8s": {"state": "present", "definition": "{{ item }}"},
                 "loop": "{{ bench_defs }}", "loop_control": {"label": "{{ item.metadata.name }}"}}
         wall = _playbook([task], {"bench_defs": defs})[0]
@@ -242,6 +295,48 @@ def phase_k8s_loop(args):
     one = run(1, "a")
     wall = run(args.loop_n, "b")
     return {"wall": wall, "one": one, "m": args.loop_n}
+
+
+def _bench_manifests(run, m, prefix, node_count, managed_by, names_run=None):
+    """The PV manifests local_pv would make for M volumes, owned by another manager
+    (so local_pv never sees them), labelled for the bench's cleanup."""
+    sys.path.insert(0, collections_path())
+    from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+    items, _nodes = volumes(names_run or run, m, prefix, node_count)
+    defs = []
+    for item in items:
+        manifest = v.pv_manifest(v.normalize_volume(item)[0], item["node"])
+        manifest["metadata"]["labels"][BENCH_LABEL] = run
+        manifest["metadata"]["labels"][v.MANAGED_BY_LABEL] = managed_by
+        defs.append(manifest)
+    return defs
+
+
+KUBECTL_VERBS = {"kubectl_create": ["create"], "kubectl_apply": ["apply"],
+                 "kubectl_apply_ss": ["apply", "--server-side"]}
+
+
+def phase_kubectl(args):
+    """K PVs in one List file, as a user would write them; the applies run twice."""
+    verb = KUBECTL_VERBS[args.phase]
+    defs = _bench_manifests(args.run, args.kubectl_n, args.phase.replace("_", "-"), args.nodes, "bench-kubectl")
+    fd, path = tempfile.mkstemp(suffix=".json", prefix="bench-kubectl-")
+    with os.fdopen(fd, "w") as f:
+        json.dump({"apiVersion": "v1", "kind": "List", "items": defs}, f)
+    cmd = [kubectl_binary(), "--kubeconfig", kubeconfig()] + verb + ["-f", path, "-o", "name"]
+
+    def timed():
+        start = time.perf_counter()
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - start
+        if res.returncode != 0:
+            raise RuntimeError("%s failed: %s" % (" ".join(cmd[3:]), res.stderr[-2000:]))
+        return wall
+    out = {"wall": timed(), "m": args.kubectl_n}
+    if verb[0] == "apply":
+        out["noop_wall"] = timed()
+    os.unlink(path)
+    return out
 
 
 def apiserver_requests():
@@ -297,38 +392,48 @@ def cleanup(run):
     """Delete every PV of this bench run. The pv-protection controller removes the
     finalizer of each deleted PV one update at a time (slow for 10,000 PVs at the
     controller manager's QPS), so the finalizer of bench PVs that are not bound is
-    removed here, concurrently; nothing ever binds bench PVs."""
+    removed here, concurrently; nothing ever binds bench PVs. A DELETE of the whole
+    collection can outlast the API server's request timeout on a busy machine:
+    what it left is deleted one by one."""
     from concurrent.futures import ThreadPoolExecutor
     from kubernetes import client, config
     api = config.new_client_from_config(config_file=kubeconfig())
     api.configuration.connection_pool_maxsize = 16
     core = client.CoreV1Api(api)
     selector = "%s=%s" % (BENCH_LABEL, run)
-    core.delete_collection_persistent_volume(label_selector=selector)
+    try:
+        core.delete_collection_persistent_volume(label_selector=selector, _request_timeout=120)
+    except Exception as exc:  # timeouts, dropped connections: the loop below finishes the job
+        print("note: DELETE of the bench PVs as a collection did not finish (%s); deleting one by one"
+              % type(exc).__name__)
 
-    def unblock(pv):
-        if pv.spec.claim_ref is None and pv.metadata.finalizers:
-            try:
+    def finish(pv):
+        try:
+            if pv.metadata.deletion_timestamp is None:
+                core.delete_persistent_volume(pv.metadata.name)
+            if pv.spec.claim_ref is None and pv.metadata.finalizers:
                 core.patch_persistent_volume(pv.metadata.name, {"metadata": {"finalizers": None}})
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
-    deadline = time.time() + 600
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+    deadline = time.time() + 900
     while True:
-        left = core.list_persistent_volume(label_selector=selector).items
+        left = core.list_persistent_volume(label_selector=selector, _request_timeout=120).items
         if not left:
             break
         if time.time() > deadline:
             print("warning: %d bench PVs labelled %s still there" % (len(left), selector))
             break
         with ThreadPoolExecutor(max_workers=16) as ex:
-            list(ex.map(unblock, left))
+            list(ex.map(finish, left))
         time.sleep(1)
     api.close()
     time.sleep(3)   # let the controllers finish with the deleted PVs
 
 
-PHASES = {"foreign": phase_foreign, "floor": phase_floor, "local_pv": phase_local_pv, "inprocess": phase_inprocess, "k8s_loop": phase_k8s_loop}
+PHASES = {"foreign": phase_foreign, "floor": phase_floor, "local_pv": phase_local_pv, "local_pv_text": phase_local_pv,
+          "inprocess": phase_inprocess, "k8s_loop": phase_k8s_loop,
+          "kubectl_create": phase_kubectl, "kubectl_apply": phase_kubectl, "kubectl_apply_ss": phase_kubectl}
 
 
 def child(args):
@@ -340,7 +445,8 @@ def child(args):
 def run_phase(args, phase, metrics=True):
     before = apiserver_requests() if metrics else None
     cmd = [sys.executable, os.path.abspath(__file__), "--phase", phase, "--run", args.run, "--n", str(args.n),
-           "--loop-n", str(args.loop_n), "--workers", str(args.workers), "--foreign", str(args.foreign)]
+           "--loop-n", str(args.loop_n), "--workers", str(args.workers), "--nodes", str(args.nodes),
+           "--kubectl-n", str(args.kubectl_n), "--foreign", str(args.foreign)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit("phase %s failed:\n%s\n%s" % (phase, res.stdout[-3000:], res.stderr[-3000:]))
@@ -352,83 +458,164 @@ def run_phase(args, phase, metrics=True):
     return out
 
 
-def main():
+def _parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--n", type=int, default=1000, help="PVs created by local_pv and by the raw client")
+    parser.add_argument("--nodes", type=int, default=50, help="node names the PVs are spread over")
     parser.add_argument("--foreign", type=int, default=0, help="local PVs of another tool present during the run")
     parser.add_argument("--loop-n", type=int, default=200, help="PVs created by the kubernetes.core.k8s loop")
+    parser.add_argument("--kubectl-n", type=int, default=None,
+                        help="PVs created by each kubectl command (default min(N, 2000); 0 leaves kubectl out)")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="repeat the floor and local_pv phases, keep the best")
     parser.add_argument("--skip-loop", action="store_true", help="leave out the kubernetes.core.k8s loop")
+    parser.add_argument("--only", choices=["local_pv", "local_pv_text"],
+                        help="run only this phase (the 100,000 PV scale run)")
+    parser.add_argument("--hand-over", default="list,text",
+                        help="how local_pv gets the volumes: list (of dicts), text (JSON, as pv_register hands them)")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--run", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.phase:
-        return child(args)
-    args.run = "b" + uuid.uuid4().hex[:6]
-    print("bench %s: N=%d, foreign PVs=%d, loop M=%d, workers=%d, best of %d rounds, API server from %s" % (
-        args.run, args.n, args.foreign, args.loop_n, args.workers, args.rounds,
-        "$KUBECONFIG" if os.environ.get("KUBECONFIG") else "the lab"))
-    # Each phase starts from a cluster without bench PVs and with the controllers
-    # done with the last deletions, so LISTs are the same size and the API server
-    # is equally busy. The machine is shared with the API server, so phases are
-    # repeated (--rounds) and the best round of each counts.
+    if args.kubectl_n is None:
+        args.kubectl_n = min(args.n, 2000)
+    return args
 
+
+def _measure(args):
+    """Every phase in turn, each from a cluster without bench PVs and with the
+    controllers done with the last deletions, so LISTs are the same size and the
+    API server is equally busy. The machine is shared with the API server, so
+    phases are repeated (--rounds) and the best round of each counts."""
     def best(phase, key="wall"):
         runs = []
         for _round in range(args.rounds):
             runs.append(run_phase(args, phase))
             cleanup(args.run)
         return min(runs, key=lambda r: r[key])
+    out = {}
     try:
         ensure_class()
         cleanup(args.run)
         if args.foreign:
             run_phase(args, "foreign", metrics=False)
-        floor = best("floor")
-        lib = best("inprocess")
-        lpv = best("local_pv")
-        loop = None if args.skip_loop else run_phase(args, "k8s_loop")
+        if args.only:
+            out[args.only] = best(args.only)
+            return out
+        out["floor"] = best("floor")
+        out["inprocess"] = best("inprocess")
+        for form in args.hand_over.split(","):
+            out[HAND_OVER[form]] = best(HAND_OVER[form])
+        for phase in sorted(KUBECTL_VERBS) if args.kubectl_n else ():
+            out[phase] = run_phase(args, phase)
+            cleanup(args.run)
+        if not args.skip_loop:
+            out["k8s_loop"] = run_phase(args, "k8s_loop")
     finally:
         cleanup(args.run)
         if args.foreign:
             cleanup(args.run + "-foreign")
+    return out
 
+
+HAND_OVER = {"list": "local_pv", "text": "local_pv_text"}
+LPV_ROWS = (("local_pv", "volumes as list"), ("local_pv_text", "volumes as JSON text"))
+
+
+def _print_local_pv_only(args, lpv):
+    print("local_pv via ansible-playbook (%s), %d PVs over %d nodes:" % (dict(LPV_ROWS)[args.only], args.n, args.nodes))
+    print("  create   %.1f s (fixed cost %.2f s), module peak RSS %s MiB, requests %s%s" % (
+        lpv["wall"], lpv["fixed"], lpv["module_rss_mib"], json.dumps(lpv["requests"]),
+        ("  apiserver: " + json.dumps(lpv["apiserver"])) if lpv.get("apiserver") else ""))
+    print("  no-op    %.1f s, module peak RSS %s MiB, requests %s" % (
+        lpv["noop_wall"], lpv["noop_module_rss_mib"], json.dumps(lpv["noop_requests"])))
+    print("  ansible-playbook and module processes, peak RSS of the largest: %s MiB" % lpv["rss_children_mib"])
+
+
+def _print_create(args, res):
     n = args.n
+    floor, lib, loop = res["floor"], res["inprocess"], res.get("k8s_loop")
+    lpvs = [(key, label, res[key]) for key, label in LPV_ROWS if key in res]
     floor_pv = floor["wall"] / n
     lib_pv = lib["wall"] / n
-    lpv_pv = max(lpv["wall"] - lpv["fixed"], 1e-9) / n
+
+    def per_pv(lpv):
+        return max(lpv["wall"] - lpv["fixed"], 1e-9) / n
     rows = [
         ("raw HTTP client (floor)", floor["wall"], floor_pv, floor["requests"], floor.get("apiserver"),
          floor["rss_self_mib"]),
         ("local_pv library, in-process", lib["wall"], lib_pv, lib["requests"], None, lib["rss_self_mib"]),
-        ("local_pv via ansible-playbook", lpv["wall"], lpv_pv, lpv["requests"], lpv.get("apiserver"),
-         lpv["rss_children_mib"]),
     ]
+    rows += [("local_pv playbook, %s" % label, lpv["wall"], per_pv(lpv), lpv["requests"], lpv.get("apiserver"),
+              lpv["module_rss_mib"]) for _key, label, lpv in lpvs]
+    for phase in sorted(KUBECTL_VERBS):
+        if phase in res:
+            kc = res[phase]
+            rows.append(("%s (K=%d)" % (" ".join(["kubectl"] + KUBECTL_VERBS[phase]), kc["m"]), kc["wall"],
+                         kc["wall"] / kc["m"], None, kc.get("apiserver"), kc["rss_children_mib"]))
     if loop:
         loop_pv = (loop["wall"] - loop["one"]) / max(loop["m"] - 1, 1)
         rows.append(("kubernetes.core.k8s loop (M=%d)" % loop["m"], loop["wall"], loop_pv, None,
                      loop.get("apiserver"), loop["rss_children_mib"]))
     print()
-    print("%-34s %10s %12s %9s  %s" % ("create", "wall s", "per PV ms", "peak MiB", "requests"))
+    print("%-42s %9s %10s %9s  %s" % ("create", "wall s", "per PV ms", "peak MiB", "requests"))
     for name, wall, per, reqs, apis, rss in rows:
-        print("%-34s %10.2f %12.3f %9.1f  %s%s" % (name, wall, per * 1000, rss, json.dumps(reqs) if reqs else "",
-                                                   ("  apiserver: " + json.dumps(apis)) if apis else ""))
+        print("%-42s %9.2f %10.3f %9.1f  %s%s" % (name, wall, per * 1000, rss, json.dumps(reqs) if reqs else "",
+                                                  ("  apiserver: " + json.dumps(apis)) if apis else ""))
+    print("(peak MiB: of the phase's process; for local_pv through a playbook, of the module process)")
     print()
-    print("local_pv run fixed cost (empty set, ansible-playbook): %.2f s" % lpv["fixed"])
-    print("ratio local_pv library / floor, per PV:            %.2fx" % (lib_pv / floor_pv))
-    print("ratio local_pv ansible-playbook / floor, per PV:   %.2fx  (wall incl. fixed cost: %.2fx)" % (
-        lpv_pv / floor_pv, lpv["wall"] / floor["wall"]))
-    if loop:
-        print("ratio k8s loop / local_pv ansible-playbook, per PV: %.1fx  (extrapolated to N=%d: %.0f s vs %.1f s)" % (
-            loop_pv / lpv_pv, n, loop["one"] + loop_pv * (n - 1), lpv["wall"]))
+    print("ratio local_pv library / floor, per PV: %.2fx" % (lib_pv / floor_pv))
+    for _key, label, lpv in lpvs:
+        print("local_pv playbook, %s: fixed cost (empty set) %.2f s; per PV / floor %.2fx (wall incl. fixed cost: "
+              "%.2fx)" % (label, lpv["fixed"], per_pv(lpv) / floor_pv, lpv["wall"] / floor["wall"]))
+        for phase in sorted(KUBECTL_VERBS):
+            if phase in res:
+                kc_pv = res[phase]["wall"] / res[phase]["m"]
+                print("    / %-28s per PV: %.2fx  (wall per PV incl. fixed cost: %.2fx)" % (
+                    " ".join(["kubectl"] + KUBECTL_VERBS[phase]) + ",", per_pv(lpv) / kc_pv, lpv["wall"] / n / kc_pv))
+        if loop:
+            print("    k8s loop / this, per PV: %.1fx  (extrapolated to N=%d: %.0f s vs %.1f s)" % (
+                loop_pv / per_pv(lpv), n, loop["one"] + loop_pv * (n - 1), lpv["wall"]))
+
+
+def _print_noop(args, res):
+    n = args.n
+    lib = res["inprocess"]
+    pages = int(math.ceil((n + args.foreign) / 1000.0))
     print()
-    print("no-op re-run of %d PVs with %d foreign PVs present: ansible-playbook %.2f s, library %.3f s; requests %s "
-          "(LIST pages of 1000 of every PV: %d, Nodes: 1)" % (
-              n, args.foreign, lpv["noop_wall"], lib["noop_wall"], json.dumps(lpv["noop_requests"]),
-              int(math.ceil((n + args.foreign) / 1000.0))))
-    print("peak RSS: library %.1f MiB, ansible-playbook run (module process included) %.1f MiB" % (
-        lib["rss_self_mib"], lpv["rss_children_mib"]))
+    print("no-op re-run of %d PVs with %d foreign PVs present: library %.3f s (LIST pages of 1000 of every PV: %d, "
+          "Nodes: 1)" % (n, args.foreign, lib["noop_wall"], pages))
+    for key, label in LPV_ROWS:
+        if key in res:
+            lpv = res[key]
+            print("  local_pv playbook, %s: %.2f s, %.3f ms per PV; requests %s; module peak RSS %s MiB" % (
+                label, lpv["noop_wall"], lpv["noop_wall"] / n * 1000, json.dumps(lpv["noop_requests"]),
+                lpv["noop_module_rss_mib"]))
+            for phase in ("kubectl_apply", "kubectl_apply_ss"):
+                if phase in res:
+                    kc = res[phase]
+                    kc_pv = kc["noop_wall"] / kc["m"]
+                    print("    / no-op %-28s %.2f s for K=%d, %.3f ms per PV: ratio %.3fx" % (
+                        " ".join(["kubectl"] + KUBECTL_VERBS[phase]) + ":", kc["noop_wall"], kc["m"], kc_pv * 1000,
+                        (lpv["noop_wall"] / n) / kc_pv))
+    print("peak RSS: library %.1f MiB" % lib["rss_self_mib"])
+
+
+def main():
+    args = _parse_args()
+    if args.phase:
+        return child(args)
+    args.run = "b" + uuid.uuid4().hex[:6]
+    print("bench %s: N=%d over %d nodes, foreign PVs=%d, loop M=%d, kubectl K=%d, workers=%d, best of %d rounds, "
+          "API server from %s" % (
+              args.run, args.n, args.nodes, args.foreign, args.loop_n, args.kubectl_n, args.workers, args.rounds,
+              "$KUBECONFIG" if os.environ.get("KUBECONFIG") else "the lab"))
+    print("load average before: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
+    res = _measure(args)
+    print("load average after:  %s" % " ".join("%.2f" % x for x in os.getloadavg()))
+    if args.only:
+        return _print_local_pv_only(args, res[args.only])
+    _print_create(args, res)
+    _print_noop(args, res)
 
 
 if __name__ == "__main__":

@@ -57,8 +57,13 @@ options:
     description:
       - The whole desired set of volumes, typically the C(localpv_volumes) facts of all nodes of a play,
         each with its O(volumes[].node).
-    type: list
-    elements: dict
+      - A list of dicts, or the JSON text of such a list. JSON text is the compact form in which the
+        pv_register role hands the volumes over, so that Ansible carries one string rather than
+        templating, serializing and copying every volume.
+      - The keys and their types are checked by the module (not by Ansible's nested options, which cost
+        more than making the PVs at tens of thousands of volumes); an unknown key, a missing required key
+        or a value of the wrong type fails the run before any request, naming the item.
+    type: raw
     required: true
     suboptions:
       node:
@@ -159,6 +164,16 @@ options:
         Overrides the value of the Node object.
     type: dict
     default: {}
+  return_names:
+    description:
+      - Also return the name of every PV per action (RV(created), RV(updated), RV(taken_over), RV(replaced),
+        RV(deleted), RV(stale)). Without it, the result counts them per node and per action (RV(nodes)), which
+        stays small at any number of PVs; a failed run returns the names anyway, and conflicts, errors, held and
+        kept bound PVs are always named.
+      - The module arguments echoed back in C(invocation) carry the number of volumes, not the volumes.
+    type: bool
+    default: false
+    version_added: 0.2.0
 notes:
   - Check mode sends the same writes with server-side dry-run (C(dryRun=All)), so the API server validates
     and admits them and nothing is persisted. A replacement shows as its delete.
@@ -194,11 +209,17 @@ EXAMPLES = r"""
     take_over: true
     capacity_round_down: Gi
 
-- name: Same, but say exactly what would change
+- name: Same, but say exactly what would change, naming every PV
   localpv.rollout.local_pv:
     volumes: "{{ wanted_volumes }}"
+    return_names: true
   check_mode: true
   diff: true
+
+- name: Hand over many volumes as JSON text (one string for Ansible to carry)
+  localpv.rollout.local_pv:
+    volumes: "{{ wanted_volumes | to_json }}"
+    nodes: "{{ wanted_nodes }}"
 """
 
 RETURN = r"""
@@ -210,19 +231,19 @@ nodes:
            "conflicts": 0, "stale": 0, "kept_bound": 0}}
 created:
   description: Names of the PVs created.
-  returned: always
+  returned: when O(return_names=true) or the run failed
   type: list
   elements: str
   sample: [local-node1-ssd0]
 updated:
   description: Names of the PVs patched in place (labels, annotations, reclaim policy, access modes, capacity).
     Like every list of names here, only what the API server confirmed, also when the run failed.
-  returned: always
+  returned: when O(return_names=true) or the run failed
   type: list
   elements: str
 taken_over:
   description: Names of the PVs that were not ours and were made ours in place (O(take_over=true)).
-  returned: always
+  returned: when O(return_names=true) or the run failed
   type: list
   elements: str
 held:
@@ -246,20 +267,20 @@ invalid:
   sample: [local-node1-ssd1]
 replaced:
   description: Names of the unbound PVs deleted and created again (O(replace_unbound=true)).
-  returned: always
+  returned: when O(return_names=true) or the run failed
   type: list
   elements: str
   sample: []
 deleted:
   description: Names of the unbound PVs deleted by O(prune), and of PVs whose replacement was deleted and not
     made again because the create failed.
-  returned: always
+  returned: when O(return_names=true) or the run failed
   type: list
   elements: str
   sample: [local-node1-old]
 stale:
   description: Owned PVs of nodes in scope that are no longer wanted and were left because O(prune=false).
-  returned: always
+  returned: when O(return_names=true) or the run failed
   type: list
   elements: str
   sample: []
@@ -299,21 +320,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
 from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
+from ansible_collections.localpv.rollout.plugins.module_utils import volume_input as vi
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
-VOLUME_SPEC = dict(
-    node=dict(type="str", required=True),
-    name=dict(type="str", required=True),
-    path=dict(type="str", required=True),
-    mode=dict(type="str", choices=["filesystem", "block"], default="filesystem"),
-    fstype=dict(type="str"),
-    capacity=dict(type="raw"),
-    storage_class=dict(type="str"),
-    reclaim_policy=dict(type="str", choices=["Retain", "Delete"]),
-    labels=dict(type="dict"),
-    stable_id=dict(type="str"),
-    uuid=dict(type="str"),
-)
+NAME_KEYS = ("created", "updated", "taken_over", "replaced", "deleted", "stale")
 
 
 def _fail_message(result):
@@ -329,10 +339,28 @@ def _fail_message(result):
         " | ".join("%s %s: %s" % (e["action"], e["name"], e["msg"]) for e in result["errors"]))
 
 
+def wanted_volumes(module, result):
+    """The volumes option, its shape checked here and its values by the volume model;
+    the module fails naming every bad item, before any request."""
+    p = module.params
+    items, errors = vi.load_volume_items(p["volumes"])
+    result["invocation"] = {"module_args": vi.invocation_args(p, len(items))}
+    errors = errors or vi.check_volume_items(items)
+    volumes = []
+    if not errors:
+        volumes, errors = v.normalize_volumes(items, defaults={
+            "storage_class": p["storage_class"], "reclaim_policy": p["reclaim_policy"], "labels": p["labels"],
+            "capacity_round_down": p["capacity_round_down"], "capacity_unknown_ok": module.check_mode})
+    errors += ["nodes: %s: %s" % (n, "; ".join(v.node_name_reasons(n))) for n in p["nodes"] if v.node_name_reasons(n)]
+    if errors:
+        module.fail_json(msg="invalid volumes, nothing was changed: " + " | ".join(errors), **dict(result, invalid=errors))
+    return volumes
+
+
 def main():
     module = AnsibleModule(
         argument_spec=k.module_arg_spec(
-            volumes=dict(type="list", elements="dict", required=True, options=VOLUME_SPEC),
+            volumes=dict(type="raw", required=True),
             nodes=dict(type="list", elements="str", default=[]),
             storage_class=dict(type="str", default=v.DEFAULT_STORAGE_CLASS),
             reclaim_policy=dict(type="str", choices=["Retain", "Delete"], default=v.DEFAULT_RECLAIM_POLICY),
@@ -342,21 +370,16 @@ def main():
             take_over=dict(type="bool", default=False),
             capacity_round_down=dict(type="str", choices=list(v.ROUND_UNITS)),
             hostname_labels=dict(type="dict", default={}),
+            return_names=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     p = module.params
     result = dict(changed=False, nodes={}, conflicts=[], errors=[], kept_bound=[], held=[], capacity_unknown=[],
                   invalid=[], hostnames={}, requests={})
-    for key in ("created", "updated", "taken_over", "replaced", "deleted", "stale"):
+    for key in NAME_KEYS:
         result[key] = []
-    volumes, errors = v.normalize_volumes(p["volumes"], defaults={
-        "storage_class": p["storage_class"], "reclaim_policy": p["reclaim_policy"], "labels": p["labels"],
-        "capacity_round_down": p["capacity_round_down"], "capacity_unknown_ok": module.check_mode})
-    errors += ["nodes: %s: %s" % (n, "; ".join(v.node_name_reasons(n))) for n in p["nodes"] if v.node_name_reasons(n)]
-    if errors:
-        result["invalid"] = errors
-        module.fail_json(msg="invalid volumes, nothing was changed: " + " | ".join(errors), **result)
+    volumes = wanted_volumes(module, result)
 
     with k.api_session(module, result, dry_run=module.check_mode, suffix="; nothing was changed") as kube:
         outcome = pvs.reconcile_local_pvs(kube, volumes, nodes=p["nodes"], prune=p["prune"],
@@ -370,6 +393,10 @@ def main():
         result["diff"] = [pvs.action_diff(a) for a in outcome["actions"] if a["action"] in pvs.WRITE_ACTIONS]
     if outcome["failed"]:
         module.fail_json(msg=_fail_message(result), **result)
+    if not p["return_names"]:
+        # the counts per node say the same in a size that does not grow with the PVs
+        for key in NAME_KEYS:
+            del result[key]
     module.exit_json(**result)
 
 

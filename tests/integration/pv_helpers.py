@@ -83,9 +83,11 @@ def ensure_default_class(lab):
 
 
 def local_pv(lab, tmp_path, check=False, diff=False, extra_env=None, **args):
-    """Run local_pv once; returns its result (dict) with ``rc`` of the playbook."""
+    """Run local_pv once; returns its result (dict) with ``rc`` of the playbook.
+    The result names the PVs per action unless ``return_names=False`` is given."""
     ensure_default_class(lab)
     args.setdefault("kubeconfig", lab.kubeconfig)
+    args.setdefault("return_names", True)
     rc, results, out = run_tasks(lab, tmp_path, [{"localpv.rollout.local_pv": args, "ignore_errors": True}],
                                  check=check, diff=diff, extra_env=extra_env)
     result = results[0]

@@ -7,6 +7,8 @@ hostname falls back to the node name) or on volume names of its own on the lab's
 nodes, and removes its PVs afterwards, so tests never see each other's PVs.
 """
 
+import json
+
 import pytest
 from kubernetes import client
 
@@ -67,6 +69,31 @@ def test_a_rerun_changes_nothing_and_writes_nothing(lab, kube, tmp_path, made):
     assert res["nodes"][node]["unchanged"] == 5 and res["created"] == []
     assert set(res["requests"]) == {"list"}, res["requests"]
     assert writes_by_us(lab, since, names=set(made)) == []
+
+
+def test_volumes_as_json_text_make_the_same_pvs_and_the_result_only_counts_them(lab, kube, tmp_path, made):
+    """The compact hand-over of pv_register: one JSON string; the default result
+    counts per node and echoes the number of volumes, not the volumes."""
+    node = unique("n")
+    wanted = [volume(node, "d%d" % i) for i in range(3)]
+    made += [v.pv_name(node, w["name"]) for w in wanted]
+    res = local_pv(lab, tmp_path, volumes=json.dumps(wanted), return_names=False)
+    assert res["rc"] == 0 and res["changed"] is True, res.get("msg")
+    assert res["nodes"][node]["created"] == 3 and "created" not in res
+    assert res["invocation"]["module_args"]["volumes"] == "3 volume(s), not echoed"
+    assert sorted(pvs_of(kube, made)) == sorted(made)
+    res = local_pv(lab, tmp_path, volumes=wanted)
+    assert res["rc"] == 0 and res["changed"] is False and res["created"] == []
+
+
+def test_a_volume_of_the_wrong_shape_is_refused_before_any_request(lab, kube, tmp_path, made):
+    node = unique("n")
+    good, bad = volume(node, "d0"), volume(node, "d1", size_gb=1)
+    made += [v.pv_name(node, "d0"), v.pv_name(node, "d1")]
+    res = local_pv(lab, tmp_path, volumes=[good, bad])
+    assert res["rc"] != 0 and res["changed"] is False
+    assert "volume d1 of node %s (item 1): unknown key(s) size_gb" % node in res["msg"], res["msg"]
+    assert "requests" not in res and pvs_of(kube, made) == {}
 
 
 def test_check_mode_says_what_would_happen_and_changes_nothing(lab, kube, tmp_path, made):
