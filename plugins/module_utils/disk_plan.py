@@ -239,11 +239,6 @@ def match_misses(disk, match):
     return misses
 
 
-def matches(disk, match):
-    """Whether a disk fits a selector's ``match`` (eligibility is checked apart)."""
-    return not match_misses(disk, match)
-
-
 def _sort_key(disk):
     return (disk["stable_id"] or "~", disk["path"])
 
