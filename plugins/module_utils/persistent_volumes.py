@@ -154,8 +154,8 @@ def plan_existing(base, existing, replace_unbound=False, take_over=False):
     immutable, patch = vol.compare_pv(base["manifest"], existing)
     if immutable:
         if base["claim"]:
-            reason = "%s and %s cannot change in place; free the claim first (see decommission)" % (
-                _describe(existing), ", ".join(immutable))
+            reason = "%s needs %s changed, which cannot change in place, and a bound PV is never deleted; " \
+                     "free the claim first (see decommission)" % (_describe(existing), ", ".join(immutable))
         elif take_over:
             reason = "%s differs in %s, which cannot change in place; a PV that is not ours is never deleted: " \
                      "make the volume match it, or delete it yourself" % (_describe(existing), ", ".join(immutable))
