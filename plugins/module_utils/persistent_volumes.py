@@ -154,8 +154,8 @@ def plan_existing(base, existing, replace_unbound=False, take_over=False):
     immutable, patch = vol.compare_pv(base["manifest"], existing)
     if immutable:
         if base["claim"]:
-            reason = "%s and %s cannot change in place; free the claim first (see decommission)" % (
-                _describe(existing), ", ".join(immutable))
+            reason = "%s needs %s changed, which cannot change in place, and a bound PV is never deleted; " \
+                     "free the claim first (see decommission)" % (_describe(existing), ", ".join(immutable))
         elif take_over:
             reason = "%s differs in %s, which cannot change in place; a PV that is not ours is never deleted: " \
                      "make the volume match it, or delete it yourself" % (_describe(existing), ", ".join(immutable))
@@ -358,8 +358,9 @@ def _patch(kube, action, tries=3):
 def _delete_unbound(kube, action, tries=3):
     """Delete the PV we listed, only while it is still that PV and still unbound
     (uid and resourceVersion preconditions; a 409 is looked at again). True when
-    the API confirmed it; a 404 (gone, e.g. a retried delete whose first answer
-    was lost) is done too."""
+    the API confirmed it. A retried delete whose first answer was lost finds the
+    PV gone (404) or, while the pv-protection finalizer still holds it, being
+    deleted (409 on the resourceVersion, deletionTimestamp set): both are done."""
     name, meta = action["name"], action["existing"]["metadata"]
     uid, version = meta.get("uid"), meta.get("resourceVersion")
     for attempt in range(tries):
@@ -375,6 +376,8 @@ def _delete_unbound(kube, action, tries=3):
         if pv["metadata"].get("uid") != uid:
             raise KubeError("PV %s was deleted and made again since it was listed; it is left alone" % name,
                             status=409, verb="delete", resource="persistentvolumes", name=name)
+        if pv["metadata"].get("deletionTimestamp"):
+            return True
         if vol.claim_of(pv):
             raise KubeError("PV %s was bound to claim %s since it was listed; it is kept" % (
                 name, vol.claim_of(pv)), status=409, verb="delete", resource="persistentvolumes", name=name)

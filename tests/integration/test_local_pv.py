@@ -187,16 +187,17 @@ def test_an_immutable_change_replaces_an_unbound_pv_only_when_asked(lab, kube, t
     uid = pvs_of(kube, made)[made[0]].metadata.uid
 
     since = now_rfc3339()
-    res = local_pv(lab, tmp_path, volumes=[volume(node, "d0", 2 * 2 ** 30)])
-    assert res["rc"] != 0 and "replace_unbound=true" in res["msg"] and "spec.capacity" in res["msg"]
+    # the filesystem type is part of spec.local, which the API server does not let change
+    res = local_pv(lab, tmp_path, volumes=[volume(node, "d0", 2 ** 30, fstype="ext4")])
+    assert res["rc"] != 0 and "replace_unbound=true" in res["msg"] and "spec.local" in res["msg"]
     assert res["conflicts"][0]["name"] == made[0]
     assert writes_by_us(lab, since, names=set(made)) == []
 
-    res = local_pv(lab, tmp_path, volumes=[volume(node, "d0", 2 * 2 ** 30)], replace_unbound=True)
+    res = local_pv(lab, tmp_path, volumes=[volume(node, "d0", 2 ** 30, fstype="ext4")], replace_unbound=True)
     assert res["rc"] == 0, res.get("msg")
     assert res["replaced"] == [made[0]]
     pv = pvs_of(kube, made)[made[0]]
-    assert pv.metadata.uid != uid and v.parse_quantity(pv.spec.capacity["storage"]) == 2 * 2 ** 30
+    assert pv.metadata.uid != uid and pv.spec.local.fs_type == "ext4"
 
 
 def test_an_immutable_change_of_a_bound_pv_is_an_error_naming_pv_and_claim(lab, kube, tmp_path, made, namespace):

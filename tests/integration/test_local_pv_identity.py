@@ -251,8 +251,9 @@ class DropFirstDelete:
     """A small HTTP proxy in front of the API server. The module talks plain HTTP to
     it; it forwards every request over TLS as the lab's admin, except that the
     answer to the first DELETE of ``name`` is dropped after the API server
-    carried it out: the connection is closed with no response, as when a network
-    fails at the wrong moment."""
+    carried it out and the PV is gone (its pv-protection finalizer removed): the
+    connection is closed with no response, as when a network fails at the wrong
+    moment, and the delete sent again finds nothing."""
 
     def __init__(self, kube, name):
         conf = kube.configuration
@@ -281,6 +282,7 @@ class DropFirstDelete:
                 if self.command == "DELETE" and self.path.split("?")[0].endswith("/" + name):
                     proxy.deletes.append(answer.status)
                     if len(proxy.deletes) == 1:
+                        wait_until("PV %s gone" % name, lambda: self.gone(headers))
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return
@@ -291,6 +293,13 @@ class DropFirstDelete:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def gone(self, headers):
+                upstream = http.client.HTTPSConnection(target.hostname, target.port, context=context, timeout=30)
+                upstream.request("GET", self.path.split("?")[0], headers=headers)
+                status = upstream.getresponse().status
+                upstream.close()
+                return status == 404
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = forward
 

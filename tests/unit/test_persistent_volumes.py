@@ -10,16 +10,9 @@ import pytest
 from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
+from test_volumes_pv import vol
+
 GIB = 2 ** 30
-
-
-def vol(node="node1", name="ssd0", **kw):
-    item = dict(node=node, name=name, path="/mnt/disks/%s" % name, mode="filesystem", fstype="xfs",
-                capacity=10 * GIB, storage_class="local-storage")
-    item.update(kw)
-    volume, reasons = v.normalize_volume(item)
-    assert reasons == []
-    return volume
 
 
 def server_copy(manifest, uid="u-1", **spec):

@@ -2,8 +2,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The PV a volume becomes, and what a run does to the owned PVs (no cluster)."""
 
-import copy
-
 import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
@@ -18,20 +16,6 @@ def vol(node="node1", name="ssd0", **kw):
     volume, reasons = v.normalize_volume(item)
     assert reasons == []
     return volume
-
-
-def server_copy(manifest, **spec):
-    """A PV as the API server returns it: defaults, status, canonical quantity."""
-    pv = copy.deepcopy(manifest)
-    pv["metadata"].update(uid="u-1", resourceVersion="7", finalizers=["kubernetes.io/pv-protection"])
-    pv["spec"]["capacity"]["storage"] = "10Gi"
-    pv["status"] = {"phase": "Available"}
-    pv["spec"].update(spec)
-    return pv
-
-
-def hostnames(*nodes):
-    return dict((n, (n, "node-label")) for n in nodes)
 
 
 def test_pv_of_a_filesystem_volume_has_the_fields_a_local_pv_needs():
