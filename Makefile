@@ -5,7 +5,11 @@ export LOCALPV_LAB_CACHE := $(LAB_CACHE)
 VENV := $(LAB_CACHE)/venv
 PY := $(VENV)/bin/python
 LAB := $(PY) lab/lab.py
-STATE := $(LAB_CACHE)/state
+# The state of the lab instance in use (lab.py decides the same way): several labs
+# run side by side with LOCALPV_LAB_INSTANCE=1..9.
+LOCALPV_LAB_INSTANCE ?= 0
+STATE := $(or $(LOCALPV_LAB_STATE),$(LAB_CACHE)/state$(if $(filter-out 0,$(LOCALPV_LAB_INSTANCE)),-$(LOCALPV_LAB_INSTANCE)))
+export LOCALPV_LAB_STATE := $(STATE)
 # Each checkout links itself as ansible_collections/localpv/rollout in a directory of
 # its own, so that several checkouts (worktrees) can share one cache.
 CHECKOUT_ID := $(shell printf %s "$(CURDIR)" | sha256sum | cut -c1-12)

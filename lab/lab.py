@@ -764,13 +764,13 @@ def parse_disk_sizes(text):
 
 def cmd_up(args):
     t0 = time.time()
-    os.makedirs(STATE, exist_ok=True)
     if not 0 <= INSTANCE < MAX_INSTANCES or not 1 <= args.nodes <= MAX_NODES:
         raise SystemExit("lab: LOCALPV_LAB_INSTANCE must be 0-%d and --nodes 1-%d" % (MAX_INSTANCES - 1, MAX_NODES))
     sizes = parse_disk_sizes(args.disks) if args.disks else list(DEFAULT_DISKS)
     check_same_layout()
     ports = lab_ports([(host, SSH_BASE_PORT + i + 1) for i, (host, _n, _l) in enumerate(node_names(args.nodes))])
     check_ports_free(ports)
+    os.makedirs(STATE, exist_ok=True)
     run(["bash", os.path.join(HERE, "build-control-plane.sh")], capture=False)
     image = run(["bash", os.path.join(HERE, "build-node-image.sh")], env=podman_env()).stdout.strip()
     reserve_ports(ports)

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
 from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as sc
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
 
@@ -96,6 +97,20 @@ def missing_rights(kube, needs):
     return missing
 
 
+def identity(kube):
+    """The user name the API server knows this connection by (SelfSubjectReview), or
+    None when the server does not offer it."""
+    import kubernetes
+
+    api = kubernetes.client.AuthenticationV1Api(kube.api_client)
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    try:
+        review = kube.call("create", "selfsubjectreviews", None, api.create_self_subject_review, body)
+    except k.KubeError:
+        return None
+    return ((review.get("status") or {}).get("userInfo") or {}).get("username")
+
+
 def unknown_nodes(names, cluster_nodes, owned_pvs):
     """Names of ``names`` that are neither a Node of the cluster (by name or
     kubernetes.io/hostname label) nor the node of a PV of localpv.rollout (a node
@@ -123,12 +138,15 @@ def preflight(kube, needs, nodes=(), storage_classes=(), replace_storage_classes
     the StorageClasses. Returns ``{"missing_rights", "unknown_nodes",
     "storage_class_problems", "problems"}``; ``problems`` are the messages."""
     result = {"missing_rights": missing_rights(kube, needs), "unknown_nodes": [], "storage_class_problems": []}
+    if result["missing_rights"]:
+        result["identity"] = identity(kube)
     if nodes:
         owned = kube.list_pvs(label_selector="%s=%s" % (vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE))
         result["unknown_nodes"] = unknown_nodes(nodes, kube.list_nodes(), owned)
     if storage_classes:
         result["storage_class_problems"] = storage_class_problems(kube, storage_classes, replace_storage_classes)
-    problems = [m["msg"] for m in result["missing_rights"]]
+    who = "%s " % result["identity"] if result.get("identity") else ""
+    problems = [who + m["msg"] for m in result["missing_rights"]]
     problems += ["node %s is not a Node of the cluster and no PV of localpv.rollout names it; check the name "
                  "(a Node name or its kubernetes.io/hostname label)" % name for name in result["unknown_nodes"]]
     problems += result["storage_class_problems"]

@@ -96,6 +96,11 @@ missing_rights:
   returned: always
   type: list
   elements: dict
+identity:
+  description: The user the API server knows the connection as (SelfSubjectReview), when a right is missing.
+  returned: when a right is missing and the server answers
+  type: str
+  sample: system:serviceaccount:kube-system:localpv-rollout
 unknown_nodes:
   description: Names of O(nodes) the cluster does not know.
   returned: always
