@@ -194,13 +194,14 @@ def phase_foreign(args):
     return {"made": len(bodies)}
 
 
-def _playbook(tasks, extra_vars=None, env_extra=None, interpreter="{{ ansible_playbook_python }}"):
+def _playbook(tasks, extra_vars=None, env_extra=None, interpreter="{{ ansible_playbook_python }}", collections=None):
     play = [{"name": "bench", "hosts": "localhost", "connection": "local", "gather_facts": False, "tasks": tasks,
              "vars": {"ansible_python_interpreter": interpreter}}]
     fd, path = tempfile.mkstemp(suffix=".yml", prefix="bench-")
     with os.fdopen(fd, "w") as f:
         json.dump(play, f)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections or collections_path(),
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                KUBECONFIG=kubeconfig(), ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
     env.update(env_extra or {})
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", path]
@@ -229,6 +230,8 @@ def phase_local_pv(args):
     as pv_register does (the extra variable is one string)."""
     items, nodes = volumes(args.run, args.n, "lpv", args.nodes)
     as_text = args.phase == "local_pv_text"
+    # local_pv_other: another version of the collection (--other-collections), volumes as a list
+    other = args.other_collections if args.phase == "local_pv_other" else None
     if as_text:
         items = json.dumps(items)
     task = {"localpv.rollout.local_pv": {"volumes": "{{ bench_volumes }}", "nodes": "{{ bench_nodes }}",
@@ -238,14 +241,14 @@ def phase_local_pv(args):
     env = {"BENCH_MODULE_RSS_FILE": rss_file}
     # the fixed cost: the same run with an empty set (LISTs, Ansible and module start)
     empty_wall = _playbook([task], {"bench_volumes": "[]" if as_text else [],
-                                    "bench_nodes": ["lpv-%s-empty" % args.run]}, env, wrapper)[0]
+                                    "bench_nodes": ["lpv-%s-empty" % args.run]}, env, wrapper, other)[0]
     os.truncate(rss_file, 0)
-    wall, results = _playbook([task], {"bench_volumes": items, "bench_nodes": nodes}, env, wrapper)
+    wall, results = _playbook([task], {"bench_volumes": items, "bench_nodes": nodes}, env, wrapper, other)
     res = results[0]
     assert _created(res) == args.n, res.get("msg")
     out = {"wall": wall, "fixed": empty_wall, "requests": res["requests"], "module_rss_mib": module_peak_rss_mib(rss_file)}
     os.truncate(rss_file, 0)
-    noop_wall, results = _playbook([task], {"bench_volumes": items, "bench_nodes": nodes}, env, wrapper)
+    noop_wall, results = _playbook([task], {"bench_volumes": items, "bench_nodes": nodes}, env, wrapper, other)
     res = results[0]
     assert res["changed"] is False and not _created(res), res
     out.update(noop_wall=noop_wall, noop_requests=res["requests"], noop_module_rss_mib=module_peak_rss_mib(rss_file))
@@ -432,6 +435,7 @@ def cleanup(run):
 
 
 PHASES = {"foreign": phase_foreign, "floor": phase_floor, "local_pv": phase_local_pv, "local_pv_text": phase_local_pv,
+          "local_pv_other": phase_local_pv,
           "inprocess": phase_inprocess, "k8s_loop": phase_k8s_loop,
           "kubectl_create": phase_kubectl, "kubectl_apply": phase_kubectl, "kubectl_apply_ss": phase_kubectl}
 
@@ -447,6 +451,8 @@ def run_phase(args, phase, metrics=True):
     cmd = [sys.executable, os.path.abspath(__file__), "--phase", phase, "--run", args.run, "--n", str(args.n),
            "--loop-n", str(args.loop_n), "--workers", str(args.workers), "--nodes", str(args.nodes),
            "--kubectl-n", str(args.kubectl_n), "--foreign", str(args.foreign)]
+    if args.other_collections:
+        cmd += ["--other-collections", args.other_collections]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit("phase %s failed:\n%s\n%s" % (phase, res.stdout[-3000:], res.stderr[-3000:]))
@@ -471,6 +477,10 @@ def _parse_args():
     parser.add_argument("--skip-loop", action="store_true", help="leave out the kubernetes.core.k8s loop")
     parser.add_argument("--only", choices=["local_pv", "local_pv_text"],
                         help="run only this phase (the 100,000 PV scale run)")
+    parser.add_argument("--other-collections", default=None,
+                        help="a directory with ansible_collections/localpv/rollout of another version (say, the last "
+                             "release): its local_pv runs too, volumes as a list, for a before/after in one run")
+    parser.add_argument("--skip-library", action="store_true", help="leave out local_pv's library, in-process")
     parser.add_argument("--hand-over", default="list,text",
                         help="how local_pv gets the volumes: list (of dicts), text (JSON, as pv_register hands them)")
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
@@ -502,7 +512,10 @@ def _measure(args):
             out[args.only] = best(args.only)
             return out
         out["floor"] = best("floor")
-        out["inprocess"] = best("inprocess")
+        if not args.skip_library:
+            out["inprocess"] = best("inprocess")
+        if args.other_collections:
+            out["local_pv_other"] = best("local_pv_other")
         for form in args.hand_over.split(","):
             out[HAND_OVER[form]] = best(HAND_OVER[form])
         for phase in sorted(KUBECTL_VERBS) if args.kubectl_n else ():
@@ -518,7 +531,8 @@ def _measure(args):
 
 
 HAND_OVER = {"list": "local_pv", "text": "local_pv_text"}
-LPV_ROWS = (("local_pv", "volumes as list"), ("local_pv_text", "volumes as JSON text"))
+LPV_ROWS = (("local_pv_other", "other version, volumes as list"), ("local_pv", "volumes as list"),
+            ("local_pv_text", "volumes as JSON text"))
 
 
 def _print_local_pv_only(args, lpv):
@@ -533,18 +547,19 @@ def _print_local_pv_only(args, lpv):
 
 def _print_create(args, res):
     n = args.n
-    floor, lib, loop = res["floor"], res["inprocess"], res.get("k8s_loop")
+    floor, lib, loop = res["floor"], res.get("inprocess"), res.get("k8s_loop")
     lpvs = [(key, label, res[key]) for key, label in LPV_ROWS if key in res]
     floor_pv = floor["wall"] / n
-    lib_pv = lib["wall"] / n
+    lib_pv = lib["wall"] / n if lib else None
 
     def per_pv(lpv):
         return max(lpv["wall"] - lpv["fixed"], 1e-9) / n
     rows = [
         ("raw HTTP client (floor)", floor["wall"], floor_pv, floor["requests"], floor.get("apiserver"),
          floor["rss_self_mib"]),
-        ("local_pv library, in-process", lib["wall"], lib_pv, lib["requests"], None, lib["rss_self_mib"]),
     ]
+    if lib:
+        rows.append(("local_pv library, in-process", lib["wall"], lib_pv, lib["requests"], None, lib["rss_self_mib"]))
     rows += [("local_pv playbook, %s" % label, lpv["wall"], per_pv(lpv), lpv["requests"], lpv.get("apiserver"),
               lpv["module_rss_mib"]) for _key, label, lpv in lpvs]
     for phase in sorted(KUBECTL_VERBS):
@@ -563,7 +578,8 @@ def _print_create(args, res):
                                                   ("  apiserver: " + json.dumps(apis)) if apis else ""))
     print("(peak MiB: of the phase's process; for local_pv through a playbook, of the module process)")
     print()
-    print("ratio local_pv library / floor, per PV: %.2fx" % (lib_pv / floor_pv))
+    if lib:
+        print("ratio local_pv library / floor, per PV: %.2fx" % (lib_pv / floor_pv))
     for _key, label, lpv in lpvs:
         print("local_pv playbook, %s: fixed cost (empty set) %.2f s; per PV / floor %.2fx (wall incl. fixed cost: "
               "%.2fx)" % (label, lpv["fixed"], per_pv(lpv) / floor_pv, lpv["wall"] / floor["wall"]))
@@ -579,11 +595,11 @@ def _print_create(args, res):
 
 def _print_noop(args, res):
     n = args.n
-    lib = res["inprocess"]
+    lib = res.get("inprocess")
     pages = int(math.ceil((n + args.foreign) / 1000.0))
     print()
-    print("no-op re-run of %d PVs with %d foreign PVs present: library %.3f s (LIST pages of 1000 of every PV: %d, "
-          "Nodes: 1)" % (n, args.foreign, lib["noop_wall"], pages))
+    print("no-op re-run of %d PVs with %d foreign PVs present: library %s s (LIST pages of 1000 of every PV: %d, "
+          "Nodes: 1)" % (n, args.foreign, "%.3f" % lib["noop_wall"] if lib else "-", pages))
     for key, label in LPV_ROWS:
         if key in res:
             lpv = res[key]
@@ -597,7 +613,8 @@ def _print_noop(args, res):
                     print("    / no-op %-28s %.2f s for K=%d, %.3f ms per PV: ratio %.3fx" % (
                         " ".join(["kubectl"] + KUBECTL_VERBS[phase]) + ":", kc["noop_wall"], kc["m"], kc_pv * 1000,
                         (lpv["noop_wall"] / n) / kc_pv))
-    print("peak RSS: library %.1f MiB" % lib["rss_self_mib"])
+    if lib:
+        print("peak RSS: library %.1f MiB" % lib["rss_self_mib"])
 
 
 def main():
