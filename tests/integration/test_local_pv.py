@@ -228,7 +228,7 @@ def test_an_unreachable_api_server_is_a_clear_error(lab, tmp_path):
     res = local_pv(lab, tmp_path, volumes=[volume("node1", "d0")], kubeconfig=None,
                    host="https://127.0.0.1:9", api_key="not-a-token", validate_certs=False)
     assert res["rc"] != 0
-    assert res["msg"].startswith("cannot reach the API server at https://127.0.0.1:9 for list persistentvolumes")
+    assert res["msg"].startswith("cannot reach the API server at https://127.0.0.1:9 for list nodes")
     assert "not-a-token" not in str(res)
 
 
