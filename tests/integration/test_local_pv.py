@@ -116,14 +116,19 @@ def test_a_pv_deleted_by_hand_is_made_again_and_a_label_changed_by_hand_is_put_b
     assert local_pv(lab, tmp_path, volumes=wanted)["rc"] == 0
     core.delete_persistent_volume(made[0])
     wait_until("%s gone" % made[0], lambda: made[0] not in pvs_of(kube, made))
-    core.patch_persistent_volume(made[1], {"metadata": {"labels": {v.NODE_LABEL: "elsewhere", "mine": "stays"}}})
+    core.patch_persistent_volume(made[1], {"metadata": {"labels": {v.VOLUME_LABEL: "elsewhere", "mine": "stays"}}})
 
     res = local_pv(lab, tmp_path, volumes=wanted)
     assert res["rc"] == 0, res.get("msg")
     assert res["created"] == [made[0]] and res["updated"] == [made[1]]
     got = pvs_of(kube, made)
     assert got[made[0]].metadata.labels["tier"] == "ssd"
-    assert got[made[1]].metadata.labels[v.NODE_LABEL] == node and got[made[1]].metadata.labels["mine"] == "stays"
+    assert got[made[1]].metadata.labels[v.VOLUME_LABEL] == "d1" and got[made[1]].metadata.labels["mine"] == "stays"
+
+    # its node label changed by hand: the PV is another node's now, and never patched as this node's
+    core.patch_persistent_volume(made[1], {"metadata": {"labels": {v.NODE_LABEL: "elsewhere"}}})
+    res = local_pv(lab, tmp_path, volumes=wanted)
+    assert res["rc"] != 0 and res["updated"] == [] and "localpv.rollout/node=elsewhere" in res["msg"]
 
 
 def prebind(kube, ns, claim, pv, storage_class="local-storage"):
@@ -250,7 +255,7 @@ def test_an_unreachable_api_server_is_a_clear_error(lab, tmp_path):
     res = local_pv(lab, tmp_path, volumes=[volume("node1", "d0")], kubeconfig=None,
                    host="https://127.0.0.1:9", api_key="not-a-token", validate_certs=False)
     assert res["rc"] != 0
-    assert res["msg"].startswith("cannot reach the API server at https://127.0.0.1:9 for list persistentvolumes")
+    assert res["msg"].startswith("cannot reach the API server at https://127.0.0.1:9 for list nodes")
     assert "not-a-token" not in str(res)
 
 
