@@ -239,9 +239,8 @@ def auth_options(params, env=None):
 
 def _self_sufficient(options):
     """Whether the options alone authenticate, so no kubeconfig is read (kubernetes.core's rule)."""
-    have = lambda *keys: all(options.get(key) for key in keys)  # noqa: E731
-    return have("host", "api_key") or have("host", "username", "password") or \
-        have("host", "client_cert", "client_key")
+    sets = (("host", "api_key"), ("host", "username", "password"), ("host", "client_cert", "client_key"))
+    return any(all(options.get(key) for key in keys) for keys in sets)
 
 
 def _load_kubeconfig(options, configuration):

@@ -398,6 +398,8 @@ def apply_plan(kube, actions):
     server confirmed gets ``confirmed``; a failed one gets ``error``. A volume
     whose capacity is not known yet (check mode) is not sent."""
     todo = [a for a in actions if a["action"] in _WRITERS and a.get("capacity_known", True)]
+    if not todo:
+        return actions
 
     def job(action):
         return lambda: _WRITERS[action["action"]](kube, action)
@@ -489,10 +491,10 @@ def action_diff(action):
             after[key] = before.get(key)
     for view in (before, after):
         view.pop("name", None)
+    done = {"delete": "deleted", "replace": "replaced", "take_over": "taken over"}.get(action["action"], "wanted")
     return {
         "before_header": "PV %s (%s)" % (action["name"], "absent" if not before else "on the server"),
-        "after_header": "PV %s (%s)" % (action["name"], {"delete": "deleted", "replace": "replaced",
-                                                           "take_over": "taken over"}.get(action["action"], "wanted")),
+        "after_header": "PV %s (%s)" % (action["name"], done),
         "before": before,
         "after": after,
     }

@@ -150,7 +150,7 @@ options:
           - Bind volumes only. The capacity of the volume's PV (bytes, or a size such as V(10G)), instead of the
             size of the filesystem its directory sits on.
           - Required when that filesystem is the root filesystem or also holds another bind volume (the plan
-            refuses otherwise): each PV would offer the whole filesystem.
+            refuses otherwise), because each PV would offer the whole filesystem.
         type: raw
   mount_root:
     description: Directory under which volumes are mounted.

@@ -114,7 +114,7 @@ def main():
     with k.api_session(module, result, dry_run=module.check_mode) as kube:
         if p["pvs"]:
             result = workloads.clear_pods(kube, p["pvs"], action=p["action"], timeout=p["timeout"],
-                                       grace_period=p["grace_period"], nodes=p["nodes"] or None)
+                                          grace_period=p["grace_period"], nodes=p["nodes"] or None)
     changed = bool(result["evicted"] or result["deleted"])
     module.exit_json(changed=changed, requests=kube.requests, **result)
 

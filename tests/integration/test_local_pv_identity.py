@@ -22,7 +22,8 @@ import yaml
 from kubernetes import client
 
 from pv_helpers import delete_pvs, local_pv, module, now_rfc3339, pvs_of, unique, volume, wait_until, writes_by_us
-from test_rbac import identity  # noqa: F401  (a fixture: a ServiceAccount with the given rules)
+# a fixture: a ServiceAccount bound to the rules a test gives
+from test_rbac import identity  # noqa: F401 pylint: disable=unused-import
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 

@@ -151,7 +151,6 @@ def test_a_foreign_pv_at_our_path_is_a_conflict_naming_both_pvs():
     assert "second PV (local-node1-ssd0)" in action["reason"]
 
 
-
 def test_a_foreign_pv_on_another_node_or_path_is_not_in_the_way():
     cluster = [provisioner_pv(hostname="node2"), provisioner_pv(name="local-pv-2", path="/mnt/disks/ssd9")]
     assert [a["action"] for a in plan([vol()], cluster)] == ["create"]
@@ -236,3 +235,21 @@ def test_results_list_only_what_the_api_confirmed():
     assert result["changed"] is True and [e["name"] for e in result["errors"]] == ["p2", "p4"]
     nothing = pvs.run_result({"actions": [dict(actions[1])], "hostnames": {}, "invalid": []}, ["a"])
     assert nothing["changed"] is False and nothing["created"] == []
+
+
+def test_a_capacity_known_only_after_apply_is_checked_in_everything_else_and_not_sent():
+    item = dict(node="node1", name="ssd0", path="/mnt/disks/ssd0", fstype="xfs")
+    (volume,), errors = v.normalize_volumes([item], {"capacity_unknown_ok": True})
+    assert errors == [] and volume["capacity"] is None
+    (action,) = plan([volume], [])
+    assert action["action"] == "create" and action["capacity_known"] is False
+    assert pvs.validate_plan([action], hostnames("node1"), {"local-storage"}, dry_run=True) == ([], [])
+    assert "has no capacity" in pvs.validate_plan([action], hostnames("node1"), {"local-storage"})[0][0]
+    pvs.apply_plan(None, [action])   # nothing is sent: no client needed
+    result = pvs.run_result({"actions": [action], "hostnames": {}, "invalid": []}, ["node1"])
+    assert result["capacity_unknown"] == [{"name": "local-node1-ssd0", "node": "node1", "volume": "ssd0",
+                                           "capacity": "known after apply"}]
+    assert result["created"] == [] and result["changed"] is False
+    # an existing PV is not found different only because its capacity is not known yet
+    existing = server_copy(v.pv_manifest(vol(), "node1"))
+    assert [a["action"] for a in plan([volume], [existing])] == ["unchanged"]

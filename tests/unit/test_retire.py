@@ -10,7 +10,6 @@ import time
 import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils import retire
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
 
 def disk(name, parts, system=()):

@@ -64,8 +64,8 @@ def test_a_volume_whose_pv_is_gone_is_reported_not_refused_so_a_rerun_finishes()
 def test_pods_are_matched_to_the_claims_they_mount():
     pods = [{"metadata": {"namespace": "app", "name": "web-0", "uid": "u1",
                           "ownerReferences": [{"kind": "StatefulSet", "name": "web", "controller": True}]},
-             "spec": {"nodeName": "node2", "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}},
-                                                      {"name": "tmp", "emptyDir": {}}]},
+             "spec": {"nodeName": "node2", "volumes": [
+                 {"name": "d", "persistentVolumeClaim": {"claimName": "data"}}, {"name": "tmp", "emptyDir": {}}]},
              "status": {"phase": "Running"}}]
     got = workloads.pods_by_claim(pods)
     assert list(got) == ["app/data"]
