@@ -93,7 +93,7 @@ def test_a_volume_of_the_wrong_shape_is_refused_before_any_request(lab, kube, tm
     res = local_pv(lab, tmp_path, volumes=[good, bad])
     assert res["rc"] != 0 and res["changed"] is False
     assert "volume d1 of node %s (item 1): unknown key(s) size_gb" % node in res["msg"], res["msg"]
-    assert "requests" not in res and pvs_of(kube, made) == {}
+    assert not res["requests"] and pvs_of(kube, made) == {}
 
 
 def test_check_mode_says_what_would_happen_and_changes_nothing(lab, kube, tmp_path, made):
