@@ -30,6 +30,7 @@ SHRINK_ORDER = ("device", "claim", "mount", "pv", "volume", "action")
 MIN_WIDTH = 6
 MARK = "~"
 GAP = "  "
+NARROW_GAP = " "  # between columns of a table that does not fit with GAP
 # local_pv's result keys and the action each stands for
 CHANGE_ACTIONS = (("created", "create"), ("updated", "update"), ("replaced", "replace"), ("deleted", "delete"))
 
@@ -53,9 +54,17 @@ def _device_of(volume):
     """What identifies the storage of a published volume: the disk's stable id
     (with the partition number), else the bind source, else the kernel name."""
     if volume.get("stable_id"):
-        part = volume.get("partition")
+        part = volume.get("partition") or _partition_number(volume.get("disk"), volume.get("device"))
         return volume["stable_id"] + ("-part%s" % part if part else "")
     return volume.get("source") or volume.get("device") or volume.get("disk")
+
+
+def _partition_number(disk, device):
+    """``1`` for disk /dev/nvme0n1 and device /dev/nvme0n1p1 (or /dev/sdb and /dev/sdb1)."""
+    if not disk or not device or device == disk or not device.startswith(disk):
+        return None
+    number = device[len(disk):].lstrip("p")
+    return number if number.isdigit() else None
 
 
 def _row(**values):
@@ -158,15 +167,17 @@ def _cells(report):
     return groups
 
 
-def _columns(report):
-    """The columns worth printing: ACTION only when something is (to be) done."""
+def _columns(report, table=False):
+    """The columns worth printing: ACTION only when something is (to be) done, and in
+    the table only when the rows differ in it (else the summary line says it)."""
     wanted = [c for c in COLUMNS if c[1] != "action"]
-    if any(r["action"] not in ("none", None) for e in report["nodes"] for r in e["volumes"]):
+    actions = set(r["action"] for e in report["nodes"] for r in e["volumes"])
+    if actions - {"none", None} and not (table and len(actions) == 1):
         wanted.append(COLUMNS[-1])
     return wanted
 
 
-def fit_widths(natural, headers, keys, width):
+def fit_widths(natural, headers, keys, width, gap=GAP):
     """Column widths: each column's widest cell, then, while the line is longer than
     ``width``, the widest column of ``SHRINK_ORDER`` above its soft floor gives up one
     character; when all are at their soft floor, the same down to the header's width
@@ -174,7 +185,7 @@ def fit_widths(natural, headers, keys, width):
     widths = list(natural)
     hard = [max(len(h), MIN_WIDTH) for h in headers]
     soft = [max(SOFT_FLOOR.get(k, 0), f) for k, f in zip(keys, hard)]
-    total = sum(widths) + len(GAP) * (len(widths) - 1)
+    total = sum(widths) + len(gap) * (len(widths) - 1)
     for floor in (soft, hard):
         while total > width:
             candidates = [i for i, key in enumerate(keys) if key in SHRINK_ORDER and widths[i] > floor[i]]
@@ -245,14 +256,15 @@ def table_lines(report, width=100):
     for cells in rows:
         if root and cells["mount"].startswith(root):
             cells["mount"] = cells["mount"][len(root):]
-    columns = _columns(report)
+    columns = _columns(report, table=True)
     headers = [c[0] for c in columns]
     keys = [c[1] for c in columns]
     natural = [max([len(h)] + [len(r[k]) for r in rows]) for h, k in zip(headers, keys)]
-    widths = fit_widths(natural, headers, keys, width)
+    gap = GAP if sum(natural) + len(GAP) * (len(natural) - 1) <= width else NARROW_GAP
+    widths = fit_widths(natural, headers, keys, width, gap)
 
     def line(cells):
-        text = GAP.join(cut(cells[c[1]], w, c[2]).ljust(w) for c, w in zip(columns, widths))
+        text = gap.join(cut(cells[c[1]], w, c[2]).ljust(w) for c, w in zip(columns, widths))
         return text.rstrip()[:width]
 
     head = title(report) + (", mounts under %s" % root if root else "")

@@ -79,8 +79,9 @@ options:
     type: int
     default: 100
 notes:
-  - The table groups rows under a C([node]) line, names the mounts' common directory once in its title, and
-    shows an C(ACTION) column only when the run changes (or would change) a PV.
+  - The table groups rows under a C([node]) line, names the mounts' common directory once in its title, sets
+    the columns one space apart when two do not fit, and shows an C(ACTION) column only when the rows differ
+    in what the run does (or would do) to their PV; the summary line counts the actions.
 seealso:
   - module: localpv.rollout.local_pv_info
 """
