@@ -86,7 +86,8 @@ def test_a_token_bound_only_to_the_shipped_role_does_the_whole_job(lab, kube, tm
         assert res["rc"] == 0 and len(res["created"]) == 2, res.get("msg")
         res = local_pv(lab, tmp_path, volumes=[volume(node, "d0", 2 * 2 ** 30)], prune=True,
                        replace_unbound=True, **auth)
-        assert res["rc"] == 0 and res["replaced"] == made[:1] and res["deleted"] == made[1:], res.get("msg")
+        # a capacity change is a patch in place, the unwanted PV a delete
+        assert res["rc"] == 0 and res["updated"] == made[:1] and res["deleted"] == made[1:], res.get("msg")
         res = module(lab, tmp_path, "localpv.rollout.local_pv_info", nodes=[node], **auth)
         assert [p["name"] for p in res["pvs"]] == made[:1], res.get("msg")
     finally:
