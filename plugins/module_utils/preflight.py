@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as scl
 
 PV_ROLE = "deploy/rbac/localpv-rollout-clusterrole.yaml"
 RETIRE_ROLE = "deploy/rbac/localpv-rollout-retire-clusterrole.yaml"
@@ -113,12 +114,12 @@ def storage_class_problems(kube, classes, replace=False):
     are: a class that exists with immutable fields that differ, unless ``replace``."""
     problems = []
     for wanted in classes:
-        manifest = vol.storage_class_manifest(wanted)
+        manifest = scl.storage_class_manifest(wanted)
         name = manifest["metadata"]["name"]
         existing = kube.get_storage_class(name)
         if existing is None:
             continue
-        immutable, _patch = vol.compare_storage_class(manifest, existing)
+        immutable, _patch = scl.compare_storage_class(manifest, existing)
         if immutable and not replace:
             problems.append("StorageClass %s exists with %s different from what is wanted, and the API server does "
                             "not allow changing them: change localpv_storage_classes to match it, or delete the "

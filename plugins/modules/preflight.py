@@ -120,7 +120,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
 from ansible_collections.localpv.rollout.plugins.module_utils import preflight as pf
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as sc
 
 
 def main():
@@ -146,7 +146,7 @@ def main():
         module.no_log_values.update(pf.leaf_strings(p["kubeconfig"]))
     needs = pf.rights_for(p["run"], prune=p["prune"], replace_unbound=p["replace_unbound"], report=p["report"],
                           cordon=p["cordon"], pod_action=p["pod_action"], delete_node=p["delete_node"])
-    classes = [v.normalize_storage_class(item)[0] for item in p["storage_classes"]]
+    classes = [sc.normalize_storage_class(item)[0] for item in p["storage_classes"]]
     where = k.connection_source(p)
     result = dict(changed=False, missing_rights=[], unknown_nodes=[], problems=[])
     with k.api_session(module, result, suffix=" (%s). Nothing was changed." % where) as kube:
