@@ -34,7 +34,10 @@ lab-status:
 	$(LAB) status
 
 # The main job against the lab: prepare the nodes' disks and register their PVs.
+# The lab's site disks are first given back to the site layout if tests left
+# anything else on them (`make test` then `make site`); prepared ones stay as they are.
 site: lab-up
+	$(LAB) site-ready
 	ansible-playbook -i $(STATE)/inventory.yml -e @$(STATE)/site-vars.yml playbooks/site.yml
 
 # Everything CI checks: unit tests, sanity, lint, the integration tests and the

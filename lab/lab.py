@@ -889,6 +889,36 @@ def wipe_disks(node, only=None):
         raise SystemExit("lab: wiping the disks of %s failed: %s" % (node["host"], res.stderr.strip()))
 
 
+def site_labels(entry):
+    """The GPT partition names a site disk carries once `make site` prepared it."""
+    count = entry.get("partitions", 1)
+    names = [entry["name"]] if count == 1 else ["%s-%d" % (entry["name"], i + 1) for i in range(count)]
+    return ["localpv-" + name for name in names]
+
+
+def disk_labels(device):
+    """The GPT partition names on ``device`` (read from the table itself), or None
+    when it carries no partition table."""
+    res = run(["sfdisk", "-J", device], check=False)
+    if res.returncode != 0 or not res.stdout.strip():
+        return None
+    return [p.get("name") for p in json.loads(res.stdout)["partitiontable"].get("partitions", [])]
+
+
+def cmd_site_ready(_args):
+    """Blank the site disks that carry anything but the site layout (test
+    leftovers, or nothing yet), so that `make site` works after `make test`. Disks
+    the site prepared already are left alone: a second `make site` changes nothing."""
+    with open(path("lab.json")) as f:
+        nodes = json.load(f)["nodes"]
+    for node in nodes:
+        stale = [e["device"] for e in site_disks(node)
+                 if e.get("device") and disk_labels(e["device"]) != site_labels(e)]
+        if stale:
+            wipe_disks(node, only=stale)
+            log("blanked %s of %s for the site layout" % (" ".join(stale), node["host"]))
+
+
 def cmd_wipe_disks(args):
     with open(path("lab.json")) as f:
         nodes = json.load(f)["nodes"]
@@ -924,10 +954,12 @@ def main(argv=None):
     sub.add_parser("env", help="print shell exports for kubectl and ansible")
     wipe = sub.add_parser("wipe-disks", help="unmount and wipe the lab disks of the given nodes (default all)")
     wipe.add_argument("hosts", nargs="*")
+    sub.add_parser("site-ready", help="blank the site disks that hold anything but the site layout (test leftovers)")
     args = p.parse_args(argv)
     if os.geteuid() != 0 and args.command in ("up", "down"):
         raise SystemExit("lab: needs root (loop devices and podman with device rules)")
-    commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env, "wipe-disks": cmd_wipe_disks}
+    commands = {"up": cmd_up, "down": cmd_down, "status": cmd_status, "env": cmd_env, "wipe-disks": cmd_wipe_disks,
+                "site-ready": cmd_site_ready}
     return commands[args.command](args) or 0
 
 

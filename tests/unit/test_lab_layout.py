@@ -46,3 +46,8 @@ def test_disk_sizes_must_be_one_or_more_sizes(text):
 
 def test_disk_sizes():
     assert LAB.parse_disk_sizes("1G, 600M") == ["1G", "600M"]
+
+
+def test_make_site_knows_its_own_disks_by_the_partition_names_the_site_layout_gives():
+    labels = [LAB.site_labels(e) for e in LAB.site_disks(node(2 ** 30, 2 ** 30, 2 ** 29)) if e.get("device")]
+    assert labels == [["localpv-ssd0"], ["localpv-data-1", "localpv-data-2"], ["localpv-raw0"]]
