@@ -11,7 +11,7 @@ LOCALPV_LAB_INSTANCE ?= 0
 STATE := $(or $(LOCALPV_LAB_STATE),$(LAB_CACHE)/state$(if $(filter-out 0,$(LOCALPV_LAB_INSTANCE)),-$(LOCALPV_LAB_INSTANCE)))
 export LOCALPV_LAB_STATE := $(STATE)
 # Each checkout links itself as ansible_collections/localpv/rollout in a directory of
-# its own, so that several checkouts (worktrees) can share one cache.
+# its own, so that several checkouts can share one cache.
 CHECKOUT_ID := $(shell printf %s "$(CURDIR)" | sha256sum | cut -c1-12)
 export LOCALPV_COLLECTIONS := $(LAB_CACHE)/collections/$(CHECKOUT_ID)
 export ANSIBLE_COLLECTIONS_PATH := $(LOCALPV_COLLECTIONS)
