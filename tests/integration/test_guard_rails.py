@@ -188,7 +188,7 @@ def test_decommission_without_one_right_stops_before_any_pod_volume_or_claim_is_
         lab, kube, tmp_path, identity, scenario, verb, resource, role_file):  # noqa: F811
     s = scenario
     a = s.tag + "-a"
-    (pv,) = s.setup([{"name": a, "bind": "/data/%s/%s" % (s.tag, a)}])
+    (pv,) = s.setup([{"name": a, "bind": "/data/%s/%s" % (s.tag, a), "capacity": "1G"}])
     s.deployment("db", "db")
     s.bound_claims(1)
     kubeconfig = kubeconfig_for(tmp_path, identity(without(shipped_rules(PV_ROLE, RETIRE_ROLE), verb, resource)))
@@ -258,7 +258,8 @@ def test_an_unknown_node_in_decommission_nodes_stops_the_run(lab, scenario):
 def test_a_misspelled_option_stops_a_decommission_before_it_widens_to_the_whole_node(lab, scenario):
     s = scenario
     a, b = s.tag + "-a", s.tag + "-b"
-    s.setup([{"name": a, "bind": "/data/%s/%s" % (s.tag, a)}, {"name": b, "bind": "/data/%s/%s" % (s.tag, b)}])
+    s.setup([{"name": a, "bind": "/data/%s/%s" % (s.tag, a), "capacity": "1G"},
+             {"name": b, "bind": "/data/%s/%s" % (s.tag, b), "capacity": "1G"}])
     since = now_rfc3339()
     res = s.decommission(decommission_volume=a)
     assert res.returncode != 0
@@ -285,7 +286,7 @@ def test_tags_split_a_site_run_into_the_disks_and_the_pvs(lab, kube, blank_fleet
     host = "node1"
     info = lab.node(host)
     disks = [{"name": "ssd0", "device": info["disks"][0]["path"], "fstype": "xfs"},
-             {"name": "vol1", "bind": "/data/k8s/localpv/vol1"}]
+             {"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "1G"}]
     ev = {"localpv_disks": disks, "pv_register_prune": False}
     names = set(v.pv_name(info["node_name"], d["name"]) for d in disks)
     since = now_rfc3339()
