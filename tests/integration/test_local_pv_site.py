@@ -16,7 +16,8 @@ from ansible_collections.localpv.rollout.plugins.module_utils import volumes as 
 
 # Prune is left off: other tests make PVs of their own on the same lab nodes at the
 # same time, and pruning is tested on nodes of its own in test_local_pv.py.
-SITE_VARS = {"localpv_disks": "{{ lab_site_disks }}", "pv_register_prune": False}
+# as the lab's site-vars.yml: its nodes have no udev, so the block volume opts in to kernel names
+SITE_VARS = {"localpv_disks": "{{ lab_site_disks }}", "pv_register_prune": False, "localpv_allow_kernel_names": True}
 
 
 def expected_volumes(lab):
