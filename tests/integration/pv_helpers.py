@@ -130,6 +130,22 @@ def delete_pvs(kube, names):
                 raise
 
 
+def remove_test_space(kube, tag, pvs):
+    """Take down a test's namespace and StorageClass ``tag`` and its PVs ``pvs`` in
+    the safe order: workloads and pods, then claims, then PVs."""
+    core, storage, apps = client.CoreV1Api(kube), client.StorageV1Api(kube), client.AppsV1Api(kube)
+    for sts in apps.list_namespaced_stateful_set(tag).items:
+        apps.delete_namespaced_stateful_set(sts.metadata.name, tag)
+    for pod in core.list_namespaced_pod(tag).items:
+        core.delete_namespaced_pod(pod.metadata.name, tag, grace_period_seconds=0)
+    wait_until("pods of %s gone" % tag, lambda: not core.list_namespaced_pod(tag).items)
+    for pvc in core.list_namespaced_persistent_volume_claim(tag).items:
+        core.delete_namespaced_persistent_volume_claim(pvc.metadata.name, tag)
+    core.delete_namespace(tag)
+    delete_pvs(kube, pvs)
+    storage.delete_storage_class(tag)
+
+
 def now_rfc3339():
     """A timestamp comparable with audit events' stageTimestamp (UTC, microseconds)."""
     import datetime

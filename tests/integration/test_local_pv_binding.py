@@ -6,7 +6,7 @@ use the PVs and the StorageClass our modules made, on the lab's kwok nodes."""
 import pytest
 from kubernetes import client
 
-from pv_helpers import delete_pvs, local_pv, module, unique, volume, wait_until
+from pv_helpers import local_pv, module, remove_test_space, unique, volume, wait_until
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
@@ -14,7 +14,7 @@ from ansible_collections.localpv.rollout.plugins.module_utils import volumes as 
 @pytest.fixture
 def scenario(lab, kube, tmp_path):
     """A namespace and a StorageClass of our own (so no other test's PVs can bind)."""
-    core, storage = client.CoreV1Api(kube), client.StorageV1Api(kube)
+    core = client.CoreV1Api(kube)
     tag = unique("seed")
     made = {"ns": tag, "sc": tag, "pvs": []}
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=tag)))
@@ -23,18 +23,7 @@ def scenario(lab, kube, tmp_path):
     res = module(lab, tmp_path, "localpv.rollout.local_storage_class", storage_classes=[{"name": tag}])
     assert res.get("failed") is not True, res.get("msg")
     yield made
-    # the safe order: pods, then claims, then PVs
-    apps = client.AppsV1Api(kube)
-    for sts in apps.list_namespaced_stateful_set(tag).items:
-        apps.delete_namespaced_stateful_set(sts.metadata.name, tag)
-    for pod in core.list_namespaced_pod(tag).items:
-        core.delete_namespaced_pod(pod.metadata.name, tag, grace_period_seconds=0)
-    wait_until("pods of %s gone" % tag, lambda: not core.list_namespaced_pod(tag).items)
-    for pvc in core.list_namespaced_persistent_volume_claim(tag).items:
-        core.delete_namespaced_persistent_volume_claim(pvc.metadata.name, tag)
-    core.delete_namespace(tag)
-    delete_pvs(kube, made["pvs"])
-    storage.delete_storage_class(tag)
+    remove_test_space(kube, tag, made["pvs"])
 
 
 def register(lab, tmp_path, scenario, nodes, per_node=1):

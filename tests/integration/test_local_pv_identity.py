@@ -21,7 +21,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from pv_helpers import delete_pvs, local_pv, module, now_rfc3339, pvs_of, unique, volume, wait_until, writes_by_us
+from pv_helpers import delete_pvs, local_pv, module, now_rfc3339, pvs_of, remove_test_space, unique, volume, wait_until, writes_by_us
 # a fixture: a ServiceAccount bound to the rules a test gives
 from test_rbac import identity  # noqa: F401 pylint: disable=unused-import
 
@@ -42,7 +42,7 @@ def made(kube):
 def space(lab, kube, tmp_path):
     """A namespace and a StorageClass of the test's own; pods, claims, PVs and both
     removed afterwards in the safe order."""
-    core, storage = client.CoreV1Api(kube), client.StorageV1Api(kube)
+    core = client.CoreV1Api(kube)
     tag = unique("ident")
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=tag)))
     wait_until("default ServiceAccount in %s" % tag, lambda: core.list_namespaced_service_account(
@@ -51,14 +51,7 @@ def space(lab, kube, tmp_path):
     assert res.get("failed") is not True, res.get("msg")
     made = {"tag": tag, "pvs": []}
     yield made
-    for pod in core.list_namespaced_pod(tag).items:
-        core.delete_namespaced_pod(pod.metadata.name, tag, grace_period_seconds=0)
-    wait_until("pods of %s gone" % tag, lambda: not core.list_namespaced_pod(tag).items)
-    for pvc in core.list_namespaced_persistent_volume_claim(tag).items:
-        core.delete_namespaced_persistent_volume_claim(pvc.metadata.name, tag)
-    core.delete_namespace(tag)
-    delete_pvs(kube, made["pvs"])
-    storage.delete_storage_class(tag)
+    remove_test_space(kube, tag, made["pvs"])
 
 
 def fnv1a32(data):
