@@ -80,8 +80,9 @@ job_unit() {  # job_unit CORE-MINOR [KCORE-DIR|-] [KUBERNETES-VERSION]
   (cd "$repo" && LOCALPV_COLLECTIONS=$roots "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit)
 }
 
-job_sanity() {  # job_sanity CORE-MINOR
-  LOCALPV_SANITY_CORE="$1.*" bash "$repo/tests/sanity/run.sh"
+job_sanity() {  # job_sanity CORE-MINOR (its last line, the one run_job prints, counts the tests)
+  LOCALPV_SANITY_CORE="$1.*" bash "$repo/tests/sanity/run.sh" || return
+  echo "$(grep -c '^Running sanity test' "$matrix/logs/sanity-core-$1.log") sanity tests passed"
 }
 
 run_job() {  # run_job NAME COMMAND...: log to a file, print "NAME rc seconds"
