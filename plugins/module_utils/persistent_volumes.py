@@ -8,7 +8,8 @@ nodeAffinity pins it to plus its ``spec.local.path``, across every PV of the
 cluster, whoever made it. A run reads every PV in one paginated LIST, streamed
 into a :class:`PvIndex` that keeps only what the plan needs (the names of all
 PVs, the PVs at the paths the run wants, and the owned PVs of the nodes in
-scope), so memory does not grow with full objects of unrelated PVs.
+scope), each in a compact form (:class:`Listed`), so memory does not grow with
+full objects: 100,000 PVs fit in a few hundred MiB.
 
 Then a plan (:func:`plan_pvs`, pure), a validation of everything the API
 server would refuse (:func:`validate_plan`), and only then the writes, each
@@ -18,6 +19,9 @@ reported only once the API server confirmed it.
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+import hashlib
+import json
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
 from ansible_collections.localpv.rollout.plugins.module_utils import workloads
@@ -62,13 +66,46 @@ def _slim(pv):
     return {"metadata": slim_meta, "spec": slim_spec, "status": {"phase": (pv.get("status") or {}).get("phase")}}
 
 
+def view_digest(pv):
+    """A digest of the part of a PV this collection manages (its name aside): a PV
+    whose digest equals that of the manifest wanted at its place needs no change."""
+    view = vol.pv_view(pv)
+    view.pop("name", None)
+    return hashlib.sha256(json.dumps(view, sort_keys=True, separators=(",", ":")).encode("utf-8")).digest()[:16]
+
+
+class Listed:
+    """One PV of the index, compact: its slim form as JSON text (decoded by
+    :meth:`pv` only when a plan step needs more) and what the plan looks at for
+    every PV: the digest of its managed view, whether it is being deleted, its
+    claim, and for an owned PV its node and volume labels."""
+
+    __slots__ = ("name", "text", "view", "deleting", "claim", "owner")
+
+    def __init__(self, pv):
+        slim = _slim(pv)
+        meta = slim["metadata"]
+        labels = meta.get("labels") or {}
+        self.name = meta.get("name")
+        self.text = json.dumps(slim, separators=(",", ":"))
+        self.view = view_digest(slim)
+        self.deleting = bool(meta.get("deletionTimestamp"))
+        self.claim = vol.claim_of(slim)
+        self.owner = (labels.get(vol.NODE_LABEL), labels.get(vol.VOLUME_LABEL)) if owned(slim) else None
+
+    def pv(self):
+        """The slim PV (a PV-shaped dict), decoded anew on each call."""
+        return json.loads(self.text)
+
+
 class PvIndex:
     """What one LIST of every PV tells a run, fed one PV at a time (:meth:`add`).
 
     ``paths``: the paths the run wants; ``scope_labels``: the ``localpv.rollout/node``
     label values of the nodes in scope. Keeps the names of all PVs, the PVs at
-    those paths (any owner), the owned PVs of the nodes in scope, and per node
-    label the hostname values of owned PVs; nothing else.
+    those paths (any owner), the owned PVs of the nodes in scope (each as a
+    :class:`Listed`), and per node label the hostname values of owned PVs;
+    nothing else.
     """
 
     def __init__(self, paths=(), scope_labels=()):
@@ -79,7 +116,7 @@ class PvIndex:
     def reset(self):
         self.count = 0
         self.names = set()
-        self.at_path = {}
+        self.at_path = {}      # (hostname value, path): PVs there; every node of a fleet has the same paths
         self.owned = {}
         self.owned_hostnames = {}
 
@@ -89,23 +126,30 @@ class PvIndex:
         self.names.add(meta.get("name"))
         mine = owned(pv)
         label = (meta.get("labels") or {}).get(vol.NODE_LABEL)
-        if mine and label:
-            hostname = vol.affinity_hostname(pv)
-            if hostname:
-                self.owned_hostnames.setdefault(label, set()).add(hostname)
+        hostname = vol.affinity_hostname(pv)
+        if mine and label and hostname:
+            self.owned_hostnames.setdefault(label, set()).add(hostname)
         path = _path(pv)
         in_scope = mine and label in self.scope_labels
         if not in_scope and path not in self.paths:
             return
-        slim = _slim(pv)
+        listed = Listed(pv)
         if path in self.paths:
-            self.at_path.setdefault(path, []).append(slim)
+            self.at_path.setdefault((hostname, path), []).append(listed)
         if in_scope:
-            self.owned[meta.get("name")] = slim
+            self.owned[listed.name] = listed
 
     def at(self, hostname, path):
-        """PVs of any owner at ``path`` on the node of ``hostname``."""
-        return [pv for pv in self.at_path.get(path, ()) if vol.affinity_hostname(pv) == hostname]
+        """The PVs (as :class:`Listed`) of any owner at ``path`` on the node of ``hostname``."""
+        return self.at_path.get((hostname, path), [])
+
+    def owned_by_volume(self):
+        """``{(node label, volume label): [owned PVs as Listed, by name]}``: where a
+        volume's PV went when its path or hostname changed, in one pass."""
+        found = {}
+        for name in sorted(self.owned):
+            found.setdefault(self.owned[name].owner, []).append(self.owned[name])
+        return found
 
 
 def read_cluster(kube, volumes, scope_nodes):
@@ -151,7 +195,7 @@ def plan_existing(base, existing, replace_unbound=False, take_over=False):
     if existing["metadata"].get("deletionTimestamp"):
         return dict(base, action="conflict", reason="%s is being deleted (finalizers %s); run again once it is "
                     "gone" % (_describe(existing), ", ".join(existing["metadata"].get("finalizers") or []) or "none"))
-    immutable, patch = vol.compare_pv(base["manifest"], existing)
+    immutable, patch = vol.compare_pv(manifest_of(base), existing)
     if immutable:
         if base["claim"]:
             reason = "%s needs %s changed, which cannot change in place, and a bound PV is never deleted; " \
@@ -177,7 +221,7 @@ def plan_existing(base, existing, replace_unbound=False, take_over=False):
 def _match(volume, hostname, index, take_over):
     """The PV already at the volume's identity: ``(pv, None)``, ``(None, None)``
     when there is none, or ``(None, reason)`` when that is a conflict."""
-    there = index.at(hostname, volume["path"].rstrip("/") or "/")
+    there = [listed.pv() for listed in index.at(hostname, volume["path"].rstrip("/") or "/")]
     where = "path %s on node %s (hostname %s)" % (volume["path"], volume["node"], hostname)
     if len(there) > 1:
         return None, "%s already holds %d PVs: %s; one disk must have one PV, remove all but one" % (
@@ -196,15 +240,12 @@ def _match(volume, hostname, index, take_over):
     return pv, None
 
 
-def _moved(volume, index, claimed):
+def _moved(volume, owned_by_volume, claimed):
     """An owned PV of this node and volume (by labels) at another identity: the
     volume's path or hostname changed."""
     want = (vol.label_value(volume["node"]), vol.label_value(volume["name"]))
-    for name, pv in sorted(index.owned.items()):
-        labels = pv["metadata"].get("labels") or {}
-        if name not in claimed and (labels.get(vol.NODE_LABEL), labels.get(vol.VOLUME_LABEL)) == want:
-            return pv
-    return None
+    found = next((pv for pv in owned_by_volume.get(want, ()) if pv.name not in claimed), None)
+    return found.pv() if found else None
 
 
 def plan_pvs(volumes, hostnames, index, scope_nodes, prune=False, replace_unbound=False, take_over=False):
@@ -218,34 +259,59 @@ def plan_pvs(volumes, hostnames, index, scope_nodes, prune=False, replace_unboun
     ``action`` (create, patch, take_over, replace, delete, unchanged, conflict,
     stale, kept_bound), ``name``, ``node``, ``volume`` and what it needs.
     """
-    actions, claimed, seen = [], set(), {}
+    actions, claimed, seen, absent = [], set(), {}, []
     for volume in volumes:
         hostname = hostnames[volume["node"]][0]
-        base = {"name": volume["pv_name"], "node": volume["node"], "volume": volume["name"],
-                "manifest": vol.pv_manifest(volume, hostname), "capacity_known": volume["capacity"] is not None}
+        base = {"name": volume["pv_name"], "node": volume["node"], "volume": volume["name"], "wanted": volume,
+                "hostname": hostname, "capacity_known": volume["capacity"] is not None}
         key = (hostname, volume["path"].rstrip("/") or "/")
         if key in seen:
             actions.append(dict(base, action="conflict", reason="volumes %s and %s/%s are the same disk: path %s "
                                 "on hostname %s" % (seen[key], volume["node"], volume["name"], key[1], hostname)))
             continue
         seen[key] = "%s/%s" % (volume["node"], volume["name"])
+        there = index.at(*key)
+        if len(there) == 1 and not there[0].deleting and there[0].view == view_digest(manifest_of(base)):
+            # The PV there is the one wanted, to the last managed field (its labels
+            # say ours and this node): nothing to decode or compare.
+            claimed.add(there[0].name)
+            actions.append(_settled(dict(base, name=there[0].name, claim=there[0].claim, held=[],
+                                         action="unchanged")))
+            continue
         pv, reason = _match(volume, hostname, index, take_over)
         if reason:
             actions.append(dict(base, action="conflict", reason=reason))
         elif pv is not None:
             claimed.add(pv["metadata"]["name"])
-            actions.append(plan_existing(base, pv, replace_unbound, take_over=not owned(pv)))
+            actions.append(_settled(plan_existing(base, pv, replace_unbound, take_over=not owned(pv))))
         else:
             actions.append(base)
-    for action in actions:
-        if "action" not in action:
-            action.update(_plan_absent(action, volumes, index, claimed, replace_unbound))
+            absent.append((base, volume))
+    # second pass: a PV claimed by its identity above is not taken again as a moved one
+    owned_by_volume = index.owned_by_volume() if absent else {}
+    for base, volume in absent:
+        base.update(_plan_absent(base, volume, owned_by_volume, index, claimed, replace_unbound))
+        _settled(base)
     return actions + _plan_unwanted(index, scope_nodes, claimed, prune)
 
 
-def _plan_absent(base, volumes, index, claimed, replace_unbound):
-    volume = next(v for v in volumes if v["node"] == base["node"] and v["name"] == base["volume"])
-    moved = _moved(volume, index, claimed)
+def manifest_of(action):
+    """The PV manifest an action wants, built when needed: a run over 100,000
+    volumes does not keep 100,000 manifests."""
+    return vol.pv_manifest(action["wanted"], action["hostname"])
+
+
+def _settled(action):
+    """An action that writes nothing keeps no PV and no volume: the run's memory is
+    the writes it makes, not the PVs it looked at."""
+    if action["action"] not in WRITE_ACTIONS:
+        action.pop("existing", None)
+        action.pop("wanted", None)
+    return action
+
+
+def _plan_absent(base, volume, owned_by_volume, index, claimed, replace_unbound):
+    moved = _moved(volume, owned_by_volume, claimed)
     if moved is not None:
         claimed.add(moved["metadata"]["name"])
         return plan_existing(base, moved, replace_unbound)
@@ -258,19 +324,17 @@ def _plan_absent(base, volumes, index, claimed, replace_unbound):
 def _plan_unwanted(index, scope_nodes, claimed, prune):
     scope = dict((vol.label_value(n), n) for n in scope_nodes)
     actions = []
-    for name, pv in sorted(index.owned.items()):
-        labels = pv["metadata"].get("labels") or {}
-        if name in claimed or pv["metadata"].get("deletionTimestamp"):
+    for name, listed in sorted(index.owned.items()):
+        if name in claimed or listed.deleting:
             continue
-        base = {"name": name, "node": scope[labels.get(vol.NODE_LABEL)], "existing": pv,
-                "volume": labels.get(vol.VOLUME_LABEL), "claim": vol.claim_of(pv)}
+        base = {"name": name, "node": scope[listed.owner[0]], "volume": listed.owner[1], "claim": listed.claim}
         if not prune:
             actions.append(dict(base, action="stale"))
         elif base["claim"]:
             actions.append(dict(base, action="kept_bound", reason="PV %s is no longer wanted but bound to claim %s; "
                                 "it is kept" % (name, base["claim"])))
         else:
-            actions.append(dict(base, action="delete"))
+            actions.append(dict(base, action="delete", existing=listed.pv()))
     return actions
 
 
@@ -292,9 +356,9 @@ def validate_plan(actions, hostnames, storage_classes, dry_run=False):
                           "hostname_labels for it" % (node, value, source))
     missing = {}
     for action in actions:
-        if action["action"] not in WRITE_ACTIONS or "manifest" not in action:
+        if action["action"] not in WRITE_ACTIONS or "wanted" not in action:
             continue
-        cls = action["manifest"]["spec"]["storageClassName"]
+        cls = action["wanted"]["storage_class"]
         if storage_classes is not None and cls not in storage_classes:
             missing.setdefault(cls, []).append(action["name"])
         if not action.get("capacity_known", True) and not dry_run:
@@ -310,18 +374,20 @@ def validate_plan(actions, hostnames, storage_classes, dry_run=False):
 # --- The writes ---------------------------------------------------------------------
 
 def _create(kube, action):
+    manifest = manifest_of(action)
     try:
-        return kube.create_pv(action["manifest"])
+        kube.create_pv(manifest)
+        return
     except KubeError as exc:
         if exc.status != 409:
             raise
     # Created by an earlier try whose answer was lost, or by a concurrent run,
     # or someone else's: look before deciding.
     pv = kube.get_pv(action["name"])
-    if pv is not None and owned(pv) and identity(pv) == identity(action["manifest"]):
-        immutable, patch = vol.compare_pv(action["manifest"], pv)
+    if pv is not None and owned(pv) and identity(pv) == identity(manifest):
+        immutable, patch = vol.compare_pv(manifest, pv)
         if not immutable and not patch:
-            return pv
+            return
     raise KubeError("PV %s appeared while this run was creating it and differs from what is wanted; run again"
                     % action["name"] if pv is not None and owned(pv) else
                     "PV %s already exists and is not managed by localpv.rollout" % action["name"],
@@ -336,11 +402,12 @@ def _patch(kube, action, tries=3):
     uid = existing["metadata"].get("uid")
     for attempt in range(tries):
         if not patch:
-            return existing
+            return
         body = dict(patch, metadata=dict(patch.get("metadata") or {},
                                          resourceVersion=existing["metadata"].get("resourceVersion")))
         try:
-            return kube.patch_pv(action["name"], body)
+            kube.patch_pv(action["name"], body)
+            return
         except KubeError as exc:
             if exc.status != 409 or attempt == tries - 1:
                 raise
@@ -432,7 +499,7 @@ def reconcile_local_pvs(kube, volumes, nodes=(), prune=False, replace_unbound=Fa
     actions = plan_pvs(volumes, hostnames, index, scope, prune=prune, replace_unbound=replace_unbound,
                        take_over=take_over)
     classes = None
-    if any(a["action"] in WRITE_ACTIONS and "manifest" in a for a in actions):
+    if any(a["action"] in WRITE_ACTIONS and "wanted" in a for a in actions):
         classes = set(c["metadata"]["name"] for c in kube.list_storage_classes())
     invalid, warnings = validate_plan(actions, hostnames, classes, dry_run=kube.dry_run)
     result = {"actions": actions, "hostnames": hostnames, "invalid": invalid, "warnings": warnings,
@@ -481,9 +548,9 @@ def action_diff(action):
     before = vol.pv_view(action["existing"]) if action.get("existing") else {}
     after = {}
     if action["action"] in ("create", "replace"):
-        after = vol.pv_view(action["manifest"])
+        after = vol.pv_view(manifest_of(action))
     elif action["action"] in ("patch", "take_over"):
-        after = vol.pv_view(action["manifest"])
+        after = vol.pv_view(manifest_of(action))
         # Labels and annotations of others stay; show them on both sides.
         after["labels"] = dict(before["labels"], **after["labels"])
         for key, value in ((action.get("patch") or {}).get("metadata", {}).get("labels") or {}).items():

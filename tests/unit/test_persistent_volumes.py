@@ -198,7 +198,7 @@ def test_the_index_keeps_only_what_the_plan_needs():
     index.add(provisioner_pv(name="unrelated", path="/x"))
     index.add(server_copy(v.pv_manifest(vol(node="node7", name="z"), "node7")))
     assert index.count == 3 and index.names == {"local-pv-5a1c2e7b", "unrelated", "local-node7-z"}
-    assert list(index.at_path) == ["/mnt/disks/ssd0"] and index.owned == {}
+    assert list(index.at_path) == [("node1", "/mnt/disks/ssd0")] and index.owned == {}
     assert index.owned_hostnames == {"node7": {"node7"}}
 
 
