@@ -75,9 +75,11 @@ def collections_path():
 
 
 def volumes(run, n, prefix, node_count=50):
-    """N volumes spread over node_count nodes that have not joined (as in provisioning)."""
+    """N volumes spread over node_count nodes that have not joined (as in provisioning),
+    with the same volume names and paths on every node, as in a fleet."""
     nodes = ["%s-%s-n%04d" % (prefix, run, i) for i in range(min(node_count, n) or 1)]
-    return [{"node": nodes[i % len(nodes)], "name": "d%06d" % i, "path": "/mnt/disks/d%06d" % i,
+    return [{"node": nodes[i % len(nodes)], "name": "d%04d" % (i // len(nodes)),
+             "path": "/mnt/disks/d%04d" % (i // len(nodes)),
              "fstype": "xfs", "capacity": 100 * GIB} for i in range(n)], nodes
 
 

@@ -7,15 +7,19 @@ Connection options are kubernetes.core's (``AUTH_ARG_SPEC``, doc fragment
 ``kubernetes.core.k8s_auth_options``, ``K8S_AUTH_*`` variables, kubeconfig),
 and so is the code that turns them into a ``kubernetes.client.Configuration``.
 What we do not take from kubernetes.core is its dynamic client: building it
-costs a ``/version`` request and API discovery on every run, and the typed
-APIs for PersistentVolumes, Nodes, StorageClasses, PVCs and Pods need none.
+costs a ``/version`` request and API discovery on every run. Nor do we use the
+typed API classes (``CoreV1Api``...): importing them loads hundreds of model
+classes (about a second on every module run) and each call validates its
+arguments again. Requests go out as JSON over the ``ApiClient``'s own connection
+pool, which carries the TLS, proxy and certificate settings of the configuration,
+with its default headers and its authentication (refreshed tokens included).
 
 Bulk work goes through one pooled ``ApiClient`` shared by a bounded pool of
 threads; every request is retried with exponential backoff and jitter on 429,
 5xx and connection errors/timeouts, and every failure becomes a
 :class:`KubeError` whose message names the verb, the resource and the object.
-Responses are read as JSON dicts (``_preload_content=False``): turning 10,000
-PVs into model objects costs more than fetching them.
+Responses are read as JSON dicts: turning 10,000 PVs into model objects costs
+more than fetching them.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -36,8 +40,15 @@ except ImportError:  # pragma: no cover - kubernetes.core is a declared dependen
     AUTH_ARG_SPEC = {}
 
 try:
+    from urllib.parse import quote, urlencode
+except ImportError:  # pragma: no cover - Python 2 controllers are not supported
+    from urllib import quote, urlencode
+
+try:
     import kubernetes
     import urllib3
+    from kubernetes.client.api_client import ApiClient
+    from kubernetes.client.configuration import Configuration
     from kubernetes.client.rest import ApiException
     HAS_KUBERNETES = True
     KUBERNETES_IMPORT_ERROR = None
@@ -297,7 +308,7 @@ def build_configuration(params, env=None):
     if not HAS_KUBERNETES:
         raise KubeError("the Python library 'kubernetes' is required: %s" % KUBERNETES_IMPORT_ERROR)
     options = auth_options(params, env)
-    configuration = kubernetes.client.Configuration()
+    configuration = Configuration()
     source = options.get("kubeconfig")
     if isinstance(source, str) and not _self_sufficient(options) and not os.path.isfile(os.path.expanduser(source)):
         raise KubeError("the kubeconfig file %s does not exist: fix the path (the kubeconfig option or variable, "
@@ -343,7 +354,7 @@ class Kube:
                  timeout=DEFAULT_TIMEOUT, dry_run=False, sleep=time.sleep):
         self.workers = max(1, int(workers or DEFAULT_WORKERS))
         self.retries = max(0, int(retries))
-        self.timeout = (min(10, timeout), timeout)
+        self.timeout = urllib3.Timeout(connect=min(10, timeout), read=timeout)
         self.dry_run = bool(dry_run)
         self.host = configuration.host
         self._sleep = sleep
@@ -351,14 +362,13 @@ class Kube:
         self.requests = {}
         # One connection per worker, kept alive across requests.
         configuration.connection_pool_maxsize = max(self.workers, configuration.connection_pool_maxsize or 0)
-        self.api_client = kubernetes.client.ApiClient(configuration)
+        self.configuration = configuration
+        self.api_client = ApiClient(configuration)
         self.api_client.user_agent = "localpv.rollout"
         for header, value in (headers or {}).items():
             for one in (value if isinstance(value, list) else [value]):
                 name = _RepeatedHeader(header) if isinstance(value, list) else header
                 self.api_client.set_default_header(name, one)
-        self.core = kubernetes.client.CoreV1Api(self.api_client)
-        self.storage = kubernetes.client.StorageV1Api(self.api_client)
 
     @classmethod
     def from_params(cls, params, dry_run=False, **kwargs):
@@ -377,34 +387,51 @@ class Kube:
         with self._lock:
             self.requests[verb] = self.requests.get(verb, 0) + 1
 
-    def call(self, verb, resource, name, fn, *args, **kwargs):
-        """Call typed API method ``fn`` with retries; return the response as a dict.
+    def _headers(self, content_type):
+        headers = dict(self.api_client.default_headers)
+        headers["Accept"] = "application/json"
+        if content_type:
+            headers["Content-Type"] = content_type
+        # asked on every request: a token from an exec plugin is refreshed here
+        for setting in self.configuration.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        return headers
+
+    def call(self, verb, resource, name, method, path, query=None, body=None,
+             content_type="application/json", retry_statuses=RETRY_STATUSES):
+        """One API request (``method`` on ``path``, ``query`` pairs, a JSON ``body``)
+        with retries; returns the response as a dict.
 
         Raises :class:`KubeError`. ``verb``/``resource``/``name`` are only used
         for counting and messages. ``retry_statuses`` narrows which HTTP statuses
         are tried again (an eviction's 429 is a PodDisruptionBudget's answer,
         not throttling).
         """
-        statuses = kwargs.pop("retry_statuses", RETRY_STATUSES)
-        kwargs["_preload_content"] = False
-        kwargs.setdefault("_request_timeout", self.timeout)
+        url = self.host + path
+        pairs = [(key, value) for key, value in (query or ()) if value is not None]
+        if pairs:
+            url += "?" + urlencode(pairs)
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        pool = self.api_client.rest_client.pool_manager
         attempt = 0
         while True:
             self._count(verb)
             try:
-                response = fn(*args, **kwargs)
-                data = response.data if hasattr(response, "data") else response.read()
-                return json.loads(data) if data else {}
+                response = pool.request(method, url, body=data, headers=self._headers(content_type if data else None),
+                                        timeout=self.timeout, retries=False)
+                if not 200 <= response.status < 300:
+                    raise _api_exception(response)
+                return json.loads(response.data) if response.data else {}
             except Exception as exc:  # ApiException, urllib3 and socket errors
                 status = getattr(exc, "status", None) if isinstance(exc, ApiException) else None
-                if attempt < self.retries and is_retryable(exc) and (status is None or status in statuses):
+                if attempt < self.retries and is_retryable(exc) and (status is None or status in retry_statuses):
                     self._sleep(backoff_delay(attempt, server_hint=retry_after(exc)))
                     attempt += 1
                     continue
                 raise describe_error(exc, verb, resource, name, self.host)
 
-    def scan(self, resource, fn, add, start=None, label_selector=None, field_selector=None, limit=PAGE_SIZE,
-             **kwargs):
+    def scan(self, resource, path, add, start=None, label_selector=None, field_selector=None, limit=PAGE_SIZE):
         """Feed every item of a paginated LIST (``limit``/``continue``) to ``add``,
         one page in memory at a time. If the continue token expires mid-way
         (410), ``start()`` is called and the LIST starts over once, so what was
@@ -415,8 +442,9 @@ class Kube:
                 start()
             try:
                 while True:
-                    page = self.call("list", resource, None, fn, label_selector=label_selector,
-                                     field_selector=field_selector, limit=limit, _continue=token, **kwargs)
+                    page = self.call("list", resource, None, "GET", path, query=[
+                        ("labelSelector", label_selector), ("fieldSelector", field_selector), ("limit", limit),
+                        ("continue", token)])
                     for item in page.get("items") or []:
                         add(item)
                     token = (page.get("metadata") or {}).get("continue")
@@ -426,10 +454,10 @@ class Kube:
                 if exc.status != 410 or restart:
                     raise
 
-    def list(self, resource, fn, **kwargs):
+    def list(self, resource, path, **kwargs):
         """All items of a paginated LIST, as one list (see :meth:`scan`)."""
         items = []
-        self.scan(resource, fn, items.append, start=lambda: items.__setitem__(slice(None), []), **kwargs)
+        self.scan(resource, path, items.append, start=lambda: items.__setitem__(slice(None), []), **kwargs)
         return items
 
     def run(self, jobs):
@@ -449,11 +477,11 @@ class Kube:
         with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
             return list(pool.map(wrap, jobs))
 
-    def _write_kwargs(self):
-        kwargs = {"field_manager": FIELD_MANAGER}
+    def _write_query(self):
+        query = [("fieldManager", FIELD_MANAGER)]
         if self.dry_run:
-            kwargs["dry_run"] = DRY_RUN_ALL
-        return kwargs
+            query.append(("dryRun", DRY_RUN_ALL))
+        return query
 
     def _delete_options(self, uid=None, resource_version=None, grace_period=None):
         preconditions = dict((key, value) for key, value in (("uid", uid), ("resourceVersion", resource_version))
@@ -465,22 +493,29 @@ class Kube:
             body["dryRun"] = [DRY_RUN_ALL]
         return body
 
-    def get(self, resource, name, fn, *args):
+    def get(self, resource, name, path):
         """The object, or None when there is none (404)."""
         try:
-            return self.call("get", resource, name, fn, *args)
+            return self.call("get", resource, name, "GET", path)
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
 
-    def delete(self, resource, name, fn, *args, **options):
+    def create(self, resource, name, path, body):
+        return self.call("create", resource, name, "POST", path, query=self._write_query(), body=body)
+
+    def patch(self, resource, name, path, patch, content_type="application/merge-patch+json"):
+        return self.call("patch", resource, name, "PATCH", path, query=self._write_query(), body=patch,
+                         content_type=content_type)
+
+    def delete(self, resource, name, path, **options):
         """Delete with preconditions (``uid``, ``resource_version``): the very object
         we looked at, or a 409. Returns True when the API confirmed the delete,
         False when the object was not there (404): a delete whose first answer
         was lost and that was sent again gets exactly that, and it is done."""
         try:
-            self.call("delete", resource, name, fn, *args, body=self._delete_options(**options))
+            self.call("delete", resource, name, "DELETE", path, body=self._delete_options(**options))
             return True
         except KubeError as exc:
             if exc.status == 404:
@@ -490,55 +525,50 @@ class Kube:
     # --- PersistentVolumes ---------------------------------------------------
 
     def scan_pvs(self, add, start=None, label_selector=None, limit=PAGE_SIZE):
-        self.scan("persistentvolumes", self.core.list_persistent_volume, add, start=start,
-                  label_selector=label_selector, limit=limit)
+        self.scan("persistentvolumes", PVS, add, start=start, label_selector=label_selector, limit=limit)
 
     def list_pvs(self, label_selector=None):
-        return self.list("persistentvolumes", self.core.list_persistent_volume, label_selector=label_selector)
+        return self.list("persistentvolumes", PVS, label_selector=label_selector)
 
     def get_pv(self, name):
         """The PV named ``name``, or None when there is none."""
-        return self.get("persistentvolumes", name, self.core.read_persistent_volume, name)
+        return self.get("persistentvolumes", name, _item(PVS, name))
 
     def create_pv(self, body):
-        return self.call("create", "persistentvolumes", body["metadata"]["name"],
-                         self.core.create_persistent_volume, body, **self._write_kwargs())
+        return self.create("persistentvolumes", body["metadata"]["name"], PVS, body)
 
     def patch_pv(self, name, patch, json_patch=False):
         """A JSON merge patch (or, with ``json_patch``, a JSON patch) of PV ``name``.
         A merge patch that carries ``metadata.resourceVersion`` is refused (409)
         when the PV changed since that version."""
         content = "application/json-patch+json" if json_patch else "application/merge-patch+json"
-        return self.call("patch", "persistentvolumes", name, self.core.patch_persistent_volume, name, patch,
-                         _content_type=content, **self._write_kwargs())
+        return self.patch("persistentvolumes", name, _item(PVS, name), patch, content_type=content)
 
     def delete_pv(self, name, uid=None, resource_version=None):
         """Delete PV ``name``, but only the very object we looked at (see :meth:`delete`)."""
-        return self.delete("persistentvolumes", name, self.core.delete_persistent_volume, name,
-                           uid=uid, resource_version=resource_version)
+        return self.delete("persistentvolumes", name, _item(PVS, name), uid=uid, resource_version=resource_version)
 
     # --- Nodes, claims, pods -------------------------------------------------
 
     def list_nodes(self):
-        return self.list("nodes", self.core.list_node)
+        return self.list("nodes", "/api/v1/nodes")
 
     def list_pvcs(self, namespace):
-        return self.list("persistentvolumeclaims", self.core.list_namespaced_persistent_volume_claim,
-                         namespace=namespace)
+        return self.list("persistentvolumeclaims", _namespaced(namespace, "persistentvolumeclaims"))
 
     def get_pvc(self, namespace, name):
         return self.get("persistentvolumeclaims", "%s/%s" % (namespace, name),
-                        self.core.read_namespaced_persistent_volume_claim, name, namespace)
+                        _namespaced(namespace, "persistentvolumeclaims", name))
 
     def delete_pvc(self, namespace, name, uid=None):
         return self.delete("persistentvolumeclaims", "%s/%s" % (namespace, name),
-                           self.core.delete_namespaced_persistent_volume_claim, name, namespace, uid=uid)
+                           _namespaced(namespace, "persistentvolumeclaims", name), uid=uid)
 
     def list_pods(self, namespace):
-        return self.list("pods", self.core.list_namespaced_pod, namespace=namespace)
+        return self.list("pods", _namespaced(namespace, "pods"))
 
     def delete_pod(self, namespace, name, uid=None, grace_period=None):
-        return self.delete("pods", "%s/%s" % (namespace, name), self.core.delete_namespaced_pod, name, namespace,
+        return self.delete("pods", "%s/%s" % (namespace, name), _namespaced(namespace, "pods", name),
                            uid=uid, grace_period=grace_period)
 
     def evict_pod(self, namespace, name, uid=None, grace_period=None):
@@ -550,25 +580,59 @@ class Kube:
             options["dryRun"] = [DRY_RUN_ALL]
         body = {"apiVersion": "policy/v1", "kind": "Eviction",
                 "metadata": {"name": name, "namespace": namespace}, "deleteOptions": options}
-        return self.call("create", "pods/eviction", "%s/%s" % (namespace, name),
-                         self.core.create_namespaced_pod_eviction, name, namespace, body,
+        return self.call("create", "pods/eviction", "%s/%s" % (namespace, name), "POST",
+                         _namespaced(namespace, "pods", name) + "/eviction", body=body,
                          retry_statuses=(502, 503, 504))
 
     # --- StorageClasses ------------------------------------------------------
 
     def list_storage_classes(self):
-        return self.list("storageclasses", self.storage.list_storage_class)
+        return self.list("storageclasses", STORAGE_CLASSES)
 
     def get_storage_class(self, name):
-        return self.get("storageclasses", name, self.storage.read_storage_class, name)
+        return self.get("storageclasses", name, _item(STORAGE_CLASSES, name))
 
     def create_storage_class(self, body):
-        return self.call("create", "storageclasses", body["metadata"]["name"],
-                         self.storage.create_storage_class, body, **self._write_kwargs())
+        return self.create("storageclasses", body["metadata"]["name"], STORAGE_CLASSES, body)
 
     def patch_storage_class(self, name, patch):
-        return self.call("patch", "storageclasses", name, self.storage.patch_storage_class, name, patch,
-                         _content_type="application/merge-patch+json", **self._write_kwargs())
+        return self.patch("storageclasses", name, _item(STORAGE_CLASSES, name), patch)
 
     def delete_storage_class(self, name, uid=None):
-        return self.delete("storageclasses", name, self.storage.delete_storage_class, name, uid=uid)
+        return self.delete("storageclasses", name, _item(STORAGE_CLASSES, name), uid=uid)
+
+    # --- Reviews of this connection's own identity and rights -----------------
+
+    def review_access(self, label, attributes):
+        """A SelfSubjectAccessReview of ``attributes`` (its answer as a dict)."""
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes}}
+        return self.call("create", "selfsubjectaccessreviews", label, "POST",
+                         "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=body)
+
+    def review_self(self):
+        """A SelfSubjectReview: who the API server takes this connection for."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        return self.call("create", "selfsubjectreviews", None, "POST",
+                         "/apis/authentication.k8s.io/v1/selfsubjectreviews", body=body)
+
+
+PVS = "/api/v1/persistentvolumes"
+STORAGE_CLASSES = "/apis/storage.k8s.io/v1/storageclasses"
+
+
+def _item(collection, name):
+    return "%s/%s" % (collection, quote(name, safe=""))
+
+
+def _namespaced(namespace, resource, name=None):
+    path = "/api/v1/namespaces/%s/%s" % (quote(namespace, safe=""), resource)
+    return _item(path, name) if name is not None else path
+
+
+def _api_exception(response):
+    """An ApiException for a response that is not a success, as the typed clients raise it."""
+    exc = ApiException(status=response.status, reason=response.reason)
+    exc.body = response.data
+    exc.headers = response.headers
+    return exc

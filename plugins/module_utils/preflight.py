@@ -63,25 +63,19 @@ def rights_for(run, prune=True, replace_unbound=False, replace_storage_classes=F
     return needs
 
 
-def _review(need):
+def _attributes(need):
     resource, _sep, subresource = need["resource"].partition("/")
     attributes = {"verb": need["verb"], "group": need["group"], "resource": resource}
     if subresource:
         attributes["subresource"] = subresource
-    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": attributes}}
+    return attributes
 
 
 def missing_rights(kube, needs):
     """The rights of ``needs`` the identity does not have, each with ``msg``.
     One SelfSubjectAccessReview per right, on the worker pool."""
-    import kubernetes
-
-    api = kubernetes.client.AuthorizationV1Api(kube.api_client)
-
     def ask(need):
-        return lambda: kube.call("create", "selfsubjectaccessreviews", need["verb"] + " " + need["resource"],
-                                 api.create_self_subject_access_review, _review(need))
+        return lambda: kube.review_access(need["verb"] + " " + need["resource"], _attributes(need))
 
     answers = kube.run([ask(need) for need in needs])
     for _answer, err in answers:
@@ -100,12 +94,8 @@ def missing_rights(kube, needs):
 def identity(kube):
     """The user name the API server knows this connection by (SelfSubjectReview), or
     None when the server does not offer it."""
-    import kubernetes
-
-    api = kubernetes.client.AuthenticationV1Api(kube.api_client)
-    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     try:
-        review = kube.call("create", "selfsubjectreviews", None, api.create_self_subject_review, body)
+        review = kube.review_self()
     except k.KubeError:
         return None
     return ((review.get("status") or {}).get("userInfo") or {}).get("username")

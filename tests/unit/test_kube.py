@@ -2,7 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The client factory, retry classification and error messages (no cluster)."""
 
+import http.server
 import json
+import threading
 
 import pytest
 import urllib3
@@ -55,66 +57,125 @@ def test_wrong_credentials_say_so():
     assert "rejected the credentials (401 Unauthorized)" in err.msg and "https://10.0.0.1:6443" in err.msg
 
 
-def _kube(retries=3):
-    configuration, headers = k.build_configuration({"host": "https://127.0.0.1:1", "api_key": "t"})
+class ApiServer:
+    """A tiny HTTP server on localhost that answers with what a test queued and
+    records each request as it arrived on the wire (method, path and query,
+    headers, JSON body)."""
+
+    def __init__(self):
+        self.answers, self.seen = [], []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                server.seen.append({"method": self.command, "path": self.path, "headers": self.headers,
+                                    "body": json.loads(body) if body else None})
+                status, answer, headers = server.answers.pop(0)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, *_args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def status(self, code, message="", reason="", headers=None):
+        self.answers.append((code, {"kind": "Status", "code": code, "message": message, "reason": reason}, headers))
+
+    def ok(self, answer):
+        self.answers.append((200, answer, None))
+
+
+@pytest.fixture
+def server():
+    api = ApiServer()
+    yield api
+    api.httpd.shutdown()
+
+
+def _kube(server, retries=3, **params):
+    configuration, headers = k.build_configuration(dict({"host": server.host, "api_key": "t"}, **params))
     slept = []
     return k.Kube(configuration, headers, workers=4, retries=retries, sleep=slept.append), slept
 
 
-class Response:
-    def __init__(self, data):
-        self.data = json.dumps(data).encode()
+def test_call_retries_throttling_then_returns_the_answer(server):
+    kube, slept = _kube(server)
+    server.status(429, headers={"Retry-After": "1"})
+    server.status(503)
+    server.ok({"ok": 1})
+    assert kube.call("get", "persistentvolumes", "x", "GET", "/api/v1/persistentvolumes/x") == {"ok": 1}
+    assert kube.requests == {"get": 3} and len(slept) == 2 and slept[0] >= 1
+    first = server.seen[0]
+    assert first["path"] == "/api/v1/persistentvolumes/x"
+    assert first["headers"]["Authorization"] == "Bearer t" and first["headers"]["User-Agent"] == "localpv.rollout"
 
 
-def test_call_retries_throttling_then_returns_the_answer():
-    kube, slept = _kube()
-    answers = [api_error(429), api_error(503), Response({"ok": 1})]
-
-    def fn(**_kw):
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-    assert kube.call("get", "persistentvolumes", "x", fn) == {"ok": 1}
-    assert kube.requests == {"get": 3} and len(slept) == 2
-
-
-def test_call_gives_up_after_the_retries_with_a_clear_error():
-    kube, slept = _kube(retries=2)
-
-    def fn(**_kw):
-        raise api_error(503, "etcd is sad", "ServiceUnavailable")
+def test_call_gives_up_after_the_retries_with_a_clear_error(server):
+    kube, slept = _kube(server, retries=2)
+    for _try in range(3):
+        server.status(503, "etcd is sad", "ServiceUnavailable")
     with pytest.raises(k.KubeError) as info:
-        kube.call("list", "nodes", None, fn)
+        kube.list_nodes()
     assert info.value.status == 503 and "list nodes failed (503 ServiceUnavailable): etcd is sad" in info.value.msg
     assert kube.requests == {"list": 3}
 
 
-def test_not_found_is_not_retried():
-    kube, slept = _kube()
-
-    def fn(**_kw):
-        raise api_error(404, "not found", "NotFound")
-    with pytest.raises(k.KubeError):
-        kube.call("get", "persistentvolumes", "x", fn)
+def test_not_found_is_not_retried(server):
+    kube, slept = _kube(server)
+    server.status(404, "not found", "NotFound")
+    assert kube.get_pv("x") is None
     assert kube.requests == {"get": 1} and slept == []
 
 
-def test_list_follows_continue_tokens():
-    kube = _kube()[0]
-    pages = {None: {"items": [1, 2], "metadata": {"continue": "a"}},
-             "a": {"items": [3], "metadata": {"continue": ""}}}
-    seen = []
-
-    def fn(_continue=None, limit=None, **_kw):
-        seen.append((_continue, limit))
-        return Response(pages[_continue])
-    assert kube.list("persistentvolumes", fn) == [1, 2, 3]
-    assert seen == [(None, k.PAGE_SIZE), ("a", k.PAGE_SIZE)]
+def test_an_unreachable_server_is_named_after_the_retries():
+    configuration, headers = k.build_configuration({"host": "http://127.0.0.1:1", "api_key": "t"})
+    slept = []
+    kube = k.Kube(configuration, headers, retries=2, sleep=slept.append)
+    with pytest.raises(k.KubeError) as info:
+        kube.list_pvs()
+    assert "cannot reach the API server at http://127.0.0.1:1 for list persistentvolumes" in info.value.msg
+    assert kube.requests == {"list": 3} and len(slept) == 2
 
 
-def test_run_keeps_going_after_a_failure_and_keeps_order():
-    kube = _kube()[0]
+def test_list_follows_continue_tokens(server):
+    kube = _kube(server)[0]
+    server.ok({"items": [1, 2], "metadata": {"continue": "a b"}})
+    server.ok({"items": [3], "metadata": {"continue": ""}})
+    assert kube.list_pvs(label_selector="x=y") == [1, 2, 3]
+    assert [seen["path"] for seen in server.seen] == [
+        "/api/v1/persistentvolumes?labelSelector=x%%3Dy&limit=%d" % k.PAGE_SIZE,
+        "/api/v1/persistentvolumes?labelSelector=x%%3Dy&limit=%d&continue=a+b" % k.PAGE_SIZE]
+
+
+def test_writes_name_the_field_manager_and_dry_run_sends_nothing_to_keep(server):
+    configuration, headers = k.build_configuration({"host": server.host, "api_key": "t"})
+    kube = k.Kube(configuration, headers, dry_run=True)
+    server.ok({"metadata": {"name": "pv-a"}})
+    server.ok({})
+    kube.create_pv({"metadata": {"name": "pv-a"}})
+    kube.patch_pv("pv a", {"metadata": {"labels": {"x": "y"}}})
+    create, patch = server.seen
+    assert create["method"] == "POST" and create["path"] == "/api/v1/persistentvolumes?fieldManager=%s&dryRun=All" \
+        % k.FIELD_MANAGER and create["body"] == {"metadata": {"name": "pv-a"}}
+    assert patch["method"] == "PATCH" and patch["path"].startswith("/api/v1/persistentvolumes/pv%20a?")
+    assert patch["headers"]["Content-Type"] == "application/merge-patch+json"
+
+
+def test_run_keeps_going_after_a_failure_and_keeps_order(server):
+    kube = _kube(server)[0]
 
     def fail():
         raise k.KubeError("boom", status=500)
@@ -162,15 +223,16 @@ def test_module_arg_spec_reuses_kubernetes_core_auth_options():
     assert spec["api_key"]["no_log"] is True and "extra" in spec
 
 
-def test_impersonated_groups_go_out_as_one_header_each(monkeypatch):
+def test_impersonated_groups_go_out_as_one_header_each(monkeypatch, server):
     monkeypatch.setenv("K8S_AUTH_IMPERSONATE_GROUPS", "ops,storage")
-    configuration, headers = k.build_configuration({"host": "https://10.0.0.1:6443", "api_key": "t",
+    configuration, headers = k.build_configuration({"host": server.host, "api_key": "t",
                                                     "impersonate_user": "alice"})
     assert headers == {"Impersonate-User": "alice", "Impersonate-Group": ["ops", "storage"]}
     kube = k.Kube(configuration, headers)
-    sent = [(str(name), value) for name, value in kube.api_client.default_headers.items()]
-    assert ("Impersonate-Group", "ops") in sent and ("Impersonate-Group", "storage") in sent
-    assert ("Impersonate-User", "alice") in sent
+    server.ok({"items": []})
+    kube.list_nodes()
+    sent = server.seen[0]["headers"]
+    assert sent.get_all("Impersonate-Group") == ["ops", "storage"] and sent["Impersonate-User"] == "alice"
 
 
 def test_a_broken_kubeconfig_is_named_in_the_error(tmp_path):
@@ -181,12 +243,9 @@ def test_a_broken_kubeconfig_is_named_in_the_error(tmp_path):
     assert "kubeconfig %s (context prod)" % bad in info.value.msg
 
 
-def test_a_delete_that_finds_nothing_is_done_not_a_failure():
-    kube, _slept = _kube()
-    calls = []
-
-    def gone(*args, **kwargs):
-        calls.append(kwargs["body"])
-        raise api_error(404, "not found", "NotFound")
-    assert kube.delete("persistentvolumes", "pv-a", gone, "pv-a", uid="u1", resource_version="7") is False
-    assert calls[0]["preconditions"] == {"uid": "u1", "resourceVersion": "7"}
+def test_a_delete_that_finds_nothing_is_done_not_a_failure(server):
+    kube, _slept = _kube(server)
+    server.status(404, "not found", "NotFound")
+    assert kube.delete_pv("pv-a", uid="u1", resource_version="7") is False
+    assert server.seen[0]["method"] == "DELETE" and server.seen[0]["path"] == "/api/v1/persistentvolumes/pv-a"
+    assert server.seen[0]["body"]["preconditions"] == {"uid": "u1", "resourceVersion": "7"}

@@ -50,8 +50,8 @@ def test_site_asks_for_pv_delete_only_when_it_may_delete():
 
 
 def test_a_review_names_the_subresource_apart():
-    review = pf._review(pf.right("create", "pods/eviction", pf.RETIRE_ROLE))
-    assert review["spec"]["resourceAttributes"] == {"verb": "create", "group": "", "resource": "pods",
+    attributes = pf._attributes(pf.right("create", "pods/eviction", pf.RETIRE_ROLE))
+    assert attributes == {"verb": "create", "group": "", "resource": "pods",
                                                     "subresource": "eviction"}
 
 
