@@ -231,7 +231,7 @@ def phase_local_pv(args):
     """Through ansible-playbook; local_pv_text hands the volumes over as JSON text,
     as pv_register does (the extra variable is one string)."""
     items, nodes = volumes(args.run, args.n, "lpv", args.nodes)
-    as_text = args.phase == "local_pv_text"
+    as_text = args.phase == "local_pv_text" or (args.phase == "local_pv_other" and args.other_hand_over == "text")
     # local_pv_other: another version of the collection (--other-collections), volumes as a list
     other = args.other_collections if args.phase == "local_pv_other" else None
     if as_text:
@@ -454,7 +454,7 @@ def run_phase(args, phase, metrics=True):
            "--loop-n", str(args.loop_n), "--workers", str(args.workers), "--nodes", str(args.nodes),
            "--kubectl-n", str(args.kubectl_n), "--foreign", str(args.foreign)]
     if args.other_collections:
-        cmd += ["--other-collections", args.other_collections]
+        cmd += ["--other-collections", args.other_collections, "--other-hand-over", args.other_hand_over]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit("phase %s failed:\n%s\n%s" % (phase, res.stdout[-3000:], res.stderr[-3000:]))
@@ -482,6 +482,8 @@ def _parse_args():
     parser.add_argument("--other-collections", default=None,
                         help="a directory with ansible_collections/localpv/rollout of another version (say, the last "
                              "release): its local_pv runs too, volumes as a list, for a before/after in one run")
+    parser.add_argument("--other-hand-over", choices=["list", "text"], default="list",
+                        help="how the volumes go to the other version's local_pv (text: that version takes JSON text)")
     parser.add_argument("--skip-library", action="store_true", help="leave out local_pv's library, in-process")
     parser.add_argument("--hand-over", default="list,text",
                         help="how local_pv gets the volumes: list (of dicts), text (JSON, as pv_register hands them)")
@@ -533,7 +535,7 @@ def _measure(args):
 
 
 HAND_OVER = {"list": "local_pv", "text": "local_pv_text"}
-LPV_ROWS = (("local_pv_other", "other version, volumes as list"), ("local_pv", "volumes as list"),
+LPV_ROWS = (("local_pv_other", "other version"), ("local_pv", "volumes as list"),
             ("local_pv_text", "volumes as JSON text"))
 
 
