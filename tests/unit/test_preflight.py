@@ -51,8 +51,7 @@ def test_site_asks_for_pv_delete_only_when_it_may_delete():
 
 def test_a_review_names_the_subresource_apart():
     attributes = pf._attributes(pf.right("create", "pods/eviction", pf.RETIRE_ROLE))
-    assert attributes == {"verb": "create", "group": "", "resource": "pods",
-                                                    "subresource": "eviction"}
+    assert attributes == {"verb": "create", "group": "", "resource": "pods", "subresource": "eviction"}
 
 
 def test_a_node_is_known_by_name_by_hostname_label_or_by_a_pv_of_ours():
