@@ -48,3 +48,13 @@ attributes:
     membership:
       - localpv.rollout.k8s
 """
+
+    # Modules that only read: check mode gives the same result, and there is nothing to diff.
+    READ_ONLY = r"""
+attributes:
+  check_mode:
+    support: full
+    details: Reads only; the result is the same.
+  diff_mode:
+    support: none
+"""

@@ -23,14 +23,9 @@ extends_documentation_fragment:
   - localpv.rollout.attributes
   - localpv.rollout.attributes.controller
   - localpv.rollout.attributes.k8s_group
+  - localpv.rollout.attributes.read_only
   - kubernetes.core.k8s_auth_options
   - localpv.rollout.client
-attributes:
-  check_mode:
-    support: full
-    details: Reads only; the result is the same.
-  diff_mode:
-    support: none
 options:
   nodes:
     description: Kubernetes node names whose PVs to report. Empty reports all owned PVs.

@@ -25,12 +25,7 @@ author:
 extends_documentation_fragment:
   - localpv.rollout.attributes
   - localpv.rollout.attributes.node
-attributes:
-  check_mode:
-    support: full
-    details: Reads only; the result is the same.
-  diff_mode:
-    support: none
+  - localpv.rollout.attributes.read_only
 options:
   paths:
     description: Absolute paths of the volumes.
