@@ -126,15 +126,17 @@ class PvIndex:
         self.names.add(meta.get("name"))
         mine = owned(pv)
         label = (meta.get("labels") or {}).get(vol.NODE_LABEL)
-        hostname = vol.affinity_hostname(pv)
+        path = _path(pv)
+        wanted_path = path in self.paths
+        # read only for the PVs kept: most PVs of a big cluster are neither ours nor at our paths
+        hostname = vol.affinity_hostname(pv) if (mine and label) or wanted_path else None
         if mine and label and hostname:
             self.owned_hostnames.setdefault(label, set()).add(hostname)
-        path = _path(pv)
         in_scope = mine and label in self.scope_labels
-        if not in_scope and path not in self.paths:
+        if not in_scope and not wanted_path:
             return
         listed = Listed(pv)
-        if path in self.paths:
+        if wanted_path:
             self.at_path.setdefault((hostname, path), []).append(listed)
         if in_scope:
             self.owned[listed.name] = listed
