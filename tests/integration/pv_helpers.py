@@ -107,6 +107,15 @@ def volume(node, name, size=2 ** 30, **kw):
     return item
 
 
+def claim_pv(core, ns, name, pv, storage_class, size):
+    """A claim that asks for ``pv`` by name (``volumeName``), of ``size``."""
+    core.create_namespaced_persistent_volume_claim(ns, client.V1PersistentVolumeClaim(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1PersistentVolumeClaimSpec(
+            access_modes=["ReadWriteOnce"], storage_class_name=storage_class, volume_name=pv,
+            resources=client.V1VolumeResourceRequirements(requests={"storage": size}))))
+
+
 def pvs_of(kube, names):
     core = client.CoreV1Api(kube)
     found = {}

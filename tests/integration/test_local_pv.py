@@ -12,7 +12,7 @@ import json
 import pytest
 from kubernetes import client
 
-from pv_helpers import delete_pvs, local_pv, now_rfc3339, pvs_of, unique, volume, wait_until, writes_by_us
+from pv_helpers import claim_pv, delete_pvs, local_pv, now_rfc3339, pvs_of, unique, volume, wait_until, writes_by_us
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
@@ -134,11 +134,7 @@ def test_a_pv_deleted_by_hand_is_made_again_and_a_label_changed_by_hand_is_put_b
 def prebind(kube, ns, claim, pv, storage_class="local-storage"):
     """A claim bound to ``pv`` by name: the binder binds it without a pod."""
     core = client.CoreV1Api(kube)
-    core.create_namespaced_persistent_volume_claim(ns, client.V1PersistentVolumeClaim(
-        metadata=client.V1ObjectMeta(name=claim),
-        spec=client.V1PersistentVolumeClaimSpec(
-            access_modes=["ReadWriteOnce"], storage_class_name=storage_class, volume_name=pv,
-            resources=client.V1VolumeResourceRequirements(requests={"storage": "1Mi"}))))
+    claim_pv(core, ns, claim, pv, storage_class, "1Mi")
     wait_until("%s bound" % pv, lambda: core.read_persistent_volume(pv).status.phase == "Bound")
 
 

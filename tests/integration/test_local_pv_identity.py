@@ -21,7 +21,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from pv_helpers import delete_pvs, local_pv, module, now_rfc3339, pvs_of, remove_test_space, unique, volume, wait_until, writes_by_us
+from pv_helpers import claim_pv, delete_pvs, local_pv, module, now_rfc3339, pvs_of, remove_test_space, unique, volume, wait_until, writes_by_us
 # a fixture: a ServiceAccount bound to the rules a test gives
 from test_rbac import identity  # noqa: F401 pylint: disable=unused-import
 
@@ -82,11 +82,7 @@ def provisioner_pv(node, file, storage_class, host_dir="/mnt/fast-disks", capaci
 def claim_and_pod(kube, ns, name, pv, node, storage_class):
     """A claim bound to ``pv`` by name and a running pod on ``node`` that mounts it."""
     core = client.CoreV1Api(kube)
-    core.create_namespaced_persistent_volume_claim(ns, client.V1PersistentVolumeClaim(
-        metadata=client.V1ObjectMeta(name=name),
-        spec=client.V1PersistentVolumeClaimSpec(
-            access_modes=["ReadWriteOnce"], storage_class_name=storage_class, volume_name=pv,
-            resources=client.V1VolumeResourceRequirements(requests={"storage": "512Mi"}))))
+    claim_pv(core, ns, name, pv, storage_class, "512Mi")
     core.create_namespaced_pod(ns, client.V1Pod(
         metadata=client.V1ObjectMeta(name=name),
         spec=client.V1PodSpec(
