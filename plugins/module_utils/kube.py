@@ -30,9 +30,10 @@ import contextlib
 import json
 import os
 import random
+import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 try:
     from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
@@ -70,6 +71,23 @@ CLIENT_ARG_SPEC = {
     "workers": {"type": "int", "default": DEFAULT_WORKERS},
     "request_timeout": {"type": "int", "default": DEFAULT_TIMEOUT},
 }
+
+
+# The head of a LIST response as the API server writes it: kind, apiVersion, then
+# the list's metadata (a flat object), then the items.
+_LIST_HEAD = re.compile(br'\s*\{"kind":"[A-Za-z0-9]+","apiVersion":"[^"]*","metadata":(\{[^{}]*\})')
+
+
+def continue_token(data):
+    """The continue token of a LIST response, read from its first bytes (None when
+    there is none or the head is not as expected)."""
+    head = _LIST_HEAD.match(data[:4096]) if data else None
+    if head is None:
+        return None
+    try:
+        return json.loads(head.group(1)).get("continue") or None
+    except ValueError:
+        return None
 
 
 class KubeError(Exception):
@@ -399,9 +417,9 @@ class Kube:
         return headers
 
     def call(self, verb, resource, name, method, path, query=None, body=None,
-             content_type="application/json", retry_statuses=RETRY_STATUSES):
+             content_type="application/json", retry_statuses=RETRY_STATUSES, decode=True):
         """One API request (``method`` on ``path``, ``query`` pairs, a JSON ``body``)
-        with retries; returns the response as a dict.
+        with retries; returns the response as a dict (its bytes with ``decode=False``).
 
         Raises :class:`KubeError`. ``verb``/``resource``/``name`` are only used
         for counting and messages. ``retry_statuses`` narrows which HTTP statuses
@@ -422,6 +440,8 @@ class Kube:
                                         timeout=self.timeout, retries=False)
                 if not 200 <= response.status < 300:
                     raise _api_exception(response)
+                if not decode:
+                    return response.data
                 return json.loads(response.data) if response.data else {}
             except Exception as exc:  # ApiException, urllib3 and socket errors
                 status = getattr(exc, "status", None) if isinstance(exc, ApiException) else None
@@ -437,22 +457,39 @@ class Kube:
         (410), ``start()`` is called and the LIST starts over once, so what was
         fed is always one consistent snapshot."""
         for restart in (0, 1):
-            token = None
             if start:
                 start()
             try:
-                while True:
-                    page = self.call("list", resource, None, "GET", path, query=[
-                        ("labelSelector", label_selector), ("fieldSelector", field_selector), ("limit", limit),
-                        ("continue", token)])
-                    for item in page.get("items") or []:
-                        add(item)
-                    token = (page.get("metadata") or {}).get("continue")
-                    if not token:
-                        return
+                return self._scan_pages(resource, path, add, [
+                    ("labelSelector", label_selector), ("fieldSelector", field_selector), ("limit", limit)])
             except KubeError as exc:
                 if exc.status != 410 or restart:
                     raise
+
+    def _scan_pages(self, resource, path, add, query):
+        """The pages of one LIST. The next page is asked for while this one is
+        decoded and fed: its continue token is read from the head of the page
+        (the API server writes the list's metadata before its items) and checked
+        against the decoded page, so a page is never skipped or fed twice."""
+        def fetch(token):
+            return self.call("list", resource, None, "GET", path, query=query + [("continue", token)], decode=False)
+        with ThreadPoolExecutor(max_workers=1) as ahead:
+            data = fetch(None)
+            while True:
+                token = continue_token(data)
+                following = ahead.submit(fetch, token) if token else None
+                page = json.loads(data) if data else {}
+                data = None
+                real = (page.get("metadata") or {}).get("continue")
+                if real != token:   # a head this code cannot read: ask for the right page
+                    if following is not None:
+                        following.result()
+                    following = ahead.submit(fetch, real) if real else None
+                for item in page.pop("items", None) or []:
+                    add(item)
+                if following is None:
+                    return None
+                data = following.result()
 
     def list(self, resource, path, **kwargs):
         """All items of a paginated LIST, as one list (see :meth:`scan`)."""
@@ -474,8 +511,21 @@ class Kube:
                 return None, exc
         if len(jobs) <= 1 or self.workers == 1:
             return [wrap(job) for job in jobs]
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
-            return list(pool.map(wrap, jobs))
+        workers = min(self.workers, len(jobs))
+        results = [None] * len(jobs)
+        # A few jobs per worker in flight, not all of them: 100,000 futures
+        # would cost more memory than the writes they stand for.
+        pending = {}
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for position, job in enumerate(jobs):
+                if len(pending) >= 4 * workers:
+                    done, _running = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        results[pending.pop(future)] = future.result()
+                pending[pool.submit(wrap, job)] = position
+            for future, position in pending.items():
+                results[position] = future.result()
+        return results
 
     def _write_query(self):
         query = [("fieldManager", FIELD_MANAGER)]

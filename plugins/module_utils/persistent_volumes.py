@@ -20,7 +20,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import json
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
@@ -38,9 +37,13 @@ WRITE_ACTIONS = ("create", "patch", "take_over", "replace", "delete")
 BOUND_SAFE_SPEC = ("persistentVolumeReclaimPolicy",)
 
 
+def _path_key(path):
+    return path.rstrip("/") or "/"
+
+
 def _path(pv):
     path = ((pv.get("spec") or {}).get("local") or {}).get("path")
-    return (path.rstrip("/") or "/") if isinstance(path, str) else None
+    return _path_key(path) if isinstance(path, str) else None
 
 
 def identity(pv):
@@ -66,50 +69,74 @@ def _slim(pv):
     return {"metadata": slim_meta, "spec": slim_spec, "status": {"phase": (pv.get("status") or {}).get("phase")}}
 
 
-def view_digest(pv):
-    """A digest of the part of a PV this collection manages (its name aside): a PV
-    whose digest equals that of the manifest wanted at its place needs no change."""
+def managed_view(pv):
+    """The part of a PV this collection manages, its name aside: a PV whose view
+    equals that of the manifest wanted at its place needs no change."""
     view = vol.pv_view(pv)
     view.pop("name", None)
-    return hashlib.sha256(json.dumps(view, sort_keys=True, separators=(",", ":")).encode("utf-8")).digest()[:16]
+    return view
 
 
 class Listed:
-    """One PV of the index, compact: its slim form as JSON text (decoded by
-    :meth:`pv` only when a plan step needs more) and what the plan looks at for
-    every PV: the digest of its managed view, whether it is being deleted, its
-    claim, and for an owned PV its node and volume labels."""
+    """One PV of the index, compact, with what the plan looks at for every PV: its
+    name, whether it is being deleted, its claim, and for an owned PV its node and
+    volume labels.
 
-    __slots__ = ("name", "text", "view", "deleting", "claim", "owner")
+    A PV found equal to the manifest wanted at its place (its managed view, under
+    the hostname it is pinned to) is *settled*: it keeps no body, only the volume
+    it matches (``wanted``), its hostname, uid and resourceVersion, from which
+    :meth:`pv` rebuilds every field a plan reads. Any other PV keeps its slim form
+    as JSON text. In a re-run almost every PV is settled, so the index costs a few
+    hundred bytes a PV, and the plan compares nothing twice.
+    """
 
-    def __init__(self, pv):
-        slim = _slim(pv)
-        meta = slim["metadata"]
-        labels = meta.get("labels") or {}
+    __slots__ = ("name", "text", "deleting", "claim", "owner", "uid", "version", "wanted", "hostname")
+
+    def __init__(self, pv, owner=None, wanted=None, hostname=None):
+        meta = pv.get("metadata") or {}
         self.name = meta.get("name")
-        self.text = json.dumps(slim, separators=(",", ":"))
-        self.view = view_digest(slim)
         self.deleting = bool(meta.get("deletionTimestamp"))
-        self.claim = vol.claim_of(slim)
-        self.owner = (labels.get(vol.NODE_LABEL), labels.get(vol.VOLUME_LABEL)) if owned(slim) else None
+        self.claim = vol.claim_of(pv)
+        self.owner = owner
+        self.wanted, self.hostname = wanted, hostname
+        if wanted is None:
+            self.text = json.dumps(_slim(pv), separators=(",", ":"))
+            self.uid = self.version = None
+        else:
+            self.text = None
+            self.uid, self.version = meta.get("uid"), meta.get("resourceVersion")
+
+    @property
+    def settled(self):
+        return self.wanted is not None
 
     def pv(self):
-        """The slim PV (a PV-shaped dict), decoded anew on each call."""
-        return json.loads(self.text)
+        """The slim PV (a PV-shaped dict), made anew on each call."""
+        if self.text is not None:
+            return json.loads(self.text)
+        pv = vol.pv_manifest(self.wanted, self.hostname)
+        pv["metadata"].update(name=self.name, uid=self.uid, resourceVersion=self.version)
+        if self.claim:
+            namespace, name = self.claim.split("/", 1)
+            pv["spec"]["claimRef"] = {"namespace": namespace, "name": name}
+        return pv
 
 
 class PvIndex:
     """What one LIST of every PV tells a run, fed one PV at a time (:meth:`add`).
 
-    ``paths``: the paths the run wants; ``scope_labels``: the ``localpv.rollout/node``
-    label values of the nodes in scope. Keeps the names of all PVs, the PVs at
-    those paths (any owner), the owned PVs of the nodes in scope (each as a
-    :class:`Listed`), and per node label the hostname values of owned PVs;
-    nothing else.
+    ``volumes``: the volumes the run wants (normalized); ``scope_labels``: the
+    ``localpv.rollout/node`` label values of the nodes in scope. Keeps the names
+    of all PVs, the PVs at the wanted paths (any owner), the owned PVs of the
+    nodes in scope (each as a :class:`Listed`), and per node label the hostname
+    values of owned PVs; nothing else.
     """
 
-    def __init__(self, paths=(), scope_labels=()):
-        self.paths = set(p.rstrip("/") or "/" for p in paths if isinstance(p, str))
+    def __init__(self, volumes=(), scope_labels=()):
+        self.wanted = {}   # (node label, path): the first volume that wants it
+        for volume in volumes:
+            self.wanted.setdefault((vol.label_value(volume["node"]), _path_key(volume["path"])), volume)
+        self.paths = set(path for _label, path in self.wanted)
         self.scope_labels = set(scope_labels)
         self.reset()
 
@@ -125,7 +152,8 @@ class PvIndex:
         self.count += 1
         self.names.add(meta.get("name"))
         mine = owned(pv)
-        label = (meta.get("labels") or {}).get(vol.NODE_LABEL)
+        labels = meta.get("labels") or {}
+        label = labels.get(vol.NODE_LABEL)
         path = _path(pv)
         wanted_path = path in self.paths
         # read only for the PVs kept: most PVs of a big cluster are neither ours nor at our paths
@@ -135,7 +163,11 @@ class PvIndex:
         in_scope = mine and label in self.scope_labels
         if not in_scope and not wanted_path:
             return
-        listed = Listed(pv)
+        owner = (label, labels.get(vol.VOLUME_LABEL)) if mine else None
+        wanted = self.wanted.get((label, path)) if mine and wanted_path and not meta.get("deletionTimestamp") else None
+        if wanted is not None and managed_view(pv) != managed_view(vol.pv_manifest(wanted, hostname)):
+            wanted = None
+        listed = Listed(pv, owner, wanted, hostname)
         if wanted_path:
             self.at_path.setdefault((hostname, path), []).append(listed)
         if in_scope:
@@ -143,7 +175,7 @@ class PvIndex:
 
     def at(self, hostname, path):
         """The PVs (as :class:`Listed`) of any owner at ``path`` on the node of ``hostname``."""
-        return self.at_path.get((hostname, path), [])
+        return self.at_path.get((hostname, _path_key(path)), [])
 
     def owned_by_volume(self):
         """``{(node label, volume label): [owned PVs as Listed, by name]}``: where a
@@ -157,7 +189,7 @@ class PvIndex:
 def read_cluster(kube, volumes, scope_nodes):
     """One LIST of Nodes and one streamed LIST of every PV: ``(cluster_nodes, index)``."""
     cluster_nodes = kube.list_nodes()
-    index = PvIndex([v["path"] for v in volumes], [vol.label_value(n) for n in scope_nodes])
+    index = PvIndex(volumes, [vol.label_value(n) for n in scope_nodes])
     kube.scan_pvs(index.add, start=index.reset, limit=PV_PAGE_SIZE)
     return cluster_nodes, index
 
@@ -223,7 +255,7 @@ def plan_existing(base, existing, replace_unbound=False, take_over=False):
 def _match(volume, hostname, index, take_over):
     """The PV already at the volume's identity: ``(pv, None)``, ``(None, None)``
     when there is none, or ``(None, reason)`` when that is a conflict."""
-    there = [listed.pv() for listed in index.at(hostname, volume["path"].rstrip("/") or "/")]
+    there = [listed.pv() for listed in index.at(hostname, volume["path"])]
     where = "path %s on node %s (hostname %s)" % (volume["path"], volume["node"], hostname)
     if len(there) > 1:
         return None, "%s already holds %d PVs: %s; one disk must have one PV, remove all but one" % (
@@ -266,19 +298,20 @@ def plan_pvs(volumes, hostnames, index, scope_nodes, prune=False, replace_unboun
         hostname = hostnames[volume["node"]][0]
         base = {"name": volume["pv_name"], "node": volume["node"], "volume": volume["name"], "wanted": volume,
                 "hostname": hostname, "capacity_known": volume["capacity"] is not None}
-        key = (hostname, volume["path"].rstrip("/") or "/")
+        key = (hostname, _path_key(volume["path"]))
         if key in seen:
             actions.append(dict(base, action="conflict", reason="volumes %s and %s/%s are the same disk: path %s "
                                 "on hostname %s" % (seen[key], volume["node"], volume["name"], key[1], hostname)))
             continue
         seen[key] = "%s/%s" % (volume["node"], volume["name"])
         there = index.at(*key)
-        if len(there) == 1 and not there[0].deleting and there[0].view == view_digest(manifest_of(base)):
-            # The PV there is the one wanted, to the last managed field (its labels
-            # say ours and this node): nothing to decode or compare.
+        if len(there) == 1 and there[0].wanted is volume:
+            # Settled when listed: the PV there is the one this volume wants, to the
+            # last managed field, under this hostname. Nothing to decode or compare.
             claimed.add(there[0].name)
-            actions.append(_settled(dict(base, name=there[0].name, claim=there[0].claim, held=[],
-                                         action="unchanged")))
+            # the most common action of a big run, so the smallest: what the result reads
+            actions.append({"action": "unchanged", "name": there[0].name, "node": volume["node"],
+                            "volume": volume["name"], "claim": there[0].claim})
             continue
         pv, reason = _match(volume, hostname, index, take_over)
         if reason:

@@ -249,16 +249,33 @@ def normalize_volume(item, defaults=None):
     return volume, reasons
 
 
+def _shared(volume, shared):
+    """The volume with its repeated values (node names, paths, names, label sets:
+    a fleet repeats each many times) as one object each, from ``shared``: a run
+    over 100,000 volumes keeps a few thousand strings and label dicts, not
+    100,000 copies. Label dicts are shared, so never changed in place."""
+    for key in ("node", "name", "path"):
+        if isinstance(volume[key], str):
+            volume[key] = shared.setdefault(volume[key], volume[key])
+    try:
+        labels = tuple(sorted(volume["labels"].items()))
+        volume["labels"] = shared.setdefault(labels, volume["labels"])
+    except TypeError:   # a value that is no string: its reasons say so, nothing to share
+        pass
+    return volume
+
+
 def normalize_volumes(items, defaults=None):
     """Check the whole desired set. Returns ``(volumes, errors)``; ``errors`` are
     sentences naming the node and volume, and include duplicate PV names."""
     volumes, errors = [], []
+    shared = {}
     for index, item in enumerate(items or []):
         volume, reasons = normalize_volume(item, defaults)
         if reasons:
             errors.append("volume %s of node %s (item %d): %s" % (
                 item.get("name"), item.get("node"), index, "; ".join(reasons)))
-        volumes.append(volume)
+        volumes.append(_shared(volume, shared))
     if not errors:
         for dup in duplicate_names([v["pv_name"] for v in volumes]):
             owners = ["%s/%s" % (v["node"], v["name"]) for v in volumes if v["pv_name"] == dup]

@@ -2,6 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The client factory, retry classification and error messages (no cluster)."""
 
+import time
 import http.server
 import json
 import threading
@@ -73,7 +74,7 @@ class ApiServer:
                 server.seen.append({"method": self.command, "path": self.path, "headers": self.headers,
                                     "body": json.loads(body) if body else None})
                 status, answer, headers = server.answers.pop(0)
-                data = json.dumps(answer).encode()
+                data = json.dumps(answer, separators=(",", ":")).encode()   # compact, as the API server writes
                 self.send_response(status)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
@@ -160,6 +161,29 @@ def test_list_follows_continue_tokens(server):
         "/api/v1/persistentvolumes?labelSelector=x%%3Dy&limit=%d&continue=a+b" % k.PAGE_SIZE]
 
 
+def _page(items, token):
+    return {"kind": "PersistentVolumeList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": "9", "continue": token, "remainingItemCount": 1}, "items": items}
+
+
+def test_the_continue_token_is_read_from_the_head_of_a_page_and_nowhere_else():
+    head = json.dumps(_page([{"metadata": {"continue": "no"}}], "t1"), separators=(",", ":")).encode()
+    assert k.continue_token(head) == "t1"
+    assert k.continue_token(json.dumps(_page([], "")).encode()) is None   # spaces: not the head we read
+    assert k.continue_token(b'{"items":[{"kind":"X","apiVersion":"v1","metadata":{"continue":"t"}}]}') is None
+
+
+def test_a_list_whose_token_expires_while_the_next_page_is_fetched_starts_over_once(server):
+    kube = _kube(server)[0]
+    server.ok(_page([1, 2], "t1"))
+    server.status(410, "the provided continue parameter is too old", "Expired")
+    server.ok(_page([1, 2], "t2"))
+    server.ok(_page([3], ""))
+    assert kube.list_pvs() == [1, 2, 3]
+    assert [seen["path"].rsplit("?", 1)[-1].rsplit("&", 1)[-1] for seen in server.seen] == [
+        "limit=%d" % k.PAGE_SIZE, "continue=t1", "limit=%d" % k.PAGE_SIZE, "continue=t2"]
+
+
 def test_writes_name_the_field_manager_and_dry_run_sends_nothing_to_keep(server):
     configuration, headers = k.build_configuration({"host": server.host, "api_key": "t"})
     kube = k.Kube(configuration, headers, dry_run=True)
@@ -182,6 +206,20 @@ def test_run_keeps_going_after_a_failure_and_keeps_order(server):
     results = kube.run([lambda: 1, fail, lambda: 3])
     assert [result for result, _error in results] == [1, None, 3]
     assert results[1][1].msg == "boom"
+
+
+def test_run_of_many_jobs_runs_each_once_in_order_with_few_queued(server):
+    kube = _kube(server)[0]
+    started = []
+
+    def job(n):
+        def run():
+            started.append(n)
+            time.sleep(0.001 * (n % 3))
+            return n
+        return run
+    results = kube.run([job(n) for n in range(500)])
+    assert [result for result, _error in results] == list(range(500)) and sorted(started) == list(range(500))
 
 
 def test_client_is_built_from_a_kubeconfig_by_kubernetes_core(tmp_path):

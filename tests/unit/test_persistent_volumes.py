@@ -44,7 +44,7 @@ def hostnames(*nodes):
 
 
 def plan(volumes, cluster, scope=("node1",), names=None, **kw):
-    index = pvs.PvIndex([x["path"] for x in volumes], [v.label_value(n) for n in scope])
+    index = pvs.PvIndex(volumes, [v.label_value(n) for n in scope])
     for pv in cluster:
         index.add(pv)
     return pvs.plan_pvs(volumes, names or hostnames(*scope), index, list(scope), **kw)
@@ -110,6 +110,37 @@ def test_new_hostname_label_is_an_immutable_change():
     existing = server_copy(v.pv_manifest(vol(), "node1"))
     (action,) = plan([vol()], [existing], names={"node1": ("node1-new", "node-label")})
     assert action["changes"] == ["spec.nodeAffinity"]
+
+
+def test_a_pv_equal_to_the_wanted_one_is_kept_without_its_body_and_still_replaced_with_its_own_uid():
+    existing = server_copy(v.pv_manifest(vol(), "node1"), uid="u-mine",
+                           claimRef={"namespace": "db", "name": "data-db-0"})
+    index = pvs.PvIndex([vol()], ["node1"])
+    index.add(existing)
+    (listed,) = index.at("node1", "/mnt/disks/ssd0/")
+    assert listed.settled and listed.text is None and listed.claim == "db/data-db-0"
+    rebuilt = listed.pv()
+    assert pvs.managed_view(rebuilt) == pvs.managed_view(existing) and v.claim_of(rebuilt) == "db/data-db-0"
+    assert (rebuilt["metadata"]["uid"], rebuilt["metadata"]["resourceVersion"]) == ("u-mine", "7")
+    del existing["spec"]["claimRef"]
+    (action,) = plan([vol()], [existing], names={"node1": ("node1-new", "node-label")}, replace_unbound=True)
+    assert action["action"] == "replace" and action["existing"]["metadata"]["uid"] == "u-mine"
+
+
+def test_a_pv_with_a_label_of_someone_else_keeps_its_body_and_is_unchanged():
+    existing = server_copy(v.pv_manifest(vol(), "node1"))
+    existing["metadata"]["labels"]["team"] = "db"
+    index = pvs.PvIndex([vol()], ["node1"])
+    index.add(existing)
+    assert not index.at("node1", "/mnt/disks/ssd0")[0].settled
+    assert [a["action"] for a in plan([vol()], [existing])] == ["unchanged"]
+
+
+def test_a_pv_being_deleted_is_never_settled_and_says_so():
+    existing = server_copy(v.pv_manifest(vol(), "node1"))
+    existing["metadata"]["deletionTimestamp"] = "2026-11-30T00:00:00Z"
+    (action,) = plan([vol()], [existing])
+    assert action["action"] == "conflict" and "being deleted" in action["reason"]
 
 
 def test_immutable_change_of_a_bound_pv_is_an_error_naming_pv_and_claim():
@@ -192,8 +223,14 @@ def test_two_pvs_at_one_identity_are_a_conflict_naming_both():
     assert action["action"] == "conflict" and "local-pv-2" in action["reason"] and "local-pv-5a1c2e7b" in action["reason"]
 
 
+def test_a_second_pv_beside_ours_at_its_identity_is_a_conflict_naming_both():
+    ours = server_copy(v.pv_manifest(vol(), "node1"))
+    action = plan([vol()], [ours, provisioner_pv(name="local-pv-9")], prune=True)[0]
+    assert action["action"] == "conflict" and "local-pv-9" in action["reason"] and "local-node1-ssd0" in action["reason"]
+
+
 def test_the_index_keeps_only_what_the_plan_needs():
-    index = pvs.PvIndex(["/mnt/disks/ssd0"], ["node1"])
+    index = pvs.PvIndex([vol()], ["node1"])
     index.add(provisioner_pv())
     index.add(provisioner_pv(name="unrelated", path="/x"))
     index.add(server_copy(v.pv_manifest(vol(node="node7", name="z"), "node7")))

@@ -134,3 +134,19 @@ def test_pv_names_of_different_node_and_volume_pairs_never_collide():
     long_node = "n" * 40 + "-" + "x" * 20
     long = [v.pv_name(long_node, "vol%d" % i) for i in range(50)]
     assert len(set(long)) == 50 and all(len(n) <= 63 for n in long)
+
+
+def test_a_fleet_of_volumes_shares_its_repeated_values_and_each_pv_keeps_its_own():
+    items = [{"node": "node%d" % n, "name": "ssd0", "path": "/mnt/disks/ssd0", "capacity": GIB,
+              "labels": {"tier": "ssd"}} for n in range(3)]
+    volumes, errors = v.normalize_volumes(items)
+    assert errors == [] and volumes[0]["labels"] is volumes[2]["labels"] and volumes[0]["path"] is volumes[2]["path"]
+    manifest = v.pv_manifest(volumes[0], "node0")
+    manifest["metadata"]["labels"]["tier"] = "changed"
+    assert volumes[2]["labels"] == {"tier": "ssd"} and v.pv_labels(volumes[1])["tier"] == "ssd"
+
+
+def test_a_label_value_that_is_no_string_is_refused_not_a_crash():
+    volumes, errors = v.normalize_volumes([{"node": "node1", "name": "ssd0", "path": "/mnt/disks/ssd0",
+                                            "capacity": GIB, "labels": {"tier": ["ssd"]}}])
+    assert len(errors) == 1 and "tier" in errors[0]
