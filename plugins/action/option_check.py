@@ -38,13 +38,33 @@ class ActionModule(ActionBase):
                 names[host] = host
         return names
 
+    def _variable_names(self, task_vars):
+        """``{host: names of its variables}`` for every host of the play: one task
+        run checks the whole play (a task per host costs the controller more than
+        the check). The host that runs the task is read with its play and role
+        variables; the others through hostvars (inventory, extra vars, facts)."""
+        host = task_vars.get("inventory_hostname", "?")
+        found = {host: list(task_vars.keys())}
+        hostvars = task_vars.get("hostvars") or {}
+        for other in task_vars.get("ansible_play_hosts_all") or ():
+            if other not in found:
+                try:
+                    found[other] = list(hostvars[other].keys())
+                except Exception:  # a host whose variables cannot be read is left to its own tasks
+                    continue
+        return found
+
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         task_vars = task_vars or {}
-        host = task_vars.get("inventory_hostname", "?")
-        unknown = options.unknown_variables(list(task_vars.keys()), known_names())
-        result.update(changed=False, unknown_variables=[name for name, _hint in unknown], unknown_nodes=[])
-        problems = [options.describe_unknown(unknown, host)] if unknown else []
+        by_problem = {}
+        for host, names in self._variable_names(task_vars).items():
+            unknown = tuple(options.unknown_variables(names, known_names()))
+            if unknown:
+                by_problem.setdefault(unknown, []).append(host)
+        names = sorted(set(name for unknown in by_problem for name, _hint in unknown))
+        result.update(changed=False, unknown_variables=names, unknown_nodes=[])
+        problems = [options.describe_unknown(list(unknown), ", ".join(hosts)) for unknown, hosts in by_problem.items()]
 
         option = self._task.args.get("nodes_option") or "nodes"
         names = options.split_names(self._task.args.get("nodes"))

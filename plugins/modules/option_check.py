@@ -18,6 +18,8 @@ description:
     C(localpv_*) inventory variables they name and the variables the roles set themselves.
   - A misspelled variable is otherwise ignored by Ansible; for C(decommission_volume) instead of
     C(decommission_volumes) that widens a retirement from one disk to every volume of the node.
+  - Checks every host of the play in one run (the variables of the host that runs it, and those of the others
+    through C(hostvars)), so the roles run it once with C(run_once); the message names the hosts of each finding.
   - With O(nodes), also fails on each name that is neither a host of the play nor the C(localpv_node_name) of one.
   - Runs on the controller (an action plugin); it reads variables only.
 author:

@@ -130,14 +130,14 @@ class Run:
         task = self.tasks(name, host)[-1][0]
         return task["task"]["duration"]["start"], task["task"]["duration"]["end"]
 
-    def failed_msg(self, host):
-        """The message of the task that failed on ``host`` (an unreachable result
-        that the play ignores does not count), or None."""
+    def failed_msg(self, host=None):
+        """The message of the task that failed on ``host`` (on any host when None; an
+        unreachable result that the play ignores does not count), or None."""
         for play in self.data["plays"]:
             for task in play["tasks"]:
-                res = task["hosts"].get(host) or {}
-                if res.get("failed") and not res.get("ignore_errors"):
-                    return res.get("msg") or ""
+                for name, res in task["hosts"].items():
+                    if host in (None, name) and res.get("failed") and not res.get("ignore_errors"):
+                        return res.get("msg") or ""
         return None
 
     def ran_on(self, host):

@@ -250,7 +250,7 @@ def test_an_unknown_node_in_decommission_nodes_stops_the_run(lab, scenario):
     since = now_rfc3339()
     res = scenario.decommission(decommission_nodes=["node9"])
     assert res.returncode != 0
-    msg = " ".join((res.failed_msg("node1") or "").split())
+    msg = " ".join((res.failed_msg() or "").split())
     assert "decommission_nodes names node9" in msg and "did you mean" in msg, res.text[-3000:]
     assert real_writes_by_us(lab, since) == []
 
@@ -263,7 +263,7 @@ def test_a_misspelled_option_stops_a_decommission_before_it_widens_to_the_whole_
     since = now_rfc3339()
     res = s.decommission(decommission_volume=a)
     assert res.returncode != 0
-    msg = " ".join((res.failed_msg(s.host) or "").split())
+    msg = " ".join((res.failed_msg() or "").split())
     assert "decommission_volume (did you mean decommission_volumes?)" in msg, res.text[-3000:]
     assert len(s.pvs()) == 2 and s.mounted(a) and s.mounted(b)
     assert real_writes_by_us(lab, since) == []
@@ -272,7 +272,7 @@ def test_a_misspelled_option_stops_a_decommission_before_it_widens_to_the_whole_
 def test_unknown_reclaim_nodes_and_misspelled_site_options_stop_the_run(lab, scenario, blank_fleet, site_vars):
     res = scenario.reclaim(reclaim_nodes="node2,nod3")
     assert res.returncode != 0
-    assert "reclaim_nodes names nod3" in " ".join((res.failed_msg("node1") or "").split()), res.text[-3000:]
+    assert "reclaim_nodes names nod3" in " ".join((res.failed_msg() or "").split()), res.text[-3000:]
     before = disk_checksums(lab)
     res = lab.playbook("playbooks/site.yml", extra_vars=dict(site_vars, localpv_allow_wype=True))
     assert res.returncode != 0
@@ -305,3 +305,22 @@ def test_tags_split_a_site_run_into_the_disks_and_the_pvs(lab, kube, blank_fleet
                 if pv.metadata.name in names)
     assert set(made) == names
     assert made[v.pv_name(info["node_name"], "ssd0")].spec.local.path == "%s/ssd0" % ROOT
+
+
+def test_one_option_check_names_a_typo_set_on_any_host_of_the_play(lab, tmp_path):
+    """The check runs once for the play, so it must read the other hosts' variables
+    too: a typo in one host's inventory stops the run, naming that host."""
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {
+        "a": {"ansible_connection": "local"},
+        "b": {"ansible_connection": "local", "localpv_dsks": []},
+        "c": {"ansible_connection": "local"}}}}))
+    play = tmp_path / "check.yml"
+    play.write_text(yaml.safe_dump([{"hosts": "all", "gather_facts": False, "tasks": [
+        {"name": "Check", "localpv.rollout.option_check": {}, "run_once": True},
+        {"name": "After", "ansible.builtin.debug": {"msg": "ran"}}]}]))
+    res = lab.playbook(str(play), inventory=str(inventory))
+    assert res.returncode != 0
+    out = " ".join(text(res).split())
+    assert "b: this is not an option of localpv.rollout: localpv_dsks (did you mean localpv_disks?)" in out, out[-3000:]
+    assert "TASK [After]" not in res.stdout and "a: this" not in out and "a, b" not in out
