@@ -160,7 +160,15 @@ def phase_floor(args):
     with ThreadPoolExecutor(max_workers=args.workers) as ex:
         list(ex.map(post, bodies))
     wall = time.perf_counter() - start
-    return {"wall": wall, "requests": {"create": len(bodies)}}
+    # the floor of any no-op: read every PV once (pages of 1000, each decoded)
+    start, token, pages = time.perf_counter(), None, 0
+    while True:
+        r = pool.request("GET", url + "?limit=1000" + ("&continue=" + token if token else ""), headers=headers)
+        token, pages = json.loads(r.data)["metadata"].get("continue"), pages + 1
+        if not token:
+            break
+    return {"wall": wall, "requests": {"create": len(bodies)}, "list_wall": time.perf_counter() - start,
+            "list_pages": pages}
 
 
 def phase_foreign(args):
@@ -604,12 +612,18 @@ def _print_noop(args, res):
     print()
     print("no-op re-run of %d PVs with %d foreign PVs present: library %s s (LIST pages of 1000 of every PV: %d, "
           "Nodes: 1)" % (n, args.foreign, "%.3f" % lib["noop_wall"] if lib else "-", pages))
+    floor = res.get("floor") or {}
+    if "list_wall" in floor:
+        print("  floor: one raw LIST of every PV, decoded: %.2f s (%d pages)" % (floor["list_wall"], floor["list_pages"]))
     for key, label in LPV_ROWS:
         if key in res:
             lpv = res[key]
             print("  local_pv playbook, %s: %.2f s, %.3f ms per PV; requests %s; module peak RSS %s MiB" % (
                 label, lpv["noop_wall"], lpv["noop_wall"] / n * 1000, json.dumps(lpv["noop_requests"]),
                 lpv["noop_module_rss_mib"]))
+            if "list_wall" in floor:
+                print("    / (fixed cost %.2f s + raw LIST): %.2fx" % (
+                    lpv["fixed"], lpv["noop_wall"] / (lpv["fixed"] + floor["list_wall"])))
             for phase in ("kubectl_apply", "kubectl_apply_ss"):
                 if phase in res:
                     kc = res[phase]
