@@ -298,3 +298,31 @@ def markdown(report):
         out.append("")
     out.append(summary(report) + ".")
     return "\n".join(out) + "\n"
+
+
+# The options of volume_report (module documentation and action plugin share them).
+ARGUMENT_SPEC = dict(
+    kind=dict(type="str", choices=list(KINDS), default="site"),
+    hosts=dict(type="list", elements="dict", default=[], options=dict(
+        node=dict(type="str", required=True),
+        volumes=dict(type="list", elements="dict", default=[]))),
+    pvs=dict(type="list", elements="dict", default=[]),
+    nodes=dict(type="list", elements="str", default=[]),
+    changes=dict(type="dict", default={}),
+    action=dict(type="str", default="none"),
+    planned=dict(type="bool"),
+    width=dict(type="int", default=100),
+)
+
+
+def report_result(params, check_mode=False):
+    """What volume_report returns for its validated ``params``: the report, its
+    table (as lines and as one text) and its Markdown."""
+    planned = check_mode if params["planned"] is None else params["planned"]
+    if params["kind"] == "site":
+        report = site_report(params["hosts"], params["pvs"], params["changes"], planned=planned)
+    else:
+        report = pv_report(params["kind"], params["nodes"], params["pvs"], params["action"], planned=planned)
+    lines = table_lines(report, params["width"])
+    return {"changed": False, "report": report, "lines": lines, "table": "\n".join(lines),
+            "markdown": markdown(report)}

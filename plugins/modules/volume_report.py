@@ -21,13 +21,19 @@ author:
   - localpv.rollout contributors (@localpv)
 extends_documentation_fragment:
   - localpv.rollout.attributes
-  - localpv.rollout.attributes.controller
 attributes:
   check_mode:
     support: full
     details: In check mode the report is the plan (O(planned) defaults to true).
   diff_mode:
     support: none
+  action:
+    support: full
+    description: Runs on the controller (an action plugin), in the process of the play; nothing is sent to a host.
+  platform:
+    description: The controller.
+    support: full
+    platforms: posix
 options:
   kind:
     description: Which run the report is of.
@@ -151,30 +157,8 @@ from ansible_collections.localpv.rollout.plugins.module_utils import report as r
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            kind=dict(type="str", choices=list(rep.KINDS), default="site"),
-            hosts=dict(type="list", elements="dict", default=[], options=dict(
-                node=dict(type="str", required=True),
-                volumes=dict(type="list", elements="dict", default=[]))),
-            pvs=dict(type="list", elements="dict", default=[]),
-            nodes=dict(type="list", elements="str", default=[]),
-            changes=dict(type="dict", default={}),
-            action=dict(type="str", default="none"),
-            planned=dict(type="bool"),
-            width=dict(type="int", default=100),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    planned = module.check_mode if p["planned"] is None else p["planned"]
-    if p["kind"] == "site":
-        report = rep.site_report(p["hosts"], p["pvs"], p["changes"], planned=planned)
-    else:
-        report = rep.pv_report(p["kind"], p["nodes"], p["pvs"], p["action"], planned=planned)
-    lines = rep.table_lines(report, p["width"])
-    module.exit_json(changed=False, report=report, lines=lines, table="\n".join(lines),
-                     markdown=rep.markdown(report))
+    module = AnsibleModule(argument_spec=rep.ARGUMENT_SPEC, supports_check_mode=True)
+    module.exit_json(**rep.report_result(module.params, module.check_mode))
 
 
 if __name__ == "__main__":
