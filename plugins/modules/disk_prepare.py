@@ -358,7 +358,8 @@ mounts:
   returned: success
   type: list
   elements: dict
-  sample: [{path: /mnt/disks/ssd0, src: UUID=0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0, fstype: xfs, opts: 'defaults,nofail'}]
+  sample:
+    - {path: /mnt/disks/ssd0, src: UUID=0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0, fstype: xfs, opts: 'defaults,nofail'}
 links:
   description:
     - The block volumes whose link is missing or different (RV(volumes[].needs_link)), as C({path, target}); the
