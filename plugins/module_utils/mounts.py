@@ -22,11 +22,14 @@ __metaclass__ = type
 import os
 import stat
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
 
 FSTAB = "/etc/fstab"
 ROOT_MODE = 0o755
+# mount(8) processes at a time: most of a mount is the kernel reading the filesystem's log
+MOUNT_WORKERS = 4
 # What ansible.posix.mount escapes (backslash first), and the whitespace that would split a field.
 _ESCAPES = (("\\", "\\134"), (" ", "\\040"), ("&", "\\046"), ("\t", "\\011"), ("\n", "\\012"))
 # fstab source tags and the blkid -p names of the same values
@@ -145,6 +148,10 @@ def input_errors(root, mounts, links):
         if path in seen:
             errors.append("%s is given twice (as %s and as %s); one path holds one volume" % (path, seen[path], kind))
         seen[path] = kind
+    for path in sorted(seen):
+        inner = [other for other in sorted(seen) if other.startswith(path + "/")]
+        if inner:
+            errors.append("%s is inside %s %s; volumes are never nested" % (", ".join(inner), seen[path], path))
     for item in mounts:
         for key in ("src", "fstype", "opts"):
             if not item.get(key):
@@ -300,10 +307,20 @@ def _make_dirs(root, work, done):
 
 
 def _mount_all(work, run, fstab_path, done):
+    """mount(8) per path, a few at a time: the mount points are never nested (see
+    :func:`input_errors`), so the order does not matter."""
     tab = [] if fstab_path == FSTAB else ["-T", fstab_path]
-    for path in work["mount"] + work["remount"]:
+    paths = work["mount"] + work["remount"]
+
+    def mount(path):
         remount = path in work["remount"]
-        rc, out, err = run(["mount"] + tab + (["-o", "remount"] if remount else []) + [path])
+        return path, remount, run(["mount"] + tab + (["-o", "remount"] if remount else []) + [path])
+
+    if not paths:
+        return
+    with ThreadPoolExecutor(max_workers=min(MOUNT_WORKERS, len(paths))) as pool:
+        results = list(pool.map(mount, paths))
+    for path, remount, (rc, out, err) in results:
         if rc == 0:
             done["remounted" if remount else "mounted"].append(path)
         else:

@@ -20,13 +20,13 @@ description:
     writes C(/etc/fstab) once, atomically (a temporary file in the same directory, then a rename; mode, owner and
     SELinux context kept), and only when its text changes; then runs C(mount <path>) for each path that is not
     mounted (mount(8) takes the line from fstab), and C(mount -o remount <path>) for a mounted one whose line
-    changed, as M(ansible.posix.mount) does. Then it makes or corrects the links.
+    changed, as M(ansible.posix.mount) does, four at a time. Then it makes or corrects the links.
   - The fstab lines are the ones M(ansible.posix.mount) writes (six fields, dump and passno C(0), space, backslash
     and ampersand as octal escapes), so M(ansible.posix.mount) with C(state=absent) removes them.
   - Checks every item before the first change, and changes nothing if any may not be done; the message names
-    each path, what is there, and what to do. Refused are a path given twice, a path not under O(root), a mount
-    point mounted from another source, a mount point that is not a directory, and a link path that holds a
-    file or a directory.
+    each path, what is there, and what to do. Refused are a path given twice, a path inside another, a path not
+    under O(root), a mount point mounted from another source, a mount point that is not a directory, and a link
+    path that holds a file or a directory.
   - When a mount fails, its fstab line goes back to what it was and the mount point made for it is removed (as
     M(ansible.posix.mount) does); the other mounts and the links are still made, the result lists what was
     done and what failed, and a re-run finishes the job.
@@ -194,6 +194,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
 from ansible_collections.localpv.rollout.plugins.module_utils import mounts
 
@@ -218,14 +219,14 @@ def main():
     root = os.path.normpath(p["root"])
     try:
         work = mounts.plan(root, p["mounts"], p["links"], host_volumes.read_fstab_text(mounts.FSTAB),
-                           host_volumes.read_mountinfo(), lambda dev: mounts.probe_dev(dev, module.run_command))
+                           host_volumes.read_mountinfo(), lambda dev: mounts.probe_dev(dev, devices.run_command))
     except mounts.MountError as exc:
         module.fail_json(msg="host %s: refusing to mount or link anything; nothing was changed. %s" % (
             host, "; ".join(exc.reasons)), **NOTHING_DONE)
     result = dict(NOTHING_DONE, changed=mounts.pending(work), plan=mounts.summary(work), diff=mounts.diff(work))
     if result["changed"] and not module.check_mode:
         try:
-            done = mounts.apply(root, work, module.run_command, move=module.atomic_move)
+            done = mounts.apply(root, work, devices.run_command, move=module.atomic_move)
         except mounts.MountError as exc:
             done = dict(exc.done)
             failed = done.pop("failed")

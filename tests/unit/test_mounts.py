@@ -173,6 +173,12 @@ def test_shared_paths_paths_outside_the_root_and_odd_paths_are_refused_all_at_on
     assert os.listdir(root) == []
 
 
+def test_nested_paths_are_refused(tmp_path):
+    root = str(tmp_path)
+    assert refusals(tmp_path, [item(root + "/a"), item(root + "/a/b")]) == [
+        "%s/a/b is inside mount point %s/a; volumes are never nested" % (root, root)]
+
+
 def test_a_root_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "disks").write_text("")
     assert "is a file, not the directory that holds the volumes" in refusals(
@@ -193,7 +199,7 @@ def test_apply_writes_fstab_once_keeping_its_mode_mounts_and_links(tmp_path):
                        [{"path": root + "/raw", "target": "/dev/loop9p1"}], FSTAB, [], probe_of({}))
     run = Recorder()
     done = mounts.apply(root, work, run, fstab_path=str(fstab))
-    assert run.argv == [["mount", "-T", str(fstab), root + "/a"], ["mount", "-T", str(fstab), root + "/b"]]
+    assert sorted(run.argv) == [["mount", "-T", str(fstab), root + "/a"], ["mount", "-T", str(fstab), root + "/b"]]
     assert done == {"created": [root + "/a", root + "/b"], "fstab_changed": True, "mounted": [root + "/a", root + "/b"],
                     "remounted": [], "linked": [root + "/raw"], "failed": []}
     assert fstab.read_text() == work["fstab_after"] and stat.S_IMODE(fstab.stat().st_mode) == 0o640
