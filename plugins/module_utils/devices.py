@@ -133,6 +133,23 @@ def mount_is_of(mount, dev=None, device=None):
     return device is not None and os.path.basename(mount["source"]) == os.path.basename(device)
 
 
+def is_bind_of(mount, source, mounts):
+    """Whether ``mount`` shows directory ``source`` (a bind mount of it)."""
+    best = None
+    for other in mounts:
+        point = other["mount_point"]
+        if other is mount:
+            continue
+        if source == point or source.startswith(point.rstrip("/") + "/"):
+            if best is None or len(point) >= len(best["mount_point"]):
+                best = other
+    if best is None or best["dev"] != mount["dev"]:
+        return False
+    rel = os.path.relpath(source, best["mount_point"])
+    expected = os.path.normpath(os.path.join(best["root"], rel)) if rel != "." else best["root"]
+    return mount["root"] == expected
+
+
 def parse_swaps(text):
     """Swap areas from /proc/swaps: dicts with path and type."""
     swaps = []
@@ -144,7 +161,9 @@ def parse_swaps(text):
 
 
 def parse_fstab(text):
-    """Entries of an fstab: dicts with src, path, fstype, opts, line (0-based index)."""
+    """Entries of an fstab: dicts with src, path, fstype, opts, dump, passno and line
+    (0-based index in ``text.splitlines()``); the fields unescaped, the optional ones
+    filled in as mount(8) reads them."""
     entries = []
     for index, line in enumerate(text.splitlines()):
         stripped = line.strip()
@@ -158,6 +177,8 @@ def parse_fstab(text):
             "path": _unescape_mount(fields[1]),
             "fstype": fields[2] if len(fields) > 2 else "",
             "opts": fields[3] if len(fields) > 3 else "defaults",
+            "dump": fields[4] if len(fields) > 4 else "0",
+            "passno": fields[5] if len(fields) > 5 else "0",
             "line": index,
         })
     return entries

@@ -834,28 +834,11 @@ def _mark_mount_state(planner, fstab_text, mountinfo_text, links):
                     and lines[0]["fstype"] == volume["fstab_fstype"] and lines[0]["opts"] == volume["mount_options"])
         mount = devices.mount_at(mounts, path)
         if volume["state"] == "bind":
-            mounted = mount is not None and _is_bind_of(mount, volume["source"], mounts)
+            mounted = mount is not None and devices.is_bind_of(mount, volume["source"], mounts)
         else:
             mounted = devices.mount_is_of(mount, volume.get("dev"), volume["device"])
         volume["mounted"] = mounted
         volume["needs_mount"] = not (fstab_ok and mounted)
-
-
-def _is_bind_of(mount, source, mounts):
-    """Whether ``mount`` shows directory ``source`` (a bind mount of it)."""
-    best = None
-    for other in mounts:
-        point = other["mount_point"]
-        if other is mount:
-            continue
-        if source == point or source.startswith(point.rstrip("/") + "/"):
-            if best is None or len(point) >= len(best["mount_point"]):
-                best = other
-    if best is None or best["dev"] != mount["dev"]:
-        return False
-    rel = os.path.relpath(source, best["mount_point"])
-    expected = os.path.normpath(os.path.join(best["root"], rel)) if rel != "." else best["root"]
-    return mount["root"] == expected
 
 
 # --------------------------------------------------------------------------------------

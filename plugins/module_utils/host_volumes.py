@@ -245,24 +245,30 @@ def _xfs_bytes_from_geometry(text):
 # A volume on the host: its mount, fstab lines, link and holders
 # --------------------------------------------------------------------------------------
 
-def _mountinfo(proc_root="/proc"):
+def read_mountinfo(proc_root="/proc"):
+    """The mounts of this host now (:func:`devices.parse_mountinfo`)."""
     with open(os.path.join(proc_root, "self", "mountinfo")) as handle:
         return devices.parse_mountinfo(handle.read())
 
 
-def _fstab(path="/etc/fstab"):
+def read_fstab_text(path="/etc/fstab"):
+    """The text of the fstab at ``path``; empty when there is none."""
     try:
         with open(path) as handle:
-            return devices.parse_fstab(handle.read())
+            return handle.read()
     except IOError:
-        return []
+        return ""
+
+
+def _fstab(path="/etc/fstab"):
+    return devices.parse_fstab(read_fstab_text(path))
 
 
 def volume_state(path, proc_root="/proc", fstab_path="/etc/fstab", mounts=None, fstab=None):
     """What is on the host at a volume's ``path``: the mount (and where else the
     same filesystem is mounted), the fstab lines, a block-volume link, and the
     processes that hold it."""
-    mounts = _mountinfo(proc_root) if mounts is None else mounts
+    mounts = read_mountinfo(proc_root) if mounts is None else mounts
     fstab = _fstab(fstab_path) if fstab is None else fstab
     mount = devices.mount_at(mounts, path)
     state = {

@@ -36,8 +36,9 @@ description:
     mkfs; every destructive command is preceded by a probe and an in-use check (exclusive open, and
     every process that has the disk or a partition open or mapped, found in C(/proc)).
   - The module does not mount. It returns RV(volumes) with the fstab source (by filesystem
-    UUID), fstype and options of each volume and whether it still needs mounting, for
-    M(ansible.posix.mount) with C(state=mounted).
+    UUID), fstype and options of each volume and whether it still needs mounting or linking,
+    and in RV(mounts) and RV(links) only what still needs it, the input of
+    M(localpv.rollout.volume_mounts), which mounts and links them all in one run.
 author:
   - localpv.rollout contributors (@localpv)
 requirements:
@@ -237,7 +238,7 @@ notes:
     holds a filesystem.
 seealso:
   - module: localpv.rollout.block_devices
-  - module: ansible.posix.mount
+  - module: localpv.rollout.volume_mounts
 """
 
 EXAMPLES = r"""
@@ -254,16 +255,12 @@ EXAMPLES = r"""
         partitions: 2
   register: prep
 
-- name: Mount them by filesystem UUID
-  ansible.posix.mount:
-    path: "{{ item.path }}"
-    src: "{{ item.mount.src }}"
-    fstype: "{{ item.mount.fstype }}"
-    opts: "{{ item.mount.opts }}"
-    state: mounted
-  loop: "{{ prep.volumes | selectattr('needs_mount') | list }}"
-  loop_control:
-    label: "{{ item.path }}"
+- name: Mount them by filesystem UUID in fstab, and link block volumes
+  localpv.rollout.volume_mounts:
+    root: /mnt/disks
+    mounts: "{{ prep.mounts }}"
+    links: "{{ prep.links }}"
+  when: prep.mounts or prep.links
 
 - name: Mount a disk moved from a failed node, keeping its data
   localpv.rollout.disk_prepare:
@@ -340,7 +337,7 @@ volumes:
       type: str
       sample: local-storage
     mount:
-      description: What M(ansible.posix.mount) needs, src (C(UUID=...) or the bind source), fstype, opts.
+      description: The fstab fields of a filesystem volume, src (C(UUID=...) or the bind source), fstype, opts.
       type: dict
       sample: {src: UUID=0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0, fstype: xfs, opts: 'defaults,nofail'}
     needs_mount:
@@ -353,6 +350,24 @@ volumes:
       description: For block volumes, the device the symlink points to.
       type: str
       sample: /dev/disk/by-partuuid/5d8b7e3a-1c2f-4b6a-9e0d-3f4a5b6c7d8e
+mounts:
+  description:
+    - The volumes whose fstab line or mount is missing or different (RV(volumes[].needs_mount)) and whose filesystem
+      exists, as C({path, src, fstype, opts}); the O(localpv.rollout.volume_mounts#module:mounts) of
+      M(localpv.rollout.volume_mounts). In check mode a filesystem still to make has no UUID yet and is left out.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - {path: /mnt/disks/ssd0, src: UUID=0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0, fstype: xfs, opts: 'defaults,nofail'}
+links:
+  description:
+    - The block volumes whose link is missing or different (RV(volumes[].needs_link)), as C({path, target}); the
+      O(localpv.rollout.volume_mounts#module:links) of M(localpv.rollout.volume_mounts).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{path: /mnt/disks/raw0, target: /dev/disk/by-partuuid/5d8b7e3a-1c2f-4b6a-9e0d-3f4a5b6c7d8e}]
 disks:
   description: The plan per disk (state new, wipe, ours or adopt; actions; layout).
   returned: always
@@ -497,6 +512,14 @@ def _result_volume(volume, run):
     return out
 
 
+def _still_to_do(volumes):
+    """The mounts and links the volumes still need: the input of volume_mounts."""
+    return {
+        "mounts": [dict(v["mount"], path=v["path"]) for v in volumes if v["needs_mount"] and v["mount"]["src"]],
+        "links": [{"path": v["path"], "target": v["link_target"]} for v in volumes if v["needs_link"]],
+    }
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -532,8 +555,9 @@ def main():
             module.fail_json(msg="host %s: %s%s" % (host, exc, "" if exc.written else " Nothing was written."),
                              commands=commands, disks=plan["disks"])
         diff["after"] = disk_plan.render(plan)
-    module.exit_json(changed=pending, volumes=[_result_volume(v, devices.run_command) for v in plan["volumes"]],
-                     disks=plan["disks"], skipped=plan["skipped"], commands=commands, diff=diff)
+    volumes = [_result_volume(v, devices.run_command) for v in plan["volumes"]]
+    module.exit_json(changed=pending, volumes=volumes, disks=plan["disks"], skipped=plan["skipped"], commands=commands,
+                     diff=diff, **_still_to_do(volumes))
 
 
 if __name__ == "__main__":

@@ -313,6 +313,90 @@ def test_selector_picks_eligible_disks_only(node):
     assert ok(node.play(wanted)).host["changed"] == 0
 
 
+# --- mounting and linking in one module run (volume_mounts) -------------------------
+
+MOUNT_TASK = "Mount volumes by filesystem UUID in fstab and link block volumes"
+
+
+def task_outcome(stdout, task):
+    """What the default callback printed for ``task`` on the node: ok, changed, skipping, fatal."""
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("TASK [") and task in line:
+            for after in lines[i + 1:]:
+                if after.startswith(("ok:", "changed:", "skipping:", "fatal:")):
+                    return after.split(":")[0]
+    return None
+
+
+MIXED = [
+    {"name": "lpvtm", "device": None, "partitions": 2},      # two xfs volumes on the big disk
+    {"name": "lpvtraw", "device": None, "mode": "block"},
+    {"name": "lpvtbind", "bind": "/data/lpvtest/vol1", "capacity": "1G"},
+]
+
+
+def mixed(node):
+    wanted = [dict(entry) for entry in MIXED]
+    wanted[0]["device"], wanted[1]["device"] = node.disks[0], node.disks[1]
+    return wanted
+
+
+def test_one_run_mounts_every_volume_with_one_fstab_line_each_and_a_rerun_skips_the_mount_task(node):
+    first = ok(node.play(mixed(node), localpv_allow_kernel_names=True))
+    assert task_outcome(first.stdout, MOUNT_TASK) == "changed"
+    by_name = dict((v["name"], v) for v in first.volumes)
+    for name in ("lpvtm-1", "lpvtm-2"):
+        uuid = by_name[name]["uuid"]
+        assert node.findmnt("%s/%s" % (ROOT, name))[1:] == ["xfs", uuid]
+        assert node.fstab_lines("%s/%s" % (ROOT, name)) == [
+            "UUID=%s %s/%s xfs defaults,nofail 0 0" % (uuid, ROOT, name)]
+    assert node.fstab_lines(ROOT + "/lpvtbind") == ["/data/lpvtest/vol1 %s/lpvtbind none bind 0 0" % ROOT]
+    node.sh("touch /data/lpvtest/vol1/seen && test -f %s/lpvtbind/seen" % ROOT)
+    assert node.sh("readlink %s/lpvtraw" % ROOT).stdout.strip() == by_name["lpvtraw"]["link_target"]
+    assert node.sh("stat -c %%a %s" % ROOT).stdout.strip() == "755"
+
+    again = ok(node.play(mixed(node), localpv_allow_kernel_names=True))
+    assert again.host["changed"] == 0 and task_outcome(again.stdout, MOUNT_TASK) == "skipping"
+
+
+def test_check_mode_says_which_mounts_and_fstab_lines_it_would_make_and_changes_nothing(node):
+    wanted = [{"name": "lpvtc", "device": node.disks[0]}]
+    ok(node.play(wanted, disk_prep_stop_after="format"))  # the filesystem exists, not mounted yet
+    uuid = node.sh("blkid -p -s UUID -o value %sp1" % node.disks[0]).stdout.strip()
+    fstab = node.sh("cat /etc/fstab").stdout
+    res = ok(node.play(wanted, "--check", "--diff"))
+    assert task_outcome(res.stdout, MOUNT_TASK) == "changed"
+    assert "+UUID=%s %s/lpvtc xfs defaults,nofail 0 0" % (uuid, ROOT) in res.stdout
+    assert "+%s/lpvtc: mounted from UUID=%s" % (ROOT, uuid) in res.stdout
+    assert node.sh("cat /etc/fstab").stdout == fstab
+    assert node.findmnt(ROOT + "/lpvtc") is None and node.sh("test -e %s/lpvtc" % ROOT, check=False).returncode != 0
+
+
+def test_a_foreign_mount_at_a_mount_point_is_refused_and_nothing_is_mounted_or_written(node):
+    wanted = [{"name": "lpvtf", "device": node.disks[0], "partitions": 2}]
+    ok(node.play(wanted, disk_prep_stop_after="format"))
+    node.sh("mkdir -p %s/lpvtf-1 && mount -t tmpfs lpvt-foreign %s/lpvtf-1" % (ROOT, ROOT))
+    fstab = node.sh("cat /etc/fstab").stdout
+    text = refused(node.play(wanted))
+    assert "%s/lpvtf-1 is mounted from lpvt-foreign (tmpfs), not from UUID=" % ROOT in text
+    assert "refusing to mount or link anything; nothing was changed" in text
+    assert node.findmnt(ROOT + "/lpvtf-1")[:2] == ["lpvt-foreign", "tmpfs"]
+    assert node.findmnt(ROOT + "/lpvtf-2") is None and node.sh("cat /etc/fstab").stdout == fstab
+
+
+def test_a_directory_where_a_block_volume_link_belongs_is_refused_and_nothing_is_changed(node):
+    wanted = [{"name": "lpvtd", "device": node.disks[0]},
+              {"name": "lpvtdraw", "device": node.disks[1], "mode": "block"}]
+    node.sh("mkdir -p %s/lpvtdraw" % ROOT)
+    fstab = node.sh("cat /etc/fstab").stdout
+    text = refused(node.play(wanted, localpv_allow_kernel_names=True))
+    assert "%s/lpvtdraw is a directory where the link to %sp1 belongs; move it away and run again" % (
+        ROOT, node.disks[1]) in text
+    assert node.sh("test -d %s/lpvtdraw -a ! -L %s/lpvtdraw" % (ROOT, ROOT), check=False).returncode == 0
+    assert node.findmnt(ROOT + "/lpvtd") is None and node.sh("cat /etc/fstab").stdout == fstab
+
+
 # --- the safety matrix ---------------------------------------------------------------
 
 def _root_disk():

@@ -1,0 +1,383 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Mount a host's volumes and link its block volumes, all in one pass.
+
+What a loop of ``ansible.posix.mount state=mounted`` and one of
+``ansible.builtin.file state=link force=true`` do item by item, done for all the
+volumes of a host at once: one look at fstab, the mount table and the paths, every
+refusal before the first change, /etc/fstab written once (atomically, and only when
+its text changes), then ``mount <path>`` for what is not mounted (mount(8) takes the
+line from fstab, as ansible.posix.mount does) and the links.
+
+The fstab lines are the ones ansible.posix.mount writes: six fields, dump and passno
+0, and space, backslash and ampersand as octal escapes. So ``ansible.posix.mount
+state=absent`` (decommission) finds and removes them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import stat
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.localpv.rollout.plugins.module_utils import devices
+
+FSTAB = "/etc/fstab"
+ROOT_MODE = 0o755
+# mount(8) processes at a time: most of a mount is the kernel reading the filesystem's log
+MOUNT_WORKERS = 4
+# What ansible.posix.mount escapes (backslash first), and the whitespace that would split a field.
+_ESCAPES = (("\\", "\\134"), (" ", "\\040"), ("&", "\\046"), ("\t", "\\011"), ("\n", "\\012"))
+# fstab source tags and the blkid -p names of the same values
+_TAGS = {"UUID": "UUID", "LABEL": "LABEL", "PARTUUID": "PART_ENTRY_UUID", "PARTLABEL": "PART_ENTRY_NAME"}
+
+
+class MountError(Exception):
+    """Refusals (nothing changed) or failures midway; ``done`` says what did happen."""
+
+    def __init__(self, reasons, done=None):
+        super(MountError, self).__init__("; ".join(reasons))
+        self.reasons = list(reasons)
+        self.done = done
+
+
+# --------------------------------------------------------------------------------------
+# fstab lines
+# --------------------------------------------------------------------------------------
+
+def escape_field(value):
+    for char, code in _ESCAPES:
+        value = value.replace(char, code)
+    return value
+
+
+def fstab_line(item):
+    """The line of a mount item, as ansible.posix.mount writes it."""
+    return " ".join(escape_field(item[key]) for key in ("src", "path", "fstype", "opts")) + " 0 0"
+
+
+def _line_is(entry, item):
+    return (entry["src"], entry["fstype"], entry["opts"], entry["dump"], entry["passno"]) == (
+        item["src"], item["fstype"], item["opts"], "0", "0")
+
+
+def _lines_of(entries, path):
+    return [entry for entry in entries if entry["path"] == path]
+
+
+def render_fstab(text, mounts):
+    """``text`` with exactly one line, as wanted, per mount item: a line that differs is
+    replaced where it stands, further lines for the same mount point are dropped, a
+    missing one is appended. Every other line stays as it is; an fstab that needs
+    nothing is returned unchanged."""
+    lines = text.splitlines()
+    entries = devices.parse_fstab(text)
+    drop, tail, edited = set(), [], False
+    for item in mounts:
+        own = _lines_of(entries, item["path"])
+        if not own:
+            tail.append(fstab_line(item))
+            continue
+        if not _line_is(own[0], item):
+            lines[own[0]["line"]] = fstab_line(item)
+            edited = True
+        drop.update(entry["line"] for entry in own[1:])
+    if not (drop or tail or edited):
+        return text
+    kept = [line for index, line in enumerate(lines) if index not in drop] + tail
+    return "\n".join(kept) + "\n" if kept else ""
+
+
+def write_file_atomic(path, text, move=None):
+    """Replace the file at ``path`` (a symlink's target) with ``text``: a temporary file
+    in the same directory with the old file's mode and owner, then one rename (or
+    ``move(tmp, dest)``, which may keep more, such as the SELinux context)."""
+    real = os.path.realpath(path)
+    old = os.stat(real) if os.path.exists(real) else None
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(real), dir=os.path.dirname(real))
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, stat.S_IMODE(old.st_mode) if old else 0o644)
+        if old:
+            os.chown(tmp, old.st_uid, old.st_gid)
+        (move or os.rename)(tmp, real)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+# --------------------------------------------------------------------------------------
+# Looking before changing anything
+# --------------------------------------------------------------------------------------
+
+def kind_at(path):
+    """What is at ``path`` (not following a symlink): None, or a word for a message."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    for test, word in ((stat.S_ISLNK, "symlink"), (stat.S_ISDIR, "directory"), (stat.S_ISREG, "file"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return word
+    return "special file"
+
+
+def is_bind(item):
+    return bool(set(("bind", "rbind")) & set(item["opts"].split(",")))
+
+
+def input_errors(root, mounts, links):
+    """What is wrong with the items themselves, before looking at the host."""
+    errors = []
+    seen = {}
+    for kind, item in [("mount point", m) for m in mounts] + [("link", link) for link in links]:
+        path = item["path"]
+        if not path.startswith("/") or os.path.normpath(path) != path:
+            errors.append("%s %s is not a plain absolute path (no trailing slash, no . or ..)" % (kind, path))
+        elif not path.startswith(root.rstrip("/") + "/"):
+            errors.append("%s %s is not under %s, the directory this run owns; give a path under it" % (
+                kind, path, root))
+        if path in seen:
+            errors.append("%s is given twice (as %s and as %s); one path holds one volume" % (path, seen[path], kind))
+        seen[path] = kind
+    for path in sorted(seen):
+        inner = [other for other in sorted(seen) if other.startswith(path + "/")]
+        if inner:
+            errors.append("%s is inside %s %s; volumes are never nested" % (", ".join(inner), seen[path], path))
+    for item in mounts:
+        for key in ("src", "fstype", "opts"):
+            if not item.get(key):
+                errors.append("mount point %s: %s is empty" % (item["path"], key))
+    for item in links:
+        if not item.get("target", "").startswith("/"):
+            errors.append("link %s: target %r is not an absolute path" % (item["path"], item.get("target")))
+    return errors
+
+
+def probe_dev(dev, run, sys_root="/sys", dev_root="/dev"):
+    """The blkid tags of the block device with number ``dev`` (``maj:min``), read from
+    the device itself (``blkid -p``); empty when it is no block device (tmpfs, btrfs)."""
+    name = os.path.basename(os.path.realpath(os.path.join(sys_root, "dev", "block", dev)))
+    if name == dev or not name:
+        return {}
+    rc, out, _err = run(["blkid", "-p", "-o", "export", os.path.join(dev_root, name)])
+    return devices.parse_export(out) if rc == 0 else {}
+
+
+def shows_source(item, mount, mounts, probe):
+    """Whether ``mount`` (at the item's path) is the item's ``src``: the same directory
+    for a bind mount, the filesystem with that tag, the same device node, or else the
+    same source string."""
+    src = item["src"]
+    if is_bind(item):
+        return devices.is_bind_of(mount, src, mounts)
+    tag = src.split("=", 1)[0]
+    if "=" in src and tag in _TAGS:
+        return probe(mount["dev"]).get(_TAGS[tag]) == src.split("=", 1)[1]
+    if src.startswith("/dev/"):
+        try:
+            rdev = os.stat(src).st_rdev
+        except OSError:
+            return False
+        return "%d:%d" % (os.major(rdev), os.minor(rdev)) == mount["dev"]
+    return mount["source"] == src
+
+
+def _root_refusal(root):
+    kind = kind_at(root)
+    if kind in (None, "directory") or (kind == "symlink" and os.path.isdir(root)):
+        return []
+    return ["%s is a %s, not the directory that holds the volumes; move it away (or set another mount root)" % (
+        root, kind)]
+
+
+def _plan_mount(item, entries, mounts, probe, work):
+    path = item["path"]
+    kind = kind_at(path)
+    if kind is None:
+        work["mkdir"].append(path)
+    elif kind != "directory":
+        return ["%s is a %s, not a directory to mount on; move it away and run again" % (path, kind)]
+    mount = devices.mount_at(mounts, path)
+    own = _lines_of(entries, path)
+    line_ok = len(own) == 1 and _line_is(own[0], item)
+    if mount is None:
+        work["mount"].append(path)
+    elif not shows_source(item, mount, mounts, probe):
+        return ["%s is mounted from %s (%s), not from %s; unmount it (and drop its fstab line) if it is not in "
+                "use, or give this volume another name" % (path, mount["source"], mount["fstype"], item["src"])]
+    elif not line_ok:
+        # ansible.posix.mount remounts a mounted path whose fstab line it changed
+        work["remount"].append(path)
+    return []
+
+
+def _plan_link(item, work):
+    path, target = item["path"], item["target"]
+    kind = kind_at(path)
+    if kind not in (None, "symlink"):
+        return ["%s is a %s where the link to %s belongs; move it away and run again" % (path, kind, target)]
+    before = os.readlink(path) if kind == "symlink" else None
+    if before != target:
+        work["link"].append({"path": path, "target": target, "before": before})
+    return []
+
+
+def plan(root, mounts, links, fstab_text, mounts_now, probe):
+    """What this run has to do: ``{root, mkdir, mount, remount, link, fstab_before,
+    fstab_after}``. Raises MountError with every refusal when any item may not be done.
+
+    ``mounts_now`` is the parsed mount table, ``probe(dev)`` the blkid tags of a
+    mounted device (see :func:`probe_dev`)."""
+    refusals = input_errors(root, mounts, links) + _root_refusal(root)
+    work = {"mkdir": [], "mount": [], "remount": [], "link": [], "fstab_before": fstab_text, "items": {}}
+    if not refusals:
+        entries = devices.parse_fstab(fstab_text)
+        for item in mounts:
+            refusals += _plan_mount(item, entries, mounts_now, probe, work)
+            work["items"][item["path"]] = item
+        for item in links:
+            refusals += _plan_link(item, work)
+    if refusals:
+        raise MountError(refusals)
+    work["fstab_after"] = render_fstab(fstab_text, mounts)
+    exists = os.path.isdir(root)
+    # as ansible.builtin.file state=directory mode=0755 did for the directory of the links
+    work["root"] = {"create": not exists and bool(mounts or links),
+                    "chmod": exists and bool(links) and stat.S_IMODE(os.stat(root).st_mode) != ROOT_MODE}
+    return work
+
+
+def pending(work):
+    """Whether the run changes anything."""
+    return bool(work["root"]["create"] or work["root"]["chmod"] or work["mkdir"] or work["mount"]
+                or work["remount"] or work["link"] or work["fstab_after"] != work["fstab_before"])
+
+
+def summary(work):
+    """What the run sets out to do, for the result (also in check mode)."""
+    return {"mkdir": list(work["mkdir"]), "mount": list(work["mount"]), "remount": list(work["remount"]),
+            "link": ["%s -> %s" % (link["path"], link["target"]) for link in work["link"]],
+            "fstab": work["fstab_after"] != work["fstab_before"]}
+
+
+def diff(work, fstab_path=FSTAB):
+    """--diff: the fstab before and after, and a line per mount and link that changes."""
+    out = []
+    if work["fstab_after"] != work["fstab_before"]:
+        out.append({"before_header": fstab_path, "after_header": fstab_path,
+                    "before": work["fstab_before"], "after": work["fstab_after"]})
+    before, after = [], []
+    for path in work["mount"]:
+        before.append("%s: not mounted" % path)
+        after.append("%s: mounted from %s" % (path, work["items"][path]["src"]))
+    for path in work["remount"]:
+        before.append("%s: mounted, with another fstab line" % path)
+        after.append("%s: remounted with its fstab line" % path)
+    for link in work["link"]:
+        before.append("%s -> %s" % (link["path"], link["before"] or "(no link)"))
+        after.append("%s -> %s" % (link["path"], link["target"]))
+    if before:
+        out.append({"before_header": "mounts and links", "after_header": "mounts and links",
+                    "before": "\n".join(before) + "\n", "after": "\n".join(after) + "\n"})
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Doing it
+# --------------------------------------------------------------------------------------
+
+def _make_dirs(root, work, done):
+    if work["root"]["create"]:
+        os.makedirs(root)
+        done["created"].append(root)
+    if work["root"]["create"] or work["root"]["chmod"]:
+        os.chmod(root, ROOT_MODE)
+    for path in work["mkdir"]:
+        os.makedirs(path)
+        done["created"].append(path)
+
+
+def _mount_all(work, run, fstab_path, done):
+    """mount(8) per path, a few at a time: the mount points are never nested (see
+    :func:`input_errors`), so the order does not matter."""
+    tab = [] if fstab_path == FSTAB else ["-T", fstab_path]
+    paths = work["mount"] + work["remount"]
+
+    def mount(path):
+        remount = path in work["remount"]
+        return path, remount, run(["mount"] + tab + (["-o", "remount"] if remount else []) + [path])
+
+    if not paths:
+        return
+    with ThreadPoolExecutor(max_workers=min(MOUNT_WORKERS, len(paths))) as pool:
+        results = list(pool.map(mount, paths))
+    for path, remount, (rc, out, err) in results:
+        if rc == 0:
+            done["remounted" if remount else "mounted"].append(path)
+        else:
+            done["failed"].append({"path": path, "error": "mount%s %s: %s" % (
+                " -o remount" if remount else "", path, (err or out).strip())})
+
+
+def _undo_failed_mounts(work, fstab_path, move, done):
+    """As ansible.posix.mount does after a failed mount: the fstab lines of the failed
+    paths go back to what they were (a broken line can stop a boot), and the mount
+    points made for them are removed."""
+    failed = set(f["path"] for f in done["failed"])
+    kept = [item for path, item in work["items"].items() if path not in failed]
+    text = render_fstab(work["fstab_before"], kept)
+    if done["fstab_changed"] and text != work["fstab_after"]:
+        write_file_atomic(fstab_path, text, move)
+        done["fstab_changed"] = text != work["fstab_before"]
+    for path in [p for p in done["created"] if p in failed]:
+        try:
+            os.rmdir(path)
+            done["created"].remove(path)
+        except OSError:
+            pass
+
+
+def _link_all(work, done):
+    for link in work["link"]:
+        path = link["path"]
+        tmp = os.path.join(os.path.dirname(path), ".%s.localpv-link" % os.path.basename(path))
+        try:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(link["target"], tmp)
+            os.rename(tmp, path)  # replaces a wrong link in one step
+            done["linked"].append(path)
+        except OSError as exc:
+            done["failed"].append({"path": path, "error": "link %s -> %s: %s" % (path, link["target"], exc)})
+
+
+def apply(root, work, run, fstab_path=FSTAB, move=None):
+    """Do ``work`` (from :func:`plan`): directories, fstab once, mounts, links.
+
+    Returns what really happened: ``{created, fstab_changed, mounted, remounted,
+    linked, failed}``; raises MountError carrying it when something failed, so that a
+    re-run, which finds the done part in place, finishes the job."""
+    done = {"created": [], "fstab_changed": False, "mounted": [], "remounted": [], "linked": [], "failed": []}
+    try:
+        _make_dirs(root, work, done)
+        if work["fstab_after"] != work["fstab_before"]:
+            write_file_atomic(fstab_path, work["fstab_after"], move)
+            done["fstab_changed"] = True
+    except (IOError, OSError) as exc:
+        raise MountError(["%s; nothing was mounted or linked" % exc], done=done)
+    _mount_all(work, run, fstab_path, done)
+    if done["failed"]:
+        _undo_failed_mounts(work, fstab_path, move, done)
+    _link_all(work, done)
+    if done["failed"]:
+        raise MountError([f["error"] for f in done["failed"]], done=done)
+    return done
