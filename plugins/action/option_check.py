@@ -58,12 +58,12 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         task_vars = task_vars or {}
         by_problem = {}
-        for host, names in self._variable_names(task_vars).items():
-            unknown = tuple(options.unknown_variables(names, known_names()))
+        for host, variables in self._variable_names(task_vars).items():
+            unknown = tuple(options.unknown_variables(variables, known_names()))
             if unknown:
                 by_problem.setdefault(unknown, []).append(host)
-        names = sorted(set(name for unknown in by_problem for name, _hint in unknown))
-        result.update(changed=False, unknown_variables=names, unknown_nodes=[])
+        unknown_names = sorted(set(name for unknown in by_problem for name, _hint in unknown))
+        result.update(changed=False, unknown_variables=unknown_names, unknown_nodes=[])
         problems = [options.describe_unknown(list(unknown), ", ".join(hosts)) for unknown, hosts in by_problem.items()]
 
         option = self._task.args.get("nodes_option") or "nodes"

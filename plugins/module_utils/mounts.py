@@ -360,6 +360,13 @@ def _link_all(work, done):
             done["failed"].append({"path": path, "error": "link %s -> %s: %s" % (path, link["target"], exc)})
 
 
+def changed_any(done):
+    """Whether a run that stopped on a failure changed the host (``done`` as
+    :func:`apply` returns it): one that failed before the first change, or whose
+    fstab line was put back with nothing else done, changed nothing."""
+    return bool(done["fstab_changed"] or any(done[key] for key in ("created", "mounted", "remounted", "linked")))
+
+
 def apply(root, work, run, fstab_path=FSTAB, move=None):
     """Do ``work`` (from :func:`plan`): directories, fstab once, mounts, links.
 

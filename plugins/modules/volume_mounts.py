@@ -231,7 +231,7 @@ def main():
             done = dict(exc.done)
             failed = done.pop("failed")
             module.fail_json(msg="host %s: %s. Done all the same (a re-run finishes the job): %s" % (
-                host, "; ".join(exc.reasons), _said(done)), changed=True, plan=result["plan"],
+                host, "; ".join(exc.reasons), _said(done)), changed=mounts.changed_any(done), plan=result["plan"],
                 failed_items=failed, **done)
         failed = done.pop("failed")
         result.update(done, failed_items=failed)

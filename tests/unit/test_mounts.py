@@ -222,6 +222,20 @@ def test_a_failed_mount_gets_its_old_line_back_and_the_rest_is_done_and_reported
     assert not os.path.exists(root + "/b")
 
 
+def test_a_run_whose_only_mount_failed_and_was_put_back_reports_no_change(tmp_path):
+    root, fstab = str(tmp_path / "disks"), tmp_path / "fstab"
+    fstab.write_text(FSTAB)
+    os.makedirs(root + "/a")
+    work = mounts.plan(root, [item(root + "/a")], [], FSTAB, [], probe_of({}))
+    with pytest.raises(mounts.MountError) as failed:
+        mounts.apply(root, work, Recorder(fail=[root + "/a"]), fstab_path=str(fstab))
+    assert fstab.read_text() == FSTAB and mounts.changed_any(failed.value.done) is False
+    work = mounts.plan(root, [item(root + "/a"), item(root + "/b", UUID_B)], [], FSTAB, [], probe_of({}))
+    with pytest.raises(mounts.MountError) as failed:
+        mounts.apply(root, work, Recorder(fail=[root + "/a"]), fstab_path=str(fstab))
+    assert mounts.changed_any(failed.value.done) is True and failed.value.done["mounted"] == [root + "/b"]
+
+
 def test_the_diff_shows_fstab_and_a_line_per_mount_and_link(tmp_path):
     root = str(tmp_path)
     work = mounts.plan(root, [item(root + "/a")], [{"path": root + "/raw", "target": "/dev/loop9p1"}], FSTAB, [],
