@@ -33,7 +33,9 @@ description:
     fingerprint, which the refusal prints (in the message and in RV(refusals)). It is checked again, under
     the disk's lock, right before the wipe.
   - Each disk is locked (BSD flock on the whole disk) from a last re-check through partitioning and
-    mkfs; every destructive command is preceded by a probe and an in-use check (exclusive open, and
+    mkfs. Up to four disks are prepared at once, each with its own steps in order; once a disk fails
+    no further disk is started, the ones under way finish, and the failure lists every command run in
+    RV(commands). Every destructive command is preceded by a probe and an in-use check (exclusive open, and
     every process that has the disk or a partition open or mapped, found in C(/proc)).
   - The module does not mount. It returns RV(volumes) with the fstab source (by filesystem
     UUID), fstype and options of each volume and whether it still needs mounting or linking,
@@ -376,7 +378,7 @@ disks:
   sample: [{disk: /dev/nvme0n1, stable_id: nvme-eui.0025385b71b0a1c2, size: 1000204886016, volumes: [ssd0], state: new,
         actions: ['partition /dev/nvme0n1 (gpt: localpv-ssd0)', mkfs /dev/nvme0n1p1], layout: []}]
 commands:
-  description: Commands run (empty in check mode).
+  description: Commands run (empty in check mode). On failure, the commands run before it stopped.
   returned: always
   type: list
   elements: str
@@ -553,7 +555,7 @@ def main():
             commands = disk_plan.apply_plan(plan, stop_after=module.params["stop_after"])
         except disk_plan.PrepareError as exc:
             module.fail_json(msg="host %s: %s%s" % (host, exc, "" if exc.written else " Nothing was written."),
-                             commands=commands, disks=plan["disks"])
+                             commands=exc.commands, disks=plan["disks"])
         diff["after"] = disk_plan.render(plan)
     volumes = [_result_volume(v, devices.run_command) for v in plan["volumes"]]
     module.exit_json(changed=pending, volumes=volumes, disks=plan["disks"], skipped=plan["skipped"], commands=commands,

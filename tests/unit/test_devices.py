@@ -187,3 +187,25 @@ def test_partx_names_may_be_empty_or_contain_spaces_and_types_and_uuids_are_read
     assert [p["type"] for p in table] == [fs, fs, raw.upper()]
     assert table[2]["uuid"] == "1c15dc00-70c6-6541-aa55-e0da7c9ad3c4"
     assert table[0]["size"] == 409600 * 512
+
+
+def fake_sysfs(root, disks):
+    """A /sys/block of ``{disk: [partition, ...]}``, with what collect() reads."""
+    for disk, parts in disks.items():
+        base = root / "block" / disk
+        base.mkdir(parents=True)
+        (base / "dev").write_text("7:%d\n" % len(list((root / "block").iterdir())))
+        (base / "size").write_text("2048\n")
+        for number, part in enumerate(parts, 1):
+            (base / part).mkdir()
+            (base / part / "partition").write_text("%d\n" % number)
+            (base / part / "size").write_text("1024\n")
+
+
+def test_a_recheck_of_some_disks_reads_only_their_sysfs_entries(tmp_path):
+    fake_sysfs(tmp_path, {"loop0": ["loop0p1"], "loop1": [], "sda": ["sda1", "sda2"]})
+    some = devices.collect(sys_root=str(tmp_path), proc_root=str(tmp_path), probe=False, names={"loop0"},
+                           list_all=False)
+    assert list(some["devices"]) == ["loop0"] and list(some["devices"]["loop0"]["partitions"]) == ["loop0p1"]
+    every = devices.collect(sys_root=str(tmp_path), proc_root=str(tmp_path), probe=False, names={"loop0"})
+    assert sorted(every["devices"]) == ["loop0", "loop1", "sda"]

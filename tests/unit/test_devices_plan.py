@@ -7,6 +7,7 @@ Runs make_plan() on recorded hosts (tests/unit/data); nothing here writes.
 
 import json
 import os
+import threading
 
 import pytest
 
@@ -509,3 +510,95 @@ def test_a_blank_disk_that_got_data_before_the_lock_is_not_partitioned():
     with pytest.raises(dp.PrepareError, match="holds unrecognised data"):
         dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv), recheck=lambda disk: fresh,
                       sampler=zeros(["/dev/loop0"]), lock=lambda disk: None)
+
+
+def blank_disks(count):
+    """The blank recording with ``count`` blank loop disks (loop0, loop1, ...)."""
+    raw = recorded("blank")
+    for i in range(1, count):
+        name = "loop%d" % i
+        raw["devices"][name] = dict(raw["devices"]["loop0"], name=name, dev="7:%d" % i,
+                                    backing_file="/srv/disks/%d.img" % i)
+        raw["probes"][name], raw["exclusive"][name] = raw["probes"]["loop0"], None
+    return raw
+
+
+class Host(object):
+    """The host side of apply_plan, played back: every disk is still blank under the
+    lock, every command succeeds but mkfs on the ``failing`` devices. What each
+    step saw is recorded, so a test can say which disks were started."""
+
+    def __init__(self, raw, failing=(), together=None):
+        self.disks = devices.build(raw)
+        self.failing = failing
+        self.together = together
+        self.locked, self.ran = [], []
+
+    def lock(self, disk):
+        self.locked.append(disk)
+        if self.together:   # every disk under way before any goes on
+            self.together.wait(timeout=10)
+
+    def recheck(self, disk):
+        return devices.find_disk(self.disks, disk)
+
+    def sfdisk(self, disk, script):
+        return 0, "", ""
+
+    def run(self, argv):
+        self.ran.append(argv)
+        if argv[0].startswith("mkfs") and argv[-1] in self.failing:
+            return 1, "", "mkfs: cannot write to %s" % argv[-1]
+        if argv[0] == "blkid":
+            return 0, "UUID=uuid-of-%s\nTYPE=xfs\n" % os.path.basename(argv[-1]), ""
+        return 0, "", ""
+
+
+@pytest.fixture
+def host_steps(monkeypatch):
+    """No real device is touched: the checks made on the host right before each write
+    find nothing (they read /proc and open the device; the lab tests run them)."""
+    monkeypatch.setattr(dp, "_in_use_now", lambda path: [])
+    monkeypatch.setattr(dp, "_probe_now", lambda path, run, log: [])
+    monkeypatch.setattr(dp, "_wait_for_node", lambda path: True)
+
+
+def apply_on(host, p):
+    return dp.apply_plan(p, run=host.run, sfdisk=host.sfdisk, recheck=host.recheck, sampler=zeros(),
+                         lock=host.lock)
+
+
+def test_every_disk_is_prepared_and_logged_in_plan_order(host_steps):
+    raw = blank_disks(6)
+    p = plan(None, [{"name": "d%d" % i, "device": "/dev/loop%d" % i} for i in range(6)], raw=raw)
+    host = Host(raw)
+    log = apply_on(host, p)
+    assert sorted(host.locked) == ["/dev/loop%d" % i for i in range(6)]
+    assert [line.split()[-1] for line in log if line.startswith("sfdisk")] == ["/dev/loop%d" % i for i in range(6)]
+    assert [v["state"] for v in p["volumes"]] == ["formatted"] * 6
+    assert [v["uuid"] for v in p["volumes"]] == ["uuid-of-loop%dp1" % i for i in range(6)]
+
+
+def test_after_a_failed_disk_no_other_disk_is_started_and_the_error_lists_what_ran(host_steps, monkeypatch):
+    monkeypatch.setattr(dp, "DISK_WORKERS", 1)
+    raw = blank_disks(3)
+    p = plan(None, [{"name": "d%d" % i, "device": "/dev/loop%d" % i} for i in range(3)], raw=raw)
+    host = Host(raw, failing=["/dev/loop1p1"])
+    with pytest.raises(dp.PrepareError, match="mkfs failed .*/dev/loop1p1.*cannot write") as err:
+        apply_on(host, p)
+    assert host.locked == ["/dev/loop0", "/dev/loop1"]    # loop2 was left alone
+    assert err.value.written
+    assert err.value.commands == ["sfdisk /dev/loop0", "partx -u /dev/loop0", "mkfs.xfs -q /dev/loop0p1",
+                                  "sfdisk /dev/loop1", "partx -u /dev/loop1", "mkfs.xfs -q /dev/loop1p1"]
+    assert [v["state"] for v in p["volumes"]] == ["formatted", "create", "create"]
+
+
+def test_disks_under_way_finish_when_another_fails_and_every_failure_is_named(host_steps):
+    raw = blank_disks(3)
+    p = plan(None, [{"name": "d%d" % i, "device": "/dev/loop%d" % i} for i in range(3)], raw=raw)
+    host = Host(raw, failing=["/dev/loop0p1", "/dev/loop2p1"], together=threading.Barrier(3))
+    with pytest.raises(dp.PrepareError) as err:
+        apply_on(host, p)
+    message = str(err.value)
+    assert message.index("/dev/loop0p1") < message.index("Also: ") < message.index("/dev/loop2p1")
+    assert "mkfs.xfs -q /dev/loop1p1" in err.value.commands and p["volumes"][1]["state"] == "formatted"
