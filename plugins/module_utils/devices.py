@@ -405,7 +405,6 @@ def collect(sys_root="/sys", dev_root="/dev", proc_root="/proc", run=None, probe
     reading every device's attributes again per disk made a 24-disk host's first
     run quadratic).
     """
-    run = run or run_command
     sys_block = os.path.join(sys_root, "block")
     if not os.path.isdir(sys_block):
         raise DeviceError("%s does not exist: is sysfs mounted?" % sys_block)
@@ -433,22 +432,30 @@ def collect(sys_root="/sys", dev_root="/dev", proc_root="/proc", run=None, probe
             raw["swap_devs"][swap["path"]] = "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
 
     if probe:
-        raw["openers"] = _openers_by_dev(raw["devices"], names, proc_root)
-        for name, attrs in raw["devices"].items():
-            if names is not None and name not in names:
-                continue
-            if not attrs["size"]:
-                continue
-            dev_path = os.path.join(dev_root, name)
-            raw["exclusive"][name] = exclusive_open_error(dev_path)
-            result = _probe(dev_path, run)
-            raw["probes"][name] = result
-            sigs = result["signatures"] or []
-            if any(sig["type"] in PARTITION_TABLE_TYPES for sig in sigs):
-                raw["tables"][name] = _partition_table(dev_path, run)
-            for part in attrs["partitions"]:
-                raw["probes"][part] = _probe(os.path.join(dev_root, part), run)
+        add_probes(raw, names, dev_root=dev_root, proc_root=proc_root, run=run)
     return raw
+
+
+def add_probes(raw, names=None, dev_root="/dev", proc_root="/proc", run=None):
+    """Add to ``raw`` (from ``collect(probe=False)``) what only reading the devices
+    tells: signatures, partition table, exclusive open, openers; of the kernel
+    names ``names`` (None: every device)."""
+    run = run or run_command
+    raw["openers"] = _openers_by_dev(raw["devices"], names, proc_root)
+    for name, attrs in raw["devices"].items():
+        if names is not None and name not in names:
+            continue
+        if not attrs["size"]:
+            continue
+        dev_path = os.path.join(dev_root, name)
+        raw["exclusive"][name] = exclusive_open_error(dev_path)
+        result = _probe(dev_path, run)
+        raw["probes"][name] = result
+        sigs = result["signatures"] or []
+        if any(sig["type"] in PARTITION_TABLE_TYPES for sig in sigs):
+            raw["tables"][name] = _partition_table(dev_path, run)
+        for part in attrs["partitions"]:
+            raw["probes"][part] = _probe(os.path.join(dev_root, part), run)
 
 
 def _openers_by_dev(attrs_by_name, names, proc_root):

@@ -399,6 +399,23 @@ class _Planner:
         return "erasing it needs %s (the fingerprint of its identity and content now)" % keys
 
 
+def disks_to_probe(disks, entries):
+    """Kernel names of the disks the entries name, whose content the plan must read;
+    None when a selector (``match``) may take any disk. ``disks`` need only be
+    listed (``devices.collect(probe=False)``). A host's other block devices (the
+    system disk, dozens of loop devices of snaps) are then never probed."""
+    names = set()
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("match") is not None:
+            return None
+        device = entry.get("device")
+        if device:
+            disk = devices.find_disk(disks, device) or devices.find_partition(disks, device)[0]
+            if disk is not None:
+                names.add(disk["name"])
+    return names
+
+
 def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", links=None, isdir=None,
               sampler=None):
     """The whole plan of one host. Returns a dict with ``refusals`` (empty = go).

@@ -448,8 +448,10 @@ def _links(volumes):
 
 
 def _plan(params, host):
-    disks = devices.host_disks()
     entries = [dict((k, v) for k, v in entry.items() if v is not None) for entry in params["disks"]]
+    raw = devices.collect(probe=False)
+    devices.add_probes(raw, disk_plan.disks_to_probe(devices.build(raw), entries))
+    disks = devices.build(raw)
     for entry in entries:
         for key in ("match", "expect"):
             if isinstance(entry.get(key), dict):

@@ -602,3 +602,13 @@ def test_disks_under_way_finish_when_another_fails_and_every_failure_is_named(ho
     message = str(err.value)
     assert message.index("/dev/loop0p1") < message.index("Also: ") < message.index("/dev/loop2p1")
     assert "mkfs.xfs -q /dev/loop1p1" in err.value.commands and p["volumes"][1]["state"] == "formatted"
+
+
+def test_only_the_disks_the_entries_name_are_probed_unless_a_selector_may_take_any():
+    disks = devices.build(recorded("vm_gpt_partitions"))
+    assert dp.disks_to_probe(disks, [{"name": "a", "device": "/dev/loop1"}, {"name": "b", "bind": "/srv/b"},
+                                     {"name": "c", "device": "/dev/loop0p1"}, {"name": "d", "device": "/dev/nope"}]
+                             ) == {"loop1", "loop0"}
+    assert dp.disks_to_probe(disks, [{"name": "b", "bind": "/srv/b"}]) == set()
+    assert dp.disks_to_probe(disks, [{"name": "a", "device": "/dev/loop1"},
+                                     {"name_prefix": "d", "match": {"min_size": "1G"}}]) is None
