@@ -397,6 +397,64 @@ def test_a_directory_where_a_block_volume_link_belongs_is_refused_and_nothing_is
     assert node.findmnt(ROOT + "/lpvtd") is None and node.sh("cat /etc/fstab").stdout == fstab
 
 
+MOUNTS_PLAY = """\
+- name: Mount volumes with volume_mounts alone
+  hosts: {host}
+  gather_facts: false
+  tasks:
+    - name: Mount them
+      localpv.rollout.volume_mounts:
+        host: "{{{{ inventory_hostname }}}}"
+        root: {root}
+        mounts: "{{{{ lpvt_mounts }}}}"
+"""
+
+
+def mount_only(node, items):
+    """Run volume_mounts by itself, as after a disk_prepare that found the mount points empty."""
+    path = node.tmp / "mounts.yml"
+    path.write_text(MOUNTS_PLAY.format(host=HOST, root=ROOT))
+    res = node.lab.playbook(str(path), "--limit", HOST,
+                            extra_vars={"lpvt_mounts": items, "ansible_ssh_common_args": SSH_ARGS})
+    res.host = res.recap.get(HOST, {})
+    return res
+
+
+def test_files_in_an_unmounted_mount_point_are_refused_not_hidden_and_a_run_after_moving_them_mounts(node):
+    wanted, path, stray = [{"name": "lpvth", "device": node.disks[0]}], ROOT + "/lpvth", "pod-wrote-this"
+    uuid = ok(node.play(wanted)).volumes[0]["uuid"]
+    line = "UUID=%s %s xfs defaults,nofail 0 0" % (uuid, path)
+    # As after a reboot whose mount failed: the fstab line stays, a pod writes into the bare directory.
+    node.sh("umount %s && echo precious > %s/%s" % (path, path, stray))
+    fstab, disks = node.sh("cat /etc/fstab").stdout, node.checksums()
+
+    def nothing_changed():
+        assert node.findmnt(path) is None and node.sh("cat %s/%s" % (path, stray)).stdout == "precious\n"
+        assert node.sh("cat /etc/fstab").stdout == fstab and node.checksums() == disks
+
+    try:
+        for args in (("--check", "--diff"), ()):
+            text = refused(node.play(wanted, *args))
+            assert "host %s: refusing to prepare disks; nothing was written" % HOST in text
+            assert "%s is not mounted but holds 1 entry ('%s'), on the filesystem below it; mounting the volume " \
+                   "there would hide them" % (path, stray) in text and "Move them away" in text
+            nothing_changed()
+        # volume_mounts keeps the rule too, for files that come after disk_prepare looked
+        text = refused(mount_only(node, [{"path": path, "src": "UUID=" + uuid, "fstype": "xfs",
+                                          "opts": "defaults,nofail"}]))
+        assert "host %s: refusing to mount or link anything; nothing was changed" % HOST in text
+        assert "%s is not mounted but holds 1 entry ('%s')" % (path, stray) in text
+        nothing_changed()
+
+        node.sh("mkdir -p /data/lpvtest && mv %s/%s /data/lpvtest/" % (path, stray))
+        res = ok(node.play(wanted))
+        assert res.volumes[0]["uuid"] == uuid and node.findmnt(path)[1:] == ["xfs", uuid]
+        assert node.fstab_lines(path) == [line]
+        assert node.sh("cat /data/lpvtest/%s" % stray).stdout == "precious\n"
+    finally:
+        node.sh("mountpoint -q %s || rm -f %s/%s" % (path, path, stray), check=False)
+
+
 # --- the safety matrix ---------------------------------------------------------------
 
 def _root_disk():
