@@ -322,8 +322,8 @@ def test_a_bare_mount_point_holding_files_is_refused_before_any_disk_is_written(
     entries = [{"name": "ssd0", "device": "/dev/loop0"}, {"name": "vol1", "bind": "/data/vol1", "capacity": "1G"}]
     dirs = {"/mnt/disks/ssd0": ["pod.log"], "/mnt/disks/vol1": ["a", "b"], "/data/vol1": ["db"]}
     p = plan("blank", entries, dirs=dirs)
-    assert [(r["disk"], r["volume"]) for r in p["refusals"]] == [("/mnt/disks/ssd0", "ssd0"),
-                                                                ("/mnt/disks/vol1", "vol1")]
+    assert [(r["disk"], r["volume"]) for r in p["refusals"]] == [
+        ("/mnt/disks/ssd0", "ssd0"), ("/mnt/disks/vol1", "vol1")]
     assert p["refusals"][0]["reasons"] == mounts.hidden_files_refusal("/mnt/disks/ssd0", ["pod.log"])
     assert "/mnt/disks/vol1 is not mounted but holds 2 entries ('a', 'b')" in dp.refusal_message(p)
     # empty mount points, and a bind source holding data, are as they should be
