@@ -33,7 +33,7 @@ ROOT_MODE = 0o755
 MOUNT_WORKERS = 4
 # What ansible.posix.mount escapes (backslash first), and the whitespace that would split a field.
 _ESCAPES = (("\\", "\\134"), (" ", "\\040"), ("&", "\\046"), ("\t", "\\011"), ("\n", "\\012"))
-# How many of the names in a directory that is mounted over a refusal shows
+# How many of the names in a mount point with files in it its refusal shows
 SHOWN_NAMES = 3
 # fstab source tags and the blkid -p names of the same values
 _TAGS = {"UUID": "UUID", "LABEL": "LABEL", "PARTUUID": "PART_ENTRY_UUID", "PARTLABEL": "PART_ENTRY_NAME"}
