@@ -687,14 +687,13 @@ def _wait_for(check, what, timeout=240):
         time.sleep(0.5)
 
 
-def test_volume_mounts_killed_after_writing_fstab_and_before_the_last_mount_converges_on_a_plain_rerun(node):
-    """The run is killed while volume_mounts waits for one mount(8), after /etc/fstab
-    has every line and the other mounts are done, before any link: a re-run mounts
-    the rest, makes the link, keeps one fstab line per volume and loses nothing."""
-    wanted, blocked = mixed(node), ROOT + "/lpvtm-2"
+def kill_at_mount(node, wanted, blocked, done_first):
+    """Run the role with the mount(8) shim, wait until volume_mounts waits on the
+    mount of ``blocked`` and the mounts of ``done_first`` are made, then kill
+    ansible-playbook and, on the node, the module and the mount it waits for."""
     real = node.sh("command -v mount").stdout.strip()
-    shim = base64.b64encode(MOUNT_SHIM.format(blocked=blocked, shim=SHIM_DIR, real=real).encode()).decode()
-    node.sh("mkdir -p {0} && echo {1} | base64 -d > {0}/mount && chmod 755 {0}/mount".format(SHIM_DIR, shim))
+    script = base64.b64encode(MOUNT_SHIM.format(blocked=blocked, shim=SHIM_DIR, real=real).encode()).decode()
+    node.sh("mkdir -p {0} && echo {1} | base64 -d > {0}/mount && chmod 755 {0}/mount".format(SHIM_DIR, script))
     play = node.tmp / "shimmed.yml"
     play.write_text(PLAY.format(host=HOST, out=str(node.tmp / "shimmed.json")).replace(
         "  gather_facts: false\n", "  gather_facts: false\n  environment:\n    PATH: %s:%s\n" % (
@@ -708,18 +707,25 @@ def test_volume_mounts_killed_after_writing_fstab_and_before_the_last_mount_conv
         _wait_for(lambda: node.sh("test -f %s/blocked" % SHIM_DIR, check=False).returncode == 0 or
                   proc.poll() is not None, "volume_mounts to reach the mount of " + blocked)
         assert proc.poll() is None, "the run ended before it reached the mount of " + blocked
-        _wait_for(lambda: node.findmnt(ROOT + "/lpvtm-1") and node.findmnt(ROOT + "/lpvtbind"),
-                  "the other mounts of the run")
+        _wait_for(lambda: all(node.findmnt(path) for path in done_first), "the other mounts of the run")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        module, shim = node.sh("cat %s/blocked" % SHIM_DIR).stdout.split()
-        node.sh("kill -9 %s %s" % (module, shim))
-        _wait_for(lambda: node.sh("kill -0 %s" % module, check=False).returncode != 0, "the module to die")
+        module_pid, mount_pid = node.sh("cat %s/blocked" % SHIM_DIR).stdout.split()
+        node.sh("kill -9 %s %s" % (module_pid, mount_pid))
+        _wait_for(lambda: node.sh("kill -0 %s" % module_pid, check=False).returncode != 0, "the module to die")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         node.sh("test -f {0}/blocked && kill -9 $(cat {0}/blocked); rm -rf {0}".format(SHIM_DIR), check=False)
+
+
+def test_volume_mounts_killed_after_writing_fstab_and_before_the_last_mount_converges_on_a_plain_rerun(node):
+    """The run is killed while volume_mounts waits for one mount(8), after /etc/fstab
+    has every line and the other mounts are done, before any link: a re-run mounts
+    the rest, makes the link, keeps one fstab line per volume and loses nothing."""
+    wanted, blocked = mixed(node), ROOT + "/lpvtm-2"
+    kill_at_mount(node, wanted, blocked, [ROOT + "/lpvtm-1", ROOT + "/lpvtbind"])
 
     # Killed between fstab and the last mount: every line is in fstab, lpvtm-2 is not mounted, no link yet.
     for name in ("lpvtm-1", "lpvtm-2", "lpvtbind"):
