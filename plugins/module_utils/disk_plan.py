@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
+from ansible_collections.localpv.rollout.plugins.module_utils import mounts as mount_rules
 from ansible_collections.localpv.rollout.plugins.module_utils import openers
 from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
 from ansible_collections.localpv.rollout.plugins.module_utils.volumes import duplicate_names, volume_name_reasons
@@ -417,11 +418,12 @@ def disks_to_probe(disks, entries):
 
 
 def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", links=None, isdir=None,
-              sampler=None):
+              sampler=None, dir_entries=None):
     """The whole plan of one host. Returns a dict with ``refusals`` (empty = go).
 
     ``links`` maps block-volume paths to where their symlink points now;
     ``isdir`` tells whether a bind source exists (default: ``os.path.isdir``);
+    ``dir_entries(path)`` lists a directory (default: ``mounts.directory_entries``);
     ``sampler(path, size)`` reads a device's content samples
     (``host_volumes.sample``); without it no device counts as blank.
     """
@@ -441,7 +443,7 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
         volume["needs_source"] = not (isdir or os.path.isdir)(source)
         plan["volumes"].append(volume)
     _check_names_and_sizes(planner, mount_root)
-    _mark_mount_state(planner, fstab_text, mountinfo_text, links or {})
+    _mark_mount_state(planner, fstab_text, mountinfo_text, links or {}, dir_entries or mount_rules.directory_entries)
     for volume, reason in shared_bind_sources(plan["volumes"], devices.parse_mountinfo(mountinfo_text or "")):
         planner.refuse(volume["source"], [reason], volume["name"])
     plan["changed"] = bool(any(d["actions"] for d in plan["disks"])
@@ -833,8 +835,10 @@ def _link_target(planner, volume):
     return None
 
 
-def _mark_mount_state(planner, fstab_text, mountinfo_text, links):
-    """Which volumes need their fstab line/mount (or block symlink) made."""
+def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries):
+    """Which volumes need their fstab line/mount (or block symlink) made. A mount point
+    that is not mounted and holds files is refused here already, before any disk is
+    written (volume_mounts applies the same rule again right before it mounts)."""
     fstab = devices.parse_fstab(fstab_text or "")
     mounts = devices.parse_mountinfo(mountinfo_text or "")
     for volume in planner.plan["volumes"]:
@@ -858,6 +862,10 @@ def _mark_mount_state(planner, fstab_text, mountinfo_text, links):
             mounted = devices.mount_is_of(mount, volume.get("dev"), volume["device"])
         volume["mounted"] = mounted
         volume["needs_mount"] = not (fstab_ok and mounted)
+        if mount is None:
+            hidden = mount_rules.hidden_files_refusal(path, dir_entries(path))
+            if hidden:
+                planner.refuse(path, hidden, volume["name"])
 
 
 # --------------------------------------------------------------------------------------

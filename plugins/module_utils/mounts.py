@@ -19,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 import stat
 import tempfile
@@ -32,6 +33,8 @@ ROOT_MODE = 0o755
 MOUNT_WORKERS = 4
 # What ansible.posix.mount escapes (backslash first), and the whitespace that would split a field.
 _ESCAPES = (("\\", "\\134"), (" ", "\\040"), ("&", "\\046"), ("\t", "\\011"), ("\n", "\\012"))
+# How many of the names in a mount point with files in it its refusal shows
+SHOWN_NAMES = 3
 # fstab source tags and the blkid -p names of the same values
 _TAGS = {"UUID": "UUID", "LABEL": "LABEL", "PARTUUID": "PART_ENTRY_UUID", "PARTLABEL": "PART_ENTRY_NAME"}
 
@@ -191,6 +194,40 @@ def shows_source(item, mount, mounts, probe):
     return mount["source"] == src
 
 
+def directory_entries(path):
+    """The names in the directory at ``path``, sorted; None when no directory is there
+    (nothing, a file, or a symlink, which is not followed)."""
+    if kind_at(path) != "directory":
+        return None
+    try:
+        return sorted(os.listdir(path))
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):  # gone since kind_at looked
+            return None
+        raise
+
+
+def hidden_files_refusal(path, names):
+    """The rule for a volume's mount point that is a directory but no mount point and
+    holds ``names`` (from :func:`directory_entries`): mounting there would hide them.
+
+    In local-PV use that is data: a pod that ran while the volume was not mounted (a
+    reboot whose mount failed) wrote into the bare directory, on the filesystem below.
+    ``lost+found`` is no exception: mkfs and fsck make it at the root of a filesystem,
+    never in a subdirectory such as a mount point that is not mounted, so one there was
+    copied or made by hand. Returns ``[]`` (nothing there) or ``[reason]``."""
+    if not names:
+        return []
+    shown = ", ".join("'%s'" % name for name in names[:SHOWN_NAMES])
+    if len(names) > SHOWN_NAMES:
+        shown += " and %d more" % (len(names) - SHOWN_NAMES)
+    return ["%s is not mounted but holds %d %s (%s), on the filesystem below it; mounting the volume there would "
+            "hide them. Files there are most likely what a pod wrote while the volume was not mounted (after a reboot "
+            "whose mount failed, say): data the volume does not have. Move them away, leaving the directory empty, "
+            "run again, and put them into the mounted volume if they belong there" % (
+                path, len(names), "entry" if len(names) == 1 else "entries", shown)]
+
+
 def _root_refusal(root):
     kind = kind_at(root)
     if kind in (None, "directory") or (kind == "symlink" and os.path.isdir(root)):
@@ -210,6 +247,9 @@ def _plan_mount(item, entries, mounts, probe, work):
     own = _lines_of(entries, path)
     line_ok = len(own) == 1 and _line_is(own[0], item)
     if mount is None:
+        hidden = hidden_files_refusal(path, directory_entries(path))
+        if hidden:
+            return hidden
         work["mount"].append(path)
     elif not shows_source(item, mount, mounts, probe):
         return ["%s is mounted from %s (%s), not from %s; unmount it (and drop its fstab line) if it is not in "

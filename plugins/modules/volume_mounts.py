@@ -25,8 +25,13 @@ description:
     and ampersand as octal escapes), so M(ansible.posix.mount) with C(state=absent) removes them.
   - Checks every item before the first change, and changes nothing if any may not be done; the message names
     each path, what is there, and what to do. Refused are a path given twice, a path inside another, a path not
-    under O(root), a mount point mounted from another source, a mount point that is not a directory, and a link
-    path that holds a file or a directory.
+    under O(root), a mount point mounted from another source, a mount point that is not a directory, a mount point
+    that is not mounted and is not empty, and a link path that holds a file or a directory.
+  - A mount point that is not mounted but holds files or directories (C(lost+found) too) is refused rather than
+    mounted over, which would hide them. In local-PV use they are most likely what a pod wrote while the volume
+    was not mounted (after a reboot whose mount failed), on the filesystem below; the message names the path, how
+    many entries it holds and a few of them. Move them away and run again. A bind mount's source directory is
+    not looked at (it holds the volume's data); its mount point is, like any other.
   - When a mount fails, its fstab line goes back to what it was and the mount point made for it is removed (as
     M(ansible.posix.mount) does); the other mounts and the links are still made, the result lists what was
     done and what failed, and a re-run finishes the job.

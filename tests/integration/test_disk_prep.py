@@ -397,6 +397,64 @@ def test_a_directory_where_a_block_volume_link_belongs_is_refused_and_nothing_is
     assert node.findmnt(ROOT + "/lpvtd") is None and node.sh("cat /etc/fstab").stdout == fstab
 
 
+MOUNTS_PLAY = """\
+- name: Mount volumes with volume_mounts alone
+  hosts: {host}
+  gather_facts: false
+  tasks:
+    - name: Mount them
+      localpv.rollout.volume_mounts:
+        host: "{{{{ inventory_hostname }}}}"
+        root: {root}
+        mounts: "{{{{ lpvt_mounts }}}}"
+"""
+
+
+def mount_only(node, items):
+    """Run volume_mounts by itself, as after a disk_prepare that found the mount points empty."""
+    path = node.tmp / "mounts.yml"
+    path.write_text(MOUNTS_PLAY.format(host=HOST, root=ROOT))
+    res = node.lab.playbook(str(path), "--limit", HOST,
+                            extra_vars={"lpvt_mounts": items, "ansible_ssh_common_args": SSH_ARGS})
+    res.host = res.recap.get(HOST, {})
+    return res
+
+
+def test_files_in_an_unmounted_mount_point_are_refused_not_hidden_and_a_run_after_moving_them_mounts(node):
+    wanted, path, stray = [{"name": "lpvth", "device": node.disks[0]}], ROOT + "/lpvth", "pod-wrote-this"
+    uuid = ok(node.play(wanted)).volumes[0]["uuid"]
+    line = "UUID=%s %s xfs defaults,nofail 0 0" % (uuid, path)
+    # As after a reboot whose mount failed: the fstab line stays, a pod writes into the bare directory.
+    node.sh("umount %s && echo precious > %s/%s" % (path, path, stray))
+    fstab, disks = node.sh("cat /etc/fstab").stdout, node.checksums()
+
+    def nothing_changed():
+        assert node.findmnt(path) is None and node.sh("cat %s/%s" % (path, stray)).stdout == "precious\n"
+        assert node.sh("cat /etc/fstab").stdout == fstab and node.checksums() == disks
+
+    try:
+        for args in (("--check", "--diff"), ()):
+            text = refused(node.play(wanted, *args))
+            assert "host %s: refusing to prepare disks; nothing was written" % HOST in text
+            assert "%s is not mounted but holds 1 entry ('%s'), on the filesystem below it; mounting the volume " \
+                   "there would hide them" % (path, stray) in text and "Move them away" in text
+            nothing_changed()
+        # volume_mounts keeps the rule too, for files that come after disk_prepare looked
+        text = refused(mount_only(node, [{"path": path, "src": "UUID=" + uuid, "fstype": "xfs",
+                                          "opts": "defaults,nofail"}]))
+        assert "host %s: refusing to mount or link anything; nothing was changed" % HOST in text
+        assert "%s is not mounted but holds 1 entry ('%s')" % (path, stray) in text
+        nothing_changed()
+
+        node.sh("mkdir -p /data/lpvtest && mv %s/%s /data/lpvtest/" % (path, stray))
+        res = ok(node.play(wanted))
+        assert res.volumes[0]["uuid"] == uuid and node.findmnt(path)[1:] == ["xfs", uuid]
+        assert node.fstab_lines(path) == [line]
+        assert node.sh("cat /data/lpvtest/%s" % stray).stdout == "precious\n"
+    finally:
+        node.sh("mountpoint -q %s || rm -f %s/%s" % (path, path, stray), check=False)
+
+
 # --- the safety matrix ---------------------------------------------------------------
 
 def _root_disk():
@@ -605,6 +663,87 @@ def test_killed_mid_run_converges(node):
         assert node.findmnt(v["path"])[2] == v["uuid"]
         assert len(node.fstab_lines(v["path"])) == 1
     assert ok(node.play(wanted)).host["changed"] == 0
+
+
+# mount(8) for the test below, first in the play's PATH on the node: it passes every
+# call on to the real one, except the mount of one path, where it says who it is (its
+# parent is the module) and blocks, so that the run can be killed right there.
+MOUNT_SHIM = """\
+#!/bin/sh
+for arg in "$@"; do last="$arg"; done
+if [ "$last" = "{blocked}" ]; then
+    echo "$PPID $$" > {shim}/blocked.tmp && mv {shim}/blocked.tmp {shim}/blocked
+    exec sleep 3600
+fi
+exec {real} "$@"
+"""
+SHIM_DIR = "/tmp/lpvt-shim"
+
+
+def _wait_for(check, what, timeout=240):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "gave up waiting for " + what
+        time.sleep(0.5)
+
+
+def kill_at_mount(node, wanted, blocked, done_first):
+    """Run the role with the mount(8) shim, wait until volume_mounts waits on the
+    mount of ``blocked`` and the mounts of ``done_first`` are made, then kill
+    ansible-playbook and, on the node, the module and the mount it waits for."""
+    real = node.sh("command -v mount").stdout.strip()
+    script = base64.b64encode(MOUNT_SHIM.format(blocked=blocked, shim=SHIM_DIR, real=real).encode()).decode()
+    node.sh("mkdir -p {0} && echo {1} | base64 -d > {0}/mount && chmod 755 {0}/mount".format(SHIM_DIR, script))
+    play = node.tmp / "shimmed.yml"
+    play.write_text(PLAY.format(host=HOST, out=str(node.tmp / "shimmed.json")).replace(
+        "  gather_facts: false\n", "  gather_facts: false\n  environment:\n    PATH: %s:%s\n" % (
+            SHIM_DIR, node.sh("echo $PATH").stdout.strip()), 1))
+    cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", node.lab.inventory, "--limit",
+           HOST, "-e", json.dumps({"localpv_disks": wanted, "localpv_allow_kernel_names": True,
+                                   "ansible_ssh_common_args": SSH_ARGS}), str(play)]
+    proc = subprocess.Popen(cmd, env=node.lab.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        _wait_for(lambda: node.sh("test -f %s/blocked" % SHIM_DIR, check=False).returncode == 0 or
+                  proc.poll() is not None, "volume_mounts to reach the mount of " + blocked)
+        assert proc.poll() is None, "the run ended before it reached the mount of " + blocked
+        _wait_for(lambda: all(node.findmnt(path) for path in done_first), "the other mounts of the run")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        module_pid, mount_pid = node.sh("cat %s/blocked" % SHIM_DIR).stdout.split()
+        node.sh("kill -9 %s %s" % (module_pid, mount_pid))
+        _wait_for(lambda: node.sh("kill -0 %s" % module_pid, check=False).returncode != 0, "the module to die")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        node.sh("test -f {0}/blocked && kill -9 $(cat {0}/blocked); rm -rf {0}".format(SHIM_DIR), check=False)
+
+
+def test_volume_mounts_killed_after_writing_fstab_and_before_the_last_mount_converges_on_a_plain_rerun(node):
+    """The run is killed while volume_mounts waits for one mount(8), after /etc/fstab
+    has every line and the other mounts are done, before any link: a re-run mounts
+    the rest, makes the link, keeps one fstab line per volume and loses nothing."""
+    wanted, blocked = mixed(node), ROOT + "/lpvtm-2"
+    kill_at_mount(node, wanted, blocked, [ROOT + "/lpvtm-1", ROOT + "/lpvtbind"])
+
+    # Killed between fstab and the last mount: every line is in fstab, lpvtm-2 is not mounted, no link yet.
+    for name in ("lpvtm-1", "lpvtm-2", "lpvtbind"):
+        assert len(node.fstab_lines("%s/%s" % (ROOT, name))) == 1, name
+    assert node.findmnt(blocked) is None and node.sh("test -e %s/lpvtraw" % ROOT, check=False).returncode != 0
+    uuids = dict((n, node.sh("blkid -p -s UUID -o value %sp%d" % (node.disks[0], n)).stdout.strip()) for n in (1, 2))
+    node.sh("echo precious > %s/lpvtm-1/written-before-the-rerun && echo kept > /data/lpvtest/vol1/too" % ROOT)
+
+    res = ok(node.play(wanted, localpv_allow_kernel_names=True))
+    by_name = dict((v["name"], v) for v in res.volumes)
+    for n in (1, 2):
+        path = "%s/lpvtm-%d" % (ROOT, n)
+        assert by_name["lpvtm-%d" % n]["uuid"] == uuids[n] and node.findmnt(path)[1:] == ["xfs", uuids[n]]
+        assert node.fstab_lines(path) == ["UUID=%s %s xfs defaults,nofail 0 0" % (uuids[n], path)]
+    assert node.fstab_lines(ROOT + "/lpvtbind") == ["/data/lpvtest/vol1 %s/lpvtbind none bind 0 0" % ROOT]
+    assert node.sh("readlink %s/lpvtraw" % ROOT).stdout.strip() == by_name["lpvtraw"]["link_target"]
+    assert node.sh("cat %s/lpvtm-1/written-before-the-rerun %s/lpvtbind/too" % (ROOT, ROOT)).stdout == "precious\nkept\n"
+    assert ok(node.play(wanted, localpv_allow_kernel_names=True)).host["changed"] == 0
 
 
 # --- facts -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils import mounts
 from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -31,14 +32,15 @@ def zeros(data=()):
     return sampler
 
 
-def plan(recording, entries, fstab="", mountinfo=None, allow_wipe=False, raw=None, data=(), **options):
+def plan(recording, entries, fstab="", mountinfo=None, allow_wipe=False, raw=None, data=(), dirs=None, **options):
+    """``dirs`` maps the directories of the host to what they hold (none exist by default)."""
     raw = raw or recorded(recording)
     options.setdefault("mount_root", "/mnt/disks")
     options.setdefault("allow_kernel_names", True)
     options["allow_wipe"] = allow_wipe
     return dp.make_plan("node1", devices.build(raw), entries, options, fstab,
                         raw["mountinfo"] if mountinfo is None else mountinfo, isdir=lambda p: True,
-                        sampler=zeros(data))
+                        sampler=zeros(data), dir_entries=(dirs or {}).get)
 
 
 def reasons(p):
@@ -315,6 +317,26 @@ def test_no_op_when_fstab_and_mounts_already_match():
     dup = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
                fstab=fstab + fstab.splitlines()[0] + "\n", mountinfo=mountinfo, raw=raw)
     assert dup["volumes"][0]["needs_mount"]
+
+
+def test_a_bare_mount_point_holding_files_is_refused_before_any_disk_is_written():
+    entries = [{"name": "ssd0", "device": "/dev/loop0"}, {"name": "vol1", "bind": "/data/vol1", "capacity": "1G"}]
+    dirs = {"/mnt/disks/ssd0": ["pod.log"], "/mnt/disks/vol1": ["a", "b"], "/data/vol1": ["db"]}
+    p = plan("blank", entries, dirs=dirs)
+    assert [(r["disk"], r["volume"]) for r in p["refusals"]] == [
+        ("/mnt/disks/ssd0", "ssd0"), ("/mnt/disks/vol1", "vol1")]
+    assert p["refusals"][0]["reasons"] == mounts.hidden_files_refusal("/mnt/disks/ssd0", ["pod.log"])
+    assert "/mnt/disks/vol1 is not mounted but holds 2 entries ('a', 'b')" in dp.refusal_message(p)
+    # empty mount points, and a bind source holding data, are as they should be
+    assert plan("blank", entries, dirs={"/mnt/disks/ssd0": [], "/data/vol1": ["db"]})["refusals"] == []
+
+
+def test_a_mounted_volume_holding_files_is_not_refused():
+    mountinfo = ("27 1 254:0 / / rw - ext4 /dev/vda rw\n"
+                 "90 27 254:0 /data/k8s/localpv/vol1 /mnt/disks/vol1 rw - ext4 /dev/vda rw\n")
+    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "1G"}], mountinfo=mountinfo,
+             fstab="/data/k8s/localpv/vol1 /mnt/disks/vol1 none bind 0 0\n", dirs={"/mnt/disks/vol1": ["db"]})
+    assert p["refusals"] == [] and not p["changed"]
 
 
 def test_ours_mounted_somewhere_else_is_refused():

@@ -185,6 +185,69 @@ def test_a_root_that_is_a_file_is_refused(tmp_path):
         tmp_path / "disks", [item(tmp_path / "disks" / "a")])[0]
 
 
+def hidden_files_reason(path, count, shown):
+    return ("%s is not mounted but holds %d %s (%s), on the filesystem below it; mounting the volume there would "
+            "hide them. Files there are most likely what a pod wrote while the volume was not mounted (after a "
+            "reboot whose mount failed, say): data the volume does not have. Move them away, leaving the directory "
+            "empty, run again, and put them into the mounted volume if they belong there" % (
+                path, count, "entry" if count == 1 else "entries", shown))
+
+
+def test_a_bare_mount_point_holding_files_is_refused_naming_a_few_and_counting_all(tmp_path):
+    root = str(tmp_path)
+    (tmp_path / "a" / "pod-data").mkdir(parents=True)
+    for name in ("app.log", ".hidden", "z"):
+        (tmp_path / "a" / name).write_text("written while the volume was not mounted")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "only").write_text("x")
+    reasons = refusals(tmp_path, [item(root + "/a"), item(root + "/b", UUID_B), item(root + "/c")])
+    assert reasons == [hidden_files_reason(root + "/a", 4, "'.hidden', 'app.log', 'pod-data' and 1 more"),
+                       hidden_files_reason(root + "/b", 1, "'only'")]
+    assert sorted(os.listdir(root)) == ["a", "b"] and len(os.listdir(root + "/a")) == 4
+
+
+def test_a_lost_and_found_alone_is_refused_too_as_mkfs_never_puts_one_in_a_bare_directory(tmp_path):
+    (tmp_path / "a" / "lost+found").mkdir(parents=True)
+    assert refusals(tmp_path, [item(tmp_path / "a")]) == [hidden_files_reason(str(tmp_path / "a"), 1, "'lost+found'")]
+
+
+def test_a_mounted_volume_holding_files_is_its_own_content_and_an_empty_bare_directory_is_mounted_on(tmp_path):
+    root = str(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "lost+found").mkdir()
+    (tmp_path / "a" / "data").write_text("the volume's")
+    (tmp_path / "b").mkdir()
+    text = FSTAB + mounts.fstab_line(item(root + "/a")) + "\n"
+    work = mounts.plan(root, [item(root + "/a"), item(root + "/b", UUID_B)], [], text, [mounted(root + "/a")],
+                       probe_of({"259:1": {"UUID": UUID_A}}))
+    assert (work["mkdir"], work["mount"], work["remount"]) == ([], [root + "/b"], [])
+
+
+def test_a_bind_volume_refuses_files_at_its_mount_point_never_in_its_source(tmp_path):
+    source, path = tmp_path / "data" / "vol1", tmp_path / "disks" / "vol1"
+    source.mkdir(parents=True)
+    (source / "db").write_text("the volume's data, where it belongs")
+    path.mkdir(parents=True)
+    bind = {"path": str(path), "src": str(source), "fstype": "none", "opts": "bind"}
+    work = mounts.plan(str(tmp_path / "disks"), [bind], [], FSTAB, [], probe_of({}))
+    assert work["mount"] == [str(path)]
+    (path / "db").write_text("written into the bare mount point")
+    with pytest.raises(mounts.MountError) as refused:
+        mounts.plan(str(tmp_path / "disks"), [bind], [], FSTAB, [], probe_of({}))
+    assert refused.value.reasons == [hidden_files_reason(str(path), 1, "'db'")]
+
+
+def test_directory_entries_lists_a_directory_only(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "b").write_text("")
+    (tmp_path / "d" / "a").mkdir()
+    (tmp_path / "f").write_text("")
+    os.symlink(str(tmp_path / "d"), str(tmp_path / "link"))
+    assert mounts.directory_entries(str(tmp_path / "d")) == ["a", "b"]
+    assert [mounts.directory_entries(str(tmp_path / name)) for name in ("f", "link", "none")] == [None] * 3
+    assert mounts.hidden_files_refusal("/x", None) == mounts.hidden_files_refusal("/x", []) == []
+
+
 # --------------------------------------------------------------------------------------
 # Doing it
 # --------------------------------------------------------------------------------------
