@@ -837,8 +837,9 @@ def _link_target(planner, volume):
 
 def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries):
     """Which volumes need their fstab line/mount (or block symlink) made. A mount point
-    that is not mounted and holds files is refused here already, before any disk is
-    written (volume_mounts applies the same rule again right before it mounts)."""
+    that is not mounted and holds files, and one a new volume would find mounted from
+    something else, are refused here already, before any disk is written (volume_mounts
+    applies the same rules again right before it mounts)."""
     fstab = devices.parse_fstab(fstab_text or "")
     mounts = devices.parse_mountinfo(mountinfo_text or "")
     for volume in planner.plan["volumes"]:
@@ -866,6 +867,12 @@ def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries):
             hidden = mount_rules.hidden_files_refusal(path, dir_entries(path))
             if hidden:
                 planner.refuse(path, hidden, volume["name"])
+        elif volume["state"] in ("create", "format"):
+            # a volume still to be made cannot be what is mounted there: refused before its
+            # disk is written, not by volume_mounts after it
+            planner.refuse(path, ["%s is mounted from %s (%s), where the new volume %s belongs; unmount it (and drop "
+                                  "its fstab line) if it is not in use, or give this volume another name" % (
+                                      path, mount["source"], mount["fstype"], volume["name"])], volume["name"])
 
 
 # --------------------------------------------------------------------------------------

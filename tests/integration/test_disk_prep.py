@@ -385,6 +385,18 @@ def test_a_foreign_mount_at_a_mount_point_is_refused_and_nothing_is_mounted_or_w
     assert node.findmnt(ROOT + "/lpvtf-2") is None and node.sh("cat /etc/fstab").stdout == fstab
 
 
+def test_a_mount_point_taken_before_a_new_volume_is_made_is_refused_and_its_disk_is_not_written(node):
+    wanted = [{"name": "lpvtn", "device": node.disks[0]}]
+    node.sh("mkdir -p %s/lpvtn && mount -t tmpfs lpvt-scratch %s/lpvtn" % (ROOT, ROOT))
+    fstab = node.sh("cat /etc/fstab").stdout
+    for dry_run in (["--check", "--diff"], []):
+        text = refused(node.play(wanted, *dry_run))
+        assert "%s/lpvtn is mounted from lpvt-scratch (tmpfs), where the new volume lpvtn belongs" % ROOT in text
+        assert node.sh("wipefs %s" % node.disks[0]).stdout.strip() == ""   # no table, no filesystem
+        assert node.findmnt(ROOT + "/lpvtn")[:2] == ["lpvt-scratch", "tmpfs"]
+        assert node.sh("cat /etc/fstab").stdout == fstab
+
+
 def test_a_directory_where_a_block_volume_link_belongs_is_refused_and_nothing_is_changed(node):
     wanted = [{"name": "lpvtd", "device": node.disks[0]},
               {"name": "lpvtdraw", "device": node.disks[1], "mode": "block"}]

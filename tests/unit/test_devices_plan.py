@@ -634,3 +634,12 @@ def test_only_the_disks_the_entries_name_are_probed_unless_a_selector_may_take_a
     assert dp.disks_to_probe(disks, [{"name": "b", "bind": "/srv/b"}]) == set()
     assert dp.disks_to_probe(disks, [{"name": "a", "device": "/dev/loop1"},
                                      {"name_prefix": "d", "match": {"min_size": "1G"}}]) is None
+
+
+def test_a_mount_point_taken_by_something_else_is_refused_before_a_new_volume_is_made():
+    raw = recorded("blank")
+    raw["mountinfo"] += "99 27 0:77 / /mnt/disks/ssd0 rw - tmpfs scratch rw\n"
+    p = plan(None, [{"name": "ssd0", "device": "/dev/loop0"}], raw=raw)
+    assert "/mnt/disks/ssd0 is mounted from scratch (tmpfs), where the new volume ssd0 belongs" in reasons(p)
+    with pytest.raises(dp.PrepareError):
+        dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv))
