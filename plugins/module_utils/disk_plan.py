@@ -1041,8 +1041,8 @@ def _verify_unchanged(entry, fresh, sampler, log):
 
 
 # Disks prepared at once. Each disk's own steps stay in order under its lock; mkfs
-# and the kernel's partition scan mostly wait on the device, so a few disks side by
-# side shorten a many-disk host's first run without crowding a small host.
+# (with an SSD's discard) and the kernel's partition scan wait on the device, so a few
+# disks side by side shorten a many-disk host's first run without crowding a small one.
 DISK_WORKERS = 4
 
 
@@ -1071,9 +1071,10 @@ def _apply_disk(plan, entry, tools, stop_after, stop):
         finally:
             if fd is not None:
                 os.close(fd)
-    except PrepareError as exc:
+    except Exception as exc:  # any failure stops the disks not yet started
         stop.failed = True
-        exc.commands = log
+        if isinstance(exc, PrepareError):
+            exc.commands = log
         raise
     return log
 

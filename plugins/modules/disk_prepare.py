@@ -12,8 +12,10 @@ module: disk_prepare
 short_description: Plan and make the GPT partitions and filesystems of a host's local volumes
 version_added: 0.1.0
 description:
-  - One call per host. Reads every disk of the host, computes the whole plan for O(disks) (which
-    disk gets which partitions, filesystem and mount point), validates it, and only then writes.
+  - One call per host. Lists every disk of the host, reads the signatures and partition tables of
+    the disks O(disks) names (of every disk when an entry has O(disks[].match)), computes the whole
+    plan (which disk gets which partitions, filesystem and mount point), validates it, and only
+    then writes.
   - If any disk may not be used (it holds data, is mounted, is swap, is held by device-mapper,
     holds the system, does not exist, does not match O(disks[].expect), two volumes share a name,
     a name is not valid...) the module fails naming the host, the disk and every reason, and
