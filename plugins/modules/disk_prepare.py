@@ -21,8 +21,9 @@ description:
     a name is not valid...) the module fails naming the host, the disk and every reason, and
     writes nothing to any disk of the host.
   - So does a volume whose mount point is not mounted but holds files (most likely what a pod wrote
-    while the volume was not mounted, which the mount would hide). That is the rule of
-    M(localpv.rollout.volume_mounts), applied here already so that no disk is written first.
+    while the volume was not mounted, which the mount would hide), and a volume still to be made whose
+    mount point is mounted from something else. These are rules of M(localpv.rollout.volume_mounts),
+    applied here already so that no disk is written first.
   - A new disk gets a GPT table with O(disks[].partitions) equal partitions named
     C(localpv-<volume>), then C(mkfs.xfs) or C(mkfs.ext4) on each. The table is written with
     C(sfdisk --no-reread) and the kernel is told with C(partx -u), so it works on kernels with and
