@@ -870,9 +870,8 @@ def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries):
         elif volume["state"] in ("create", "format"):
             # a volume still to be made cannot be what is mounted there: refused before its
             # disk is written, not by volume_mounts after it
-            planner.refuse(path, ["%s is mounted from %s (%s), where the new volume %s belongs; unmount it (and drop "
-                                  "its fstab line) if it is not in use, or give this volume another name" % (
-                                      path, mount["source"], mount["fstype"], volume["name"])], volume["name"])
+            planner.refuse(path, mount_rules.taken_refusal(path, mount, "where the new volume %s belongs" % volume["name"]),
+                           volume["name"])
 
 
 # --------------------------------------------------------------------------------------

@@ -228,6 +228,14 @@ def hidden_files_refusal(path, names):
                 path, len(names), "entry" if len(names) == 1 else "entries", shown)]
 
 
+def taken_refusal(path, mount, instead):
+    """The rule for a volume's mount point that ``mount`` (from the mount table) already
+    holds and that is not the volume: ``instead`` says what belongs there. Returns
+    ``[reason]``."""
+    return ["%s is mounted from %s (%s), %s; unmount it (and drop its fstab line) if it is not in use, or give "
+            "this volume another name" % (path, mount["source"], mount["fstype"], instead)]
+
+
 def _root_refusal(root):
     kind = kind_at(root)
     if kind in (None, "directory") or (kind == "symlink" and os.path.isdir(root)):
@@ -252,8 +260,7 @@ def _plan_mount(item, entries, mounts, probe, work):
             return hidden
         work["mount"].append(path)
     elif not shows_source(item, mount, mounts, probe):
-        return ["%s is mounted from %s (%s), not from %s; unmount it (and drop its fstab line) if it is not in "
-                "use, or give this volume another name" % (path, mount["source"], mount["fstype"], item["src"])]
+        return taken_refusal(path, mount, "not from %s" % item["src"])
     elif not line_ok:
         # ansible.posix.mount remounts a mounted path whose fstab line it changed
         work["remount"].append(path)
