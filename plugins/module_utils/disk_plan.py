@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -1045,17 +1046,13 @@ def _verify_unchanged(entry, fresh, sampler, log):
 DISK_WORKERS = 4
 
 
-class _Stop(object):
-    """Set once a disk fails: disks not yet started are then left alone."""
-    failed = False
-
-
 def _apply_disk(plan, entry, tools, stop_after, stop):
     """One disk of the plan, under its lock. Returns its log; a PrepareError
-    carries the log so far as ``commands``."""
+    carries the log so far as ``commands``. ``stop`` (a threading.Event) is set
+    once any disk fails: a disk not yet started is then left alone."""
     run, sfdisk, recheck, sampler, lock = tools
     log = []
-    if stop.failed:
+    if stop.is_set():
         return log
     try:
         fd = lock(entry["disk"])
@@ -1071,7 +1068,7 @@ def _apply_disk(plan, entry, tools, stop_after, stop):
             if fd is not None:
                 os.close(fd)
     except Exception as exc:  # any failure stops the disks not yet started
-        stop.failed = True
+        stop.set()
         if isinstance(exc, PrepareError):
             exc.commands = log
         raise
@@ -1095,7 +1092,7 @@ def apply_plan(plan, run=None, stop_after=None, sfdisk=None, recheck=None, sampl
     tools = (run or devices.run_command, sfdisk or run_sfdisk, recheck or recheck_disk, sampler or hv.sample,
              lock or lock_disk)
     entries = [entry for entry in plan["disks"] if entry["actions"]]
-    stop = _Stop()
+    stop = threading.Event()
     log, failures = [], []
     if entries:
         with ThreadPoolExecutor(max_workers=min(DISK_WORKERS, len(entries))) as pool:
