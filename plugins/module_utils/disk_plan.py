@@ -1009,10 +1009,9 @@ def lock_disk(disk, timeout=30.0):
 
 
 def recheck_disk(disk):
-    """The disk's record read again now (its own probe, partitions and openers)."""
-    name = os.path.basename(disk)
-    names = [name] + [p for p in os.listdir(os.path.join("/sys/block", name)) if p.startswith(name)]
-    return devices.find_disk(devices.host_disks(names=names, list_all=False), disk)
+    """The disk's record read again now (its own probe, partitions and openers: its
+    partitions are read with it), or None when it is gone."""
+    return devices.find_disk(devices.host_disks(names={os.path.basename(disk)}, list_all=False), disk)
 
 
 def _verify_unchanged(entry, fresh, sampler, log):
