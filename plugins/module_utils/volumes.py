@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import hashlib
 import re
 
@@ -27,6 +28,15 @@ HOSTNAME_LABEL = "kubernetes.io/hostname"
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+@functools.lru_cache(maxsize=8192)
+def _matches(pattern, text):
+    """Whether all of ``text`` matches ``pattern`` (``$`` alone also matches
+    before a final newline, and ``"d0\\n"`` is no volume name), remembered: a
+    fleet's volumes repeat every node name, volume name and label thousands of
+    times."""
+    return pattern.fullmatch(text) is not None
+
 
 # PV names may be 253 characters, but we keep them within 63 so that they stay
 # readable in `kubectl get pv` and fit in a label value too.
@@ -46,7 +56,7 @@ def volume_name_reasons(name):
     reasons = []
     if len(name) > 63:
         reasons.append("longer than 63 characters")
-    if not _DNS1123_LABEL.match(name):
+    if not _matches(_DNS1123_LABEL, name):
         reasons.append(
             "not an RFC 1123 label (use lowercase letters, digits and '-', "
             "starting and ending with a letter or digit)"
@@ -58,7 +68,7 @@ def node_name_reasons(name):
     """Return why ``name`` cannot be a Kubernetes node name (empty list when it can)."""
     if not isinstance(name, str) or not name:
         return ["the node name is empty"]
-    if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+    if len(name) > 253 or not _matches(_DNS1123_SUBDOMAIN, name):
         return ["not a valid Kubernetes node name (an RFC 1123 subdomain of at most 253 characters)"]
     return []
 
@@ -70,7 +80,7 @@ def _short_hash(*parts):
 def label_value(value):
     """Return ``value`` usable as a label value: itself when valid, else a readable
     prefix plus a hash so that distinct values stay distinct."""
-    if len(value) <= 63 and _LABEL_VALUE.match(value):
+    if len(value) <= 63 and _matches(_LABEL_VALUE, value):
         return value
     head = re.sub(r"[^A-Za-z0-9_.-]", "-", value)[: 63 - _HASH_LEN - 1].strip("-_.")
     return "%s-%s" % (head, _short_hash(value)) if head else _short_hash(value)
@@ -157,9 +167,9 @@ def labels_reasons(labels):
     reasons = []
     for key, value in (labels or {}).items():
         prefix, _sep, name = key.rpartition("/")
-        if (prefix and node_name_reasons(prefix)) or not name or len(name) > 63 or not _LABEL_VALUE.match(name):
+        if (prefix and node_name_reasons(prefix)) or not name or len(name) > 63 or not _matches(_LABEL_VALUE, name):
             reasons.append("label key %r is not a valid Kubernetes label key" % key)
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        if not isinstance(value, str) or len(value) > 63 or not _matches(_LABEL_VALUE, value):
             reasons.append("label %s=%r has no valid Kubernetes label value" % (key, value))
         if key in (MANAGED_BY_LABEL, NODE_LABEL, VOLUME_LABEL):
             reasons.append("label %s is set by localpv.rollout and cannot be given" % key)

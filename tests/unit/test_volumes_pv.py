@@ -59,6 +59,11 @@ def test_quantities_are_compared_by_value(text, value):
     (dict(reclaim_policy="Recycle"), "reclaim_policy"),
     (dict(labels={v.NODE_LABEL: "x"}), "is set by localpv.rollout"),
     (dict(labels={"team": "a b"}), "no valid Kubernetes label value"),
+    # a final newline would end an fstab line inside the name
+    (dict(name="ssd0\n"), "name: not an RFC 1123 label"),
+    (dict(node="node1\n"), "node: not a valid Kubernetes node name"),
+    (dict(labels={"team": "a\n"}), "no valid Kubernetes label value"),
+    (dict(labels={"team\n": "a"}), "not a valid Kubernetes label key"),
 ])
 def test_invalid_volumes_are_refused_with_the_reason(item, expect):
     base = dict(node="node1", name="ssd0", path="/mnt/disks/ssd0", capacity=GIB)
