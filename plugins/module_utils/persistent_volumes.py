@@ -165,7 +165,7 @@ class PvIndex:
             return
         owner = (label, labels.get(vol.VOLUME_LABEL)) if mine else None
         wanted = self.wanted.get((label, path)) if mine and wanted_path and not meta.get("deletionTimestamp") else None
-        if wanted is not None and managed_view(pv) != managed_view(vol.pv_manifest(wanted, hostname)):
+        if wanted is not None and managed_view(pv) != vol.wanted_view(wanted, hostname):
             wanted = None
         listed = Listed(pv, owner, wanted, hostname)
         if wanted_path:

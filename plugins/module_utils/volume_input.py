@@ -38,6 +38,7 @@ VOLUME_KEYS = {
     "uuid": (_TEXT, False),
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", dict: "a dict"}
+_REQUIRED = tuple(key for key, (_types, required) in VOLUME_KEYS.items() if required)
 
 
 def load_volume_items(value):
@@ -62,13 +63,11 @@ def _item_reasons(item):
     unknown = sorted(str(key) for key in item if key not in VOLUME_KEYS)
     if unknown:
         reasons.append("unknown key(s) %s; known keys: %s" % (", ".join(unknown), ", ".join(sorted(VOLUME_KEYS))))
-    for key, (types, required) in VOLUME_KEYS.items():
-        value = item.get(key)
-        if value is None:
-            if required:
-                reasons.append("%s is required" % key)
-            continue
-        if isinstance(value, bool) or not isinstance(value, types):
+    reasons += ["%s is required" % key for key in _REQUIRED if item.get(key) is None]
+    # only the keys given: a volume names a few of the keys, and a run has thousands
+    for key, value in item.items():
+        types = VOLUME_KEYS.get(key, (None,))[0]
+        if types and value is not None and (isinstance(value, bool) or not isinstance(value, types)):
             reasons.append("%s must be %s, got %r" % (
                 key, " or ".join(_TYPE_NAMES[t] for t in types), value))
     return reasons

@@ -29,6 +29,7 @@ _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
+
 @functools.lru_cache(maxsize=8192)
 def _matches(pattern, text):
     """Whether all of ``text`` matches ``pattern`` (``$`` alone also matches
@@ -149,6 +150,8 @@ def parse_quantity(value):
         return None
     if isinstance(value, int):
         return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():   # the usual form for bytes
+        return int(value)
     match = _QUANTITY.match(str(value).strip())
     if not match:
         return None
@@ -366,11 +369,18 @@ def pv_annotations(volume):
     return annotations
 
 
-def pv_manifest(volume, hostname_value):
-    """The PersistentVolume object for a normalized ``volume`` pinned to ``hostname_value``."""
+ACCESS_MODES = ("ReadWriteOnce",)
+
+
+def _local_source(volume):
     local = {"path": volume["path"]}
     if volume["mode"] == "filesystem" and volume.get("fstype"):
         local["fsType"] = volume["fstype"]
+    return local
+
+
+def pv_manifest(volume, hostname_value):
+    """The PersistentVolume object for a normalized ``volume`` pinned to ``hostname_value``."""
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolume",
@@ -381,13 +391,31 @@ def pv_manifest(volume, hostname_value):
         },
         "spec": {
             "capacity": {"storage": str(volume["capacity"])} if volume["capacity"] is not None else {},
-            "accessModes": ["ReadWriteOnce"],
+            "accessModes": list(ACCESS_MODES),
             "volumeMode": VOLUME_MODES[volume["mode"]],
             "persistentVolumeReclaimPolicy": volume["reclaim_policy"],
             "storageClassName": volume["storage_class"],
-            "local": local,
+            "local": _local_source(volume),
             "nodeAffinity": node_affinity(hostname_value),
         },
+    }
+
+
+def wanted_view(volume, hostname_value):
+    """``pv_view(pv_manifest(volume, hostname_value))`` without its name, made
+    straight from the volume: a re-run compares every listed PV with the volume
+    at its place, and building and reading a whole manifest for each cost more
+    than the rest of that comparison."""
+    return {
+        "labels": pv_labels(volume),
+        "annotations": pv_annotations(volume),
+        "capacity": volume["capacity"],
+        "accessModes": list(ACCESS_MODES),
+        "volumeMode": VOLUME_MODES[volume["mode"]],
+        "persistentVolumeReclaimPolicy": volume["reclaim_policy"],
+        "storageClassName": volume["storage_class"] or "",
+        "local": _local_source(volume),
+        "nodeAffinity": node_affinity(hostname_value),
     }
 
 

@@ -33,6 +33,24 @@ def test_pv_of_a_filesystem_volume_has_the_fields_a_local_pv_needs():
     assert v.affinity_hostname(pv) == "node1-host"
 
 
+@pytest.mark.parametrize("changes", [
+    {}, {"mode": "block", "path": "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"}, {"fstype": None},
+    {"capacity": "1.5Ti"}, {"labels": {"tier": "fast", "example.com/rack": "r1"}}, {"stable_id": "wwn-0x5000c500a1b2c3d4"},
+    {"uuid": "0b9f3c1e-7d2a-4c55-9e0f-3a1b2c3d4e5f"}, {"reclaim_policy": "Delete", "storage_class": "fast"},
+])
+def test_the_wanted_view_is_the_view_of_the_manifest(changes):
+    """The re-run's shortcut (wanted_view) says what reading the whole manifest says."""
+    volume = vol(**changes)
+    manifest = v.pv_manifest(volume, "node1-host")
+    view = v.pv_view(manifest)
+    del view["name"]
+    assert v.wanted_view(volume, "node1-host") == view
+    unknown = dict(volume, capacity=None)   # check mode before mounts: capacity known after apply
+    view = v.pv_view(v.pv_manifest(unknown, "node1-host"))
+    del view["name"]
+    assert v.wanted_view(unknown, "node1-host") == view
+
+
 def test_block_volume_has_block_mode_and_no_fstype():
     pv = v.pv_manifest(vol(name="raw0", mode="block", path="/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"), "node1")
     assert pv["spec"]["volumeMode"] == "Block"
@@ -41,7 +59,7 @@ def test_block_volume_has_block_mode_and_no_fstype():
 
 @pytest.mark.parametrize("text,value", [
     ("10Gi", 10 * GIB), ("10737418240", 10 * GIB), ("1G", 10 ** 9), ("1e3", 1000), ("1.5Ki", 1536),
-    ("500m", 0), ("bogus", None), ("", None),
+    ("500m", 0), ("bogus", None), ("", None), ("\u00b2", None), (" 42 ", 42),
 ])
 def test_quantities_are_compared_by_value(text, value):
     assert v.parse_quantity(text) == value
