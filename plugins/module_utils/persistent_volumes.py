@@ -315,6 +315,8 @@ def plan_pvs(volumes, hostnames, index, scope_nodes, prune=False, replace_unboun
             continue
         pv, reason = _match(volume, hostname, index, take_over)
         if reason:
+            # the PVs of a conflict are the user's to sort out: none is pruned meanwhile
+            claimed.update(listed.name for listed in there)
             actions.append(dict(base, action="conflict", reason=reason))
         elif pv is not None:
             claimed.add(pv["metadata"]["name"])

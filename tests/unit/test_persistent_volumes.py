@@ -229,6 +229,21 @@ def test_a_second_pv_beside_ours_at_its_identity_is_a_conflict_naming_both():
     assert action["action"] == "conflict" and "local-pv-9" in action["reason"] and "local-node1-ssd0" in action["reason"]
 
 
+def test_the_pvs_of_a_conflict_are_never_pruned_in_that_run():
+    # two PVs of ours at one disk (a copy under another name): the run stops on the
+    # conflict, and its plan must not say prune would delete either of them
+    ours = server_copy(v.pv_manifest(vol(), "node1"))
+    copy_of_ours = server_copy(v.pv_manifest(vol(), "node1"), uid="u-2")
+    copy_of_ours["metadata"]["name"] = "local-node1-ssd0-copy"
+    actions = plan([vol()], [ours, copy_of_ours], prune=True)
+    assert [a["action"] for a in actions] == ["conflict"]
+    assert "local-node1-ssd0-copy" in actions[0]["reason"] and "local-node1-ssd0 " in actions[0]["reason"] + " "
+    # an owned PV of the node that no volume wants is still pruned beside it
+    gone = server_copy(v.pv_manifest(vol(name="old0"), "node1"), uid="u-3")
+    assert sorted((a["action"], a["name"]) for a in plan([vol()], [ours, copy_of_ours, gone], prune=True)) == [
+        ("conflict", "local-node1-ssd0"), ("delete", "local-node1-old0")]
+
+
 def test_the_index_keeps_only_what_the_plan_needs():
     index = pvs.PvIndex([vol()], ["node1"])
     index.add(provisioner_pv())
