@@ -104,7 +104,7 @@ def plan_decommission(report, all_pvs, nodes, hostnames=None, volumes=None):
     """What decommissioning ``nodes`` (Kubernetes node names), or only their
     ``volumes`` (volume names), means for the cluster.
 
-    ``report`` is ``persistent_volumes.local_pv_report`` of these nodes,
+    ``report`` is :func:`local_pv_report` of these nodes,
     ``all_pvs`` every PV (to find PVs that are not ours in the way),
     ``hostnames`` the ``kubernetes.io/hostname`` values of the nodes. Returns a
     dict: ``volumes`` (one entry per owned PV to retire, with ``claim_current``
@@ -172,9 +172,70 @@ def _pods_of(entries):
     return pods
 
 
+def _owned_pvs(kube, nodes=None, label_selector=None):
+    selector = "%s=%s" % (vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE)
+    if label_selector:
+        selector += "," + label_selector
+    pvs = kube.list_pvs(label_selector=selector)
+    if nodes:
+        wanted = set(vol.label_value(n) for n in nodes)
+        pvs = [pv for pv in pvs if (pv["metadata"].get("labels") or {}).get(vol.NODE_LABEL) in wanted]
+    return pvs
+
+
+def _report_entry(pv, claims, pods_by_claim, node_names, hostnames):
+    view = vol.pv_view(pv)
+    labels = view["labels"]
+    claim = vol.claim_of(pv)
+    pvc = claims.get(claim) if claim else None
+    node = labels.get(vol.NODE_LABEL)
+    hostname = vol.affinity_hostname(pv)
+    return {
+        "name": view["name"],
+        "node": node,
+        "volume": labels.get(vol.VOLUME_LABEL),
+        "hostname": hostname,
+        "node_exists": node in node_names or hostname in hostnames,
+        "path": view["local"].get("path"),
+        "fstype": view["local"].get("fsType"),
+        "stable_id": view["annotations"].get(vol.STABLE_ID_ANNOTATION),
+        "volume_mode": view["volumeMode"],
+        "capacity": view["capacity"],
+        "storage_class": view["storageClassName"],
+        "reclaim_policy": view["persistentVolumeReclaimPolicy"],
+        "phase": (pv.get("status") or {}).get("phase"),
+        "claim": claim,
+        "claim_phase": ((pvc or {}).get("status") or {}).get("phase") if claim else None,
+        # The claim the PV is bound to, by uid; a claim of the same name with
+        # another uid (made again, e.g. by a StatefulSet) is not this PV's claim.
+        "claim_uid": ((pv.get("spec") or {}).get("claimRef") or {}).get("uid"),
+        "claim_current_uid": ((pvc or {}).get("metadata") or {}).get("uid"),
+        "uid": pv["metadata"].get("uid"),
+        "pods": pods_by_claim.get(claim, []) if claim else [],
+        "deleting": bool(pv["metadata"].get("deletionTimestamp")),
+    }
+
+
+def local_pv_report(kube, nodes=None, label_selector=None):
+    """Owned PVs (of ``nodes``, or all; ``label_selector`` narrows further) with
+    phase, claim, the pods that use the claim and where they run, and whether
+    their node still exists."""
+    pvs = _owned_pvs(kube, nodes, label_selector)
+    cluster_nodes = kube.list_nodes()
+    node_names = set(n["metadata"]["name"] for n in cluster_nodes)
+    hostnames = set((n["metadata"].get("labels") or {}).get(vol.HOSTNAME_LABEL) for n in cluster_nodes)
+    namespaces = sorted(set(pv["spec"]["claimRef"].get("namespace") for pv in pvs
+                            if (pv.get("spec") or {}).get("claimRef")))
+    claims, pods_by_claim = {}, {}
+    for namespace in namespaces:
+        for pvc in kube.list_pvcs(namespace):
+            claims["%s/%s" % (namespace, pvc["metadata"]["name"])] = pvc
+        pods_by_claim.update(pods_by_claim(kube.list_pods(namespace)))
+    return [_report_entry(pv, claims, pods_by_claim, node_names, hostnames)
+            for pv in sorted(pvs, key=lambda p: p["metadata"]["name"])]
+
+
 def _fresh(kube, pv_names, label_selector=None, nodes=None):
-    # imported here: persistent_volumes builds its report on this file's pods_by_claim
-    from ansible_collections.localpv.rollout.plugins.module_utils.persistent_volumes import local_pv_report
     return [e for e in local_pv_report(kube, nodes=nodes, label_selector=label_selector) if e["name"] in pv_names]
 
 

@@ -81,7 +81,7 @@ volumes:
   sample: [{name: local-node2-ssd0, node: node2, volume: ssd0, path: /mnt/disks/ssd0, phase: Bound, claim: app/data-web-0,
         claim_current: true, using_pods: [{namespace: app, name: web-0, node: node2, controller: StatefulSet/web}]}]
 pv_names:
-  description: Names of the PVs to workloads.
+  description: Names of the PVs to retire.
   returned: always
   type: list
   elements: str
@@ -121,7 +121,6 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes
 from ansible_collections.localpv.rollout.plugins.module_utils import workloads
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
 
@@ -137,7 +136,7 @@ def main():
     )
     nodes = module.params["nodes"]
     with k.api_session(module, {"volumes": []}) as kube:
-        report = persistent_volumes.local_pv_report(kube, nodes=nodes, label_selector=module.params["label_selector"])
+        report = workloads.local_pv_report(kube, nodes=nodes, label_selector=module.params["label_selector"])
         cluster_nodes = dict((n["metadata"]["name"], n) for n in kube.list_nodes())
         node_info = {}
         for name in nodes:

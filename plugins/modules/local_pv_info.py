@@ -100,7 +100,7 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils import workloads
 
 
 def main():
@@ -110,7 +110,7 @@ def main():
         supports_check_mode=True,
     )
     with k.api_session(module, {"pvs": []}) as kube:
-        pvs = persistent_volumes.local_pv_report(kube, nodes=module.params["nodes"], label_selector=module.params["label_selector"])
+        pvs = workloads.local_pv_report(kube, nodes=module.params["nodes"], label_selector=module.params["label_selector"])
     nodes = {}
     for pv in pvs:
         phases = nodes.setdefault(pv["node"], {})
