@@ -183,7 +183,7 @@ def _owned_pvs(kube, nodes=None, label_selector=None):
     return pvs
 
 
-def _report_entry(pv, claims, pods_by_claim, node_names, hostnames):
+def _report_entry(pv, claims, users, node_names, hostnames):
     view = vol.pv_view(pv)
     labels = view["labels"]
     claim = vol.claim_of(pv)
@@ -211,7 +211,7 @@ def _report_entry(pv, claims, pods_by_claim, node_names, hostnames):
         "claim_uid": ((pv.get("spec") or {}).get("claimRef") or {}).get("uid"),
         "claim_current_uid": ((pvc or {}).get("metadata") or {}).get("uid"),
         "uid": pv["metadata"].get("uid"),
-        "pods": pods_by_claim.get(claim, []) if claim else [],
+        "pods": users.get(claim, []) if claim else [],
         "deleting": bool(pv["metadata"].get("deletionTimestamp")),
     }
 
@@ -226,12 +226,12 @@ def local_pv_report(kube, nodes=None, label_selector=None):
     hostnames = set((n["metadata"].get("labels") or {}).get(vol.HOSTNAME_LABEL) for n in cluster_nodes)
     namespaces = sorted(set(pv["spec"]["claimRef"].get("namespace") for pv in pvs
                             if (pv.get("spec") or {}).get("claimRef")))
-    claims, pods_by_claim = {}, {}
+    claims, users = {}, {}
     for namespace in namespaces:
         for pvc in kube.list_pvcs(namespace):
             claims["%s/%s" % (namespace, pvc["metadata"]["name"])] = pvc
-        pods_by_claim.update(pods_by_claim(kube.list_pods(namespace)))
-    return [_report_entry(pv, claims, pods_by_claim, node_names, hostnames)
+        users.update(pods_by_claim(kube.list_pods(namespace)))
+    return [_report_entry(pv, claims, users, node_names, hostnames)
             for pv in sorted(pvs, key=lambda p: p["metadata"]["name"])]
 
 
