@@ -66,8 +66,10 @@ def _item_reasons(item):
     reasons += ["%s is required" % key for key in _REQUIRED if item.get(key) is None]
     # only the keys given: a volume names a few of the keys, and a run has thousands
     for key, value in item.items():
-        types = VOLUME_KEYS.get(key, (None,))[0]
-        if types and value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+        if key not in VOLUME_KEYS or value is None:
+            continue
+        types = VOLUME_KEYS[key][0]
+        if isinstance(value, bool) or not isinstance(value, types):
             reasons.append("%s must be %s, got %r" % (
                 key, " or ".join(_TYPE_NAMES[t] for t in types), value))
     return reasons
