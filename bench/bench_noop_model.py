@@ -26,14 +26,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)   # bench_local_pv: the same volumes and the same collection lookup
 PAGE = 1000
-
-
-def _this_collection():
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    import conftest  # noqa: F401  (makes ansible_collections.localpv.rollout importable)
-    return conftest.COLLECTIONS
 
 
 def _managed_fields(labels):
@@ -58,7 +52,6 @@ def child(args):
     from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
     from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
     from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
-    sys.path.insert(0, HERE)
     import bench_local_pv
 
     items, nodes = bench_local_pv.volumes("model", args.n, "lpv", args.nodes)
@@ -122,7 +115,8 @@ def main():
         return child(args)
     print("no-op model: %d volumes over %d nodes, pages of %d, load average %s" % (
         args.n, args.nodes, PAGE, " ".join("%.2f" % x for x in os.getloadavg())))
-    this = run(args, _this_collection())
+    import bench_local_pv
+    this = run(args, bench_local_pv.collections_path())
     print("  this checkout:     %.2f s, peak RSS %.1f MiB" % (this["wall"], this["peak_mib"]))
     if args.other_collections:
         other = run(args, args.other_collections)
