@@ -247,6 +247,13 @@ def test_invalid_names_are_refused_before_any_request(lab, kube, tmp_path, made)
     assert "nothing was changed" in res["msg"] and res["requests"] == {}
 
 
+def test_a_name_ending_in_a_newline_is_refused_before_any_request(lab, tmp_path):
+    res = local_pv(lab, tmp_path, volumes=[volume("node1", "d0\n"), volume("node1\n", "d1")])
+    assert res["rc"] != 0
+    assert "name: not an RFC 1123 label" in res["msg"] and "node: not a valid Kubernetes node name" in res["msg"]
+    assert "nothing was changed" in res["msg"] and res["requests"] == {}
+
+
 def test_an_unreachable_api_server_is_a_clear_error(lab, tmp_path):
     res = local_pv(lab, tmp_path, volumes=[volume("node1", "d0")], kubeconfig=None,
                    host="https://127.0.0.1:9", api_key="not-a-token", validate_certs=False)

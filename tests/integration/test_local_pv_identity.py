@@ -236,6 +236,25 @@ def test_a_run_stopped_by_a_conflict_says_nothing_was_written(lab, kube, tmp_pat
     assert sorted(pvs_of(kube, made)) == []
 
 
+def test_two_pvs_of_ours_on_one_disk_are_a_conflict_and_neither_is_shown_as_pruned(lab, kube, tmp_path, made):
+    # a copy of our PV under another name, as a hand-run `kubectl create` of an old manifest leaves it
+    core = client.CoreV1Api(kube)
+    node = unique("n")
+    made += [v.pv_name(node, "d0"), unique("copy")]
+    assert local_pv(lab, tmp_path, volumes=[volume(node, "d0")])["rc"] == 0
+    copy = kube.sanitize_for_serialization(core.read_persistent_volume(made[0]))
+    copy["metadata"] = {"name": made[1], "labels": copy["metadata"]["labels"],
+                        "annotations": copy["metadata"].get("annotations")}
+    copy.pop("status", None)
+    core.create_persistent_volume(copy)
+    for check in (True, False):
+        res = local_pv(lab, tmp_path, check=check, diff=True, volumes=[volume(node, "d0")], prune=True)
+        assert res["rc"] != 0 and res["changed"] is False
+        assert res["nodes"][node]["conflicts"] == 1 and made[1] in res["msg"]
+        assert res["deleted"] == [] and not [d for d in res.get("diff") or [] if "(deleted)" in d["after_header"]]
+        assert sorted(pvs_of(kube, made)) == sorted(made)
+
+
 class DropFirstDelete:
     """A small HTTP proxy in front of the API server. The module talks plain HTTP to
     it; it forwards every request over TLS as the lab's admin, except that the
