@@ -8,14 +8,29 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd -P)
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
 
-# (the sanity test checks the shell scripts only where shellcheck is installed)
+# The apt packages the lab and the tests call. tests/unit/lab/test_install_deps.py checks
+# this list against the commands the scripts run, and the detection below against a
+# clean Debian root, so the two cannot drift apart.
 apt_packages=(podman runc conmon catatonit uidmap slirp4netns netavark aardvark-dns iptables
   containernetworking-plugins debootstrap openssh-client rsync util-linux fdisk parted xfsprogs
   e2fsprogs curl ca-certificates git make python3-venv shellcheck)
-mapfile -t missing < <({ dpkg-query -W -f='${Package} ${Status}\n' "${apt_packages[@]}" 2>/dev/null \
-                           | awk '$4 != "installed" {print $1}'
-                         for p in "${apt_packages[@]}"; do dpkg-query -W "$p" >/dev/null 2>&1 || echo "$p"; done
-                       } | sort -u)
+
+# missing_packages [DPKG-ADMINDIR]: the packages of apt_packages not installed, one a line.
+# Asked one package at a time: dpkg-query exits non-zero for a package it has never heard
+# of, and under `set -e` a query for all of them at once stopped at the first unknown one.
+missing_packages() {
+  local p status admindir=()
+  [ -z "${1:-}" ] || admindir=(--admindir="$1")
+  for p in "${apt_packages[@]}"; do
+    status=$(dpkg-query "${admindir[@]}" -W -f='${Status}' "$p" 2>/dev/null) || status=
+    [ "$status" = "install ok installed" ] || echo "$p"
+  done
+}
+if [ "${1:-}" = --missing ]; then missing_packages "${2:-}"; exit 0; fi
+if [ "${1:-}" = --packages ]; then printf '%s\n' "${apt_packages[@]}"; exit 0; fi
+
+missing=()
+while IFS= read -r p; do missing+=("$p"); done < <(missing_packages)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing apt packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
