@@ -381,7 +381,26 @@ rules:
 """
 
 
-def start_control_plane():
+def apiserver_args(wanted):
+    """The extra kube-apiserver flags of this lab (``up --apiserver-arg``), kept in the
+    state so that a plain ``up`` keeps them. A running API server started with other
+    flags is stopped here, so that start_control_plane starts it with these."""
+    saved_path = path("apiserver-args.json")
+    try:
+        with open(saved_path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        saved = []
+    if wanted is None:
+        return saved
+    wanted = [arg for arg in wanted if arg]
+    if wanted != saved:
+        stop_process("kube-apiserver")
+        _write_if_changed(saved_path, json.dumps(wanted) + "\n")
+    return wanted
+
+
+def start_control_plane(extra_apiserver_args=()):
     make_pki()
 
     def pki(name):
@@ -422,7 +441,7 @@ def start_control_plane():
         "--profiling=false",
         # the kubernetes Service endpoint cannot point at loopback; the lab needs none
         "--endpoint-reconciler-type=none",
-    ])
+    ] + list(extra_apiserver_args))
     wait_for("kube-apiserver", lambda: _https_ok("https://127.0.0.1:%d/readyz" % APISERVER_PORT),
              timeout=120, name="kube-apiserver")
 
@@ -774,7 +793,7 @@ def cmd_up(args):
     run(["bash", os.path.join(HERE, "build-control-plane.sh")], capture=False)
     image = run(["bash", os.path.join(HERE, "build-node-image.sh")], env=podman_env()).stdout.strip()
     reserve_ports(ports)
-    start_control_plane()
+    start_control_plane(apiserver_args(args.apiserver_arg))
     write_kubeconfig("kubeconfig", "admin")
     ssh_key()
 
@@ -949,6 +968,9 @@ def main(argv=None):
     up.add_argument("--nodes", type=int, default=int(os.environ.get("LOCALPV_LAB_NODES", DEFAULT_NODES)))
     up.add_argument("--disks", default=os.environ.get("LOCALPV_LAB_DISKS"),
                     help="comma-separated disk sizes per node (default %s)" % ",".join(DEFAULT_DISKS))
+    up.add_argument("--apiserver-arg", action="append", metavar="--FLAG=VALUE",
+                    help="an extra kube-apiserver flag, e.g. --apiserver-arg=--max-requests-inflight=20 (repeatable; "
+                         "kept for later plain `up`s; `up --apiserver-arg=` alone goes back to none)")
     sub.add_parser("down", help="stop and remove everything the lab made (idempotent)")
     sub.add_parser("status", help="say what runs; exit 0 only when the whole lab is up")
     sub.add_parser("env", help="print shell exports for kubectl and ansible")

@@ -28,4 +28,15 @@ options:
     type: int
     default: 60
     version_added: 0.1.0
+  retry_deadline:
+    description:
+      - How long, in seconds from its first try, a request the API server throttles (429, or 503 with
+        C(Retry-After), as API Priority and Fairness and the inflight limits answer) is tried again. The wait
+        honours C(Retry-After), backs off exponentially with jitter, and fewer requests are kept in flight
+        while the server throttles.
+      - Failures that waiting does not cure soon (no connection, timeouts, other 5xx answers) are tried
+        six times, whatever this says, so that an unreachable API server is reported in seconds.
+    type: int
+    default: 300
+    version_added: 0.1.0
 """

@@ -18,6 +18,10 @@ Bulk work goes through one pooled ``ApiClient`` shared by a bounded pool of
 threads; every request is retried with exponential backoff and jitter on 429,
 5xx and connection errors/timeouts, and every failure becomes a
 :class:`KubeError` whose message names the verb, the resource and the object.
+A server that says "not now" (429, or 503 with Retry-After: API Priority and
+Fairness, max-requests-inflight) is waited out until ``retry_deadline``, and
+fewer requests are kept in flight while it says so; a server that is broken or
+unreachable fails after a few tries, so an operator hears of it at once.
 Responses are read as JSON dicts: turning 10,000 PVs into model objects costs
 more than fetching them.
 """
@@ -63,6 +67,7 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 DEFAULT_WORKERS = 16
 DEFAULT_RETRIES = 6
 DEFAULT_TIMEOUT = 60
+DEFAULT_RETRY_DEADLINE = 300
 PAGE_SIZE = 500
 FIELD_MANAGER = "localpv.rollout"
 DRY_RUN_ALL = "All"
@@ -71,6 +76,7 @@ DRY_RUN_ALL = "All"
 CLIENT_ARG_SPEC = {
     "workers": {"type": "int", "default": DEFAULT_WORKERS},
     "request_timeout": {"type": "int", "default": DEFAULT_TIMEOUT},
+    "retry_deadline": {"type": "int", "default": DEFAULT_RETRY_DEADLINE},
 }
 
 
@@ -194,6 +200,57 @@ def retry_after(exc):
         return min(float(value), 30.0) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def is_throttled(exc):
+    """Did the server ask us to come back later: a 429, or a 503 with Retry-After
+    (what API Priority and Fairness and the inflight limits answer)."""
+    status = getattr(exc, "status", None) if isinstance(exc, ApiException) else None
+    return status == 429 or (status == 503 and retry_after(exc) is not None)
+
+
+class InFlight:
+    """How many requests may be in flight at once: all the workers while the server
+    answers, halved (down to one) when it throttles, and grown back by about one
+    per round of successful requests (additive increase, multiplicative decrease,
+    as TCP does). One cut per ``window`` seconds: the 429s of one burst are one
+    signal, not sixteen."""
+
+    def __init__(self, most, window=0.5, clock=time.monotonic):
+        self.most = max(1, int(most))
+        self.limit = float(self.most)
+        self.window = window
+        self.lowest = self.most
+        self._clock = clock
+        self._cut_at = None
+        self._busy = 0
+        self._cond = threading.Condition()
+
+    def __enter__(self):
+        with self._cond:
+            while self._busy >= int(self.limit):
+                self._cond.wait()
+            self._busy += 1
+        return self
+
+    def __exit__(self, *_exc):
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify()
+
+    def answered(self):
+        with self._cond:
+            if self.limit < self.most:
+                self.limit = min(self.most, self.limit + 1.0 / self.limit)
+                self._cond.notify_all()
+
+    def throttled(self):
+        with self._cond:
+            now = self._clock()
+            if self._cut_at is None or now - self._cut_at >= self.window:
+                self._cut_at = now
+                self.limit = max(1.0, self.limit / 2)
+                self.lowest = min(self.lowest, int(self.limit))
 
 
 def backoff_delay(attempt, base=0.1, cap=5.0, server_hint=None, rand=random.random):
@@ -383,14 +440,24 @@ class Kube:
 
     ``dry_run``: every write is sent with ``dryRun=All`` (server-side dry-run:
     validated and admitted by the real API server, persisted nowhere).
-    ``requests`` counts the HTTP requests made, by verb, retries included.
-    Every request of the collection goes through :meth:`call`.
+    ``requests`` counts the HTTP requests made, by verb, retries included;
+    ``throttled`` the answers that asked us to wait. Every request of the
+    collection goes through :meth:`call`.
+
+    ``retries`` bounds the tries after a failure that waiting will not cure soon
+    (no connection, a timeout, a 5xx without Retry-After); ``retry_deadline``
+    (seconds from a request's first try) bounds the waiting after throttling.
     """
 
     def __init__(self, configuration, headers=None, workers=DEFAULT_WORKERS, retries=DEFAULT_RETRIES,
-                 timeout=DEFAULT_TIMEOUT, dry_run=False, sleep=time.sleep):
+                 timeout=DEFAULT_TIMEOUT, dry_run=False, sleep=time.sleep, retry_deadline=DEFAULT_RETRY_DEADLINE,
+                 clock=time.monotonic):
         self.workers = max(1, int(workers or DEFAULT_WORKERS))
         self.retries = max(0, int(retries))
+        self.retry_deadline = max(0, int(retry_deadline if retry_deadline is not None else DEFAULT_RETRY_DEADLINE))
+        self.in_flight = InFlight(self.workers)
+        self.throttled = 0
+        self._clock = clock
         self.timeout = urllib3.Timeout(connect=min(10, timeout), read=timeout)
         self.dry_run = bool(dry_run)
         self.host = configuration.host
@@ -412,6 +479,8 @@ class Kube:
         configuration, headers = build_configuration(params)
         kwargs.setdefault("workers", params.get("workers") or DEFAULT_WORKERS)
         kwargs.setdefault("timeout", params.get("request_timeout") or DEFAULT_TIMEOUT)
+        if params.get("retry_deadline") is not None:
+            kwargs.setdefault("retry_deadline", params["retry_deadline"])
         return cls(configuration, headers, dry_run=dry_run, **kwargs)
 
     def close(self):
@@ -451,24 +520,46 @@ class Kube:
             url += "?" + urlencode(pairs)
         data = json.dumps(body).encode("utf-8") if body is not None else None
         pool = self.api_client.rest_client.pool_manager
-        attempt = 0
+        attempt = failures = 0
+        give_up_at = self._clock() + self.retry_deadline
         while True:
             self._count(verb)
             try:
-                response = pool.request(method, url, body=data, headers=self._headers(content_type if data else None),
-                                        timeout=self.timeout, retries=False)
+                with self.in_flight:
+                    response = pool.request(method, url, body=data, headers=self._headers(content_type if data else None),
+                                            timeout=self.timeout, retries=False)
                 if not 200 <= response.status < 300:
                     raise _api_exception(response)
+                self.in_flight.answered()
                 if not decode:
                     return response.data
                 return json.loads(response.data) if response.data else {}
             except Exception as exc:  # ApiException, urllib3 and socket errors
                 status = getattr(exc, "status", None) if isinstance(exc, ApiException) else None
-                if attempt < self.retries and is_retryable(exc) and (status is None or status in retry_statuses):
+                wanted = is_retryable(exc) and (status is None or status in retry_statuses)
+                if wanted and is_throttled(exc):
+                    self._note_throttled()
+                    delay = backoff_delay(attempt, server_hint=retry_after(exc))
+                    if self._clock() + delay <= give_up_at:
+                        self._sleep(delay)
+                        attempt += 1
+                        continue
+                    error = describe_error(exc, verb, resource, name, self.host)
+                    error.msg += (" (the API server still throttled it after %d s of retries: raise retry_deadline, "
+                                  "or lower workers)" % self.retry_deadline)
+                    error.args = (error.msg,)
+                    raise error
+                elif wanted and failures < self.retries:
                     self._sleep(backoff_delay(attempt, server_hint=retry_after(exc)))
                     attempt += 1
+                    failures += 1
                     continue
                 raise describe_error(exc, verb, resource, name, self.host)
+
+    def _note_throttled(self):
+        self.in_flight.throttled()
+        with self._lock:
+            self.throttled += 1
 
     def scan(self, resource, path, add, start=None, label_selector=None, field_selector=None, limit=PAGE_SIZE):
         """Feed every item of a paginated LIST (``limit``/``continue``) to ``add``,

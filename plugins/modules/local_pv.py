@@ -314,6 +314,14 @@ requests:
   returned: always
   type: dict
   sample: {"list": 2}
+throttled:
+  description:
+    - Answers of the API server that asked to wait (429, or 503 with C(Retry-After)); each such request was
+      tried again, within O(retry_deadline). Not zero means the server was under load or the identity's
+      priority level was full.
+  returned: always
+  type: int
+  sample: 0
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -376,7 +384,7 @@ def main():
     )
     p = module.params
     result = dict(changed=False, nodes={}, conflicts=[], errors=[], kept_bound=[], held=[], capacity_unknown=[],
-                  invalid=[], hostnames={}, requests={})
+                  invalid=[], hostnames={}, requests={}, throttled=0)
     for key in NAME_KEYS:
         result[key] = []
     volumes = wanted_volumes(module, result)
@@ -387,6 +395,7 @@ def main():
                                           hostname_overrides=p["hostname_labels"])
     result.update(pvs.run_result(outcome, list(dict.fromkeys(p["nodes"] + [x["node"] for x in volumes]))))
     result["requests"] = kube.requests
+    result["throttled"] = kube.throttled
     for warning in outcome["warnings"]:
         module.warn(warning)
     if module._diff:

@@ -287,3 +287,137 @@ def test_a_delete_that_finds_nothing_is_done_not_a_failure(server):
     assert kube.delete_pv("pv-a", uid="u1", resource_version="7") is False
     assert server.seen[0]["method"] == "DELETE" and server.seen[0]["path"] == "/api/v1/persistentvolumes/pv-a"
     assert server.seen[0]["body"]["preconditions"] == {"uid": "u1", "resourceVersion": "7"}
+
+
+class Clock:
+    """A clock the test moves: each sleep of the client advances it."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _deadline_kube(server, retry_deadline, retries=2):
+    configuration, headers = k.build_configuration({"host": server.host, "api_key": "t"})
+    clock = Clock()
+    kube = k.Kube(configuration, headers, workers=4, retries=retries, sleep=clock.sleep, clock=clock,
+                  retry_deadline=retry_deadline)
+    return kube, clock
+
+
+def test_throttling_is_waited_out_past_the_retry_count_until_the_deadline(server):
+    kube, clock = _deadline_kube(server, retry_deadline=60, retries=2)
+    for _try in range(10):
+        server.status(429, "too many requests", "TooManyRequests", headers={"Retry-After": "1"})
+    server.ok({"ok": 1})
+    assert kube.call("create", "persistentvolumes", "x", "POST", "/api/v1/persistentvolumes", body={}) == {"ok": 1}
+    # ten throttled answers, five times the retry count, and the write still landed
+    assert kube.throttled == 10 and kube.requests == {"create": 11}
+    assert all(delay >= 1 for delay in clock.slept)
+
+
+def test_throttling_past_the_deadline_fails_and_says_which_knob(server):
+    kube, clock = _deadline_kube(server, retry_deadline=5)
+    for _try in range(20):
+        server.status(429, "too many requests", "TooManyRequests", headers={"Retry-After": "2"})
+    with pytest.raises(k.KubeError) as info:
+        kube.call("create", "persistentvolumes", "x", "POST", "/api/v1/persistentvolumes", body={})
+    assert info.value.status == 429
+    assert "after 5 s of retries: raise retry_deadline, or lower workers" in info.value.msg
+    assert clock.now <= 5 and kube.requests == {"create": 3}
+
+
+def test_a_503_without_retry_after_is_a_failure_bounded_by_the_retry_count(server):
+    kube, clock = _deadline_kube(server, retry_deadline=600, retries=2)
+    for _try in range(3):
+        server.status(503, "etcd is sad", "ServiceUnavailable")
+    with pytest.raises(k.KubeError):
+        kube.list_nodes()
+    assert kube.requests == {"list": 3} and kube.throttled == 0
+
+
+def test_in_flight_halves_once_per_window_and_grows_back():
+    clock = Clock()
+    gate = k.InFlight(16, window=0.5, clock=clock)
+    gate.throttled()
+    gate.throttled()                      # the same burst: one cut
+    assert int(gate.limit) == 8
+    clock.now += 1
+    gate.throttled()
+    assert int(gate.limit) == 4 and gate.lowest == 4
+    for _answer in range(200):           # about one step per round of 4, 5, ... 15 answers
+        gate.answered()
+    assert gate.limit == 16
+
+
+class SeatedServer:
+    """An HTTP server with ``seats`` concurrent seats that answers 429 with
+    Retry-After when they are taken, as API Priority and Fairness does with a
+    priority level whose limit response is Reject."""
+
+    def __init__(self, seats):
+        self.lock = threading.Lock()
+        self.busy = self.most_busy = self.rejected = self.created = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with server.lock:
+                    taken = server.busy >= seats
+                    if taken:
+                        server.rejected += 1
+                    else:
+                        server.busy += 1
+                        server.most_busy = max(server.most_busy, server.busy)
+                if taken:
+                    self._send(429, {"kind": "Status", "code": 429, "reason": "TooManyRequests"},
+                               {"Retry-After": "0"})
+                    return
+                time.sleep(0.01)
+                with server.lock:
+                    server.busy -= 1
+                    server.created += 1
+                self._send(201, {"kind": "PersistentVolume"})
+
+            def _send(self, status, answer, headers=None):
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_a_full_priority_level_loses_no_write_and_the_client_sends_fewer_at_once():
+    seated = SeatedServer(seats=2)
+    try:
+        configuration, headers = k.build_configuration({"host": seated.host, "api_key": "t"})
+        kube = k.Kube(configuration, headers, workers=16, retry_deadline=60)
+        jobs = [lambda n=n: kube.create("persistentvolumes", "pv-%d" % n, "/api/v1/persistentvolumes", {})
+                for n in range(150)]
+        results = kube.run(jobs)
+    finally:
+        seated.httpd.shutdown()
+    assert [error for _result, error in results if error] == []
+    assert seated.created == 150 and kube.throttled == seated.rejected > 0
+    # the client noticed: it went down from 16 requests in flight
+    assert kube.in_flight.lowest < 16
