@@ -14,7 +14,7 @@ import test_rbac
 from pv_helpers import delete_pvs, local_pv, pvs_with_label, unique, volume
 
 identity = test_rbac.identity
-COUNT = 400
+COUNT = 300
 
 
 @pytest.fixture
