@@ -9,7 +9,7 @@ The known names come from the collection's own files: the options of every
 entry point of every role's ``meta/argument_specs.yml``, the ``localpv_*``
 inventory variables those specs and the roles' defaults name, the variables the
 roles set themselves (``register``, ``set_fact``) and the variables of the
-playbooks' host patterns. Plain functions over a collection directory; no Ansible import.
+playbooks' play keywords (host patterns, batch size and failure percentage). Plain functions over a collection directory; no Ansible import.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,6 +25,9 @@ _NAME = re.compile(r"\b((?:%s)[a-z0-9_]*[a-z0-9])\b" % "|".join(PREFIXES))
 
 # An inventory variable a spec names, as C(localpv_disks).
 _DOC_NAME = re.compile(r"C\((localpv_[a-z0-9_]*[a-z0-9])\)")
+
+# The play keywords of the playbooks whose values may name our variables.
+PLAY_KEYWORDS = ("hosts:", "- hosts:", "serial:", "max_fail_percentage:")
 
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -73,7 +76,7 @@ def known_names(text_loader, root=COLLECTION_ROOT):
             known.update(names_set_by(text_loader(_read(path))))
     for path in _yaml_files(os.path.join(root, "playbooks")):
         for line in _read(path).splitlines():
-            if line.strip().startswith(("hosts:", "- hosts:")):
+            if line.strip().startswith(PLAY_KEYWORDS):
                 known.update(_NAME.findall(line))
     return set(n for n in known if n.startswith(PREFIXES))
 

@@ -183,7 +183,18 @@ def _owned_pvs(kube, nodes=None, label_selector=None):
     return pvs
 
 
-def _report_entry(pv, claims, users, node_names, hostnames):
+def _ready_names(cluster_nodes):
+    """Names and hostname labels of the Nodes whose Ready condition is True."""
+    ready = set()
+    for node in cluster_nodes:
+        conditions = (node.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            ready.add(node["metadata"]["name"])
+            ready.add((node["metadata"].get("labels") or {}).get(vol.HOSTNAME_LABEL))
+    return ready
+
+
+def _report_entry(pv, claims, users, node_names, hostnames, ready=frozenset()):
     view = vol.pv_view(pv)
     labels = view["labels"]
     claim = vol.claim_of(pv)
@@ -196,6 +207,7 @@ def _report_entry(pv, claims, users, node_names, hostnames):
         "volume": labels.get(vol.VOLUME_LABEL),
         "hostname": hostname,
         "node_exists": node in node_names or hostname in hostnames,
+        "node_ready": node in ready or hostname in ready,
         "path": view["local"].get("path"),
         "fstype": view["local"].get("fsType"),
         "stable_id": view["annotations"].get(vol.STABLE_ID_ANNOTATION),
@@ -231,7 +243,8 @@ def local_pv_report(kube, nodes=None, label_selector=None):
         for pvc in kube.list_pvcs(namespace):
             claims["%s/%s" % (namespace, pvc["metadata"]["name"])] = pvc
         users.update(pods_by_claim(kube.list_pods(namespace)))
-    return [_report_entry(pv, claims, users, node_names, hostnames)
+    ready = _ready_names(cluster_nodes)
+    return [_report_entry(pv, claims, users, node_names, hostnames, ready)
             for pv in sorted(pvs, key=lambda p: p["metadata"]["name"])]
 
 

@@ -14,7 +14,7 @@ version_added: 0.1.0
 description:
   - Lists the PersistentVolumes owned by C(localpv.rollout) (of the nodes in O(nodes), or all), each with
     its phase, its claim and the claim's phase, the pods that use the claim and the node they run on,
-    and whether the PV's node still exists.
+    and whether the PV's node still exists and is Ready.
   - Reads only; the requests are one LIST of owned PVs, one of Nodes, and for each namespace that has a
     claim on one of them, one LIST of its claims and one of its pods.
 author:
@@ -63,6 +63,7 @@ pvs:
       volume: vol1
       hostname: node2
       node_exists: true
+      node_ready: true
       path: /mnt/disks/vol1
       fstype: xfs
       stable_id: nvme-eui.0025385b71b0a1c2
