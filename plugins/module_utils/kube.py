@@ -479,8 +479,7 @@ class Kube:
         configuration, headers = build_configuration(params)
         kwargs.setdefault("workers", params.get("workers") or DEFAULT_WORKERS)
         kwargs.setdefault("timeout", params.get("request_timeout") or DEFAULT_TIMEOUT)
-        if params.get("retry_deadline") is not None:
-            kwargs.setdefault("retry_deadline", params["retry_deadline"])
+        kwargs.setdefault("retry_deadline", params.get("retry_deadline"))   # None: the default
         return cls(configuration, headers, dry_run=dry_run, **kwargs)
 
     def close(self):

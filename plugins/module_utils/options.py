@@ -9,7 +9,8 @@ The known names come from the collection's own files: the options of every
 entry point of every role's ``meta/argument_specs.yml``, the ``localpv_*``
 inventory variables those specs and the roles' defaults name, the variables the
 roles set themselves (``register``, ``set_fact``) and the variables of the
-playbooks' play keywords (host patterns, batch size and failure percentage). Plain functions over a collection directory; no Ansible import.
+playbooks' play keywords (host patterns, batch size and failure percentage).
+Plain functions over a collection directory; no Ansible import.
 """
 
 from __future__ import absolute_import, division, print_function

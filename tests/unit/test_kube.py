@@ -58,6 +58,18 @@ def test_wrong_credentials_say_so():
     assert "rejected the credentials (401 Unauthorized)" in err.msg and "https://10.0.0.1:6443" in err.msg
 
 
+def send_json(handler, status, answer, headers=None):
+    """Answer ``handler``'s request with ``answer`` as compact JSON, as the API server writes."""
+    data = json.dumps(answer, separators=(",", ":")).encode()
+    handler.send_response(status)
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class ApiServer:
     """A tiny HTTP server on localhost that answers with what a test queued and
     records each request as it arrived on the wire (method, path and query,
@@ -73,15 +85,7 @@ class ApiServer:
                 body = self.rfile.read(length) if length else b""
                 server.seen.append({"method": self.command, "path": self.path, "headers": self.headers,
                                     "body": json.loads(body) if body else None})
-                status, answer, headers = server.answers.pop(0)
-                data = json.dumps(answer, separators=(",", ":")).encode()   # compact, as the API server writes
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, *server.answers.pop(0))
 
             do_GET = do_POST = do_PATCH = do_DELETE = _answer
 
@@ -380,24 +384,14 @@ class SeatedServer:
                         server.busy += 1
                         server.most_busy = max(server.most_busy, server.busy)
                 if taken:
-                    self._send(429, {"kind": "Status", "code": 429, "reason": "TooManyRequests"},
-                               {"Retry-After": "0"})
+                    send_json(self, 429, {"kind": "Status", "code": 429, "reason": "TooManyRequests"},
+                              {"Retry-After": "0"})
                     return
                 time.sleep(0.01)
                 with server.lock:
                     server.busy -= 1
                     server.created += 1
-                self._send(201, {"kind": "PersistentVolume"})
-
-            def _send(self, status, answer, headers=None):
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, 201, {"kind": "PersistentVolume"})
 
             def log_message(self, *_args):
                 pass
