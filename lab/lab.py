@@ -26,6 +26,7 @@ binaries and the node image are cached under $LOCALPV_LAB_CACHE (default
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -317,7 +318,7 @@ def stop_process(name):
         pass
 
 
-def wait_for(what, check, timeout=90, name=None):
+def wait_for(what, check, timeout=90, name=None, detail=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
@@ -329,8 +330,9 @@ def wait_for(what, check, timeout=90, name=None):
             raise SystemExit("lab: %s exited; the end of %s:\n%s" % (
                 name, path("logs", name + ".log"), _tail(path("logs", name + ".log"))))
         time.sleep(0.3)
-    raise SystemExit("lab: timed out waiting for %s%s" % (
-        what, "; see %s" % path("logs", name + ".log") if name else ""))
+    raise SystemExit("lab: timed out waiting for %s%s%s" % (
+        what, "; see %s" % path("logs", name + ".log") if name else "",
+        "\n" + detail() if detail else ""))
 
 
 def _tail(file, lines=15):
@@ -541,30 +543,43 @@ def attach_disks(host, sizes):
 
 
 def container_state(name):
+    """(running, label) of a lab node container; (None, None) when there is none. The
+    label records what the container was made from: its disks, its image and the SSH
+    key it trusts."""
     res = podman("inspect", "--type", "container", "--format",
-                 "{{.State.Running}} {{index .Config.Labels \"localpv-lab.disks\"}}", name, check=False)
+                 "{{.State.Running}} {{index .Config.Labels \"localpv-lab.made-from\"}}", name, check=False)
     if res.returncode != 0:
         return None, None
-    running, disks = (res.stdout.strip().split(" ", 1) + [""])[:2]
-    return running == "true", disks
+    running, made_from = (res.stdout.strip().split(" ", 1) + [""])[:2]
+    return running == "true", made_from
+
+
+def node_made_from(image, disks):
+    """What a node container is made from, as one label value. A container kept from an
+    earlier `up` is reused only when all of it is the same: its device rules name the
+    loop devices, and its authorized_keys is a bind mount of a key file that `down`
+    deletes (a new key file is a new inode the old container never sees)."""
+    with open(path("ssh", "id_ed25519.pub"), "rb") as f:
+        key = hashlib.sha256(f.read()).hexdigest()[:16]
+    disk_key = ",".join("%d:%d" % (d["major"], d["minor"]) for d in disks)
+    return "disks=%s;image=%s;key=%s" % (disk_key, image, key)
 
 
 def start_node(image, host, port, disks):
     name = CONTAINER_PREFIX + host
-    disk_key = ",".join("%d:%d" % (d["major"], d["minor"]) for d in disks)
+    made_from = node_made_from(image, disks)
     running, recorded = container_state(name)
-    if running is not None and (recorded != disk_key or not running):
-        # its device rules name other loop devices now (or it died): start afresh,
-        # the disks (and fstab inside) are what carries state
-        if recorded == disk_key and not running:
+    if running is not None and recorded == made_from:
+        # the disks (and fstab inside) carry the state; the container only runs sshd
+        if not running:
             podman("start", name)
-            return
-        podman("rm", "-f", "-t", "2", name)
-        running = None
-    if running:
+        log("%s node %s (ssh 127.0.0.1:%d)" % ("kept" if running else "restarted", host, port))
         return
+    if running is not None:
+        podman("rm", "-f", "-t", "2", name)
+        log("removed node container %s: made from other disks, image or SSH key" % name)
     args = ["run", "-d", "--name", name, "--hostname", host, "--network", "host",
-            "--label", "localpv-lab.disks=" + disk_key,
+            "--label", "localpv-lab.made-from=" + made_from,
             "--cap-add", "SYS_ADMIN", "--security-opt", "unmask=/sys/dev/block",
             "--security-opt", "label=disable",
             "-v", "/dev:/dev", "-e", "NODE_SSH_PORT=%d" % port,
@@ -575,6 +590,18 @@ def start_node(image, host, port, disks):
     args.append(image)
     podman(*args)
     log("started node %s (ssh 127.0.0.1:%d, disks %s)" % (host, port, " ".join(d["path"] for d in disks)))
+
+
+def node_diagnosis(container, port):
+    """Why a node answers no SSH: its container's state, its log and the last ssh error."""
+    state = podman("inspect", "--type", "container", "--format",
+                   "{{.State.Status}} (exit code {{.State.ExitCode}}, started {{.State.StartedAt}})",
+                   container, check=False)
+    logs = podman("logs", "--tail", "15", container, check=False)
+    probe = run(ssh_args(port) + ["true"], check=False)
+    return "container %s: %s\nits log:\n%s\nssh -p %d: %s" % (
+        container, (state.stdout or state.stderr).strip(), (logs.stdout + logs.stderr).strip(),
+        port, (probe.stderr or "exit %d" % probe.returncode).strip())
 
 
 def ssh_key():
@@ -813,7 +840,8 @@ def cmd_up(args):
             "ssh_key": path("ssh", "id_ed25519"), "bin_dir": bin_dir(), "nodes": nodes}
     _write_if_changed(path("lab.json"), json.dumps(info, indent=2) + "\n")
     for n in nodes:
-        wait_for("ssh on %s" % n["host"], lambda p=n["ssh_port"]: _ssh_ok(p), timeout=60)
+        wait_for("ssh on %s" % n["host"], lambda p=n["ssh_port"]: _ssh_ok(p), timeout=60,
+                 detail=lambda c=n["container"], p=n["ssh_port"]: node_diagnosis(c, p))
     wait_for("Nodes Ready", lambda: all(
         s == "True" for s in kubectl("get", "nodes", "-l", "localpv-lab/node=true", "-o",
                                      "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}")
