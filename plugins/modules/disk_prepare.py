@@ -395,8 +395,10 @@ refusals:
   type: list
   elements: dict
   sample: [{disk: /dev/sdb, volume: ssd1, reasons: ['has an ext4 filesystem (UUID 1f2e...)']}]
-skipped:
-  description: Selector entries only; every disk a selector did not take, with the reason, one line per disk.
+skipped_disks:
+  description:
+    - Selector entries only; every disk a selector did not take, with the reason, one line per disk.
+    - Earlier versions returned this as C(skipped), a key Ansible reserves for a skipped task (it became a boolean).
   returned: always
   type: list
   elements: str
@@ -554,7 +556,7 @@ def main():
         module.fail_json(msg="host %s: %s" % (host, exc))
     if plan["refusals"]:
         module.fail_json(msg=disk_plan.refusal_message(plan), refusals=plan["refusals"], disks=plan["disks"],
-                         skipped=plan["skipped"], commands=[])
+                         skipped_disks=plan["skipped"], commands=[])
     diff = {"before": disk_plan.render(plan, after=False), "after": disk_plan.render(plan)}
     commands = []
     pending = any(entry["actions"] for entry in plan["disks"]) or any(v.get("needs_source") for v in plan["volumes"])
@@ -566,7 +568,7 @@ def main():
                              commands=exc.commands, disks=plan["disks"])
         diff["after"] = disk_plan.render(plan)
     volumes = [_result_volume(v, devices.run_command) for v in plan["volumes"]]
-    module.exit_json(changed=pending, volumes=volumes, disks=plan["disks"], skipped=plan["skipped"], commands=commands,
+    module.exit_json(changed=pending, volumes=volumes, disks=plan["disks"], skipped_disks=plan["skipped"], commands=commands,
                      diff=diff, **_still_to_do(volumes))
 
 
