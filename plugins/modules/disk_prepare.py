@@ -83,10 +83,10 @@ options:
             description: Only spinning (V(true)) or only solid-state (V(false)) disks.
             type: bool
           min_size:
-            description: Smallest disk size, bytes or C(100G) (powers of 1024).
+            description: Smallest disk size, bytes or a Kubernetes quantity (C(100Gi) = 100 x 2^30, C(100G) = 100 x 10^9).
             type: raw
           max_size:
-            description: Largest disk size, bytes or C(4T) (powers of 1024).
+            description: Largest disk size, bytes or a Kubernetes quantity (C(4Ti), C(4T) or C(4TB)).
             type: raw
           model:
             description: Shell-style pattern the model must match (C(Samsung*)).
@@ -144,7 +144,11 @@ options:
         type: dict
         suboptions:
           size:
-            description: Exact size in bytes, or C(1G) (powers of 1024).
+            description:
+              - The disk's size. In bytes (an integer) it must be exact; with a unit it matches within 1%, so the size
+                on a vendor's label matches (C(1.92TB) or C(1.92T) for a disk of 1,920,383,410,176 bytes).
+              - Units are Kubernetes quantities (C(G) = 10^9, C(Gi) = 2^30) or their vendor forms (C(GB), C(GiB));
+                ambiguous spellings (C(K), C(g), C(gb)) are refused.
             type: raw
           model:
             description: Model as sysfs reports it.
@@ -174,7 +178,7 @@ options:
         type: str
       capacity:
         description:
-          - Bind volumes only. The capacity of the volume's PV (bytes, or a size such as V(10G)), instead of the
+          - Bind volumes only. The capacity of the volume's PV (bytes, or a Kubernetes quantity such as V(10Gi)), instead of the
             size of the filesystem its directory sits on.
           - Required when that filesystem is the root filesystem or also holds another bind volume (the plan
             refuses otherwise), because each PV would offer the whole filesystem.
@@ -257,8 +261,8 @@ EXAMPLES = r"""
       - name: ssd0
         device: /dev/disk/by-id/nvme-eui.0025385b71b0a1c2
         expect:
-          size: 1.75T
-      - match: {rotational: false, min_size: 100G, count: 4}
+          size: 1.92TB
+      - match: {rotational: false, min_size: 100Gi, count: 4}
         name_prefix: nvme
         partitions: 2
   register: prep
