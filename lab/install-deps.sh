@@ -8,12 +8,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd -P)
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
 
-# The apt packages the lab and the tests call. tests/unit/lab/test_install_deps.py checks
-# this list against the commands the scripts run, and the detection below against a
-# clean Debian root, so the two cannot drift apart.
+# The apt packages the lab and the tests call. tests/unit/test_install_deps.py checks
+# this list against the commands the scripts run, and tests/integration/test_install_deps.py
+# the detection below in a clean Debian root, so the two cannot drift apart.
 apt_packages=(podman runc conmon catatonit uidmap slirp4netns netavark aardvark-dns iptables
-  containernetworking-plugins debootstrap openssh-client rsync util-linux fdisk parted xfsprogs
-  e2fsprogs curl ca-certificates git make python3-venv shellcheck)
+  containernetworking-plugins debootstrap openssh-client util-linux fdisk parted xfsprogs
+  e2fsprogs iproute2 curl ca-certificates git make python3 python3-venv shellcheck)
 
 # missing_packages [DPKG-ADMINDIR]: the packages of apt_packages not installed, one a line.
 # Asked one package at a time: dpkg-query exits non-zero for a package it has never heard
