@@ -79,6 +79,8 @@ def run_installer_in(root, script_text, tmp_name):
     try:
         with open(os.path.join(work, "lab", "install-deps.sh"), "w") as f:
             f.write(script_text)
+        # what it sources beside it
+        shutil.copy(os.path.join(REPO, "lab", "python.sh"), os.path.join(work, "lab"))
         with open(os.path.join(work, "sim", "apt-get"), "w") as f:
             f.write(SIMULATED_APT.replace("/tmp/apt-simulated.log", "/tmp/%s/apt.log" % tmp_name))
         os.chmod(os.path.join(work, "sim", "apt-get"), 0o755)
