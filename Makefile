@@ -29,6 +29,8 @@ TOOL_HOME := $(LAB_CACHE)/home/$(CHECKOUT_ID)
 export ANSIBLE_HOME := $(TOOL_HOME)/ansible
 export ANSIBLE_LOCAL_TEMP := $(TOOL_HOME)/ansible/tmp
 export XDG_CACHE_HOME := $(TOOL_HOME)/cache
+# (Go writes its telemetry counters under the config home)
+export XDG_CONFIG_HOME := $(TOOL_HOME)/config
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
