@@ -31,6 +31,8 @@ export ANSIBLE_LOCAL_TEMP := $(TOOL_HOME)/ansible/tmp
 export XDG_CACHE_HOME := $(TOOL_HOME)/cache
 # (Go writes its telemetry counters under the config home)
 export XDG_CONFIG_HOME := $(TOOL_HOME)/config
+# (kubectl keeps its discovery cache in ~/.kube/cache otherwise)
+export KUBECACHEDIR := $(TOOL_HOME)/kube-cache
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
