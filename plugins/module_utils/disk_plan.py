@@ -997,8 +997,9 @@ def run_sfdisk(disk, script):
     tool = devices.find_tool("sfdisk")
     if tool is None:
         return 127, "", "sfdisk: command not found (install util-linux/fdisk)"
-    proc = subprocess.Popen([tool, "--no-reread", "--no-tell-kernel", "--quiet", "--wipe-partitions", "always",
-                             disk], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    # the script goes to sfdisk's stdin, and there is no AnsibleModule here (see devices.run_command)
+    argv = [tool, "--no-reread", "--no-tell-kernel", "--quiet", "--wipe-partitions", "always", disk]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                             universal_newlines=True, env=dict(os.environ, LC_ALL="C", LANG="C"))
     out, err = proc.communicate(script)
     return proc.returncode, out, err

@@ -29,7 +29,8 @@ case "$1" in update) exit 0 ;; esac
 
 
 def _unmount_below(root):
-    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout.split()
+    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True,
+                            check=False).stdout.split()
     for target in sorted((m for m in mounts if m.startswith(root + "/")), reverse=True):
         subprocess.run(["umount", "-l", target], check=False)
 
