@@ -66,7 +66,8 @@ lowest_kcore() {  # kubernetes.core $kcore_min, taken from the ansible release t
   local py dir="$matrix/kubernetes.core-$kcore_min"
   if [ ! -f "$dir/MANIFEST.json" ]; then
     rm -rf "$matrix/carrier" && mkdir -p "$matrix/carrier"
-    py=$(python_for "$oldest") || return 1
+    # pip from the oldest core's venv: a pyenv Python may come without pip
+    py=$(venv_for "$oldest" "core-$oldest" "ansible-core==$oldest.*" "kubernetes==$kubernetes_pin")/bin/python || return 1
     "$py" -m pip download -q --no-deps --only-binary :all: -d "$matrix/carrier" "ansible==$kcore_carrier"
     "$py" - "$matrix/carrier" <<'PY'
 import glob, sys, zipfile
