@@ -9,7 +9,8 @@ import hashlib
 from kubernetes import client
 
 from pv_helpers import MANAGED, now_rfc3339, writes_by_us
-from test_local_pv_site import SITE_VARS, site_pvs  # noqa: F401 pylint: disable=unused-import (a fixture)
+# site_pvs is a fixture, used by name
+from test_local_pv_site import SITE_VARS, site_pvs  # noqa: F401 pylint: disable=unused-import
 
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
