@@ -2,7 +2,12 @@
 # outside the checkout.
 LAB_CACHE ?= $(HOME)/.cache/localpv-lab
 export LOCALPV_LAB_CACHE := $(LAB_CACHE)
-VENV := $(LAB_CACHE)/venv
+# The venv of the pinned ansible-core, named by its Python and the requirements
+# (install-deps.sh finds a Python that core runs on, on PATH or under pyenv).
+VENV := $(shell LOCALPV_LAB_CACHE='$(LAB_CACHE)' bash lab/install-deps.sh --venv)
+ifeq ($(VENV),)
+$(error no Python for the pinned ansible-core: see the message above)
+endif
 PY := $(VENV)/bin/python
 LAB := $(PY) lab/lab.py
 # The state of the lab instance in use (lab.py decides the same way): several labs
@@ -16,6 +21,18 @@ CHECKOUT_ID := $(shell printf %s "$(CURDIR)" | sha256sum | cut -c1-12)
 export LOCALPV_COLLECTIONS := $(LAB_CACHE)/collections/$(CHECKOUT_ID)
 export ANSIBLE_COLLECTIONS_PATH := $(LOCALPV_COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Nothing is written outside the checkout and the lab cache: Ansible's home (local
+# temp, galaxy cache, the copy of the collection ansible-lint installs) and the tools'
+# caches (ansible-lint, pip, molecule) live in the lab cache, one per checkout so
+# that two checkouts never lint each other's copy.
+TOOL_HOME := $(LAB_CACHE)/home/$(CHECKOUT_ID)
+export ANSIBLE_HOME := $(TOOL_HOME)/ansible
+export ANSIBLE_LOCAL_TEMP := $(TOOL_HOME)/ansible/tmp
+export XDG_CACHE_HOME := $(TOOL_HOME)/cache
+# (Go writes its telemetry counters under the config home)
+export XDG_CONFIG_HOME := $(TOOL_HOME)/config
+# (kubectl keeps its discovery cache in ~/.kube/cache otherwise)
+export KUBECACHEDIR := $(TOOL_HOME)/kube-cache
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 

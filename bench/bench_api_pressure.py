@@ -52,11 +52,10 @@ def _identity(core, rbac, auth_api, tag):
     token = core.create_namespaced_service_account_token(tag, tag, client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=7200))).status.token
     for _try in range(60):
-        review = auth_api.create_subject_access_review(client.V1SubjectAccessReview(
-            spec=client.V1SubjectAccessReviewSpec(
-                user="system:serviceaccount:%s:%s" % (tag, tag), groups=["system:serviceaccounts"],
-                resource_attributes=client.V1ResourceAttributes(verb="create", resource="persistentvolumes"))))
-        if review.status.allowed:
+        review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+            user="system:serviceaccount:%s:%s" % (tag, tag), groups=["system:serviceaccounts"],
+            resource_attributes=client.V1ResourceAttributes(verb="create", resource="persistentvolumes")))
+        if auth_api.create_subject_access_review(review).status.allowed:
             break
         time.sleep(1)
     return token

@@ -8,12 +8,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd -P)
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
 
-# The apt packages the lab and the tests call. tests/unit/lab/test_install_deps.py checks
-# this list against the commands the scripts run, and the detection below against a
-# clean Debian root, so the two cannot drift apart.
+# The apt packages the lab and the tests call. tests/unit/test_install_deps.py checks
+# this list against the commands the scripts run, and tests/integration/test_install_deps.py
+# the detection below in a clean Debian root, so the two cannot drift apart.
 apt_packages=(podman runc conmon catatonit uidmap slirp4netns netavark aardvark-dns iptables
-  containernetworking-plugins debootstrap openssh-client rsync util-linux fdisk parted xfsprogs
-  e2fsprogs curl ca-certificates git make python3-venv shellcheck)
+  containernetworking-plugins debootstrap openssh-client util-linux fdisk parted xfsprogs
+  e2fsprogs iproute2 curl ca-certificates git make python3-venv shellcheck)
 
 # missing_packages [DPKG-ADMINDIR]: the packages of apt_packages not installed, one a line.
 # Asked one package at a time: dpkg-query exits non-zero for a package it has never heard
@@ -26,8 +26,23 @@ missing_packages() {
     [ "$status" = "install ok installed" ] || echo "$p"
   done
 }
-if [ "${1:-}" = --missing ]; then missing_packages "${2:-}"; exit 0; fi
-if [ "${1:-}" = --packages ]; then printf '%s\n' "${apt_packages[@]}"; exit 0; fi
+# The pinned ansible-core (requirements-dev.txt) decides the Python of the project's venv.
+# shellcheck source=lab/python.sh
+. "$here/python.sh"
+pinned_core() { sed -n 's/^ansible-core==\([0-9]*\.[0-9]*\).*/\1/p' "$repo/requirements-dev.txt"; }
+# venv_path: the venv for this Python and these requirements. Named by both, so that a
+# venv of other pins (another checkout, an older branch) stays as it is beside it.
+venv_path() {
+  local py version
+  py=$(python_for "$(pinned_core)") || return 1
+  version=$("$py" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+  echo "$cache/venv-py$version-$(cat "$repo/requirements.txt" "$repo/requirements-dev.txt" | sha256sum | cut -c1-12)"
+}
+case "${1:-}" in
+  --missing) missing_packages "${2:-}"; exit 0 ;;
+  --packages) printf '%s\n' "${apt_packages[@]}"; exit 0 ;;
+  --venv) venv_path; exit ;;       # where the venv is (the Makefile asks), nothing installed
+esac
 
 missing=()
 while IFS= read -r p; do missing+=("$p"); done < <(missing_packages)
@@ -43,17 +58,17 @@ if ! command -v go >/dev/null || ! go version | grep -qE 'go1\.(2[6-9]|[3-9][0-9
   exit 1
 fi
 
-# Python 3.11: Debian bookworm's python3, and the newest line ansible-core 2.19 supports.
-py=${LOCALPV_PYTHON:-$(command -v python3.11 || command -v python3)}
-venv="$cache/venv"
-stamp="$venv/.requirements.sha256"
-want=$(cat "$repo/requirements.txt" "$repo/requirements-dev.txt" | sha256sum | cut -c1-64)
-if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "creating venv $venv"
+core=$(pinned_core)
+py=$(python_for "$core")
+venv=$(venv_path)
+if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+  echo "creating venv $venv ($("$py" --version), ansible-core $core)"
+  rm -rf "$venv"
   "$py" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q -r "$repo/requirements-dev.txt"
-  echo "$want" > "$stamp"
+  # written last: a venv whose install was interrupted is made again
+  touch "$venv/.complete"
 fi
 
 # Ansible finds collections as ansible_collections/<namespace>/<name>.

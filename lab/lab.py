@@ -205,6 +205,10 @@ def make_pki():
           .not_valid_before(now).not_valid_after(later)
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+          # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a CA needs a subject key
+          # identifier and every certificate it signs an authority key identifier.
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
     save("ca.key", key_pem(ca_key))
     save("ca.crt", ca.public_bytes(serialization.Encoding.PEM), 0o644)
@@ -217,6 +221,9 @@ def make_pki():
              .public_key(key.public_key()).serial_number(x509.random_serial_number())
              .not_valid_before(now).not_valid_after(later)
              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+             .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
              .add_extension(x509.ExtendedKeyUsage(
                  [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]),
                  critical=False))

@@ -41,6 +41,7 @@ from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
 from ansible_collections.localpv.rollout.plugins.module_utils import mounts as mount_rules
 from ansible_collections.localpv.rollout.plugins.module_utils import openers
+from ansible_collections.localpv.rollout.plugins.module_utils import sizes
 from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
 from ansible_collections.localpv.rollout.plugins.module_utils.volumes import duplicate_names, volume_name_reasons
 
@@ -126,7 +127,8 @@ def _value_errors(spec):
         spec["expect"] = {}
     if spec["expect"].get("size") is not None:
         try:
-            spec["expect"]["size"] = devices.parse_size(spec["expect"]["size"])
+            # kept as written: a size with a unit matches within a tolerance, bytes exactly
+            sizes.parse_size(spec["expect"]["size"])
         except ValueError as exc:
             errors.append("expect.size: %s" % exc)
     if spec["adopt"] and spec["wipe"]:
@@ -144,7 +146,7 @@ def _match_errors(spec):
     for key in ("min_size", "max_size"):
         if spec["match"].get(key) is not None:
             try:
-                spec["match"][key] = devices.parse_size(spec["match"][key])
+                spec["match"][key] = sizes.parse_size(spec["match"][key])
             except ValueError as exc:
                 errors.append("match.%s: %s" % (key, exc))
     count = spec["match"].get("count")
@@ -204,7 +206,7 @@ def _capacity_errors(spec, given):
     if spec["kind"] != "bind":
         return ["capacity is only given for bind volumes; a disk's capacity is measured"]
     try:
-        spec["capacity"] = devices.parse_size(given)
+        spec["capacity"] = sizes.parse_size(given)
     except ValueError as exc:
         return ["capacity: %s" % exc]
     return [] if spec["capacity"] > 0 else ["capacity must be more than 0"]
@@ -317,11 +319,22 @@ def _ours_reasons(disk, names, mount_paths):
     return reasons
 
 
+def _vendor_size(size):
+    """A disk size as a vendor prints it (``1.92TB``), and in binary units, for messages."""
+    decimal = next(((size / 10 ** p, u) for p, u in ((15, "PB"), (12, "TB"), (9, "GB"), (6, "MB"))
+                    if size >= 10 ** p), (size, "B"))
+    binary = next(((size / 2 ** p, u) for p, u in ((50, "Pi"), (40, "Ti"), (30, "Gi"), (20, "Mi"))
+                   if size >= 2 ** p), (size, ""))
+    return "%.3g%s, %.3g%s" % (decimal + binary)
+
+
 def _expect_reasons(disk, expect):
-    """``expect:`` compared exactly: size in bytes, model, serial and WWN as the disk says them."""
+    """``expect:`` compared: the size exactly in bytes or within sizes.EXPECT_TOLERANCE with a
+    unit; model, serial and WWN exactly as the disk says them."""
     reasons = []
-    if expect.get("size") is not None and disk["size"] != expect["size"]:
-        reasons.append("expected size %d bytes, the disk has %d" % (expect["size"], disk["size"]))
+    if expect.get("size") is not None and not sizes.size_matches(expect["size"], disk["size"]):
+        reasons.append("expected size %s, the disk has %d bytes (%s)"
+                       % (sizes.describe_tolerance(expect["size"]), disk["size"], _vendor_size(disk["size"])))
     for key, have in (("model", disk.get("model")), ("serial", disk.get("serial"))):
         if expect.get(key) is not None and (have or "").strip() != str(expect[key]).strip():
             reasons.append("expected %s %r, the disk says %r" % (key, expect[key], have))
@@ -984,8 +997,9 @@ def run_sfdisk(disk, script):
     tool = devices.find_tool("sfdisk")
     if tool is None:
         return 127, "", "sfdisk: command not found (install util-linux/fdisk)"
-    proc = subprocess.Popen([tool, "--no-reread", "--no-tell-kernel", "--quiet", "--wipe-partitions", "always",
-                             disk], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    # the script goes to sfdisk's stdin, and there is no AnsibleModule here (see devices.run_command)
+    argv = [tool, "--no-reread", "--no-tell-kernel", "--quiet", "--wipe-partitions", "always", disk]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # pylint: disable=ansible-bad-function
                             universal_newlines=True, env=dict(os.environ, LC_ALL="C", LANG="C"))
     out, err = proc.communicate(script)
     return proc.returncode, out, err

@@ -17,6 +17,8 @@ import functools
 import hashlib
 import re
 
+from ansible_collections.localpv.rollout.plugins.module_utils import sizes
+
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "localpv.rollout"
 NODE_LABEL = "localpv.rollout/node"
@@ -132,38 +134,8 @@ RECLAIM_POLICIES = ("Retain", "Delete")
 VOLUME_MODES = {"filesystem": "Filesystem", "block": "Block"}
 FSTYPES = ("xfs", "ext4", "ext3", "btrfs")
 
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)(([eE][+-]?[0-9]+)|Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
-_QUANTITY_SUFFIX = {
-    None: 1, "m": 0.001, "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "P": 10 ** 15, "E": 10 ** 18,
-    "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60,
-}
-
-
-def parse_quantity(value):
-    """Return a Kubernetes quantity (``"100Gi"``, ``"107374182400"``, ``"1e3"``) as
-    an int number of units, or None when it is not a quantity.
-
-    The API server rewrites quantities into a canonical form (``1000000000``
-    comes back as ``1G``), so PVs are compared by number, never by string.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():   # the usual form for bytes
-        return int(value)
-    match = _QUANTITY.match(str(value).strip())
-    if not match:
-        return None
-    number, suffix, exponent = match.group(1), match.group(2), match.group(3)
-    try:
-        if exponent:
-            return int(float(number) * 10 ** int(exponent[1:]))
-        if "." in number or suffix == "m":
-            return int(float(number) * _QUANTITY_SUFFIX[suffix])
-        return int(number) * _QUANTITY_SUFFIX[suffix]
-    except (ValueError, OverflowError):
-        return None
+# The API server's quantities and the inputs' sizes share one grammar (sizes.py).
+parse_quantity = sizes.parse_quantity
 
 
 def labels_reasons(labels):
@@ -196,12 +168,17 @@ def volume_capacity(item, defaults=None):
             return None, []
         return None, ["no capacity: the volume is not mounted yet, or it is a bind volume measured by device "
                       "(give a bind volume an explicit capacity)"]
-    capacity = parse_quantity(given) if isinstance(given, str) else given
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+    if isinstance(given, bool) or not isinstance(given, (int, str)):
+        return None, ["capacity %r is not a positive number of bytes" % (given,)]
+    try:
+        capacity = sizes.parse_size(given)
+    except ValueError as exc:
+        return None, ["capacity %s" % exc]
+    if capacity <= 0:
         return None, ["capacity %r is not a positive number of bytes" % (given,)]
     unit = defaults.get("capacity_round_down")
     if unit:
-        rounded = capacity // _QUANTITY_SUFFIX[unit] * _QUANTITY_SUFFIX[unit]
+        rounded = capacity // sizes.UNITS[unit] * sizes.UNITS[unit]
         if rounded <= 0:
             return None, ["capacity %d bytes is less than one %s, the unit capacity_round_down rounds down to"
                           % (capacity, unit)]

@@ -83,10 +83,10 @@ options:
             description: Only spinning (V(true)) or only solid-state (V(false)) disks.
             type: bool
           min_size:
-            description: Smallest disk size, bytes or C(100G) (powers of 1024).
+            description: Smallest disk size, bytes or a Kubernetes quantity (C(100Gi) = 100 x 2^30, C(100G) = 100 x 10^9).
             type: raw
           max_size:
-            description: Largest disk size, bytes or C(4T) (powers of 1024).
+            description: Largest disk size, bytes or a Kubernetes quantity (C(4Ti), C(4T) or C(4TB)).
             type: raw
           model:
             description: Shell-style pattern the model must match (C(Samsung*)).
@@ -144,7 +144,11 @@ options:
         type: dict
         suboptions:
           size:
-            description: Exact size in bytes, or C(1G) (powers of 1024).
+            description:
+              - The disk's size. In bytes (an integer) it must be exact; with a unit it matches within 1%, so the size
+                on a vendor's label matches (C(1.92TB) or C(1.92T) for a disk of 1,920,383,410,176 bytes).
+              - Units are Kubernetes quantities (C(G) = 10^9, C(Gi) = 2^30) or their vendor forms (C(GB), C(GiB));
+                ambiguous spellings (C(K), C(g), C(gb)) are refused.
             type: raw
           model:
             description: Model as sysfs reports it.
@@ -174,7 +178,7 @@ options:
         type: str
       capacity:
         description:
-          - Bind volumes only. The capacity of the volume's PV (bytes, or a size such as V(10G)), instead of the
+          - Bind volumes only. The capacity of the volume's PV (bytes, or a Kubernetes quantity such as V(10Gi)), instead of the
             size of the filesystem its directory sits on.
           - Required when that filesystem is the root filesystem or also holds another bind volume (the plan
             refuses otherwise), because each PV would offer the whole filesystem.
@@ -257,8 +261,8 @@ EXAMPLES = r"""
       - name: ssd0
         device: /dev/disk/by-id/nvme-eui.0025385b71b0a1c2
         expect:
-          size: 1.75T
-      - match: {rotational: false, min_size: 100G, count: 4}
+          size: 1.92TB
+      - match: {rotational: false, min_size: 100Gi, count: 4}
         name_prefix: nvme
         partitions: 2
   register: prep
@@ -395,8 +399,10 @@ refusals:
   type: list
   elements: dict
   sample: [{disk: /dev/sdb, volume: ssd1, reasons: ['has an ext4 filesystem (UUID 1f2e...)']}]
-skipped:
-  description: Selector entries only; every disk a selector did not take, with the reason, one line per disk.
+skipped_disks:
+  description:
+    - Selector entries only; every disk a selector did not take, with the reason, one line per disk.
+    - Earlier versions returned this as C(skipped), a key Ansible reserves for a skipped task (it became a boolean).
   returned: always
   type: list
   elements: str
@@ -554,7 +560,7 @@ def main():
         module.fail_json(msg="host %s: %s" % (host, exc))
     if plan["refusals"]:
         module.fail_json(msg=disk_plan.refusal_message(plan), refusals=plan["refusals"], disks=plan["disks"],
-                         skipped=plan["skipped"], commands=[])
+                         skipped_disks=plan["skipped"], commands=[])
     diff = {"before": disk_plan.render(plan, after=False), "after": disk_plan.render(plan)}
     commands = []
     pending = any(entry["actions"] for entry in plan["disks"]) or any(v.get("needs_source") for v in plan["volumes"])
@@ -566,7 +572,7 @@ def main():
                              commands=exc.commands, disks=plan["disks"])
         diff["after"] = disk_plan.render(plan)
     volumes = [_result_volume(v, devices.run_command) for v in plan["volumes"]]
-    module.exit_json(changed=pending, volumes=volumes, disks=plan["disks"], skipped=plan["skipped"], commands=commands,
+    module.exit_json(changed=pending, volumes=volumes, disks=plan["disks"], skipped_disks=plan["skipped"], commands=commands,
                      diff=diff, **_still_to_do(volumes))
 
 

@@ -358,7 +358,7 @@ def test_a_bind_volume_on_the_root_filesystem_needs_a_capacity(lab, tmp_path):
         "localpv.rollout.disk_prepare": {"host": "node1", "disks": [{"name": tag, "bind": "/data/%s/v" % tag}]},
         "check_mode": True, "ignore_errors": True, "register": "r"}, {
         "localpv.rollout.disk_prepare": {"host": "node1",
-                                         "disks": [{"name": tag, "bind": "/data/%s/v" % tag, "capacity": "3G"}]},
+                                         "disks": [{"name": tag, "bind": "/data/%s/v" % tag, "capacity": "3Gi"}]},
         "check_mode": True, "register": "r2"}, {
         "ansible.builtin.debug": {"msg": "{{ {'refused': r.msg | default(''), 'capacity': r2.volumes[0].capacity} "
                                          "| to_json }}"}}]}]

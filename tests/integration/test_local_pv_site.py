@@ -11,7 +11,7 @@ from kubernetes import client
 
 from pv_helpers import MANAGED, now_rfc3339, writes_by_us
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils import sizes
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
 # Prune is left off: other tests make PVs of their own on the same lab nodes at the
@@ -119,7 +119,7 @@ def test_site_makes_one_pv_per_prepared_volume_and_a_rerun_changes_nothing(lab, 
         assert pv.spec.storage_class_name == "local-storage"
         assert pv.spec.persistent_volume_reclaim_policy == "Retain"
         # a bind volume's explicit capacity is what it offers (its filesystem is the node's root)
-        expected = (devices.parse_size(disk["capacity"]) if disk.get("capacity")
+        expected = (sizes.parse_size(disk["capacity"]) if disk.get("capacity")
                     else node_size(lab, host, pv.spec.local.path, mode))
         assert v.parse_quantity(pv.spec.capacity["storage"]) == expected
         assert v.affinity_hostname({"spec": {"nodeAffinity": kube.sanitize_for_serialization(

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The versions the collection claims, tested: unit tests and `ansible-test sanity` on
 # every ansible-core minor from meta/runtime.yml's requires_ansible up to the one
-# requirements-dev.txt pins, and the unit tests with the lowest kubernetes.core that
-# galaxy.yml allows and with the lowest Python library kubernetes requirements.txt allows. Each job has its own venv under the lab cache (outside the
-# checkout); jobs run in parallel (LOCALPV_MATRIX_JOBS at a time, default 2) and their
-# logs go to $cache/matrix/logs. Prints one line per job with its result and seconds.
+# requirements-dev.txt pins, each on a Python that core runs on (lab/python.sh says which;
+# a core whose Python this machine lacks FAILS its jobs, it is never skipped), and the
+# unit tests on the oldest core with the lowest kubernetes.core that galaxy.yml allows and
+# with the lowest Python library kubernetes requirements.txt allows. Each job has its own
+# venv under the lab cache (outside the checkout); jobs run in parallel
+# (LOCALPV_MATRIX_JOBS at a time, default 2) and their logs go to $cache/matrix/logs.
+# Prints one line per job with its result, seconds and Python.
 #   tests/matrix/run.sh            # everything
 #   tests/matrix/run.sh unit       # unit tests only
 # LOCALPV_MATRIX_SKIP_PINNED=1 leaves out the pinned ansible-core, which `make unit` and
@@ -14,7 +17,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd -P)
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
 matrix="$cache/matrix"
-py=${LOCALPV_PYTHON:-$(command -v python3.11 || command -v python3)}
+# shellcheck source=lab/python.sh
+. "$repo/lab/python.sh"
 what=${1:-all}
 parallel=${LOCALPV_MATRIX_JOBS:-2}
 mkdir -p "$matrix/logs"
@@ -31,13 +35,16 @@ minors=""
 minor=${oldest#*.}
 while [ "$minor" -le "${newest#*.}" ]; do minors="$minors ${oldest%%.*}.$minor"; minor=$((minor + 1)); done
 
-venv_for() {  # venv_for NAME PIP-ARGS...: a venv with these packages and pytest, made once per package set
-  local venv="$matrix/venv-$1" want
-  shift
+venv_for() {  # venv_for CORE-MINOR NAME PIP-ARGS...: a venv with these packages and pytest, made once per set
+  local py version venv want
+  py=$(python_for "$1") || return 1
+  version=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  venv="$matrix/venv-$2-py$version"
+  shift 2
   want=$(printf '%s\n' "$@" "pytest==$(pin pytest)" | sha256sum | cut -c1-16)
   if [ "$(cat "$venv/.want" 2>/dev/null)" != "$want" ]; then
-    rm -rf "$venv" && "$py" -m venv "$venv"
-    "$venv/bin/pip" install -q "$@" "pytest==$(pin pytest)"
+    rm -rf "$venv" && "$py" -m venv "$venv" >&2
+    "$venv/bin/pip" install -q "$@" "pytest==$(pin pytest)" >&2
     echo "$want" > "$venv/.want"
   fi
   echo "$venv"
@@ -51,12 +58,16 @@ collections_for() {  # collections_for NAME KCORE-DIR: ansible_collections with 
   dirname "$root"
 }
 
-bundled_kcore() { echo "$cache"/venv/lib/python3*/site-packages/ansible_collections/kubernetes/core; }
+bundled_kcore() {  # the kubernetes.core of the project's venv (the pinned ansible package)
+  echo "$(LOCALPV_LAB_CACHE=$cache bash "$repo/lab/install-deps.sh" --venv)"/lib/python3*/site-packages/ansible_collections/kubernetes/core
+}
 
 lowest_kcore() {  # kubernetes.core $kcore_min, taken from the ansible release that bundles it
-  local dir="$matrix/kubernetes.core-$kcore_min"
+  local py dir="$matrix/kubernetes.core-$kcore_min"
   if [ ! -f "$dir/MANIFEST.json" ]; then
     rm -rf "$matrix/carrier" && mkdir -p "$matrix/carrier"
+    # pip from the oldest core's venv: a pyenv Python may come without pip
+    py=$(venv_for "$oldest" "core-$oldest" "ansible-core==$oldest.*" "kubernetes==$kubernetes_pin")/bin/python || return 1
     "$py" -m pip download -q --no-deps --only-binary :all: -d "$matrix/carrier" "ansible==$kcore_carrier"
     "$py" - "$matrix/carrier" <<'PY'
 import glob, sys, zipfile
@@ -75,8 +86,9 @@ job_unit() {  # job_unit CORE-MINOR [KCORE-DIR|-] [KUBERNETES-VERSION]
   local venv roots kcore=${2:--} name="core-$1"
   if [ "$kcore" = - ]; then kcore=$(bundled_kcore); else name="$name-kubernetes.core-low"; fi
   [ -z "${3:-}" ] || name="$name-kubernetes-$3"
-  venv=$(venv_for "$name" "ansible-core==$1.*" "kubernetes==${3:-$kubernetes_pin}")
+  venv=$(venv_for "$1" "$name" "ansible-core==$1.*" "kubernetes==${3:-$kubernetes_pin}") || return 1
   roots=$(collections_for "$name" "$kcore")
+  echo "Python: $("$venv/bin/python" --version)"
   (cd "$repo" && LOCALPV_COLLECTIONS=$roots "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/unit)
 }
 
@@ -101,11 +113,15 @@ for m in $minors; do
   [ "$what" = sanity ] || jobs+=("unit-core-$m job_unit $m")
   [ "$what" = unit ] || jobs+=("sanity-core-$m job_sanity $m")
 done
-[ "$what" = sanity ] || jobs+=("unit-kubernetes.core-$kcore_min job_unit $newest LOWEST_KCORE"
-                              "unit-kubernetes-$kubernetes_min job_unit $newest - $kubernetes_min")
+# the lowest libraries with the oldest core: the combination a user who pinned both has
+[ "$what" = sanity ] || jobs+=("unit-kubernetes.core-$kcore_min job_unit $oldest LOWEST_KCORE"
+                              "unit-kubernetes-$kubernetes_min job_unit $oldest - $kubernetes_min")
 
-echo "matrix: ansible-core$minors; kubernetes.core $kcore_min and kubernetes $kubernetes_min (lowest allowed);" \
-  "$parallel jobs at a time"
+echo "matrix: ansible-core$minors; kubernetes.core $kcore_min and kubernetes $kubernetes_min (lowest allowed," \
+  "on ansible-core $oldest); $parallel jobs at a time"
+for m in $minors; do
+  printf '  ansible-core %s on %s\n' "$m" "$(python_for "$m" 2>&1)"
+done
 start=$(date +%s)
 failed=0
 running=0

@@ -155,20 +155,6 @@ def test_find_disk_accepts_kernel_path_by_id_path_and_stable_id():
     assert devices.find_disk(disks, "/dev/sdzz") is None
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("100G", 100 * 1024 ** 3), ("1.5T", int(1.5 * 1024 ** 4)), ("512MiB", 512 * 1024 ** 2),
-    ("300 MB", 300 * 1024 ** 2), (4096, 4096), ("4096", 4096),
-])
-def test_sizes_are_powers_of_1024_like_lsblk(text, expected):
-    assert devices.parse_size(text) == expected
-
-
-@pytest.mark.parametrize("bad", ["big", "-1G", "1X", True, -5])
-def test_a_size_that_is_not_a_size_is_an_error(bad):
-    with pytest.raises(ValueError):
-        devices.parse_size(bad)
-
-
 def test_mountinfo_unescapes_spaces_and_keeps_bind_roots():
     text = "36 35 7:0 /data/vol\\0401 /mnt/disks/vol\\0401 rw,relatime shared:1 - ext4 /dev/loop0 rw\n"
     (mount,) = devices.parse_mountinfo(text)

@@ -176,7 +176,7 @@ def test_one_bad_disk_refuses_the_whole_host_plan():
     ([{"name": "a", "device": "/dev/vda"}], "holds the system (/)"),
     ([{"name": "a", "device": "/dev/loop1", "fstype": "btrfs"}], "fstype 'btrfs' is not one of"),
     ([{"name": "a", "device": "/dev/loop1", "bind": "/data"}], "exactly one of device, match or bind"),
-    ([{"name": "a", "device": "/dev/loop1", "expect": {"size": "5G"}}], "expected size 5368709120 bytes"),
+    ([{"name": "a", "device": "/dev/loop1", "expect": {"size": "5Gi"}}], "expected size 5Gi = 5368709120 bytes, within 1%"),
     ([{"name": "a", "device": "/dev/loop1", "expect": {"serial": "X1"}}], "expected serial 'X1'"),
     ([{"name": "a", "device": "/dev/loop1", "colour": "red"}], "unknown key(s) colour"),
 ])
@@ -186,13 +186,13 @@ def test_plan_refusals(entries, words):
 
 
 def test_expect_that_matches_lets_the_disk_through():
-    p = plan("vm_gpt_partitions", [{"name": "a", "device": "/dev/loop1", "expect": {"size": "1G"}}])
+    p = plan("vm_gpt_partitions", [{"name": "a", "device": "/dev/loop1", "expect": {"size": "1Gi"}}])
     assert p["refusals"] == []
 
 
 def test_selector_picks_only_eligible_disks_in_stable_id_order():
     # loop0 has data, loop1..3 are the lab's blank disks of 1G, 2G and 512M.
-    p = plan("vm_gpt_partitions", [{"match": {"min_size": "1G"}, "name_prefix": "d"}])
+    p = plan("vm_gpt_partitions", [{"match": {"min_size": "1Gi"}, "name_prefix": "d"}])
     assert p["refusals"] == []
     assert [(v["name"], v["disk"]) for v in p["volumes"]] == [("d0", "/dev/loop1"), ("d1", "/dev/loop2")]
 
@@ -200,7 +200,7 @@ def test_selector_picks_only_eligible_disks_in_stable_id_order():
 def test_selector_count_is_a_requirement():
     p = plan("vm_gpt_partitions", [{"match": {"count": 4}, "name_prefix": "d"}])
     assert "wants 4 disk(s)" in reasons(p)
-    p = plan("vm_gpt_partitions", [{"match": {"count": 2, "max_size": "1G"}, "name_prefix": "d"}])
+    p = plan("vm_gpt_partitions", [{"match": {"count": 2, "max_size": "1Gi"}, "name_prefix": "d"}])
     assert [v["disk"] for v in p["volumes"]] == ["/dev/loop1", "/dev/loop3"]
 
 
@@ -373,7 +373,7 @@ def test_block_mode_makes_a_partition_without_filesystem_and_a_link():
 
 
 def test_bind_mount_of_a_directory():
-    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "2G"}])
+    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "2Gi"}])
     assert p["refusals"] == []
     (vol,) = p["volumes"]
     assert dp.capacity(vol, statvfs=None) == 2 * 2 ** 30
@@ -505,7 +505,7 @@ def test_device_mapper_and_zram_devices_are_not_prepared():
 
 
 def test_a_selector_names_every_disk_it_skipped_and_why():
-    p = plan("vm_gpt_partitions", [{"match": {"min_size": "1G"}, "name_prefix": "d"}], data=["/dev/loop2"])
+    p = plan("vm_gpt_partitions", [{"match": {"min_size": "1Gi"}, "name_prefix": "d"}], data=["/dev/loop2"])
     skipped = "\n".join(p["skipped"])
     assert "match d: skipped /dev/loop0: " in skipped and "has partitions" in skipped
     assert "match d: skipped /dev/loop2: holds unrecognised data" in skipped

@@ -51,3 +51,45 @@ def test_disk_sizes():
 def test_make_site_knows_its_own_disks_by_the_partition_names_the_site_layout_gives():
     labels = [LAB.site_labels(e) for e in LAB.site_disks(node(2 ** 30, 2 ** 30, 2 ** 29)) if e.get("device")]
     assert labels == [["localpv-ssd0"], ["localpv-data-1", "localpv-data-2"], ["localpv-raw0"]]
+
+
+def test_the_lab_pki_passes_strict_x509_verification(tmp_path, monkeypatch):
+    """Python 3.13 verifies certificates with VERIFY_X509_STRICT by default; a CA without a
+    subject key identifier, or a certificate without an authority key identifier, then
+    fails the TLS handshake ("Missing Authority Key Identifier")."""
+    import socket
+    import ssl
+    import threading
+
+    monkeypatch.setattr(LAB, "STATE", str(tmp_path))
+    LAB.make_pki()
+    pki = tmp_path / "pki"
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(str(pki / "apiserver.crt"), str(pki / "apiserver.key"))
+    client = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    client.verify_flags |= ssl.VERIFY_X509_STRICT
+    client.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    server.verify_mode = ssl.CERT_REQUIRED
+    server.load_verify_locations(str(pki / "ca.crt"))
+    server.verify_flags |= ssl.VERIFY_X509_STRICT
+    listener = socket.create_server(("127.0.0.1", 0))
+    errors = []
+
+    def serve():
+        conn, _addr = listener.accept()
+        try:
+            with server.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+        except (ssl.SSLError, OSError) as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        with socket.create_connection(listener.getsockname()) as raw:
+            with client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(b"x")
+    finally:
+        thread.join(10)
+        listener.close()
+    assert errors == []
