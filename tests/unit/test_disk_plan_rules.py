@@ -1,0 +1,84 @@
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The host plan's confirmation and expectation rules, each pinned by a test.
+
+Found by mutation testing (`make mutants`): a wipe confirmation compared with
+``>=`` instead of ``==`` (so that any string sorting after the fingerprint erased
+the disk) and a label check compared by order or identity passed every other test.
+"""
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan as dp
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def recorded(name):
+    with open(os.path.join(DATA, name + ".json")) as handle:
+        return json.load(handle)
+
+
+def zeros(path, size):
+    return {"zero": True, "digest": "0", "error": None}
+
+
+def plan(entries, raw=None, allow_wipe=False):
+    raw = raw or recorded("whole_ext4")
+    options = {"mount_root": "/mnt/disks", "allow_kernel_names": True, "allow_wipe": allow_wipe}
+    return dp.make_plan("node1", devices.build(raw), entries, options, "", raw["mountinfo"],
+                        isdir=lambda p: True, sampler=zeros, dir_entries=lambda p: None)
+
+
+def reasons(p):
+    return " | ".join("; ".join(r["reasons"]) for r in p["refusals"])
+
+
+def fingerprint():
+    return plan([{"name": "ssd0", "device": "/dev/loop0"}])["refusals"][0]["fingerprint"]
+
+
+def fresh(text):
+    """An equal string that is another object, as one read from an inventory is."""
+    return "".join(list(text))
+
+
+@pytest.mark.parametrize("stale", ["f" * 16, "0" * 16], ids=["sorts-after", "sorts-before"])
+def test_a_stale_confirmation_erases_nothing_whichever_way_it_sorts(stale):
+    assert stale != fingerprint()
+    p = plan([{"name": "ssd0", "device": "/dev/loop0", "wipe": stale}], allow_wipe=True)
+    assert p["disks"] == [] and p["volumes"] == []
+    assert "the confirmation wipe: '%s' does not match this disk as it is now (fingerprint %s)" % (
+        stale, fingerprint()) in reasons(p)
+
+
+def test_the_right_confirmation_without_the_run_key_asks_for_the_key_not_another_fingerprint():
+    fp = fingerprint()
+    p = plan([{"name": "ssd0", "device": "/dev/loop0", "wipe": fresh(fp)}])
+    assert p["disks"] == []
+    text = reasons(p)
+    assert "erasing it needs wipe: '%s' on this entry and localpv_allow_wipe: true for the run" % fp in text
+    assert "does not match" not in text
+
+
+def test_the_right_confirmation_read_as_another_string_object_erases():
+    p = plan([{"name": "ssd0", "device": "/dev/loop0", "wipe": fresh(fingerprint())}], allow_wipe=True)
+    assert p["refusals"] == []
+    assert p["disks"][0]["actions"][:2] == ["wipe", "partition"]
+
+
+def test_adopt_accepts_the_expected_filesystem_label():
+    p = plan([{"name": "moved", "device": "/dev/loop0", "adopt": True, "expect": {"fs_label": fresh("data")}}])
+    assert p["refusals"] == []
+    assert p["volumes"][0]["state"] == "adopted"
+
+
+@pytest.mark.parametrize("label", ["aaa", "zzz"])
+def test_adopt_refuses_another_filesystem_label_whichever_way_it_sorts(label):
+    p = plan([{"name": "moved", "device": "/dev/loop0", "adopt": True, "expect": {"fs_label": label}}])
+    assert p["volumes"] == []
+    assert "expected filesystem label %r, found 'data'" % label in reasons(p)
