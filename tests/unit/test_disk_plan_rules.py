@@ -82,3 +82,49 @@ def test_adopt_refuses_another_filesystem_label_whichever_way_it_sorts(label):
     p = plan([{"name": "moved", "device": "/dev/loop0", "adopt": True, "expect": {"fs_label": label}}])
     assert p["volumes"] == []
     assert "expected filesystem label %r, found 'data'" % label in reasons(p)
+
+
+def blank_with_identity():
+    raw = recorded("blank")
+    raw["devices"]["loop0"].update(model="INTEL SSDPE2KX010T8", serial="PHLJ1234001X1P0FGN",
+                                   wwid="naa.5000c500a1b2c3d4")
+    return raw
+
+
+def expect_plan(expect):
+    return plan([{"name": "ssd0", "device": "/dev/loop0", "expect": expect}], raw=blank_with_identity())
+
+
+def test_expect_lets_through_the_disk_it_describes():
+    size = recorded("blank")["devices"]["loop0"]["size"]
+    p = expect_plan({"size": size, "model": fresh("INTEL SSDPE2KX010T8"), "serial": fresh("PHLJ1234001X1P0FGN"),
+                     "wwn": "wwn-0x5000c500a1b2c3d4"})
+    assert p["refusals"] == [] and len(p["disks"]) == 1
+
+
+@pytest.mark.parametrize("delta", [-1, 1], ids=["smaller", "larger"])
+def test_expect_refuses_a_size_off_by_one_byte_either_way(delta):
+    size = recorded("blank")["devices"]["loop0"]["size"]
+    p = expect_plan({"size": size + delta})
+    assert p["disks"] == []
+    assert "expected size %d bytes, the disk has %d" % (size + delta, size) in reasons(p)
+
+
+def test_expect_names_the_wwid_the_disk_has():
+    p = expect_plan({"wwn": "0x5000c500a1b2c3d5"})
+    assert "expected WWN 0x5000c500a1b2c3d5, the disk has naa.5000c500a1b2c3d4" in reasons(p)
+
+
+@pytest.mark.parametrize("uuid", ["00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"])
+def test_adopt_refuses_another_filesystem_uuid_whichever_way_it_sorts(uuid):
+    p = plan([{"name": "moved", "device": "/dev/loop0", "adopt": True, "expect": {"fs_uuid": uuid}}])
+    assert p["volumes"] == []
+    assert "expected filesystem UUID %s" % uuid in reasons(p)
+
+
+def test_our_disk_with_a_held_partition_is_refused_naming_the_partition():
+    raw = recorded("ours_two_ext4")
+    raw["devices"]["loop0"]["partitions"]["loop0p1"]["holders"] = ["dm-3"]
+    p = plan([{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}], raw=raw)
+    assert p["volumes"] == []
+    assert "partition loop0p1 is held by dm-3" in reasons(p)
