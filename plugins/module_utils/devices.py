@@ -332,8 +332,11 @@ def udev_by_id_names(attrs):
             names.append("ata-%s_%s" % (udev_string(ata_model), udev_string(ata_serial)))
     elif name.startswith("sd") and lowered.startswith("naa."):
         names.append("scsi-3" + lowered[4:])
-    seen = set()
-    return [n for n in names if not (n in seen or seen.add(n))]
+    unique = []
+    for link in names:
+        if link not in unique:
+            unique.append(link)
+    return unique
 
 
 def _udev_id_attrs(base):
