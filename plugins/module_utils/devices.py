@@ -301,13 +301,13 @@ def udev_by_id_names(attrs):
     attributes; for a host without udev, so that an inventory written on a host
     with udev finds the same disk.
 
-    Made: ``wwn-0x<WWN>`` (an NAA WWID), ``nvme-<WWID>`` (``nvme-eui.…``,
-    ``nvme-uuid.…``, ``nvme-nvme.…``), ``nvme-<model>_<serial>`` and
+    Made: ``wwn-0x<WWN>`` (an NAA WWID), ``nvme-<WWID>`` (``nvme-eui....``,
+    ``nvme-uuid....``, ``nvme-nvme....``), ``nvme-<model>_<serial>`` and
     ``nvme-<model>_<serial>_<nsid>``, ``ata-<model>_<serial>`` (from the ATA
     Information VPD page, ``vpd_pg89``, where the kernel shows it; sysfs's
     own model of an ATA disk is cut to 16 characters) and ``scsi-3<NAA>`` for a
-    SCSI disk that is not ATA. Not made: ``scsi-0…``, ``scsi-1…``, ``scsi-S…`` (sg3_utils' rules), ``usb-…``,
-    ``virtio-…``, ``mmc-…`` and the names of partitions.
+    SCSI disk that is not ATA. Not made: ``scsi-0...``, ``scsi-1...``, ``scsi-S...`` (sg3_utils' rules), ``usb-...``,
+    ``virtio-...``, ``mmc-...`` and the names of partitions.
     """
     names = []
     name = attrs.get("name") or ""
