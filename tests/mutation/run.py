@@ -39,7 +39,7 @@ def read_targets(path=TARGETS):
     with open(path) as handle:
         for line in handle:
             line = line.split("#", 1)[0].strip()
-            if not line:
+            if not line or line.startswith("equivalent:"):
                 continue
             name, _sep, rest = line.partition(":")
             functions, _sep, tests = rest.partition("--")
@@ -47,6 +47,25 @@ def read_targets(path=TARGETS):
             entry[0].extend(functions.split())
             entry[1].extend(tests.split())
     return targets
+
+
+def read_equivalents(path=TARGETS):
+    """{(file, source line stripped): operator prefix} of the mutants that change
+    nothing a caller can see (``equivalent: file: source line | operator`` lines)."""
+    found = {}
+    with open(path) as handle:
+        for line in handle:
+            if not line.startswith("equivalent:"):
+                continue
+            name, _sep, rest = line[len("equivalent:"):].partition(":")
+            text, _sep, operator = rest.rpartition("|")
+            found[(name.strip(), text.strip())] = operator.strip()
+    return found
+
+
+def is_equivalent(equivalents, module, text, operator):
+    wanted = equivalents.get((module, text.strip()))
+    return wanted is not None and operator.startswith(wanted)
 
 
 # Replacing the % of a message's formatting changes what a refusal says, not what
@@ -96,7 +115,7 @@ def rule_removals(source, ranges):
         yield owner, test.lineno, (data[:start] + b"(False)" + data[end:]).decode("utf-8")
 
 
-def run_removals(checkout, module, ranges, python, tests, timeout):
+def run_removals(checkout, module, ranges, python, tests, timeout, equivalents=None):
     """Each rule switched off in turn; {function: {"killed": n, "survived": [...]}}."""
     path = os.path.join(checkout, module)
     with open(path) as handle:
@@ -104,6 +123,10 @@ def run_removals(checkout, module, ranges, python, tests, timeout):
     summary = {}
     try:
         for owner, line, mutated in rule_removals(original, ranges):
+            entry = summary.setdefault(owner, {"killed": 0, "survived": [], "incompetent": 0, "equivalent": 0})
+            if is_equivalent(equivalents or {}, module, original.splitlines()[line - 1], "rule switched off"):
+                entry["equivalent"] += 1
+                continue
             with open(path, "w") as handle:
                 handle.write(mutated)
             try:
@@ -113,7 +136,6 @@ def run_removals(checkout, module, ranges, python, tests, timeout):
                 killed = proc.returncode != 0
             except subprocess.TimeoutExpired:
                 killed = True
-            entry = summary.setdefault(owner, {"killed": 0, "survived": [], "incompetent": 0})
             if killed:
                 entry["killed"] += 1
             else:
@@ -130,8 +152,9 @@ def merge(first, second):
     """Two {function: counts} summaries added up."""
     merged = json.loads(json.dumps(first))
     for name, entry in second.items():
-        into = merged.setdefault(name, {"killed": 0, "survived": [], "incompetent": 0})
+        into = merged.setdefault(name, {"killed": 0, "survived": [], "incompetent": 0, "equivalent": 0})
         into["killed"] += entry["killed"]
+        into["equivalent"] = into.get("equivalent", 0) + entry.get("equivalent", 0)
         into["incompetent"] += entry["incompetent"]
         into["survived"] += entry["survived"]
     return merged
@@ -161,19 +184,26 @@ name = "local"
 """
 
 
-def keep_only(session, module, ranges):
-    """Mark every mutant outside ``ranges`` (line spans) skipped; returns
-    {function: job ids} of the mutants kept."""
+def keep_only(session, module, ranges, equivalents=None):
+    """Mark every mutant outside ``ranges`` (line spans), and every known
+    equivalent one, skipped; returns ({function: job ids} of the mutants kept,
+    {function: count} of the equivalent ones)."""
     from cosmic_ray.work_db import use_db, WorkDB
     from cosmic_ray.work_item import WorkResult, WorkerOutcome
 
-    kept = {}
+    kept, equivalent = {}, {}
+    with open(os.path.join(session_root(session), module)) as handle:
+        lines = handle.read().splitlines()
     with use_db(session, WorkDB.Mode.open) as db:
         skip = []
         for item in db.work_items:
             line = item.mutations[0].start_pos[0]
             owner = next((name for name, (first, last) in ranges.items() if first <= line <= last), None)
             if item.mutations[0].operator_name.startswith(SKIPPED_OPERATORS):
+                owner = None
+            elif owner and is_equivalent(equivalents or {}, module, lines[line - 1],
+                                         item.mutations[0].operator_name):
+                equivalent[owner] = equivalent.get(owner, 0) + 1
                 owner = None
             if owner is None:
                 skip.append(item.job_id)
@@ -182,7 +212,13 @@ def keep_only(session, module, ranges):
         if skip:
             db.set_multiple_results(skip, WorkResult(output=None, test_outcome=None, diff=None,
                                                      worker_outcome=WorkerOutcome.SKIPPED))
-    return kept
+    return kept, equivalent
+
+
+def session_root(session):
+    """The copy of the checkout a session's module paths are relative to."""
+    with open(os.path.splitext(session)[0] + ".root") as handle:
+        return handle.read().strip()
 
 
 def results(session, kept):
@@ -196,8 +232,9 @@ def results(session, kept):
             name = owner.get(item.job_id)
             if name is None:
                 continue
-            entry = summary.setdefault(name, {"killed": 0, "survived": [], "incompetent": 0})
-            outcome = str(result.test_outcome) if result.test_outcome else None
+            entry = summary.setdefault(name, {"killed": 0, "survived": [], "incompetent": 0, "equivalent": 0})
+            outcome = getattr(result.test_outcome, "value", result.test_outcome)
+            outcome = str(outcome).lower() if outcome else None
             if outcome == "killed":
                 entry["killed"] += 1
             elif outcome == "survived":
@@ -219,7 +256,7 @@ def main(argv=None):
     parser.add_argument("--json", help="write the counts and survivors here too")
     args = parser.parse_args(argv)
 
-    targets = read_targets()
+    targets, equivalents = read_targets(), read_equivalents()
     if args.only:
         targets = dict((f, entry) for f, entry in targets.items()
                        if f in args.only or os.path.basename(f) in args.only)
@@ -245,6 +282,8 @@ def main(argv=None):
                                        tests=" ".join(tests) or "tests/unit"))
         if os.path.exists(session):
             os.remove(session)
+        with open(os.path.splitext(session)[0] + ".root", "w") as handle:
+            handle.write(checkout)
         # the tests must pass on the unmutated copy, or every mutant would count as killed
         baseline = subprocess.run([args.python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
                                   + (tests or ["tests/unit"]), cwd=checkout, stdout=subprocess.PIPE,
@@ -253,25 +292,30 @@ def main(argv=None):
             print(baseline.stdout)
             raise SystemExit("the tests of %s fail before any mutation (exit %d)" % (module, baseline.returncode))
         subprocess.run([cosmic_ray, "init", config, session], cwd=checkout, check=True)
-        kept = keep_only(session, module, ranges)
+        kept, equivalent = keep_only(session, module, ranges, equivalents)
         count = sum(len(jobs) for jobs in kept.values())
         print("%s: %d mutants in %s" % (module, count, ", ".join(functions)), flush=True)
         began = time.time()
         subprocess.run([cosmic_ray, "exec", config, session], cwd=checkout, check=True)
         found = results(session, kept)
+        for name, number in equivalent.items():
+            found.setdefault(name, {"killed": 0, "survived": [], "incompetent": 0, "equivalent": 0})
+            found[name]["equivalent"] += number
         found = merge(found, run_removals(checkout, module, ranges, args.python, tests or ["tests/unit"],
-                                          args.timeout))
+                                          args.timeout, equivalents))
         report[module] = {"functions": found, "seconds": round(time.time() - began)}
 
     survivors = 0
-    print("\nfile                                        killed  survived  incompetent  seconds")
+    print("\nfile                                        killed  survived  equivalent  incompetent  seconds")
     for module, data in sorted(report.items()):
         funcs = data["functions"].values()
         killed = sum(f["killed"] for f in funcs)
         survived = sum(len(f["survived"]) for f in funcs)
+        equivalent = sum(f.get("equivalent", 0) for f in funcs)
         incompetent = sum(f["incompetent"] for f in funcs)
         survivors += survived
-        print("%-44s %6d  %8d  %11d  %7d" % (module, killed, survived, incompetent, data["seconds"]))
+        print("%-44s %6d  %8d  %10d  %11d  %7d" % (module, killed, survived, equivalent, incompetent,
+                                                    data["seconds"]))
     for module, data in sorted(report.items()):
         for name, entry in sorted(data["functions"].items()):
             for mutant in entry["survived"]:
