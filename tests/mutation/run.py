@@ -301,8 +301,9 @@ def main(argv=None):
         for name, number in equivalent.items():
             found.setdefault(name, {"killed": 0, "survived": [], "incompetent": 0, "equivalent": 0})
             found[name]["equivalent"] += number
-        found = merge(found, run_removals(checkout, module, ranges, args.python, tests or ["tests/unit"],
-                                          args.timeout, equivalents))
+        removed = run_removals(checkout, module, ranges, args.python, tests or ["tests/unit"], args.timeout,
+                               equivalents)
+        found = merge(found, removed)
         report[module] = {"functions": found, "seconds": round(time.time() - began)}
 
     survivors = 0
@@ -314,13 +315,13 @@ def main(argv=None):
         equivalent = sum(f.get("equivalent", 0) for f in funcs)
         incompetent = sum(f["incompetent"] for f in funcs)
         survivors += survived
-        print("%-44s %6d  %8d  %10d  %11d  %7d" % (module, killed, survived, equivalent, incompetent,
-                                                    data["seconds"]))
+        counts = (module, killed, survived, equivalent, incompetent, data["seconds"])
+        print("%-44s %6d  %8d  %10d  %11d  %7d" % counts)
     for module, data in sorted(report.items()):
         for name, entry in sorted(data["functions"].items()):
             for mutant in entry["survived"]:
-                print("\nSURVIVED %s %s line %d (%s #%d)\n%s" % (module, name, mutant["line"], mutant["operator"],
-                                                              mutant["occurrence"], mutant["diff"]))
+                where = (module, name, mutant["line"], mutant["operator"], mutant["occurrence"], mutant["diff"])
+                print("\nSURVIVED %s %s line %d (%s #%d)\n%s" % where)
     print("\n%d survivor(s) in %d s; work directory %s" % (survivors, time.time() - started, base))
     if args.json:
         with open(args.json, "w") as handle:

@@ -37,8 +37,8 @@ def read_promises(text):
         if not in_table or set("".join(values)) <= set("-: "):
             continue
         if len(values) != len(HEADER):
-            raise AssertionError("docs/promises.md line %d has %d columns, not %d" % (number, len(values),
-                                                                                     len(HEADER)))
+            raise AssertionError("docs/promises.md line %d has %d columns, not %d"
+                                 % (number, len(values), len(HEADER)))
         rows.append(dict(zip(["id", "promise", "stated_in", "proven_by"], values), line=number))
     return rows
 
