@@ -1,7 +1,7 @@
 # Copyright (c) localpv.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The CI gate of docs/operations.md, run as the page prints it, on reports made by
-the report module the report role uses."""
+the report module the report role uses and on the diff headers local_pv prints."""
 
 import json
 import os
@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
 from ansible_collections.localpv.rollout.plugins.module_utils import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,13 +33,21 @@ PVS = [{"node": "node2", "volume": "ssd0", "name": "local-node2-ssd0", "phase": 
        {"node": "node2", "volume": "old", "name": "local-node2-old", "phase": "Available", "claim": None}]
 
 
-def run_gate(tmp_path, document):
+def run_gate(tmp_path, document, log=""):
     script = tmp_path / "localpv_gate.py"
     script.write_text(gate_source())
     plan = tmp_path / "site-plan.json"
     plan.write_text(json.dumps(document))
-    return subprocess.run([sys.executable, str(script), str(plan)], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, universal_newlines=True)
+    (tmp_path / "site-plan.log").write_text(log)
+    return subprocess.run([sys.executable, str(script), str(plan), str(tmp_path / "site-plan.log")],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+
+
+def diff_lines(action, name):
+    """The two header lines Ansible's diff output shows for one local_pv action."""
+    existing = {"metadata": {"name": name, "labels": {}}, "spec": {}}
+    diff = pvs.action_diff({"action": action, "name": name, "existing": existing})
+    return "--- before: %s\n+++ after: %s\n" % (diff["before_header"], diff["after_header"])
 
 
 def test_the_gate_passes_a_plan_that_only_creates(tmp_path):
@@ -53,7 +62,17 @@ def test_the_gate_fails_a_plan_that_deletes_or_replaces_a_pv_and_names_it(tmp_pa
     plan = report.site_report(HOSTS, PVS, {key: ["local-node2-old"]}, planned=True)
     result = run_gate(tmp_path, plan)
     assert result.returncode == 1
-    assert "node2: %s PV local-node2-old (phase Available, claim -)" % action in result.stdout
+    assert "the plan would %s PV local-node2-old" % action in result.stdout
+
+
+def test_the_gate_fails_a_delete_the_diff_names_when_the_report_does_not(tmp_path):
+    # what a check run prints today: the report says none, local_pv's diff says deleted
+    only_ssd0 = [dict(HOSTS[0], volumes=HOSTS[0]["volumes"][:1])]
+    plan = report.site_report(only_ssd0, PVS, planned=True)
+    assert plan["totals"]["actions"] == {"none": 2}
+    result = run_gate(tmp_path, plan, log="TASK [x] ***\n" + diff_lines("delete", "local-node2-old") + "-    a: 1\n")
+    assert result.returncode == 1
+    assert "the plan would delete PV local-node2-old" in result.stdout
 
 
 def test_the_gate_refuses_a_report_of_a_real_run(tmp_path):
