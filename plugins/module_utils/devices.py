@@ -235,6 +235,96 @@ def stable_id_from_sysfs(attrs):
     return None, "none"
 
 
+# udev's by-id names, made again from sysfs on hosts where udev does not run
+# (60-persistent-storage.rules and its helpers ata_id and scsi_id). Characters udev
+# keeps in a name as they are; any other is replaced with "_".
+_UDEV_PLAIN = re.compile(r"[^0-9A-Za-z#+\-.:=@_]")
+# ATA IDENTIFY data starts at byte 60 of the ATA Information VPD page (0x89)
+_IDENTIFY_OFFSET = 60
+
+
+def udev_string(text):
+    """A sysfs string as udev writes it into a by-id name: trimmed, each run of
+    white space one "_", characters outside udev's plain set "_"."""
+    return _UDEV_PLAIN.sub("_", re.sub(r"\s+", "_", (text or "").strip()))
+
+
+def _ata_string(identify, first_word, words):
+    """A string of ATA IDENTIFY data: bytes swapped in each 16-bit word, trimmed."""
+    raw = identify[first_word * 2:(first_word + words) * 2]
+    swapped = bytearray()
+    for index in range(0, len(raw) - 1, 2):
+        swapped += raw[index + 1:index + 2] + raw[index:index + 1]
+    return swapped.decode("ascii", "replace").strip()
+
+
+def ata_identity(vpd_pg89_hex):
+    """(model, serial) from the ATA Information VPD page as sysfs shows it
+    (``vpd_pg89``, kept as hex), or (None, None) when there is no such page."""
+    try:
+        page = bytes(bytearray.fromhex(vpd_pg89_hex or ""))
+    except ValueError:
+        return None, None
+    identify = page[_IDENTIFY_OFFSET:_IDENTIFY_OFFSET + 512]
+    if len(identify) < 94:
+        return None, None
+    return _ata_string(identify, 27, 20) or None, _ata_string(identify, 10, 10) or None
+
+
+def udev_by_id_names(attrs):
+    """The /dev/disk/by-id names udev would give this disk, made from its sysfs
+    attributes; for a host without udev, so that an inventory written on a host
+    with udev finds the same disk.
+
+    Made: ``wwn-0x<WWN>`` (an NAA WWID), ``nvme-<WWID>`` (``nvme-eui....``,
+    ``nvme-uuid....``, ``nvme-nvme....``), ``nvme-<model>_<serial>`` and
+    ``nvme-<model>_<serial>_<nsid>``, ``ata-<model>_<serial>`` (from the ATA
+    Information VPD page, ``vpd_pg89``, where the kernel shows it; sysfs's
+    own model of an ATA disk is cut to 16 characters) and ``scsi-3<NAA>`` for a
+    SCSI disk that is not ATA. Not made: ``scsi-0...``, ``scsi-1...``, ``scsi-S...`` (sg3_utils' rules), ``usb-...``,
+    ``virtio-...``, ``mmc-...`` and the names of partitions.
+    """
+    names = []
+    name = attrs.get("name") or ""
+    wwid = (attrs.get("wwid") or "").strip()
+    lowered = wwid.lower()
+    model, serial = attrs.get("model"), attrs.get("serial")
+    if lowered.startswith("naa."):
+        names.append("wwn-0x" + lowered[4:])
+    if name.startswith("nvme"):
+        if wwid:
+            names.append("nvme-" + udev_string(wwid))
+        if (model or "").strip() and (serial or "").strip():
+            base = "nvme-%s_%s" % (udev_string(model), udev_string(serial))
+            names.append(base)
+            if attrs.get("nsid"):
+                names.append("%s_%s" % (base, attrs["nsid"]))
+    elif (attrs.get("vendor") or "").strip() == "ATA":
+        # sysfs's model of an ATA disk is cut to 16 characters, padded: only the
+        # IDENTIFY data says the whole model, so no page, no name
+        ata_model, ata_serial = ata_identity(attrs.get("vpd_pg89"))
+        if ata_model and ata_serial:
+            names.append("ata-%s_%s" % (udev_string(ata_model), udev_string(ata_serial)))
+    elif name.startswith("sd") and lowered.startswith("naa."):
+        names.append("scsi-3" + lowered[4:])
+    unique = []
+    for link in names:
+        if link not in unique:
+            unique.append(link)
+    return unique
+
+
+def _udev_id_attrs(base):
+    """What udev_by_id_names needs beyond the common attributes of a disk."""
+    extra = {"nsid": _read(os.path.join(base, "nsid"))}
+    try:
+        with open(os.path.join(base, "device", "vpd_pg89"), "rb") as handle:
+            extra["vpd_pg89"] = handle.read(4096).hex()
+    except (IOError, OSError):
+        extra["vpd_pg89"] = None
+    return extra
+
+
 def _by_id_rank(link):
     for index, prefix in enumerate(_BY_ID_PREFERENCE):
         if link.startswith(prefix):
@@ -332,6 +422,7 @@ def _read_block_attrs(sys_block, name):
         "holders": sorted(_listdir(os.path.join(base, "holders"))),
         "partitions": {},
     }
+    attrs.update(_udev_id_attrs(base))
     for entry in sorted(_listdir(base)):
         part_base = os.path.join(base, entry)
         if entry.startswith(name) and os.path.exists(os.path.join(part_base, "partition")):
@@ -601,6 +692,8 @@ def _build_disk(name, attrs, raw, dev_root, mounts_by_dev, system_devs, swap_pat
         "wwid": attrs.get("wwid"), "backing_file": attrs.get("backing_file"),
         "stable_id": stable_id, "stable_id_source": source, "stable_path": stable_path, "by_id": links,
         "udev": by_id is not None,
+        # the names udev would have made, so that find_disk knows them without udev
+        "by_id_synthesized": [] if by_id is not None else udev_by_id_names(dict(attrs, name=name)),
         "signatures": sigs, "probe_error": probe["error"] if probe else None,
         "fstype": fstype, "fs_uuid": fs_uuid, "fs_label": fs_label, "pttype": pttype,
         "partition_table": table, "partitions": partitions,
@@ -708,7 +801,7 @@ def find_disk(disks, device):
     for disk in disks:
         if disk["path"] in wanted or disk["name"] == device:
             return disk
-        if base == disk["stable_id"] or base in disk["by_id"]:
+        if base == disk["stable_id"] or base in disk["by_id"] or base in disk.get("by_id_synthesized", ()):
             return disk
     return None
 

@@ -141,6 +141,14 @@ disks:
       type: list
       elements: str
       sample: [/dev/disk/by-id/nvme-eui.0025385b71b0a1c2, /dev/disk/by-id/nvme-Samsung_SSD_980_PRO_1TB_S5GXNF0R123456A]
+    by_id_synthesized:
+      description:
+        - On a host without udev, the by-id names udev would give the disk, made from sysfs
+          (C(wwn-), C(nvme-<wwid>), C(nvme-<model>_<serial>[_<nsid>]), C(ata-<model>_<serial>), C(scsi-3<naa>));
+          C(localpv_disks[].device) may name the disk by any of them. Empty when udev runs.
+      type: list
+      elements: str
+      sample: [wwn-0x5002538e40a1b2c3, ata-Samsung_SSD_860_EVO_500GB_S3Z1NB0K123456A]
     udev:
       description: Whether C(/dev/disk/by-id) exists on the host.
       type: bool
