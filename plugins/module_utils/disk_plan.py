@@ -54,7 +54,7 @@ EXPECT_KEYS = ("size", "model", "serial", "wwn", "fs_uuid", "fs_label")
 MATCH_KEYS = ("rotational", "min_size", "max_size", "model", "count")
 SPEC_KEYS = ("name", "device", "match", "name_prefix", "bind", "mode", "fstype", "mkfs_options",
              "mount_options", "partitions", "storage_class", "wipe", "adopt", "expect", "capacity_from",
-             "labels", "reclaim_policy", "capacity")
+             "labels", "reclaim_policy", "capacity", "replace", "blank_proof")
 DEFAULT_MOUNT_OPTIONS = "defaults,nofail"
 # GPT partition types: a filesystem volume is "Linux filesystem data"; a raw block
 # volume gets a type of its own, so that a change of mode is seen on the disk.
@@ -94,6 +94,8 @@ def _spec_values(entry, index, defaults, kinds):
         "capacity_from": entry.get("capacity_from") or defaults.get("capacity_from") or "filesystem",
         "labels": entry.get("labels") or {},
         "match": entry.get("match") or {},
+        "replace": entry.get("replace"),
+        "blank_proof": entry.get("blank_proof") or defaults.get("blank_proof") or "spread",
     })
     if spec["mkfs_options"] is None:
         spec["mkfs_options"] = (defaults.get("mkfs_options") or {}).get(spec["fstype"], "")
@@ -114,7 +116,8 @@ def _wipe_value(value):
 
 def _value_errors(spec):
     errors = []
-    for key, allowed in (("mode", MODES), ("fstype", FSTYPES), ("capacity_from", CAPACITY_FROM)):
+    for key, allowed in (("mode", MODES), ("fstype", FSTYPES), ("capacity_from", CAPACITY_FROM),
+                         ("blank_proof", hv.PROOFS)):
         if spec[key] not in allowed:
             errors.append("%s %r is not one of %s" % (key, spec[key], ", ".join(allowed)))
     parts = spec["partitions"]
@@ -131,6 +134,8 @@ def _value_errors(spec):
             errors.append("expect.size: %s" % exc)
     if spec["adopt"] and spec["wipe"]:
         errors.append("adopt keeps the data and wipe destroys it: choose one")
+    if spec["replace"] is not None and not isinstance(spec["replace"], str):
+        errors.append("replace is the fingerprint of the new disk that a refusal prints, not %r" % (spec["replace"],))
     return errors
 
 
@@ -158,6 +163,8 @@ def _match_errors(spec):
         errors.append("adopt needs an explicit device, not a match")
     if isinstance(spec["wipe"], str):
         errors.append("a wipe confirmation belongs to one disk: give it on an entry with device")
+    if spec["replace"]:
+        errors.append("a replace confirmation belongs to one disk: give it on an entry with device")
     return errors
 
 
@@ -167,7 +174,7 @@ def _bind_errors(spec):
         errors.append("bind %r is not an absolute directory path" % (spec["bind"],))
     if spec["mode"] != "filesystem":
         errors.append("a bind mount is always mode filesystem")
-    for key in ("wipe", "adopt"):
+    for key in ("wipe", "adopt", "replace"):
         if spec[key]:
             errors.append("%s makes no sense for a bind mount" % key)
     return errors
@@ -355,7 +362,7 @@ def _fs_expect_reasons(fs, expect):
 # The plan
 # --------------------------------------------------------------------------------------
 
-def _unproven(_path, _size):
+def _unproven(_path, _size, **_kwargs):
     return {"zero": False, "digest": "", "error": "not sampled"}
 
 
@@ -363,10 +370,16 @@ class _Planner:
     """The plan being made, and what deciding it needs: the run's keys and the
     content sampler (read once per device)."""
 
-    def __init__(self, plan, options, sampler):
+    def __init__(self, plan, options, sampler, fstab=(), links=None, locate=None):
         self.plan = plan
         self.allow_wipe = bool(options.get("allow_wipe"))
         self.allow_kernel_names = bool(options.get("allow_kernel_names"))
+        self.recorded = options.get("recorded") or {}
+        self.fstab = fstab
+        self.links = links or {}
+        self.locate = locate or (lambda ids: None)
+        self.wanted = set()   # partition labels of every volume an entry of this host names
+        self.prefixes = []    # partition label prefixes of the selectors
         self._sampler = sampler or _unproven
         self._samples = {}
 
@@ -376,10 +389,22 @@ class _Planner:
             refusal["fingerprint"] = fingerprint
         self.plan["refusals"].append(refusal)
 
-    def sample(self, path, size):
-        if path not in self._samples:
-            self._samples[path] = self._sampler(path, size)
-        return self._samples[path]
+    def sample(self, path, size, proof="spread"):
+        """The content read of ``path``, once per run; a full read stands for a spread one."""
+        have = self._samples.get(path)
+        if have is None or (proof == "full" and have.get("proof") != "full"):
+            have = self._sampler(path, size) if proof == "spread" else self._sampler(path, size, proof=proof)
+            self._samples[path] = have
+        return have
+
+    def blank_words(self, path, size, proof="spread"):
+        """How blank was (or was not) proven: "no signature; 256 spread regions ... read, all zero"."""
+        return "no signature; %s" % hv.describe_proof(self.sample(path, size, proof), size)
+
+    def wants(self, label):
+        """Whether an entry of this host names the volume whose partition is ``label``."""
+        return label in self.wanted or any(
+            label.startswith(prefix) and label[len(prefix):].split("-")[0].isdigit() for prefix in self.prefixes)
 
     def fingerprint(self, disk):
         return fingerprint(disk, self.sample(disk["path"], disk["size"])["digest"])
@@ -419,20 +444,27 @@ def disks_to_probe(disks, entries):
 
 
 def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", links=None, isdir=None,
-              sampler=None, dir_entries=None):
+              sampler=None, dir_entries=None, locate=None):
     """The whole plan of one host. Returns a dict with ``refusals`` (empty = go).
 
     ``links`` maps block-volume paths to where their symlink points now;
     ``isdir`` tells whether a bind source exists (default: ``os.path.isdir``);
     ``dir_entries(path)`` lists a directory (default: ``mounts.directory_entries``);
-    ``sampler(path, size)`` reads a device's content samples
-    (``host_volumes.sample``); without it no device counts as blank.
+    ``sampler(path, size, proof=)`` reads a device's content (``host_volumes.sample``);
+    without it no device counts as blank. ``options["recorded"]`` maps volume names
+    to the ids their PVs recorded (:func:`recorded_identity`); ``locate(ids)`` names
+    the devices of this host that carry those ids (where an old disk went).
     """
     mount_root = (options.get("mount_root") or "/mnt/disks").rstrip("/") or "/"
     plan = {"host": host, "mount_root": mount_root, "disks": [], "volumes": [], "refusals": [], "binds": [],
             "skipped": []}
-    planner = _Planner(plan, options, sampler)
+    planner = _Planner(plan, options, sampler, devices.parse_fstab(fstab_text or ""), links, locate)
     specs = _specs(planner, entries, options.get("defaults") or {})
+    for spec in specs:
+        if spec["kind"] == "device":
+            planner.wanted.update(partition_label(n) for n in volume_names(spec["name"], spec["partitions"]))
+        elif spec["kind"] == "match":
+            planner.prefixes.append(partition_label(spec["name_prefix"]))
     claimed = {}  # disk path -> volume names
     for spec in [s for s in specs if s["kind"] == "device"]:
         _plan_device_entry(planner, spec, disks, claimed)
@@ -539,8 +571,8 @@ def _already_ours(spec, candidates, limit):
 def _selectable(planner, spec, disk):
     """Why a selector does not take ``disk``; [] = it may."""
     why = match_misses(disk, spec["match"]) + ([] if disk["eligible"] else list(disk["reasons"]))
-    if not why and not planner.sample(disk["path"], disk["size"])["zero"]:
-        why = ["holds unrecognised data (no signature, but not zero where sampled)"]
+    if not why and not planner.sample(disk["path"], disk["size"], spec["blank_proof"])["zero"]:
+        why = ["holds unrecognised data (%s)" % planner.blank_words(disk["path"], disk["size"], spec["blank_proof"])]
     return why
 
 
@@ -667,6 +699,8 @@ def _plan_disk(planner, spec, disk, names):
         return
     entry = {"disk": disk["path"], "stable_id": disk["stable_id"], "size": disk["size"], "volumes": names,
              "state": None, "actions": [], "layout": [], "mode": spec["mode"]}
+    if not _identity_proven(planner, spec, disk, names, entry):
+        return
     confirmed = not disk["eligible"] and planner.confirmed(spec, disk)
     if ours_for(disk, names) and not confirmed:
         _plan_ours(planner, spec, disk, names, entry)
@@ -674,6 +708,110 @@ def _plan_disk(planner, spec, disk, names):
         _plan_adopt(planner, spec, disk, names, entry)
     else:
         _plan_new(planner, spec, disk, names, entry, confirmed)
+
+
+# --------------------------------------------------------------------------------------
+# A volume's disk is proven
+# --------------------------------------------------------------------------------------
+# What a volume lives on is recorded where the next run looks: on the host, the
+# filesystem UUID in its fstab line (and a block volume's by-partuuid link), on the
+# cluster, its PV's annotations (stable id, partition UUID, filesystem UUID), handed
+# to the host as ``recorded``. The disk an entry's device leads to now must carry
+# those ids; a path that now leads to another disk is never taken for the volume.
+
+def recorded_identity(name, mode, path, fstab, links, recorded):
+    """The ids recorded for volume ``name`` at ``path``: ``{fs_uuid, partuuid,
+    stable_id, where, pv, claim}`` (None where nothing is recorded). The host's
+    record (fstab line, by-partuuid link) is the newest evidence and wins."""
+    rec = recorded.get(name) if isinstance(recorded, dict) else None
+    rec = rec if isinstance(rec, dict) else {}
+    out = {"fs_uuid": (rec.get("fs_uuid") or "").lower() or None,
+           "partuuid": (rec.get("partuuid") or "").lower() or None,
+           "stable_id": rec.get("stable_id") or None, "pv": rec.get("pv"), "claim": rec.get("claim"),
+           "where": []}
+    if rec.get("pv") and (out["fs_uuid"] or out["partuuid"] or out["stable_id"]):
+        out["where"].append("PV %s" % rec["pv"])
+    if mode == "filesystem":
+        lines = [e for e in fstab if e["path"] == path and e["src"].upper().startswith("UUID=")]
+        if lines:
+            out["fs_uuid"] = lines[0]["src"][5:].lower()
+            out["where"].insert(0, "/etc/fstab")
+    else:
+        target = links.get(path) or ""
+        if target.startswith("/dev/disk/by-partuuid/"):
+            out["partuuid"] = os.path.basename(target).lower()
+            out["where"].insert(0, "the link %s" % path)
+    return out
+
+
+def ids_on(disk):
+    """The on-disk ids a disk carries: ``(fs_uuids, partuuids)``, lower case."""
+    fs = set([(disk.get("fs_uuid") or "").lower()] + [(p.get("uuid") or "").lower() for p in disk["partitions"]])
+    parts = set((e.get("uuid") or "").lower() for e in disk["partition_table"])
+    return fs - set([""]), parts - set([""])
+
+
+def identity_misses(record, disk, mode):
+    """Which recorded ids the disk does not carry; [] = proven (or nothing recorded).
+    The partition and filesystem UUIDs are the proof; the stable id counts only
+    when neither was recorded (a disk may be named differently with and without udev)."""
+    fs_uuids, partuuids = ids_on(disk)
+    misses = []
+    if record["partuuid"] and record["partuuid"] not in partuuids:
+        misses.append("partition UUID %s" % record["partuuid"])
+    if mode == "filesystem" and record["fs_uuid"] and record["fs_uuid"] not in fs_uuids:
+        partitioned_unknown = disk["partition_table"] and not disk["partitions"]
+        if not (partitioned_unknown and record["partuuid"] and not misses):
+            misses.append("filesystem UUID %s" % record["fs_uuid"])
+    if not (record["partuuid"] or record["fs_uuid"]) and record["stable_id"] and \
+            record["stable_id"] not in [disk["stable_id"]] + list(disk["by_id"]):
+        misses.append("disk %s" % record["stable_id"])
+    return misses
+
+
+def _describe_disk(disk):
+    return "%s (%s, %s)" % (disk["path"], disk["stable_id"] or "no stable id", hv.human_bytes(disk["size"]))
+
+
+def _identity_proven(planner, spec, disk, names, entry):
+    """Refuse the disk when it does not carry what a volume of this entry recorded,
+    unless ``replace`` confirms this very disk (never while the PV is bound)."""
+    for name in names:
+        path = os.path.join(planner.plan["mount_root"], name)
+        record = recorded_identity(name, spec["mode"], path, planner.fstab, planner.links, planner.recorded)
+        misses = identity_misses(record, disk, spec["mode"])
+        if not misses:
+            continue
+        fp = planner.fingerprint(disk)
+        ids = dict(fs_uuid=record["fs_uuid"], partuuid=record["partuuid"], stable_id=record["stable_id"])
+        found = planner.locate(ids)
+        old = ("the disk with those ids is still on this host: %s" % ", ".join(found) if found else
+               "no disk of this host carries those ids now (the old disk is gone, or not readable here)"
+               if found is not None else "whether the old disk is still on this host was not looked for")
+        content = ("blank" if disk["eligible"] and planner.sample(disk["path"], disk["size"])["zero"]
+                   else "not blank")
+        head = ("volume %s was made on a disk with %s (recorded in %s); the entry's device %s now leads to %s, "
+                "%s, which does not carry %s. %s" % (
+                    name, ", ".join(misses), " and ".join(record["where"]) or "the inventory", spec["device"],
+                    _describe_disk(disk), content, "them" if len(misses) > 1 else "it", old))
+        if record["claim"]:
+            planner.refuse(disk["path"], [head + ". Its PV %s is bound to claim %s: the volume of a bound PV is "
+                                          "never made again on another disk; point device back at the old disk, "
+                                          "or free the claim first (see decommission)" % (record["pv"],
+                                                                                          record["claim"])], name)
+            return False
+        if spec["replace"] == fp:
+            entry["replaces"] = "volume %s is made again on this disk, replacing the disk with %s" % (
+                name, ", ".join(misses))
+            continue
+        stale = ("the confirmation replace: '%s' does not match this disk as it is now. " % spec["replace"]
+                 if spec["replace"] else "")
+        planner.refuse(disk["path"], [head + ". %sIf the entry should follow the old disk, point device at it; "
+                                      "if the disk was replaced on purpose and volume %s is to be made again, empty, "
+                                      "on this one, set replace: '%s' on this entry (the fingerprint of this disk "
+                                      "now)" % (stale, name, fp)], name, fingerprint=fp)
+        return False
+    return True
 
 
 def _ours_partition_state(planner, spec, name, tentry, part):
@@ -767,12 +905,24 @@ def _plan_adopt(planner, spec, disk, names, entry):
 def _plan_new(planner, spec, disk, names, entry, confirmed):
     """A disk that is blank (no signature, no use, zero where sampled) or is to be wiped."""
     data = _data_reasons(disk)
-    if disk["eligible"] and not planner.sample(disk["path"], disk["size"])["zero"]:
-        data.append("holds unrecognised data (no signature, but not zero where sampled)")
+    if disk["eligible"]:
+        proof = spec["blank_proof"]
+        if planner.sample(disk["path"], disk["size"], proof)["zero"]:
+            entry["blank_proof"] = planner.blank_words(disk["path"], disk["size"], proof)
+        else:
+            data.append("holds unrecognised data (%s)" % planner.blank_words(disk["path"], disk["size"], proof))
     if data or not disk["eligible"]:
-        if carries_ours(disk):
-            data.append("it carries partitions of localpv.rollout volumes %s, not %s" % (
-                ", ".join(labels_on(disk)), ", ".join(names)))
+        ours = _ours_words(planner, spec, disk, names)
+        if ours and not confirmed and not ours_for(disk, names):
+            own = [partition_label(n) for n in names]
+            others = [label for label in labels_on(disk) if planner.wants(label) and label not in own]
+            if others:
+                # the disk is another wanted volume of ours: naming it is the answer, a wipe offer never is
+                planner.refuse(disk["path"], [ours, "it is not erased while an entry of this host still wants it; "
+                                              "point the entry for %s at its own disk" % names[0]], names[0])
+                return
+        if ours:
+            data.insert(0, ours)
         hard = _hard_reasons(disk)
         if hard:
             planner.refuse(disk["path"], hard + data, names[0])
@@ -800,6 +950,34 @@ def _plan_new(planner, spec, disk, names, entry, confirmed):
         volume["partuuid"] = part["partuuid"]
         planner.plan["volumes"].append(volume)
     planner.plan["disks"].append(entry)
+
+
+def _volumes_of(disk):
+    """Our volume names on a disk, from its partition names (hashed long names stay labels)."""
+    return [label[len(hv.PARTITION_LABEL_PREFIX):] if label.startswith(hv.PARTITION_LABEL_PREFIX) else label
+            for label in labels_on(disk)]
+
+
+def _ours_words(planner, spec, disk, names):
+    """What a disk that carries volumes of ours is, said before any offer to erase it; "" when it carries none.
+    A change of partition count or of names is named as such."""
+    if not carries_ours(disk):
+        return ""
+    have = _volumes_of(disk)
+    wanted_elsewhere = [v for v, label in zip(have, labels_on(disk)) if planner.wants(label)
+                        and label not in [partition_label(n) for n in names]]
+    if ours_for(disk, names):
+        return "it carries volume(s) %s of this entry" % ", ".join(have)
+    if wanted_elsewhere:
+        return "this is volume %s of this host; the entry for %s now points at it" % (
+            ", ".join(wanted_elsewhere), ", ".join(names))
+    base = spec.get("name") or spec.get("name_prefix") or names[0]
+    if len(have) != len(names) and all(v == base or v.startswith(base + "-") for v in have):
+        return ("it carries volume(s) %s (%d partition(s)); the entry asks for %d partition(s) (%s): changing a "
+                "disk's partition count destroys every volume on it" % (", ".join(have), len(have), len(names),
+                                                                        ", ".join(names)))
+    return "it carries localpv.rollout volume(s) %s, which no entry of this host names (the entry wants %s)" % (
+        ", ".join(have), ", ".join(names))
 
 
 def _adoptable(disk, count, spec):
@@ -890,7 +1068,7 @@ def refusal_message(plan):
 def _render_disk(entry, vols, after):
     head = "%s (%s, %d bytes)" % (entry["disk"], entry["stable_id"] or "no stable id", entry["size"])
     if not after and entry["state"] in ("new", "wipe"):
-        return ["%s: %s" % (head, "blank" if entry["state"] == "new" else
+        return ["%s: %s" % (head, "blank (%s)" % entry.get("blank_proof", "no signature") if entry["state"] == "new" else
                             "holds data (to be wiped, confirmed fingerprint %s)" % entry.get("fingerprint"))]
     lines = ["%s: gpt" % head if entry["state"] != "adopt" or vols[0]["partition"] else head]
     for volume in vols:
