@@ -263,6 +263,14 @@ def labels_on(disk):
     return [entry.get("name") or "" for entry in sorted(disk["partition_table"], key=lambda e: e["number"])]
 
 
+def stale_partitions(disk):
+    """Kernel partitions of ``disk`` that its partition table does not list as they
+    are (a table rewritten or a disk re-attached without the kernel told): these
+    are stale entries, not data. Returns their names."""
+    table = set((e["number"], e.get("start", 0) * devices.SECTOR, e.get("size")) for e in disk["partition_table"])
+    return [p["name"] for p in disk["partitions"] if (p["number"], p["start"], p["size"]) not in table]
+
+
 def ours_for(disk, names):
     """Whether the disk carries exactly our partitions for the volumes ``names``."""
     table = disk["partition_table"]

@@ -768,3 +768,13 @@ def test_blank_proof_full_is_asked_of_the_sampler():
     assert asked == ["full"] and "the whole device (600 MiB) read, all zero" in dp.render(p, after=False)
     bad = plan("blank", [{"name": "ssd0", "device": "/dev/loop0", "blank_proof": "some"}])
     assert "blank_proof 'some' is not one of spread, full" in reasons(bad)
+
+
+def test_kernel_partitions_the_table_does_not_list_are_stale():
+    ours = devices.build(recorded("ours_two_ext4"))[0]
+    assert ours["name"] == "loop0" and dp.stale_partitions(ours) == []
+    raw = recorded("ours_two_ext4")
+    raw["tables"]["loop0"] = raw["tables"]["loop0"][:1]
+    assert dp.stale_partitions(devices.build(raw)[0]) == ["loop0p2"]
+    raw["tables"]["loop0"] = []
+    assert dp.stale_partitions(devices.build(raw)[0]) == ["loop0p1", "loop0p2"]
