@@ -679,14 +679,14 @@ def test_a_path_that_now_leads_to_a_blank_disk_is_refused_naming_old_and_new():
     assert p["disks"] == [] and p["volumes"] == []
     assert "volume ssd0 was made on a disk with filesystem UUID %s (recorded in /etc/fstab)" % OLD_FS in text
     assert "now leads to /dev/loop0 (loop:/srv/disks/a.img, 600 MiB), blank, which does not carry it" in text
-    assert "the disk with those ids is still on this host: /dev/loop7 (loop:/srv/disks/old.img, 600 MiB)" in text
+    assert "The disk with those ids is still on this host: /dev/loop7 (loop:/srv/disks/old.img, 600 MiB)" in text
     assert "set replace: '%s' on this entry" % p["refusals"][0]["fingerprint"] in text
     assert where.seen == [{"fs_uuid": OLD_FS, "partuuid": None, "stable_id": None}]
 
 
 def test_the_old_disk_gone_is_said():
     p = plan_with("blank", [{"name": "ssd0", "device": "/dev/loop0"}], fstab=FSTAB_SSD0, locate=located())
-    assert "no disk of this host carries those ids now (the old disk is gone" in reasons(p)
+    assert "No disk of this host carries those ids now (the old disk is gone" in reasons(p)
 
 
 def test_replace_with_the_new_disks_fingerprint_makes_the_volume_again():
@@ -717,7 +717,7 @@ def test_the_pvs_record_alone_proves_a_block_volume():
     moved = plan_with("blank", [{"name": "raw0", "device": "/dev/loop0", "mode": "block"}], recorded=rec)
     assert "volume raw0 was made on a disk with partition UUID 9bd69b12-fcbd-874d-9237-6196037f06e3 (recorded " \
         "in PV local-node1-raw0)" in reasons(moved)
-    assert "whether the old disk is still on this host was not looked for" in reasons(moved)
+    assert "Whether the old disk is still on this host was not looked for" in reasons(moved)
 
 
 def test_a_volume_on_its_own_disk_passes_and_a_new_stable_id_alone_is_no_mismatch():
