@@ -802,6 +802,13 @@ def _identity_proven(planner, spec, disk, names, entry):
                 "%s, which does not carry %s. %s" % (
                     name, ", ".join(misses), " and ".join(record["where"]) or "the inventory", spec["device"],
                     _describe_disk(disk), content, "them" if len(misses) > 1 else "it", old))
+        own = [partition_label(n) for n in names]
+        if any(planner.wants(label) and label not in own for label in labels_on(disk)):
+            # another volume this host still wants: say so, and never offer to make ours again over it
+            planner.refuse(disk["path"], [head + ". %s; it is not made again while an entry of this host still "
+                                          "wants it: point the entry for %s back at its own disk" % (
+                                              _ours_words(planner, spec, disk, names).capitalize(), name)], name)
+            return False
         if record["claim"]:
             planner.refuse(disk["path"], [head + ". Its PV %s is bound to claim %s: the volume of a bound PV is "
                                           "never made again on another disk; point device back at the old disk, "

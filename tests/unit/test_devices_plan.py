@@ -778,3 +778,15 @@ def test_kernel_partitions_the_table_does_not_list_are_stale():
     assert dp.stale_partitions(devices.build(raw)[0]) == ["loop0p2"]
     raw["tables"]["loop0"] = []
     assert dp.stale_partitions(devices.build(raw)[0]) == ["loop0p1", "loop0p2"]
+
+
+def test_a_path_that_now_leads_to_another_wanted_volume_names_it_and_offers_no_replace():
+    fstab = "UUID=0e0e0e0e-0000-4000-8000-000000000001 /mnt/disks/other-1 ext4 defaults,nofail 0 2\n"
+    entries = [{"name": "other", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"},
+               {"name": "data0", "device": "/dev/loop9", "partitions": 2, "fstype": "ext4"}]
+    p = plan_with("ours_two_ext4", entries, fstab=fstab, locate=located("/dev/loop9"))
+    (mine,) = [r for r in p["refusals"] if r["disk"] == "/dev/loop0"]
+    text = "; ".join(mine["reasons"])
+    assert "volume other-1 was made on a disk with filesystem UUID 0e0e0e0e-0000-4000-8000-000000000001" in text
+    assert "This is volume data0-1, data0-2 of this host; the entry for other-1, other-2 now points at it" in text
+    assert "replace:" not in text and "fingerprint" not in mine
