@@ -32,7 +32,7 @@ description:
     interrupted run, disk moved to this node) and never formatted again. A partition of ours is
     formatted only when it carries no signature AND the blank proof finds only zeros there, as a run
     interrupted before mkfs leaves it; anything else holds data. A disk without any signature is taken as
-    blank only when the blank proof finds zeros too (O(disks[].blank_proof): by default both 8 MiB ends and
+    blank only when the blank proof finds zeros too (O(disks[].blank_proof) - by default both 8 MiB ends and
     256 regions of 64 KiB spread so that no two reads are farther apart than 1/256 of the disk; V(full)
     reads every byte). The plan and every refusal say what was read.
   - A volume's disk is proven on every run. The disk an entry's device leads to must carry the ids recorded
