@@ -452,12 +452,14 @@ def disks_to_probe(disks, entries):
 
 
 def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", links=None, isdir=None,
-              sampler=None, dir_entries=None, locate=None):
+              sampler=None, dir_entries=None, locate=None, kind_at=None):
     """The whole plan of one host. Returns a dict with ``refusals`` (empty = go).
 
     ``links`` maps block-volume paths to where their symlink points now;
     ``isdir`` tells whether a bind source exists (default: ``os.path.isdir``);
     ``dir_entries(path)`` lists a directory (default: ``mounts.directory_entries``);
+    ``kind_at(path)`` says what is at a path without following a symlink (default:
+    ``mounts.kind_at``);
     ``sampler(path, size, proof=)`` reads a device's content (``host_volumes.sample``);
     without it no device counts as blank. ``options["recorded"]`` maps volume names
     to the ids their PVs recorded (:func:`recorded_identity`); ``locate(ids)`` names
@@ -484,7 +486,8 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
         volume["needs_source"] = not (isdir or os.path.isdir)(source)
         plan["volumes"].append(volume)
     _check_names_and_sizes(planner, mount_root)
-    _mark_mount_state(planner, fstab_text, mountinfo_text, links or {}, dir_entries or mount_rules.directory_entries)
+    _mark_mount_state(planner, fstab_text, mountinfo_text, links or {}, dir_entries or mount_rules.directory_entries,
+                      kind_at or mount_rules.kind_at)
     for volume, reason in shared_bind_sources(plan["volumes"], devices.parse_mountinfo(mountinfo_text or "")):
         planner.refuse(volume["source"], [reason], volume["name"])
     plan["changed"] = bool(any(d["actions"] for d in plan["disks"])
@@ -1029,15 +1032,24 @@ def _link_target(planner, volume):
     return None
 
 
-def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries):
+def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries, kind_at):
     """Which volumes need their fstab line/mount (or block symlink) made. A mount point
-    that is not mounted and holds files, and one a new volume would find mounted from
-    something else, are refused here already, before any disk is written (volume_mounts
-    applies the same rules again right before it mounts)."""
+    that is not mounted and holds files, one a new volume would find mounted from
+    something else, and a mount point or link path that is something else (a symlink
+    where a directory belongs, a file) are refused here already, before any disk is
+    written, in check mode too (volume_mounts applies the same rules again right
+    before it mounts)."""
     fstab = devices.parse_fstab(fstab_text or "")
     mounts = devices.parse_mountinfo(mountinfo_text or "")
     for volume in planner.plan["volumes"]:
         path = volume["path"]
+        kind = kind_at(path)
+        if volume["mode"] == "block" and kind not in (None, "symlink"):
+            planner.refuse(path, ["%s is a %s where the link of block volume %s belongs; move it away and run "
+                                  "again" % (path, kind, volume["name"])], volume["name"])
+        elif volume["mode"] != "block" and kind not in (None, "directory"):
+            planner.refuse(path, ["%s is a %s, not a directory to mount volume %s on; move it away and run again" % (
+                path, kind, volume["name"])], volume["name"])
         if volume["mode"] == "block":
             volume["link_target"] = _link_target(planner, volume)
             volume["needs_link"] = links.get(path) != volume["link_target"]

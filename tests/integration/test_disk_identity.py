@@ -283,3 +283,22 @@ def test_a_partition_count_change_is_named_as_such(node):
     assert "localpv-lpvtc, not" not in out
     assert after == before
     record(node, "partition count 1 -> 2", before[disk], after[disk], out)
+
+
+# --- issue 27: check mode predicts mount-point refusals --------------------------------
+
+@pytest.mark.parametrize("check", [True, False], ids=["check-diff", "real-run"])
+def test_a_symlinked_mount_point_is_refused_before_any_disk_is_written(node, check):
+    a, b = node.disks
+    node.sh("mkdir -p %s && ln -sfn /etc %s/lpvtn" % (ROOT, ROOT))
+    try:
+        before = node.whole(a, b)
+        out = refused(node.play([{"name": "lpvto", "device": a}, {"name": "lpvtn", "device": b}],
+                                *(("--check", "--diff") if check else ())))
+        after = node.whole(a, b)
+        assert "%s/lpvtn is a symlink, not a directory to mount volume lpvtn on" % ROOT in out
+        assert "nothing was written to any disk of this host" in out
+        assert after == before
+        record(node, "symlinked mount point (%s)" % ("check" if check else "run"), before, after, out)
+    finally:
+        node.sh("rm -f %s/lpvtn" % ROOT)

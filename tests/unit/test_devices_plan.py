@@ -790,3 +790,17 @@ def test_a_path_that_now_leads_to_another_wanted_volume_names_it_and_offers_no_r
     assert "volume other-1 was made on a disk with filesystem UUID 0e0e0e0e-0000-4000-8000-000000000001" in text
     assert "This is volume data0-1, data0-2 of this host; the entry for other-1, other-2 now points at it" in text
     assert "replace:" not in text and "fingerprint" not in mine
+
+
+def test_a_mount_point_that_is_a_symlink_or_a_file_is_refused_before_any_disk_is_written():
+    """Issue 27: a symlinked /mnt/disks/<name> was found only after both new disks were formatted."""
+    raw = recorded("blank")
+    kinds = {"/mnt/disks/new0": "symlink", "/mnt/disks/raw0": "file"}
+    entries = [{"name": "new0", "device": "/dev/loop0"}]
+    p = dp.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks"}, "", raw["mountinfo"],
+                     isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, kind_at=kinds.get)
+    assert "/mnt/disks/new0 is a symlink, not a directory to mount volume new0 on; move it away" in reasons(p)
+    block = dp.make_plan("node1", devices.build(raw), [{"name": "raw0", "device": "/dev/loop0", "mode": "block"}],
+                         {"mount_root": "/mnt/disks", "allow_kernel_names": True}, "", raw["mountinfo"],
+                         isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, kind_at=kinds.get)
+    assert "/mnt/disks/raw0 is a file where the link of block volume raw0 belongs" in reasons(block)
