@@ -308,6 +308,22 @@ def fingerprint(disk, content=""):
     return digest[:FINGERPRINT_LENGTH]
 
 
+def partition_fingerprint(disk, numbers, contents):
+    """Like :func:`fingerprint`, for erasing only the partitions ``numbers`` of
+    ``disk``: the disk's stable id and size, and of each partition its place, name,
+    UUID, signatures and ``contents[number]`` (a digest of its sampled bytes)."""
+    parts = dict((p["number"], p) for p in disk["partitions"])
+    table = dict((e["number"], e) for e in disk["partition_table"])
+    identity = {
+        "id": disk["stable_id"], "size": disk["size"],
+        "partitions": [[n, table[n].get("start"), table[n].get("sectors"), table[n].get("name") or "",
+                        (table[n].get("uuid") or "").lower(), _sig_keys(parts[n]["signatures"]),
+                        contents.get(n, "")] for n in sorted(numbers)],
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+    return digest[:FINGERPRINT_LENGTH]
+
+
 def _hard_reasons(disk, skip=()):
     """Reasons no wipe clears (mounted, held, opened, system...), by code."""
     return [msg for code, msg in zip(disk["reason_codes"], disk["reasons"])
@@ -713,8 +729,8 @@ def _plan_disk(planner, spec, disk, names):
     if not _identity_proven(planner, spec, disk, names, entry):
         return
     confirmed = not disk["eligible"] and planner.confirmed(spec, disk)
-    if ours_for(disk, names) and not confirmed:
-        _plan_ours(planner, spec, disk, names, entry)
+    if ours_for(disk, names):
+        _plan_ours(planner, spec, disk, names, entry, confirmed)
     elif spec["adopt"]:
         _plan_adopt(planner, spec, disk, names, entry)
     else:
@@ -858,24 +874,38 @@ def _ours_partition_state(planner, spec, name, tentry, part):
     return "existing", None
 
 
-def _plan_ours(planner, spec, disk, names, entry):
+def _erasable_alone(spec, tentry, part):
+    """Whether one partition of ours may be erased and formatted again without its disk:
+    a filesystem volume's partition the kernel knows, that nothing uses."""
+    return (spec["mode"] == "filesystem" and (tentry.get("type") or "").upper() != BLOCK_VOLUME_TYPE
+            and part is not None and part["signatures"] is not None and not part["mounts"]
+            and not part["holders"] and not part.get("openers") and not part["swap"])
+
+
+def _plan_ours(planner, spec, disk, names, entry, confirmed=False):
     reasons = _ours_reasons(disk, names, [os.path.join(planner.plan["mount_root"], n) for n in names])
     if reasons:
-        planner.refuse(disk["path"], reasons, names[0])
+        if confirmed:   # the whole disk is confirmed: its own checks refuse what is in use
+            _plan_new(planner, spec, disk, names, entry, confirmed)
+        else:
+            planner.refuse(disk["path"], reasons, names[0])
         return
     entry["state"] = "ours"
     table = sorted(disk["partition_table"], key=lambda e: e["number"])
     nodes = dict((p["number"], p) for p in disk["partitions"])
     if any(e["number"] not in nodes for e in table):
         entry["actions"].append("register")
-    volumes, problems = [], []
+    volumes, problems, damaged, healthy = [], [], [], []
     for name, tentry in zip(names, table):
         part = nodes.get(tentry["number"])
         path = part["path"] if part else partition_path(disk["path"], tentry["number"])
         state, problem = _ours_partition_state(planner, spec, name, tentry, part)
         if problem:
             problems.append(problem)
+            damaged.append((name, tentry, part, path))
             continue
+        if state == "existing":
+            healthy.append(name)
         if state == "format":
             entry["actions"].append("mkfs %s" % path)
             if part and part.get("openers"):
@@ -885,12 +915,62 @@ def _plan_ours(planner, spec, disk, names, entry):
                          device=path, label=tentry.get("name"), dev=part["dev"] if part else None)
         volume["partuuid"] = (tentry.get("uuid") or "").lower() or None
         volumes.append(volume)
-    if problems:
+    if problems and healthy:
+        # A sibling volume of ours on this disk is intact and wanted: only the damaged
+        # partitions may be erased, never the whole disk.
+        volumes += _erase_alone(planner, spec, disk, entry, damaged, problems, healthy)
+        if entry.get("refused"):
+            return
+    elif problems:
+        if confirmed:
+            # every volume of the disk is to go: the whole-disk confirmation applies
+            entry.update(state=None, actions=[])
+            _plan_new(planner, spec, disk, names, entry, confirmed)
+            return
         planner.refuse(disk["path"], problems + [planner.confirmation_needed(spec, disk)], names[0],
                        fingerprint=planner.fingerprint(disk))
         return
-    planner.plan["volumes"] += volumes
+    planner.plan["volumes"] += sorted(volumes, key=lambda v: v["partition"])
     planner.plan["disks"].append(entry)
+
+
+def _erase_alone(planner, spec, disk, entry, damaged, problems, healthy):
+    """The damaged partitions of a disk whose other volumes are intact: erased and made
+    again when ``wipe:`` confirms exactly them (their fingerprint), else refused with
+    that confirmation. Returns their volumes; sets ``entry["refused"]`` on refusal."""
+    subject = disk["path"]
+    kept = "volume(s) %s on the same disk are intact and kept" % ", ".join(healthy)
+    if not all(_erasable_alone(spec, tentry, part) for _n, tentry, part, _p in damaged):
+        entry["refused"] = True
+        planner.refuse(subject, problems + ["%s, so the whole disk is never erased; a partition is erased alone only "
+                                            "when it is a filesystem volume the kernel knows and nothing uses" % kept],
+                       damaged[0][0])
+        return []
+    contents = dict((part["number"], planner.sample(path, part["size"])["digest"]) for _n, _t, part, path in damaged)
+    pfp = partition_fingerprint(disk, contents.keys(), contents)
+    if not (planner.allow_wipe and spec["wipe"] == pfp):
+        keys = "wipe: '%s' on this entry%s" % (pfp, "" if planner.allow_wipe else
+                                                 " and localpv_allow_wipe: true for the run")
+        entry["refused"] = True
+        planner.refuse(subject, problems + ["erasing only %s (volume(s) %s) and making %s again needs %s (the "
+                                            "fingerprint of those partitions now); %s" % (
+                                                ", ".join(p for _n, _t, _part, p in damaged),
+                                                ", ".join(n for n, _t, _part, _p in damaged),
+                                                "it" if len(damaged) == 1 else "them", keys, kept)],
+                       damaged[0][0], fingerprint=pfp)
+        return []
+    entry["partition_fingerprint"] = pfp
+    entry["erase"] = [p for _n, _t, _part, p in damaged]
+    entry["actions"].append("wipe %s" % ", ".join(entry["erase"]))
+    out = []
+    for name, tentry, part, path in damaged:
+        entry["actions"].append("mkfs %s" % path)
+        volume = _volume(spec, name, spec["mode"], "format", disk=disk, number=tentry["number"], size=tentry["size"],
+                         fstype=spec["fstype"], device=path, label=tentry.get("name"), dev=part["dev"])
+        volume["partuuid"] = (tentry.get("uuid") or "").lower() or None
+        volume["erase"] = True
+        out.append(volume)
+    return out
 
 
 def _plan_adopt(planner, spec, disk, names, entry):
@@ -1239,6 +1319,15 @@ def _verify_unchanged(entry, fresh, sampler, log):
         hard = _hard_reasons(fresh, skip=("mounted", "exclusive", "opened"))
         if labels_on(fresh) != [partition_label(n) for n in entry["volumes"]]:
             hard.append("its partition names are now %s" % ", ".join(labels_on(fresh)))
+        if entry.get("erase"):
+            parts = dict((p["path"], p) for p in fresh["partitions"])
+            contents = dict((parts[p]["number"], sampler(p, parts[p]["size"])["digest"])
+                            for p in entry["erase"] if p in parts)
+            now = partition_fingerprint(fresh, contents.keys(), contents) if len(contents) == len(entry["erase"]) \
+                else "gone"
+            if now != entry["partition_fingerprint"]:
+                hard.append("%s changed since the plan was made (fingerprint %s, confirmed %s); not erased" % (
+                    ", ".join(entry["erase"]), now, entry["partition_fingerprint"]))
     if hard:
         raise PrepareError("%s right before writing: %s." % (disk, "; ".join(hard)),
                            written=bool(log))
@@ -1265,6 +1354,11 @@ def _apply_disk(plan, entry, tools, stop_after, stop):
             _verify_unchanged(entry, fresh, sampler, log)
             if "wipe" in entry["actions"]:
                 _wipe_disk(fresh, run, log)
+            for path in entry.get("erase") or ():
+                why = _in_use_now(path)
+                if why:
+                    raise PrepareError("%s right before erasing: %s" % (path, "; ".join(why)), written=bool(log))
+                log += hv.erase(path, run)
             _write_table(plan, entry, run, sfdisk, log)
             if stop_after != "partition":
                 _make_filesystems(plan, entry["disk"], run, sampler, log)
@@ -1369,7 +1463,7 @@ def _make_filesystems(plan, disk, run, sampler, log):
         else:
             why = _in_use_now(device)
             # made in this run: blank by construction; left by an earlier run: prove it
-            if volume["state"] == "format" and not sampler(device, volume["size"])["zero"]:
+            if volume["state"] == "format" and not volume.get("erase") and not sampler(device, volume["size"])["zero"]:
                 why.append("holds unrecognised data (no signature, but not zero where sampled)")
             if why:
                 raise PrepareError("%s (volume %s) right before mkfs: %s; not formatted." % (

@@ -804,3 +804,50 @@ def test_a_mount_point_that_is_a_symlink_or_a_file_is_refused_before_any_disk_is
                          {"mount_root": "/mnt/disks", "allow_kernel_names": True}, "", raw["mountinfo"],
                          isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, kind_at=kinds.get)
     assert "/mnt/disks/raw0 is a file where the link of block volume raw0 belongs" in reasons(block)
+
+
+# --- issue 27: a wipe covers only the volumes it names ----------------------------------
+
+def _one_retired():
+    """data0-1's partition lost its filesystem but kept data (a retirement with wipe); data0-2 is intact."""
+    return without_signatures(recorded("ours_two_ext4"), "loop0p1")
+
+
+def _plan_split(raw, wipe=False, allow_wipe=True):
+    entry = {"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}
+    if wipe:
+        entry["wipe"] = wipe
+    return dp.make_plan("node1", devices.build(raw), [entry], {"mount_root": "/mnt/disks", "allow_wipe": allow_wipe},
+                        "", raw["mountinfo"], isdir=lambda p: True, sampler=zeros(["/dev/loop0p1", "/dev/loop0"]),
+                        dir_entries={}.get)
+
+
+def test_a_damaged_volume_beside_an_intact_one_is_offered_a_wipe_of_its_partition_only():
+    p = _plan_split(_one_retired())
+    (refusal,) = p["refusals"]
+    text = "; ".join(refusal["reasons"])
+    assert "partition /dev/loop0p1 of volume data0-1 holds unrecognised data" in text
+    assert "erasing only /dev/loop0p1 (volume(s) data0-1) and making it again needs wipe: '%s' on this entry" % (
+        refusal["fingerprint"]) in text
+    assert "volume(s) data0-2 on the same disk are intact and kept" in text
+    disk = devices.build(_one_retired())[0]
+    assert refusal["fingerprint"] != dp.fingerprint(disk, "d-/dev/loop0")
+
+
+def test_the_partition_confirmation_erases_that_partition_and_keeps_its_sibling():
+    pfp = _plan_split(_one_retired())["refusals"][0]["fingerprint"]
+    p = _plan_split(_one_retired(), wipe=pfp)
+    assert p["refusals"] == [], reasons(p)
+    (entry,) = p["disks"]
+    assert entry["erase"] == ["/dev/loop0p1"] and "wipe /dev/loop0p1" in entry["actions"]
+    assert "partition" not in entry["actions"] and "wipe" not in entry["actions"]
+    assert [(v["name"], v["state"], bool(v.get("erase"))) for v in p["volumes"]] == [
+        ("data0-1", "format", True), ("data0-2", "existing", False)]
+    assert _plan_split(_one_retired(), wipe=pfp, allow_wipe=False)["refusals"]
+
+
+def test_a_whole_disk_confirmation_never_erases_an_intact_sibling():
+    disk = devices.build(_one_retired())[0]
+    whole = dp.fingerprint(disk, "d-/dev/loop0")
+    p = _plan_split(_one_retired(), wipe=whole)
+    assert p["disks"] == [] and "erasing only /dev/loop0p1" in reasons(p)
