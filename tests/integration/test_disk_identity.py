@@ -304,3 +304,34 @@ def test_a_symlinked_mount_point_is_refused_before_any_disk_is_written(node, che
         record(node, "symlinked mount point (%s)" % ("check" if check else "run"), before, after, out)
     finally:
         node.sh("rm -f %s/lpvtn" % ROOT)
+
+
+# --- issue 27: a wipe covers only the volumes it names -----------------------------------
+
+def test_a_volume_retired_with_wipe_on_a_split_disk_is_made_again_alone(node):
+    disk = node.disks[0]
+    entry = {"name": "lpvtd", "device": disk, "partitions": 2, "fstype": "ext4"}
+    ok(node.play([entry]))
+    # a tenant's data filling much of lpvtd-1 (the issue's case: about 970 MiB of it stayed after the wipe)
+    node.sh("dd if=/dev/urandom of=%s/lpvtd-1/data bs=1M count=400 conv=fsync status=none && "
+            "echo two > %s/lpvtd-2/data && sync" % (ROOT, ROOT))
+    # lpvtd-1 retired with wipe, as decommission leaves it: unmounted, out of fstab, signatures and first MiB gone
+    node.sh("umount %s/lpvtd-1 %s/lpvtd-2 && wipefs -a -q %sp1 && dd if=/dev/zero of=%sp1 bs=1M count=1 "
+            "conv=fsync status=none && sed -i '\\#%s/lpvtd-1 #d' /etc/fstab" % (ROOT, ROOT, disk, disk, ROOT))
+    two_uuid = node.findmnt(ROOT + "/lpvtd-2")
+    before = node.whole(disk)
+    out = refused(node.play([entry], "--check", "--diff", localpv_allow_wipe=True))
+    assert "partition %sp1 of volume lpvtd-1 holds unrecognised data" % disk in out
+    assert "volume(s) lpvtd-2 on the same disk are intact and kept" in out
+    pfp = re.findall(r"erasing only %sp1 \(volume\(s\) lpvtd-1\) and making it again needs wipe: '([0-9a-f]{16})'"
+                     % re.escape(disk), out)
+    assert pfp, out[-3000:]
+    assert node.whole(disk) == before
+    record(node, "split disk, one volume retired with wipe", before[disk], node.whole(disk)[disk], out)
+    made = ok(node.play([dict(entry, wipe=pfp[0])], localpv_allow_wipe=True))
+    states = dict((v["name"], v["state"]) for v in made.volumes)
+    assert states == {"lpvtd-1": "formatted", "lpvtd-2": "existing"}, states
+    assert node.sh("cat %s/lpvtd-2/data" % ROOT).stdout.strip() == "two"
+    assert node.sh("ls %s/lpvtd-1" % ROOT).stdout.split() == ["lost+found"]
+    assert two_uuid is None and node.findmnt(ROOT + "/lpvtd-2") is not None
+    assert ok(node.play([dict(entry, wipe=pfp[0])], localpv_allow_wipe=True)).host["changed"] == 0
