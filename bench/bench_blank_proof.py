@@ -120,8 +120,8 @@ def main():
                 "spread, %d x %s" % (runs[0][2], hv.human_bytes(length)), seconds, hv.human_bytes(runs[0][1]),
                 full / seconds if seconds else float("inf"), "%.2f s (fixed)" % seconds))
         rate = full_read / full if full else float("inf")
-        print("%-26s %10.3f %12s %10s %14s" % ("full", full, hv.human_bytes(full_read), "1x",
-                                              "%.0f s (%.0f MiB/s)" % (TIB / rate, rate / (1 << 20))))
+        per_tib = "%.0f s (%.0f MiB/s)" % (TIB / rate, rate / (1 << 20))
+        print("%-26s %10.3f %12s %10s %14s" % ("full", full, hv.human_bytes(full_read), "1x", per_tib))
     finally:
         subprocess.run(["losetup", "-d", loop], check=False)
         os.unlink(image)

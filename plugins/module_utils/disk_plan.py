@@ -949,8 +949,8 @@ def _erase_alone(planner, spec, disk, entry, damaged, problems, healthy):
     contents = dict((part["number"], planner.sample(path, part["size"])["digest"]) for _n, _t, part, path in damaged)
     pfp = partition_fingerprint(disk, contents.keys(), contents)
     if not (planner.allow_wipe and spec["wipe"] == pfp):
-        keys = "wipe: '%s' on this entry%s" % (pfp, "" if planner.allow_wipe else
-                                                 " and localpv_allow_wipe: true for the run")
+        run_key = "" if planner.allow_wipe else " and localpv_allow_wipe: true for the run"
+        keys = "wipe: '%s' on this entry%s" % (pfp, run_key)
         entry["refused"] = True
         planner.refuse(subject, problems + ["erasing only %s (volume(s) %s) and making %s again needs %s (the "
                                             "fingerprint of those partitions now); %s" % (

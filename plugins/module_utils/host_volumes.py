@@ -39,6 +39,7 @@ SPREAD_REGIONS = 256
 SAMPLE_LENGTH = 64 * 1024
 FULL_CHUNK = 4 * MIB
 
+
 class VolumeError(Exception):
     """A host step that must not go on, said for a human; ``code`` says what kind."""
 
