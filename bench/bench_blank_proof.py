@@ -27,12 +27,13 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-import conftest  # noqa: E402,F401  (puts this checkout's collection on sys.path)
+import conftest  # noqa: E402  (puts this checkout's collection on sys.path)
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices  # noqa: E402
 from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv  # noqa: E402
 
 TIB = 1 << 40
+COLLECTIONS = conftest.COLLECTIONS  # where this checkout's collection is imported from
 
 
 def drop_cache(*paths):
@@ -48,7 +49,7 @@ def make_disk(directory, size):
     image = os.path.join(directory, "blank-proof.img")
     with open(image, "wb") as handle:
         chunk = b"\0" * (4 << 20)
-        for _ in range(size // len(chunk)):
+        for _chunk in range(size // len(chunk)):
             handle.write(chunk)
         handle.flush()
         os.fsync(handle.fileno())

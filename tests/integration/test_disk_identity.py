@@ -16,16 +16,29 @@ import subprocess
 import pytest
 
 import test_disk_prep
-from pv_helpers import delete_pvs, local_pv, module, now_rfc3339, writes_by_us
+from kubernetes import client
+from pv_helpers import delete_pvs, local_pv, module, now_rfc3339, unique, writes_by_us
 from test_disk_prep import HOST, ROOT, ok, refused
 from test_disk_safety import _backing, _reattach, record
-from test_local_pv import namespace, prebind  # noqa: F401  (fixture)
+from test_local_pv import prebind
 
 from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
 
 node = test_disk_prep.node
 MIB = 1 << 20
+
+
+@pytest.fixture
+def namespace(kube):
+    """A namespace of the test's own for its claims; removed with them."""
+    core = client.CoreV1Api(kube)
+    ns = unique("pvt-")
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    yield ns
+    for pvc in core.list_namespaced_persistent_volume_claim(ns).items:
+        core.delete_namespaced_persistent_volume_claim(pvc.metadata.name, ns)
+    core.delete_namespace(ns)
 
 
 def replace_in(text):
@@ -145,7 +158,7 @@ def _register(lab, tmp_path, node_name, vol):
 
 
 def test_a_bound_pvs_volume_is_never_made_again_on_a_re_pointed_disk(lab, kube, tmp_path, node, registered,
-                                                                       namespace):  # noqa: F811
+                                                                       namespace):
     node_name = lab.node(HOST)["node_name"]
     disk, vol = _volume_with_data(node, "lpvtb")
     pv = v.pv_name(node_name, "lpvtb")
