@@ -157,8 +157,8 @@ def _register(lab, tmp_path, node_name, vol):
     return item
 
 
-def test_a_bound_pvs_volume_is_never_made_again_on_a_re_pointed_disk(lab, kube, tmp_path, node, registered,
-                                                                       namespace):
+def test_a_bound_pvs_volume_is_never_made_again_on_a_re_pointed_disk(
+        lab, kube, tmp_path, node, registered, namespace):
     node_name = lab.node(HOST)["node_name"]
     disk, vol = _volume_with_data(node, "lpvtb")
     pv = v.pv_name(node_name, "lpvtb")
