@@ -55,7 +55,7 @@ EXPECT_KEYS = ("size", "model", "serial", "wwn", "fs_uuid", "fs_label")
 MATCH_KEYS = ("rotational", "min_size", "max_size", "model", "count")
 SPEC_KEYS = ("name", "device", "match", "name_prefix", "bind", "mode", "fstype", "mkfs_options",
              "mount_options", "partitions", "storage_class", "wipe", "adopt", "expect", "capacity_from",
-             "labels", "reclaim_policy", "capacity")
+             "labels", "reclaim_policy", "capacity", "replace", "blank_proof")
 DEFAULT_MOUNT_OPTIONS = "defaults,nofail"
 # GPT partition types: a filesystem volume is "Linux filesystem data"; a raw block
 # volume gets a type of its own, so that a change of mode is seen on the disk.
@@ -95,6 +95,8 @@ def _spec_values(entry, index, defaults, kinds):
         "capacity_from": entry.get("capacity_from") or defaults.get("capacity_from") or "filesystem",
         "labels": entry.get("labels") or {},
         "match": entry.get("match") or {},
+        "replace": entry.get("replace"),
+        "blank_proof": entry.get("blank_proof") or defaults.get("blank_proof") or "spread",
     })
     if spec["mkfs_options"] is None:
         spec["mkfs_options"] = (defaults.get("mkfs_options") or {}).get(spec["fstype"], "")
@@ -115,7 +117,8 @@ def _wipe_value(value):
 
 def _value_errors(spec):
     errors = []
-    for key, allowed in (("mode", MODES), ("fstype", FSTYPES), ("capacity_from", CAPACITY_FROM)):
+    for key, allowed in (("mode", MODES), ("fstype", FSTYPES), ("capacity_from", CAPACITY_FROM),
+                         ("blank_proof", hv.PROOFS)):
         if spec[key] not in allowed:
             errors.append("%s %r is not one of %s" % (key, spec[key], ", ".join(allowed)))
     parts = spec["partitions"]
@@ -133,6 +136,8 @@ def _value_errors(spec):
             errors.append("expect.size: %s" % exc)
     if spec["adopt"] and spec["wipe"]:
         errors.append("adopt keeps the data and wipe destroys it: choose one")
+    if spec["replace"] is not None and not isinstance(spec["replace"], str):
+        errors.append("replace is the fingerprint of the new disk that a refusal prints, not %r" % (spec["replace"],))
     return errors
 
 
@@ -160,6 +165,8 @@ def _match_errors(spec):
         errors.append("adopt needs an explicit device, not a match")
     if isinstance(spec["wipe"], str):
         errors.append("a wipe confirmation belongs to one disk: give it on an entry with device")
+    if spec["replace"]:
+        errors.append("a replace confirmation belongs to one disk: give it on an entry with device")
     return errors
 
 
@@ -169,7 +176,7 @@ def _bind_errors(spec):
         errors.append("bind %r is not an absolute directory path" % (spec["bind"],))
     if spec["mode"] != "filesystem":
         errors.append("a bind mount is always mode filesystem")
-    for key in ("wipe", "adopt"):
+    for key in ("wipe", "adopt", "replace"):
         if spec[key]:
             errors.append("%s makes no sense for a bind mount" % key)
     return errors
@@ -258,6 +265,14 @@ def labels_on(disk):
     return [entry.get("name") or "" for entry in sorted(disk["partition_table"], key=lambda e: e["number"])]
 
 
+def stale_partitions(disk):
+    """Kernel partitions of ``disk`` that its partition table does not list as they
+    are (a table rewritten or a disk re-attached without the kernel told): these
+    are stale entries, not data. Returns their names."""
+    table = set((e["number"], e.get("start", 0) * devices.SECTOR, e.get("size")) for e in disk["partition_table"])
+    return [p["name"] for p in disk["partitions"] if (p["number"], p["start"], p["size"]) not in table]
+
+
 def ours_for(disk, names):
     """Whether the disk carries exactly our partitions for the volumes ``names``."""
     table = disk["partition_table"]
@@ -290,6 +305,22 @@ def fingerprint(disk, content=""):
                    (e.get("type") or "").upper(), (e.get("uuid") or "").lower()] for e in table],
         "partitions": [[n, _sig_keys(parts[n]["signatures"])] for n in sorted(parts)],
         "content": content or "",
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
+    return digest[:FINGERPRINT_LENGTH]
+
+
+def partition_fingerprint(disk, numbers, contents):
+    """Like :func:`fingerprint`, for erasing only the partitions ``numbers`` of
+    ``disk``: the disk's stable id and size, and of each partition its place, name,
+    UUID, signatures and ``contents[number]`` (a digest of its sampled bytes)."""
+    parts = dict((p["number"], p) for p in disk["partitions"])
+    table = dict((e["number"], e) for e in disk["partition_table"])
+    identity = {
+        "id": disk["stable_id"], "size": disk["size"],
+        "partitions": [[n, table[n].get("start"), table[n].get("sectors"), table[n].get("name") or "",
+                        (table[n].get("uuid") or "").lower(), _sig_keys(parts[n]["signatures"]),
+                        contents.get(n, "")] for n in sorted(numbers)],
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()
     return digest[:FINGERPRINT_LENGTH]
@@ -368,7 +399,7 @@ def _fs_expect_reasons(fs, expect):
 # The plan
 # --------------------------------------------------------------------------------------
 
-def _unproven(_path, _size):
+def _unproven(_path, _size, **_kwargs):
     return {"zero": False, "digest": "", "error": "not sampled"}
 
 
@@ -376,10 +407,16 @@ class _Planner:
     """The plan being made, and what deciding it needs: the run's keys and the
     content sampler (read once per device)."""
 
-    def __init__(self, plan, options, sampler):
+    def __init__(self, plan, options, sampler, fstab=(), links=None, locate=None):
         self.plan = plan
         self.allow_wipe = bool(options.get("allow_wipe"))
         self.allow_kernel_names = bool(options.get("allow_kernel_names"))
+        self.recorded = options.get("recorded") or {}
+        self.fstab = fstab
+        self.links = links or {}
+        self.locate = locate or (lambda ids: None)
+        self.wanted = set()   # partition labels of every volume an entry of this host names
+        self.prefixes = []    # partition label prefixes of the selectors
         self._sampler = sampler or _unproven
         self._samples = {}
 
@@ -389,10 +426,22 @@ class _Planner:
             refusal["fingerprint"] = fingerprint
         self.plan["refusals"].append(refusal)
 
-    def sample(self, path, size):
-        if path not in self._samples:
-            self._samples[path] = self._sampler(path, size)
-        return self._samples[path]
+    def sample(self, path, size, proof="spread"):
+        """The content read of ``path``, once per run; a full read stands for a spread one."""
+        have = self._samples.get(path)
+        if have is None or (proof == "full" and have.get("proof") != "full"):
+            have = self._sampler(path, size) if proof == "spread" else self._sampler(path, size, proof=proof)
+            self._samples[path] = have
+        return have
+
+    def blank_words(self, path, size, proof="spread"):
+        """How blank was (or was not) proven: "no signature; 256 spread regions ... read, all zero"."""
+        return "no signature; %s" % hv.describe_proof(self.sample(path, size, proof), size)
+
+    def wants(self, label):
+        """Whether an entry of this host names the volume whose partition is ``label``."""
+        return label in self.wanted or any(
+            label.startswith(prefix) and label[len(prefix):].split("-")[0].isdigit() for prefix in self.prefixes)
 
     def fingerprint(self, disk):
         return fingerprint(disk, self.sample(disk["path"], disk["size"])["digest"])
@@ -432,20 +481,29 @@ def disks_to_probe(disks, entries):
 
 
 def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", links=None, isdir=None,
-              sampler=None, dir_entries=None):
+              sampler=None, dir_entries=None, locate=None, kind_at=None):
     """The whole plan of one host. Returns a dict with ``refusals`` (empty = go).
 
     ``links`` maps block-volume paths to where their symlink points now;
     ``isdir`` tells whether a bind source exists (default: ``os.path.isdir``);
     ``dir_entries(path)`` lists a directory (default: ``mounts.directory_entries``);
-    ``sampler(path, size)`` reads a device's content samples
-    (``host_volumes.sample``); without it no device counts as blank.
+    ``kind_at(path)`` says what is at a path without following a symlink (default:
+    ``mounts.kind_at``);
+    ``sampler(path, size, proof=)`` reads a device's content (``host_volumes.sample``);
+    without it no device counts as blank. ``options["recorded"]`` maps volume names
+    to the ids their PVs recorded (:func:`recorded_identity`); ``locate(ids)`` names
+    the devices of this host that carry those ids (where an old disk went).
     """
     mount_root = (options.get("mount_root") or "/mnt/disks").rstrip("/") or "/"
     plan = {"host": host, "mount_root": mount_root, "disks": [], "volumes": [], "refusals": [], "binds": [],
             "skipped": []}
-    planner = _Planner(plan, options, sampler)
+    planner = _Planner(plan, options, sampler, devices.parse_fstab(fstab_text or ""), links, locate)
     specs = _specs(planner, entries, options.get("defaults") or {})
+    for spec in specs:
+        if spec["kind"] == "device":
+            planner.wanted.update(partition_label(n) for n in volume_names(spec["name"], spec["partitions"]))
+        elif spec["kind"] == "match":
+            planner.prefixes.append(partition_label(spec["name_prefix"]))
     claimed = {}  # disk path -> volume names
     for spec in [s for s in specs if s["kind"] == "device"]:
         _plan_device_entry(planner, spec, disks, claimed)
@@ -457,7 +515,8 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
         volume["needs_source"] = not (isdir or os.path.isdir)(source)
         plan["volumes"].append(volume)
     _check_names_and_sizes(planner, mount_root)
-    _mark_mount_state(planner, fstab_text, mountinfo_text, links or {}, dir_entries or mount_rules.directory_entries)
+    _mark_mount_state(planner, fstab_text, mountinfo_text, links or {}, dir_entries or mount_rules.directory_entries,
+                      kind_at or mount_rules.kind_at)
     for volume, reason in shared_bind_sources(plan["volumes"], devices.parse_mountinfo(mountinfo_text or "")):
         planner.refuse(volume["source"], [reason], volume["name"])
     plan["changed"] = bool(any(d["actions"] for d in plan["disks"])
@@ -552,8 +611,8 @@ def _already_ours(spec, candidates, limit):
 def _selectable(planner, spec, disk):
     """Why a selector does not take ``disk``; [] = it may."""
     why = match_misses(disk, spec["match"]) + ([] if disk["eligible"] else list(disk["reasons"]))
-    if not why and not planner.sample(disk["path"], disk["size"])["zero"]:
-        why = ["holds unrecognised data (no signature, but not zero where sampled)"]
+    if not why and not planner.sample(disk["path"], disk["size"], spec["blank_proof"])["zero"]:
+        why = ["holds unrecognised data (%s)" % planner.blank_words(disk["path"], disk["size"], spec["blank_proof"])]
     return why
 
 
@@ -680,13 +739,126 @@ def _plan_disk(planner, spec, disk, names):
         return
     entry = {"disk": disk["path"], "stable_id": disk["stable_id"], "size": disk["size"], "volumes": names,
              "state": None, "actions": [], "layout": [], "mode": spec["mode"]}
+    if not _identity_proven(planner, spec, disk, names, entry):
+        return
     confirmed = not disk["eligible"] and planner.confirmed(spec, disk)
-    if ours_for(disk, names) and not confirmed:
-        _plan_ours(planner, spec, disk, names, entry)
+    if ours_for(disk, names):
+        _plan_ours(planner, spec, disk, names, entry, confirmed)
     elif spec["adopt"]:
         _plan_adopt(planner, spec, disk, names, entry)
     else:
         _plan_new(planner, spec, disk, names, entry, confirmed)
+
+
+# --------------------------------------------------------------------------------------
+# A volume's disk is proven
+# --------------------------------------------------------------------------------------
+# What a volume lives on is recorded where the next run looks: on the host, the
+# filesystem UUID in its fstab line (and a block volume's by-partuuid link), on the
+# cluster, its PV's annotations (stable id, partition UUID, filesystem UUID), handed
+# to the host as ``recorded``. The disk an entry's device leads to now must carry
+# those ids; a path that now leads to another disk is never taken for the volume.
+
+def recorded_identity(name, mode, path, fstab, links, recorded):
+    """The ids recorded for volume ``name`` at ``path``: ``{fs_uuid, partuuid,
+    stable_id, where, pv, claim}`` (None where nothing is recorded). The host's
+    record (fstab line, by-partuuid link) is the newest evidence and wins."""
+    rec = recorded.get(name) if isinstance(recorded, dict) else None
+    rec = rec if isinstance(rec, dict) else {}
+    out = {"fs_uuid": (rec.get("fs_uuid") or "").lower() or None,
+           "partuuid": (rec.get("partuuid") or "").lower() or None,
+           "stable_id": rec.get("stable_id") or None, "pv": rec.get("pv"), "claim": rec.get("claim"),
+           "where": []}
+    if rec.get("pv") and (out["fs_uuid"] or out["partuuid"] or out["stable_id"]):
+        out["where"].append("PV %s" % rec["pv"])
+    if mode == "filesystem":
+        lines = [e for e in fstab if e["path"] == path and e["src"].upper().startswith("UUID=")]
+        if lines:
+            out["fs_uuid"] = lines[0]["src"][5:].lower()
+            out["where"].insert(0, "/etc/fstab")
+    else:
+        target = links.get(path) or ""
+        if target.startswith("/dev/disk/by-partuuid/"):
+            out["partuuid"] = os.path.basename(target).lower()
+            out["where"].insert(0, "the link %s" % path)
+    return out
+
+
+def ids_on(disk):
+    """The on-disk ids a disk carries: ``(fs_uuids, partuuids)``, lower case."""
+    fs = set([(disk.get("fs_uuid") or "").lower()] + [(p.get("uuid") or "").lower() for p in disk["partitions"]])
+    parts = set((e.get("uuid") or "").lower() for e in disk["partition_table"])
+    return fs - set([""]), parts - set([""])
+
+
+def identity_misses(record, disk, mode):
+    """Which recorded ids the disk does not carry; [] = proven (or nothing recorded).
+    The partition and filesystem UUIDs are the proof; the stable id counts only
+    when neither was recorded (a disk may be named differently with and without udev)."""
+    fs_uuids, partuuids = ids_on(disk)
+    misses = []
+    if record["partuuid"] and record["partuuid"] not in partuuids:
+        misses.append("partition UUID %s" % record["partuuid"])
+    if mode == "filesystem" and record["fs_uuid"] and record["fs_uuid"] not in fs_uuids:
+        partitioned_unknown = disk["partition_table"] and not disk["partitions"]
+        if not (partitioned_unknown and record["partuuid"] and not misses):
+            misses.append("filesystem UUID %s" % record["fs_uuid"])
+    if not (record["partuuid"] or record["fs_uuid"]) and record["stable_id"] and \
+            record["stable_id"] not in [disk["stable_id"]] + list(disk["by_id"]):
+        misses.append("disk %s" % record["stable_id"])
+    return misses
+
+
+def _describe_disk(disk):
+    return "%s (%s, %s)" % (disk["path"], disk["stable_id"] or "no stable id", hv.human_bytes(disk["size"]))
+
+
+def _identity_proven(planner, spec, disk, names, entry):
+    """Refuse the disk when it does not carry what a volume of this entry recorded,
+    unless ``replace`` confirms this very disk (never while the PV is bound)."""
+    for name in names:
+        path = os.path.join(planner.plan["mount_root"], name)
+        record = recorded_identity(name, spec["mode"], path, planner.fstab, planner.links, planner.recorded)
+        misses = identity_misses(record, disk, spec["mode"])
+        if not misses:
+            continue
+        fp = planner.fingerprint(disk)
+        ids = dict(fs_uuid=record["fs_uuid"], partuuid=record["partuuid"], stable_id=record["stable_id"])
+        found = planner.locate(ids)
+        old = ("The disk with those ids is still on this host: %s" % ", ".join(found) if found else
+               "No disk of this host carries those ids now (the old disk is gone, or not readable here)"
+               if found is not None else "Whether the old disk is still on this host was not looked for")
+        content = ("blank" if disk["eligible"] and planner.sample(disk["path"], disk["size"])["zero"]
+                   else "not blank")
+        head = ("volume %s was made on a disk with %s (recorded in %s); the entry's device %s now leads to %s, "
+                "%s, which does not carry %s. %s" % (
+                    name, ", ".join(misses), " and ".join(record["where"]) or "the inventory", spec["device"],
+                    _describe_disk(disk), content, "them" if len(misses) > 1 else "it", old))
+        own = [partition_label(n) for n in names]
+        if any(planner.wants(label) and label not in own for label in labels_on(disk)):
+            # another volume this host still wants: say so, and never offer to make ours again over it
+            planner.refuse(disk["path"], [head + ". %s; it is not made again while an entry of this host still "
+                                          "wants it: point the entry for %s back at its own disk" % (
+                                              _ours_words(planner, spec, disk, names).capitalize(), name)], name)
+            return False
+        if record["claim"]:
+            planner.refuse(disk["path"], [head + ". Its PV %s is bound to claim %s: the volume of a bound PV is "
+                                          "never made again on another disk; point device back at the old disk, "
+                                          "or free the claim first (see decommission)" % (record["pv"],
+                                                                                          record["claim"])], name)
+            return False
+        if spec["replace"] == fp:
+            entry["replaces"] = "volume %s is made again on this disk, replacing the disk with %s" % (
+                name, ", ".join(misses))
+            continue
+        stale = ("the confirmation replace: '%s' does not match this disk as it is now. " % spec["replace"]
+                 if spec["replace"] else "")
+        planner.refuse(disk["path"], [head + ". %sIf the entry should follow the old disk, point device at it; "
+                                      "if the disk was replaced on purpose and volume %s is to be made again, empty, "
+                                      "on this one, set replace: '%s' on this entry (the fingerprint of this disk "
+                                      "now)" % (stale, name, fp)], name, fingerprint=fp)
+        return False
+    return True
 
 
 def _ours_partition_state(planner, spec, name, tentry, part):
@@ -715,24 +887,38 @@ def _ours_partition_state(planner, spec, name, tentry, part):
     return "existing", None
 
 
-def _plan_ours(planner, spec, disk, names, entry):
+def _erasable_alone(spec, tentry, part):
+    """Whether one partition of ours may be erased and formatted again without its disk:
+    a filesystem volume's partition the kernel knows, that nothing uses."""
+    return (spec["mode"] == "filesystem" and (tentry.get("type") or "").upper() != BLOCK_VOLUME_TYPE
+            and part is not None and part["signatures"] is not None and not part["mounts"]
+            and not part["holders"] and not part.get("openers") and not part["swap"])
+
+
+def _plan_ours(planner, spec, disk, names, entry, confirmed=False):
     reasons = _ours_reasons(disk, names, [os.path.join(planner.plan["mount_root"], n) for n in names])
     if reasons:
-        planner.refuse(disk["path"], reasons, names[0])
+        if confirmed:   # the whole disk is confirmed: its own checks refuse what is in use
+            _plan_new(planner, spec, disk, names, entry, confirmed)
+        else:
+            planner.refuse(disk["path"], reasons, names[0])
         return
     entry["state"] = "ours"
     table = sorted(disk["partition_table"], key=lambda e: e["number"])
     nodes = dict((p["number"], p) for p in disk["partitions"])
     if any(e["number"] not in nodes for e in table):
         entry["actions"].append("register")
-    volumes, problems = [], []
+    volumes, problems, damaged, healthy = [], [], [], []
     for name, tentry in zip(names, table):
         part = nodes.get(tentry["number"])
         path = part["path"] if part else partition_path(disk["path"], tentry["number"])
         state, problem = _ours_partition_state(planner, spec, name, tentry, part)
         if problem:
             problems.append(problem)
+            damaged.append((name, tentry, part, path))
             continue
+        if state == "existing":
+            healthy.append(name)
         if state == "format":
             entry["actions"].append("mkfs %s" % path)
             if part and part.get("openers"):
@@ -742,12 +928,62 @@ def _plan_ours(planner, spec, disk, names, entry):
                          device=path, label=tentry.get("name"), dev=part["dev"] if part else None)
         volume["partuuid"] = (tentry.get("uuid") or "").lower() or None
         volumes.append(volume)
-    if problems:
+    if problems and healthy:
+        # A sibling volume of ours on this disk is intact and wanted: only the damaged
+        # partitions may be erased, never the whole disk.
+        volumes += _erase_alone(planner, spec, disk, entry, damaged, problems, healthy)
+        if entry.get("refused"):
+            return
+    elif problems:
+        if confirmed:
+            # every volume of the disk is to go: the whole-disk confirmation applies
+            entry.update(state=None, actions=[])
+            _plan_new(planner, spec, disk, names, entry, confirmed)
+            return
         planner.refuse(disk["path"], problems + [planner.confirmation_needed(spec, disk)], names[0],
                        fingerprint=planner.fingerprint(disk))
         return
-    planner.plan["volumes"] += volumes
+    planner.plan["volumes"] += sorted(volumes, key=lambda v: v["partition"])
     planner.plan["disks"].append(entry)
+
+
+def _erase_alone(planner, spec, disk, entry, damaged, problems, healthy):
+    """The damaged partitions of a disk whose other volumes are intact: erased and made
+    again when ``wipe:`` confirms exactly them (their fingerprint), else refused with
+    that confirmation. Returns their volumes; sets ``entry["refused"]`` on refusal."""
+    subject = disk["path"]
+    kept = "volume(s) %s on the same disk are intact and kept" % ", ".join(healthy)
+    if not all(_erasable_alone(spec, tentry, part) for _n, tentry, part, _p in damaged):
+        entry["refused"] = True
+        planner.refuse(subject, problems + ["%s, so the whole disk is never erased; a partition is erased alone only "
+                                            "when it is a filesystem volume the kernel knows and nothing uses" % kept],
+                       damaged[0][0])
+        return []
+    contents = dict((part["number"], planner.sample(path, part["size"])["digest"]) for _n, _t, part, path in damaged)
+    pfp = partition_fingerprint(disk, contents.keys(), contents)
+    if not (planner.allow_wipe and spec["wipe"] == pfp):
+        run_key = "" if planner.allow_wipe else " and localpv_allow_wipe: true for the run"
+        keys = "wipe: '%s' on this entry%s" % (pfp, run_key)
+        entry["refused"] = True
+        planner.refuse(subject, problems + ["erasing only %s (volume(s) %s) and making %s again needs %s (the "
+                                            "fingerprint of those partitions now); %s" % (
+                                                ", ".join(p for _n, _t, _part, p in damaged),
+                                                ", ".join(n for n, _t, _part, _p in damaged),
+                                                "it" if len(damaged) == 1 else "them", keys, kept)],
+                       damaged[0][0], fingerprint=pfp)
+        return []
+    entry["partition_fingerprint"] = pfp
+    entry["erase"] = [p for _n, _t, _part, p in damaged]
+    entry["actions"].append("wipe %s" % ", ".join(entry["erase"]))
+    out = []
+    for name, tentry, part, path in damaged:
+        entry["actions"].append("mkfs %s" % path)
+        volume = _volume(spec, name, spec["mode"], "format", disk=disk, number=tentry["number"], size=tentry["size"],
+                         fstype=spec["fstype"], device=path, label=tentry.get("name"), dev=part["dev"])
+        volume["partuuid"] = (tentry.get("uuid") or "").lower() or None
+        volume["erase"] = True
+        out.append(volume)
+    return out
 
 
 def _plan_adopt(planner, spec, disk, names, entry):
@@ -780,12 +1016,24 @@ def _plan_adopt(planner, spec, disk, names, entry):
 def _plan_new(planner, spec, disk, names, entry, confirmed):
     """A disk that is blank (no signature, no use, zero where sampled) or is to be wiped."""
     data = _data_reasons(disk)
-    if disk["eligible"] and not planner.sample(disk["path"], disk["size"])["zero"]:
-        data.append("holds unrecognised data (no signature, but not zero where sampled)")
+    if disk["eligible"]:
+        proof = spec["blank_proof"]
+        if planner.sample(disk["path"], disk["size"], proof)["zero"]:
+            entry["blank_proof"] = planner.blank_words(disk["path"], disk["size"], proof)
+        else:
+            data.append("holds unrecognised data (%s)" % planner.blank_words(disk["path"], disk["size"], proof))
     if data or not disk["eligible"]:
-        if carries_ours(disk):
-            data.append("it carries partitions of localpv.rollout volumes %s, not %s" % (
-                ", ".join(labels_on(disk)), ", ".join(names)))
+        ours = _ours_words(planner, spec, disk, names)
+        if ours and not confirmed and not ours_for(disk, names):
+            own = [partition_label(n) for n in names]
+            others = [label for label in labels_on(disk) if planner.wants(label) and label not in own]
+            if others:
+                # the disk is another wanted volume of ours: naming it is the answer, a wipe offer never is
+                planner.refuse(disk["path"], [ours, "it is not erased while an entry of this host still wants it; "
+                                              "point the entry for %s at its own disk" % names[0]], names[0])
+                return
+        if ours:
+            data.insert(0, ours)
         hard = _hard_reasons(disk)
         if hard:
             planner.refuse(disk["path"], hard + data, names[0])
@@ -813,6 +1061,34 @@ def _plan_new(planner, spec, disk, names, entry, confirmed):
         volume["partuuid"] = part["partuuid"]
         planner.plan["volumes"].append(volume)
     planner.plan["disks"].append(entry)
+
+
+def _volumes_of(disk):
+    """Our volume names on a disk, from its partition names (hashed long names stay labels)."""
+    return [label[len(hv.PARTITION_LABEL_PREFIX):] if label.startswith(hv.PARTITION_LABEL_PREFIX) else label
+            for label in labels_on(disk)]
+
+
+def _ours_words(planner, spec, disk, names):
+    """What a disk that carries volumes of ours is, said before any offer to erase it; "" when it carries none.
+    A change of partition count or of names is named as such."""
+    if not carries_ours(disk):
+        return ""
+    have = _volumes_of(disk)
+    wanted_elsewhere = [v for v, label in zip(have, labels_on(disk)) if planner.wants(label)
+                        and label not in [partition_label(n) for n in names]]
+    if ours_for(disk, names):
+        return "it carries volume(s) %s of this entry" % ", ".join(have)
+    if wanted_elsewhere:
+        return "this is volume %s of this host; the entry for %s now points at it" % (
+            ", ".join(wanted_elsewhere), ", ".join(names))
+    base = spec.get("name") or spec.get("name_prefix") or names[0]
+    if len(have) != len(names) and all(v == base or v.startswith(base + "-") for v in have):
+        return ("it carries volume(s) %s (%d partition(s)); the entry asks for %d partition(s) (%s): changing a "
+                "disk's partition count destroys every volume on it" % (", ".join(have), len(have), len(names),
+                                                                        ", ".join(names)))
+    return "it carries localpv.rollout volume(s) %s, which no entry of this host names (the entry wants %s)" % (
+        ", ".join(have), ", ".join(names))
 
 
 def _adoptable(disk, count, spec):
@@ -849,15 +1125,24 @@ def _link_target(planner, volume):
     return None
 
 
-def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries):
+def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries, kind_at):
     """Which volumes need their fstab line/mount (or block symlink) made. A mount point
-    that is not mounted and holds files, and one a new volume would find mounted from
-    something else, are refused here already, before any disk is written (volume_mounts
-    applies the same rules again right before it mounts)."""
+    that is not mounted and holds files, one a new volume would find mounted from
+    something else, and a mount point or link path that is something else (a symlink
+    where a directory belongs, a file) are refused here already, before any disk is
+    written, in check mode too (volume_mounts applies the same rules again right
+    before it mounts)."""
     fstab = devices.parse_fstab(fstab_text or "")
     mounts = devices.parse_mountinfo(mountinfo_text or "")
     for volume in planner.plan["volumes"]:
         path = volume["path"]
+        kind = kind_at(path)
+        if volume["mode"] == "block" and kind not in (None, "symlink"):
+            planner.refuse(path, ["%s is a %s where the link of block volume %s belongs; move it away and run "
+                                  "again" % (path, kind, volume["name"])], volume["name"])
+        elif volume["mode"] != "block" and kind not in (None, "directory"):
+            planner.refuse(path, ["%s is a %s, not a directory to mount volume %s on; move it away and run again" % (
+                path, kind, volume["name"])], volume["name"])
         if volume["mode"] == "block":
             volume["link_target"] = _link_target(planner, volume)
             volume["needs_link"] = links.get(path) != volume["link_target"]
@@ -903,7 +1188,7 @@ def refusal_message(plan):
 def _render_disk(entry, vols, after):
     head = "%s (%s, %d bytes)" % (entry["disk"], entry["stable_id"] or "no stable id", entry["size"])
     if not after and entry["state"] in ("new", "wipe"):
-        return ["%s: %s" % (head, "blank" if entry["state"] == "new" else
+        return ["%s: %s" % (head, "blank (%s)" % entry.get("blank_proof", "no signature") if entry["state"] == "new" else
                             "holds data (to be wiped, confirmed fingerprint %s)" % entry.get("fingerprint"))]
     lines = ["%s: gpt" % head if entry["state"] != "adopt" or vols[0]["partition"] else head]
     for volume in vols:
@@ -1048,6 +1333,15 @@ def _verify_unchanged(entry, fresh, sampler, log):
         hard = _hard_reasons(fresh, skip=("mounted", "exclusive", "opened"))
         if labels_on(fresh) != [partition_label(n) for n in entry["volumes"]]:
             hard.append("its partition names are now %s" % ", ".join(labels_on(fresh)))
+        if entry.get("erase"):
+            parts = dict((p["path"], p) for p in fresh["partitions"])
+            contents = dict((parts[p]["number"], sampler(p, parts[p]["size"])["digest"])
+                            for p in entry["erase"] if p in parts)
+            now = partition_fingerprint(fresh, contents.keys(), contents) if len(contents) == len(entry["erase"]) \
+                else "gone"
+            if now != entry["partition_fingerprint"]:
+                hard.append("%s changed since the plan was made (fingerprint %s, confirmed %s); not erased" % (
+                    ", ".join(entry["erase"]), now, entry["partition_fingerprint"]))
     if hard:
         raise PrepareError("%s right before writing: %s." % (disk, "; ".join(hard)),
                            written=bool(log))
@@ -1074,6 +1368,11 @@ def _apply_disk(plan, entry, tools, stop_after, stop):
             _verify_unchanged(entry, fresh, sampler, log)
             if "wipe" in entry["actions"]:
                 _wipe_disk(fresh, run, log)
+            for path in entry.get("erase") or ():
+                why = _in_use_now(path)
+                if why:
+                    raise PrepareError("%s right before erasing: %s" % (path, "; ".join(why)), written=bool(log))
+                log += hv.erase(path, run)
             _write_table(plan, entry, run, sfdisk, log)
             if stop_after != "partition":
                 _make_filesystems(plan, entry["disk"], run, sampler, log)
@@ -1178,7 +1477,7 @@ def _make_filesystems(plan, disk, run, sampler, log):
         else:
             why = _in_use_now(device)
             # made in this run: blank by construction; left by an earlier run: prove it
-            if volume["state"] == "format" and not sampler(device, volume["size"])["zero"]:
+            if volume["state"] == "format" and not volume.get("erase") and not sampler(device, volume["size"])["zero"]:
                 why.append("holds unrecognised data (no signature, but not zero where sampled)")
             if why:
                 raise PrepareError("%s (volume %s) right before mkfs: %s; not formatted." % (

@@ -244,6 +244,14 @@ def plan_existing(base, existing, replace_unbound=False, take_over=False):
         return dict(base, action="conflict", changes=immutable, reason=reason)
     held = []
     if base["claim"]:
+        changes = vol.identity_changes(manifest_of(base), existing)
+        if changes:
+            return dict(base, action="conflict", changes=[key for key, _h, _w in changes], reason=(
+                "%s records the disk its volume lives on (%s); this run would change that to %s. The disk of a "
+                "bound PV never changes: its claim keeps the old disk's data. Point the volume's device back at "
+                "that disk, or free the claim first (see decommission)" % (
+                    _describe(existing), ", ".join("%s=%s" % (k, h) for k, h, _w in changes),
+                    ", ".join("%s=%s" % (k, w or "(none)") for k, _h, w in changes))))
         patch, held = _split_bound_patch(patch)
     base["held"] = held
     if take_over:

@@ -36,6 +36,7 @@ VOLUME_KEYS = {
     "labels": ((dict,), False),
     "stable_id": (_TEXT, False),
     "uuid": (_TEXT, False),
+    "partuuid": (_TEXT, False),
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", dict: "a dict"}
 _REQUIRED = tuple(key for key, (_types, required) in VOLUME_KEYS.items() if required)

@@ -124,6 +124,9 @@ def duplicate_names(names):
 
 STABLE_ID_ANNOTATION = "localpv.rollout/stable-id"
 FS_UUID_ANNOTATION = "localpv.rollout/fs-uuid"
+PARTUUID_ANNOTATION = "localpv.rollout/partuuid"
+# What proves which disk a volume lives on; a bound PV's are never changed.
+DISK_IDENTITY_ANNOTATIONS = (STABLE_ID_ANNOTATION, PARTUUID_ANNOTATION, FS_UUID_ANNOTATION)
 # The extra labels the last run set, so that a label removed from the inventory is
 # removed from the PV too (labels set by others are never touched).
 EXTRA_LABELS_ANNOTATION = "localpv.rollout/extra-labels"
@@ -233,6 +236,7 @@ def normalize_volume(item, defaults=None):
         "labels": labels,
         "stable_id": item.get("stable_id") or None,
         "uuid": item.get("uuid") or None,
+        "partuuid": item.get("partuuid") or None,
     }
     if not reasons:
         volume["pv_name"] = pv_name(node, name)
@@ -343,6 +347,8 @@ def pv_annotations(volume):
         annotations[STABLE_ID_ANNOTATION] = volume["stable_id"]
     if volume.get("uuid"):
         annotations[FS_UUID_ANNOTATION] = volume["uuid"]
+    if volume.get("partuuid"):
+        annotations[PARTUUID_ANNOTATION] = volume["partuuid"]
     return annotations
 
 
@@ -414,7 +420,7 @@ def pv_view(pv):
     meta = pv.get("metadata") or {}
     spec = pv.get("spec") or {}
     annotations = meta.get("annotations") or {}
-    ours = (STABLE_ID_ANNOTATION, FS_UUID_ANNOTATION, EXTRA_LABELS_ANNOTATION)
+    ours = DISK_IDENTITY_ANNOTATIONS + (EXTRA_LABELS_ANNOTATION,)
     local = dict(spec.get("local") or {})
     capacity = (spec.get("capacity") or {}).get("storage")
     return {
@@ -464,7 +470,7 @@ def compare_pv(desired, existing):
         if key not in want["labels"] and key in have["labels"]:
             labels[key] = None
     annotations = {}
-    for key in (STABLE_ID_ANNOTATION, FS_UUID_ANNOTATION, EXTRA_LABELS_ANNOTATION):
+    for key in DISK_IDENTITY_ANNOTATIONS + (EXTRA_LABELS_ANNOTATION,):
         if want["annotations"].get(key) != have["annotations"].get(key):
             annotations[key] = want["annotations"].get(key)
     patch = {}
@@ -485,3 +491,34 @@ def compare_pv(desired, existing):
     if spec:
         patch["spec"] = spec
     return immutable, (patch or None)
+
+
+def identity_changes(desired, existing):
+    """The disk-identity annotations (stable id, partition UUID, filesystem UUID)
+    that ``existing`` records and ``desired`` would change or remove, as
+    ``[(annotation, have, want)]``. A PV that records none yet gets them added:
+    that is no change."""
+    want, have = pv_view(desired)["annotations"], pv_view(existing)["annotations"]
+    return [(key, have[key], want.get(key)) for key in DISK_IDENTITY_ANNOTATIONS
+            if have.get(key) and want.get(key) != have[key]]
+
+
+def recorded_identities(pvs, nodes=()):
+    """What our PVs record about the disks of their volumes, for the hosts' next
+    run: ``{node: {volume: {pv, stable_id, partuuid, fs_uuid, claim}}}``, by the
+    PVs' node and volume labels (node names of ``nodes`` where their label value
+    differs from the name)."""
+    names = dict((label_value(node), node) for node in nodes)
+    out = {}
+    for pv in pvs:
+        meta = pv.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE or not labels.get(NODE_LABEL) \
+                or not labels.get(VOLUME_LABEL):
+            continue
+        notes = meta.get("annotations") or {}
+        out.setdefault(names.get(labels[NODE_LABEL], labels[NODE_LABEL]), {})[labels[VOLUME_LABEL]] = {
+            "pv": meta.get("name"), "stable_id": notes.get(STABLE_ID_ANNOTATION),
+            "partuuid": notes.get(PARTUUID_ANNOTATION), "fs_uuid": notes.get(FS_UUID_ANNOTATION),
+            "claim": claim_of(pv)}
+    return out

@@ -30,9 +30,20 @@ description:
     without partition-table parsers.
   - A disk that already carries our partition names for the same volumes is recognised (re-run,
     interrupted run, disk moved to this node) and never formatted again. A partition of ours is
-    formatted only when it carries no signature AND a content sampler (first and last MiB and 8 spread
-    regions) finds only zeros there, as a run interrupted before mkfs leaves it; anything else holds
-    data. A disk without any signature is taken as blank only when the sampler finds zeros too.
+    formatted only when it carries no signature AND the blank proof finds only zeros there, as a run
+    interrupted before mkfs leaves it; anything else holds data. A disk without any signature is taken as
+    blank only when the blank proof finds zeros too (O(disks[].blank_proof) - by default both 8 MiB ends and
+    256 regions of 64 KiB spread so that no two reads are farther apart than 1/256 of the disk; V(full)
+    reads every byte). The plan and every refusal say what was read.
+  - A volume's disk is proven on every run. The disk an entry's device leads to must carry the ids recorded
+    for its volumes - the filesystem UUID of the volume's fstab line, the partition UUID of a block volume's
+    C(/dev/disk/by-partuuid) link, and what O(recorded) hands over from the PVs. A path that now leads to
+    another disk (a re-attach, a slot change) is refused before anything is written, in check mode too,
+    naming both disks and whether the old one is still on the host; O(disks[].replace) makes the volume again,
+    empty, on the new disk, and is refused while the volume's PV is bound.
+  - Before the plan, a disk whose partitions the kernel lists differently from its partition table (stale
+    entries after a re-attach) is re-read with C(partx -u) (C(partx -d) when it has no table), so that stale
+    entries are not taken for data. This changes only the kernel's view, never the disk, also in check mode.
   - A volume's mode is recorded in its GPT partition type; changing an existing volume's mode, fstype
     or partition count is refused, naming the confirmation that erasing it needs.
   - Erasing a disk that holds data needs O(allow_wipe=true) AND O(disks[].wipe) set to the disk's
@@ -176,6 +187,26 @@ options:
       reclaim_policy:
         description: Reclaim policy for the PVs of these volumes (passed through in RV(volumes)).
         type: str
+      replace:
+        description:
+          - The confirmation that the disk this entry's device now leads to replaces the disk its volume was made
+            on (the refusal prints it, the fingerprint of the new disk as it is now). The volume is made again,
+            empty, on the new disk; a new disk that holds data still needs O(disks[].wipe).
+          - Refused while the volume's PV is bound to a claim (known from O(recorded)).
+        type: str
+        version_added: 0.2.0
+      blank_proof:
+        description:
+          - How much of a disk without any signature is read to prove it blank before it is written. V(spread)
+            reads the first and last 8 MiB and 256 regions of 64 KiB spread evenly between them (no two reads
+            farther apart than 1/256 of the disk). V(full) reads every byte, for disks that may hold data without
+            any header (a detached-header dm-crypt volume, raw application data); it takes as long as reading the
+            disk (about 1.4 hours per TiB at 200 MiB/s) and logs its progress to the host's journal (syslog).
+          - Only disks about to be written are read; a re-run that changes nothing reads no content.
+          - Default O(blank_proof).
+        type: str
+        choices: [spread, full]
+        version_added: 0.2.0
       capacity:
         description:
           - Bind volumes only. The capacity of the volume's PV (bytes, or a Kubernetes quantity such as V(10Gi)), instead of the
@@ -228,6 +259,21 @@ options:
     type: str
     choices: [filesystem, device]
     default: filesystem
+  blank_proof:
+    description: Default O(disks[].blank_proof).
+    type: str
+    choices: [spread, full]
+    default: spread
+    version_added: 0.2.0
+  recorded:
+    description:
+      - What the cluster recorded about this host's volumes, by volume name, from their PVs'
+        annotations (the pv_register role's preflight hands it over). Each value may hold
+        C(stable_id), C(partuuid), C(fs_uuid), C(pv) (the PV's name) and C(claim) (C(namespace/name) when bound).
+      - A filesystem volume's fstab line on the host wins over the PV's C(fs_uuid) as the newer record.
+    type: dict
+    default: {}
+    version_added: 0.2.0
   host:
     description: Name of the host in messages (the role passes C(inventory_hostname)).
     type: str
@@ -327,6 +373,12 @@ volumes:
       description: GPT partition name.
       type: str
       sample: localpv-ssd0
+    partuuid:
+      description: GPT partition UUID (kept on the PV as annotation C(localpv.rollout/partuuid)); null for adopted
+        whole-disk filesystems and bind volumes.
+      type: str
+      sample: 5d8b7e3a-1c2f-4b6a-9e0d-3f4a5b6c7d8e
+      version_added: 0.2.0
     fstype:
       description: Filesystem type; null for block and bind volumes.
       type: str
@@ -434,6 +486,8 @@ DISK_SPEC = dict(
     partitions=dict(type="int", default=1),
     storage_class=dict(type="str"),
     wipe=dict(type="raw", default=False),
+    replace=dict(type="str"),
+    blank_proof=dict(type="str", choices=["spread", "full"]),
     adopt=dict(type="bool", default=False),
     expect=dict(type="dict", options=EXPECT_SPEC),
     capacity_from=dict(type="str", choices=["filesystem", "device"]),
@@ -451,18 +505,77 @@ def _read(path):
         return ""
 
 
-def _links(volumes):
+def _links_at(mount_root):
+    """Where the symlinks under the mount root point now (block volumes' links): read
+    before the plan, so that a link's by-partuuid target proves its volume's disk."""
     links = {}
-    for volume in volumes:
-        if volume["mode"] == "block" and os.path.islink(volume["path"]):
-            links[volume["path"]] = os.readlink(volume["path"])
+    root = mount_root.rstrip("/") or "/"
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return links
+    for name in names:
+        path = os.path.join(root, name)
+        if os.path.islink(path):
+            links[path] = os.readlink(path)
     return links
 
 
-def _plan(params, host):
+def _refresh_stale(raw, names, run):
+    """``partx -u`` (or ``-d`` without a table) on the disks ``names`` whose kernel
+    partitions differ from their partition table. Returns the commands run."""
+    done = []
+    for disk in devices.build(raw):
+        if (names is not None and disk["name"] not in names) or disk["signatures"] is None:
+            continue
+        if disk_plan.stale_partitions(disk):
+            argv = ["partx", "-u" if disk["partition_table"] else "-d", disk["path"]]
+            run(argv)
+            done.append(" ".join(argv))
+    return done
+
+
+def _locator():
+    """``locate(ids)`` for the plan: the disks of this host that carry the ids, read only when asked
+    (a refusal): every device is probed then, once."""
+    state = {}
+
+    def locate(ids):
+        if "disks" not in state:
+            raw = devices.collect(probe=False)
+            devices.add_probes(raw, None)
+            state["disks"] = devices.build(raw)
+        found = []
+        for disk in state["disks"]:
+            fs_uuids, partuuids = disk_plan.ids_on(disk)
+            if (ids.get("fs_uuid") in fs_uuids or ids.get("partuuid") in partuuids or
+                    (ids.get("stable_id") and ids["stable_id"] in [disk["stable_id"]] + list(disk["by_id"]))):
+                found.append("%s (%s, %s)" % (disk["path"], disk["stable_id"] or "no stable id",
+                                              host_volumes.human_bytes(disk["size"])))
+        return found
+    return locate
+
+
+def _sampler(module):
+    def sampler(path, size, proof="spread"):
+        if proof != "full":
+            return host_volumes.sample(path, size)
+
+        def progress(done, total):
+            module.log("localpv.rollout blank proof of %s: read %s of %s (%d%%)" % (
+                path, host_volumes.human_bytes(done), host_volumes.human_bytes(total), done * 100 // max(total, 1)))
+        return host_volumes.sample(path, size, proof="full", progress=progress)
+    return sampler
+
+
+def _plan(params, host, module=None):
     entries = [dict((k, v) for k, v in entry.items() if v is not None) for entry in params["disks"]]
     raw = devices.collect(probe=False)
-    devices.add_probes(raw, disk_plan.disks_to_probe(devices.build(raw), entries))
+    names = disk_plan.disks_to_probe(devices.build(raw), entries)
+    devices.add_probes(raw, names)
+    if _refresh_stale(raw, names, devices.run_command):
+        raw = devices.collect(probe=False)
+        devices.add_probes(raw, names)
     disks = devices.build(raw)
     for entry in entries:
         for key in ("match", "expect"):
@@ -473,16 +586,15 @@ def _plan(params, host):
         "allow_wipe": params["allow_wipe"],
         "allow_kernel_names": params["allow_kernel_names"],
         "defaults": dict((key, params[key]) for key in ("fstype", "mkfs_options", "mount_options", "storage_class",
-                                                        "capacity_from")),
+                                                        "capacity_from", "blank_proof")),
+        "recorded": params.get("recorded") or {},
     }
+    sampler = _sampler(module) if module is not None else host_volumes.sample
+    locate = _locator()
     mountinfo = _read("/proc/self/mountinfo")
-    plan = disk_plan.make_plan(host, disks, entries, options, _read("/etc/fstab"), mountinfo,
-                               sampler=host_volumes.sample)
-    links = _links(plan["volumes"])
-    if links:
-        plan = disk_plan.make_plan(host, disks, entries, options, _read("/etc/fstab"), mountinfo, links=links,
-                                   sampler=host_volumes.sample)
-    return plan
+    links = _links_at(params["mount_root"])
+    return disk_plan.make_plan(host, disks, entries, options, _read("/etc/fstab"), mountinfo, links=links,
+                               sampler=sampler, locate=locate)
 
 
 def _statvfs(path):
@@ -517,7 +629,7 @@ def _capacity(volume, run):
 
 def _result_volume(volume, run):
     out = dict((k, volume.get(k)) for k in (
-        "name", "path", "mode", "state", "disk", "device", "stable_id", "stable_id_source", "partlabel",
+        "name", "path", "mode", "state", "disk", "device", "stable_id", "stable_id_source", "partlabel", "partuuid",
         "fstype", "uuid", "size", "storage_class", "capacity_from", "labels", "reclaim_policy",
         "needs_mount", "needs_link", "link_target", "source"))
     out["capacity"] = _capacity(volume, run)
@@ -548,6 +660,8 @@ def main():
             mount_options=dict(type="str", default=disk_plan.DEFAULT_MOUNT_OPTIONS),
             storage_class=dict(type="str"),
             capacity_from=dict(type="str", choices=["filesystem", "device"], default="filesystem"),
+            blank_proof=dict(type="str", choices=["spread", "full"], default="spread"),
+            recorded=dict(type="dict", default={}),
             host=dict(type="str"),
             stop_after=dict(type="str", choices=["partition"]),
         ),
@@ -555,7 +669,7 @@ def main():
     )
     host = module.params["host"] or os.uname()[1]
     try:
-        plan = _plan(module.params, host)
+        plan = _plan(module.params, host, module)
     except devices.DeviceError as exc:
         module.fail_json(msg="host %s: %s" % (host, exc))
     if plan["refusals"]:

@@ -36,6 +36,9 @@ description:
     deletes and creates the PV, only when it is not bound and O(replace_unbound=true); on a bound PV it is an error
     naming the PV and its claim. Capacity, access modes, reclaim policy, labels and our annotations are patched in
     place; on a bound PV only labels, annotations and the reclaim policy (the rest is reported in RV(held)).
+  - The disk identity a PV records (annotations C(localpv.rollout/stable-id), C(localpv.rollout/partuuid),
+    C(localpv.rollout/fs-uuid)) is never changed or removed on a bound PV; such a change is a conflict naming the
+    PV, its claim and both identities (its claim keeps the old disk's data). Identities missing on a PV are added.
   - Patches carry the resourceVersion the PV was listed at; deletes carry its uid and resourceVersion.
 author:
   - localpv.rollout contributors (@localpv)
@@ -108,6 +111,10 @@ options:
       uuid:
         description: Filesystem UUID, kept as annotation C(localpv.rollout/fs-uuid).
         type: str
+      partuuid:
+        description: GPT partition UUID, kept as annotation C(localpv.rollout/partuuid).
+        type: str
+        version_added: 0.2.0
   nodes:
     description:
       - The nodes this run is responsible for, in addition to the nodes named in O(volumes).

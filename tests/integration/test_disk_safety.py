@@ -71,7 +71,8 @@ def test_an_older_block_volume_without_its_mode_on_disk_still_keeps_its_data(nod
 
 @pytest.mark.parametrize("change, words", [
     ({"fstype": "ext4"}, "volume lpvtv carries xfs, the entry asks for ext4"),
-    ({"partitions": 2}, "it carries partitions of localpv.rollout volumes localpv-lpvtv, not lpvtv-1, lpvtv-2"),
+    ({"partitions": 2}, "it carries volume(s) lpvtv (1 partition(s)); the entry asks for 2 partition(s) (lpvtv-1, "
+                        "lpvtv-2): changing a disk's partition count destroys every volume on it"),
     ({"mode": "block"}, "volume lpvtv is a filesystem volume (xfs); making it mode block"),
 ], ids=["fstype", "partition-count", "filesystem-to-block"])
 def test_changing_an_existing_volume_is_refused_naming_the_confirmation(node, change, words):

@@ -27,7 +27,7 @@ def recorded(name):
 
 def zeros(data=()):
     """A content sampler that finds zeros everywhere but on the devices ``data``."""
-    def sampler(path, size):
+    def sampler(path, size, proof="spread"):
         return {"zero": path not in data, "digest": "d-" + path if path in data else "0", "error": None}
     return sampler
 
@@ -149,7 +149,7 @@ def test_the_fingerprint_follows_identity_signatures_table_and_content():
 
 def test_a_signatureless_disk_that_is_not_zero_holds_unrecognised_data():
     p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}], data=["/dev/loop0"])
-    assert "holds unrecognised data (no signature, but not zero where sampled)" in reasons(p)
+    assert "holds unrecognised data (no signature; not zero where sampled)" in reasons(p)
     fp = p["refusals"][0]["fingerprint"]
     wiped = plan("blank", [{"name": "ssd0", "device": "/dev/loop0", "wipe": fp}], data=["/dev/loop0"],
                  allow_wipe=True)
@@ -234,7 +234,9 @@ def test_a_selector_finds_its_own_disk_again_and_keeps_its_name():
 
 def test_ours_with_other_names_is_refused():
     p = plan("ours_two_ext4", [{"name": "other", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}])
-    assert "carries partitions of localpv.rollout volumes" in reasons(p)
+    assert "it carries localpv.rollout volume(s) data0-1, data0-2, which no entry of this host names (the entry " \
+        "wants other-1, other-2)" in reasons(p)
+    assert "localpv-data0" not in reasons(p)
 
 
 def test_ours_with_another_fstype_is_refused_not_reformatted():
@@ -273,7 +275,8 @@ def test_an_old_block_volume_with_data_and_no_signature_is_not_formatted():
 
 def test_a_partition_count_change_needs_a_confirmation():
     p = plan("ours_two_ext4", [{"name": "data0", "device": "/dev/loop0", "partitions": 3, "fstype": "ext4"}])
-    assert "carries partitions of localpv.rollout volumes localpv-data0-1, localpv-data0-2" in reasons(p)
+    assert "it carries volume(s) data0-1, data0-2 (2 partition(s)); the entry asks for 3 partition(s) (data0-1, " \
+        "data0-2, data0-3): changing a disk's partition count destroys every volume on it" in reasons(p)
     assert "erasing it needs wipe: '%s'" % p["refusals"][0]["fingerprint"] in reasons(p)
 
 
@@ -643,3 +646,208 @@ def test_a_mount_point_taken_by_something_else_is_refused_before_a_new_volume_is
     assert "/mnt/disks/ssd0 is mounted from scratch (tmpfs), where the new volume ssd0 belongs" in reasons(p)
     with pytest.raises(dp.PrepareError):
         dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv))
+
+
+# --- a volume's disk is proven (issue 21) -------------------------------------------
+
+OLD_FS = "f97eaaa8-a20c-49ac-a706-332abfb7ee1f"
+FSTAB_SSD0 = "UUID=%s /mnt/disks/ssd0 xfs defaults,nofail 0 2\n" % OLD_FS
+
+
+def located(*found):
+    seen = []
+
+    def locate(ids):
+        seen.append(ids)
+        return list(found)
+    locate.seen = seen
+    return locate
+
+
+def plan_with(recording, entries, fstab="", locate=None, **options):
+    raw = recorded(recording)
+    options.setdefault("mount_root", "/mnt/disks")
+    options.setdefault("allow_kernel_names", True)
+    return dp.make_plan("node1", devices.build(raw), entries, options, fstab, raw["mountinfo"],
+                        isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, locate=locate)
+
+
+def test_a_path_that_now_leads_to_a_blank_disk_is_refused_naming_old_and_new():
+    where = located("/dev/loop7 (loop:/srv/disks/old.img, 600 MiB)")
+    p = plan_with("blank", [{"name": "ssd0", "device": "/dev/loop0"}], fstab=FSTAB_SSD0, locate=where)
+    text = reasons(p)
+    assert p["disks"] == [] and p["volumes"] == []
+    assert "volume ssd0 was made on a disk with filesystem UUID %s (recorded in /etc/fstab)" % OLD_FS in text
+    assert "now leads to /dev/loop0 (loop:/srv/disks/a.img, 600 MiB), blank, which does not carry it" in text
+    assert "The disk with those ids is still on this host: /dev/loop7 (loop:/srv/disks/old.img, 600 MiB)" in text
+    assert "set replace: '%s' on this entry" % p["refusals"][0]["fingerprint"] in text
+    assert where.seen == [{"fs_uuid": OLD_FS, "partuuid": None, "stable_id": None}]
+
+
+def test_the_old_disk_gone_is_said():
+    p = plan_with("blank", [{"name": "ssd0", "device": "/dev/loop0"}], fstab=FSTAB_SSD0, locate=located())
+    assert "No disk of this host carries those ids now (the old disk is gone" in reasons(p)
+
+
+def test_replace_with_the_new_disks_fingerprint_makes_the_volume_again():
+    entries = [{"name": "ssd0", "device": "/dev/loop0"}]
+    fp = plan_with("blank", entries, fstab=FSTAB_SSD0)["refusals"][0]["fingerprint"]
+    p = plan_with("blank", [dict(entries[0], replace=fp)], fstab=FSTAB_SSD0)
+    assert p["refusals"] == [], reasons(p)
+    assert p["disks"][0]["state"] == "new" and "replacing the disk with filesystem UUID" in p["disks"][0]["replaces"]
+    stale = plan_with("blank", [dict(entries[0], replace="0123456789abcdef")], fstab=FSTAB_SSD0)
+    assert "the confirmation replace: '0123456789abcdef' does not match this disk" in reasons(stale)
+
+
+def test_a_bound_pvs_volume_is_never_made_again_on_another_disk():
+    entries = [{"name": "ssd0", "device": "/dev/loop0"}]
+    fp = plan_with("blank", entries, fstab=FSTAB_SSD0)["refusals"][0]["fingerprint"]
+    rec = {"ssd0": {"fs_uuid": OLD_FS, "stable_id": "loop:/srv/disks/old.img", "pv": "local-node1-ssd0",
+                    "claim": "default/data-web-0"}}
+    p = plan_with("blank", [dict(entries[0], replace=fp)], fstab=FSTAB_SSD0, recorded=rec)
+    assert "recorded in /etc/fstab and PV local-node1-ssd0" in reasons(p)
+    assert "Its PV local-node1-ssd0 is bound to claim default/data-web-0: the volume of a bound PV is never made " \
+        "again on another disk" in reasons(p)
+    assert p["disks"] == []
+
+
+def test_the_pvs_record_alone_proves_a_block_volume():
+    rec = {"raw0": {"partuuid": "9BD69B12-FCBD-874D-9237-6196037F06E3", "stable_id": "loop:/srv/disks/a.img",
+                    "pv": "local-node1-raw0"}}
+    moved = plan_with("blank", [{"name": "raw0", "device": "/dev/loop0", "mode": "block"}], recorded=rec)
+    assert "volume raw0 was made on a disk with partition UUID 9bd69b12-fcbd-874d-9237-6196037f06e3 (recorded " \
+        "in PV local-node1-raw0)" in reasons(moved)
+    assert "Whether the old disk is still on this host was not looked for" in reasons(moved)
+
+
+def test_a_volume_on_its_own_disk_passes_and_a_new_stable_id_alone_is_no_mismatch():
+    fstab = "".join("UUID=%s /mnt/disks/data0-%d ext4 defaults,nofail 0 2\n" % (u, n) for n, u in (
+        (1, OLD_FS), (2, "7eb2a081-5970-4c03-8787-6cc42dddda4f")))
+    rec = {"data0-1": {"fs_uuid": OLD_FS, "partuuid": "9bd69b12-fcbd-874d-9237-6196037f06e3",
+                       "stable_id": "wwn-0x5000c500a1b2c3d4"}}
+    entries = [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}]
+    p = plan_with("ours_two_ext4", entries, fstab=fstab, recorded=rec)
+    assert p["refusals"] == [], reasons(p)
+    only_id = plan_with("blank", [{"name": "ssd0", "device": "/dev/loop0"}],
+                        recorded={"ssd0": {"stable_id": "wwn-0x5000c500a1b2c3d4", "pv": "local-node1-ssd0"}})
+    assert "was made on a disk with disk wwn-0x5000c500a1b2c3d4" in reasons(only_id)
+
+
+def test_a_disk_that_is_another_wanted_volume_is_named_and_never_offered_a_wipe():
+    entries = [{"name": "other", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"},
+               {"name": "data0", "device": "/dev/loop9", "partitions": 2, "fstype": "ext4"}]
+    p = plan_with("ours_two_ext4", entries, allow_wipe=True)
+    (mine,) = [r for r in p["refusals"] if r["disk"] == "/dev/loop0"]
+    assert "this is volume data0-1, data0-2 of this host; the entry for other-1, other-2 now points at it" in \
+        "; ".join(mine["reasons"])
+    assert "fingerprint" not in mine and "wipe:" not in "; ".join(mine["reasons"])
+
+
+def test_the_plan_says_how_blank_was_proven():
+    raw = recorded("blank")
+
+    def sampler(path, size, proof="spread"):
+        return {"zero": True, "digest": "0", "error": None, "proof": proof, "read": 32 << 20, "regions": 256}
+    p = dp.make_plan("node1", devices.build(raw), [{"name": "ssd0", "device": "/dev/loop0"}],
+                     {"mount_root": "/mnt/disks"}, "", raw["mountinfo"], isdir=lambda p: True, sampler=sampler,
+                     dir_entries={}.get)
+    assert "blank (no signature; 256 spread regions and both 8 MiB ends (32 MiB of 600 MiB) read, all zero)" in \
+        dp.render(p, after=False)
+
+
+def test_blank_proof_full_is_asked_of_the_sampler():
+    raw = recorded("blank")
+    asked = []
+
+    def sampler(path, size, proof="spread"):
+        asked.append(proof)
+        return {"zero": True, "digest": "0", "error": None, "proof": proof, "read": size}
+    p = dp.make_plan("node1", devices.build(raw), [{"name": "ssd0", "device": "/dev/loop0", "blank_proof": "full"}],
+                     {"mount_root": "/mnt/disks"}, "", raw["mountinfo"], isdir=lambda p: True, sampler=sampler,
+                     dir_entries={}.get)
+    assert asked == ["full"] and "the whole device (600 MiB) read, all zero" in dp.render(p, after=False)
+    bad = plan("blank", [{"name": "ssd0", "device": "/dev/loop0", "blank_proof": "some"}])
+    assert "blank_proof 'some' is not one of spread, full" in reasons(bad)
+
+
+def test_kernel_partitions_the_table_does_not_list_are_stale():
+    ours = devices.build(recorded("ours_two_ext4"))[0]
+    assert ours["name"] == "loop0" and dp.stale_partitions(ours) == []
+    raw = recorded("ours_two_ext4")
+    raw["tables"]["loop0"] = raw["tables"]["loop0"][:1]
+    assert dp.stale_partitions(devices.build(raw)[0]) == ["loop0p2"]
+    raw["tables"]["loop0"] = []
+    assert dp.stale_partitions(devices.build(raw)[0]) == ["loop0p1", "loop0p2"]
+
+
+def test_a_path_that_now_leads_to_another_wanted_volume_names_it_and_offers_no_replace():
+    fstab = "UUID=0e0e0e0e-0000-4000-8000-000000000001 /mnt/disks/other-1 ext4 defaults,nofail 0 2\n"
+    entries = [{"name": "other", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"},
+               {"name": "data0", "device": "/dev/loop9", "partitions": 2, "fstype": "ext4"}]
+    p = plan_with("ours_two_ext4", entries, fstab=fstab, locate=located("/dev/loop9"))
+    (mine,) = [r for r in p["refusals"] if r["disk"] == "/dev/loop0"]
+    text = "; ".join(mine["reasons"])
+    assert "volume other-1 was made on a disk with filesystem UUID 0e0e0e0e-0000-4000-8000-000000000001" in text
+    assert "This is volume data0-1, data0-2 of this host; the entry for other-1, other-2 now points at it" in text
+    assert "replace:" not in text and "fingerprint" not in mine
+
+
+def test_a_mount_point_that_is_a_symlink_or_a_file_is_refused_before_any_disk_is_written():
+    """Issue 27: a symlinked /mnt/disks/<name> was found only after both new disks were formatted."""
+    raw = recorded("blank")
+    kinds = {"/mnt/disks/new0": "symlink", "/mnt/disks/raw0": "file"}
+    entries = [{"name": "new0", "device": "/dev/loop0"}]
+    p = dp.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks"}, "", raw["mountinfo"],
+                     isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, kind_at=kinds.get)
+    assert "/mnt/disks/new0 is a symlink, not a directory to mount volume new0 on; move it away" in reasons(p)
+    block = dp.make_plan("node1", devices.build(raw), [{"name": "raw0", "device": "/dev/loop0", "mode": "block"}],
+                         {"mount_root": "/mnt/disks", "allow_kernel_names": True}, "", raw["mountinfo"],
+                         isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, kind_at=kinds.get)
+    assert "/mnt/disks/raw0 is a file where the link of block volume raw0 belongs" in reasons(block)
+
+
+# --- issue 27: a wipe covers only the volumes it names ----------------------------------
+
+def _one_retired():
+    """data0-1's partition lost its filesystem but kept data (a retirement with wipe); data0-2 is intact."""
+    return without_signatures(recorded("ours_two_ext4"), "loop0p1")
+
+
+def _plan_split(raw, wipe=False, allow_wipe=True):
+    entry = {"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}
+    if wipe:
+        entry["wipe"] = wipe
+    return dp.make_plan("node1", devices.build(raw), [entry], {"mount_root": "/mnt/disks", "allow_wipe": allow_wipe},
+                        "", raw["mountinfo"], isdir=lambda p: True, sampler=zeros(["/dev/loop0p1", "/dev/loop0"]),
+                        dir_entries={}.get)
+
+
+def test_a_damaged_volume_beside_an_intact_one_is_offered_a_wipe_of_its_partition_only():
+    p = _plan_split(_one_retired())
+    (refusal,) = p["refusals"]
+    text = "; ".join(refusal["reasons"])
+    assert "partition /dev/loop0p1 of volume data0-1 holds unrecognised data" in text
+    assert "erasing only /dev/loop0p1 (volume(s) data0-1) and making it again needs wipe: '%s' on this entry" % (
+        refusal["fingerprint"]) in text
+    assert "volume(s) data0-2 on the same disk are intact and kept" in text
+    disk = devices.build(_one_retired())[0]
+    assert refusal["fingerprint"] != dp.fingerprint(disk, "d-/dev/loop0")
+
+
+def test_the_partition_confirmation_erases_that_partition_and_keeps_its_sibling():
+    pfp = _plan_split(_one_retired())["refusals"][0]["fingerprint"]
+    p = _plan_split(_one_retired(), wipe=pfp)
+    assert p["refusals"] == [], reasons(p)
+    (entry,) = p["disks"]
+    assert entry["erase"] == ["/dev/loop0p1"] and "wipe /dev/loop0p1" in entry["actions"]
+    assert "partition" not in entry["actions"] and "wipe" not in entry["actions"]
+    assert [(v["name"], v["state"], bool(v.get("erase"))) for v in p["volumes"]] == [
+        ("data0-1", "format", True), ("data0-2", "existing", False)]
+    assert _plan_split(_one_retired(), wipe=pfp, allow_wipe=False)["refusals"]
+
+
+def test_a_whole_disk_confirmation_never_erases_an_intact_sibling():
+    disk = devices.build(_one_retired())[0]
+    whole = dp.fingerprint(disk, "d-/dev/loop0")
+    p = _plan_split(_one_retired(), wipe=whole)
+    assert p["disks"] == [] and "erasing only /dev/loop0p1" in reasons(p)

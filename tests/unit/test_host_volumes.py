@@ -90,9 +90,10 @@ def test_volume_state_reads_mount_fstab_and_other_mounts():
 def test_the_sampler_reads_both_ends_and_spread_regions(tmp_path):
     size = 64 << 20
     regions = host_volumes.sample_offsets(size)
-    assert regions[0] == (0, 1 << 20) and regions[-1] == (size - (1 << 20), 1 << 20)
-    assert len(regions) == host_volumes.SAMPLES + 2
-    assert all(0 < off < size - (1 << 20) for off, _n in regions[1:-1])
+    end = host_volumes.END_LENGTH
+    assert regions[0] == (0, end) and regions[-1] == (size - end, end)
+    assert len(regions) == host_volumes.SPREAD_REGIONS + 2
+    assert all(end <= off < size - end for off, _n in regions[1:-1])
     image = tmp_path / "disk"
     with open(str(image), "wb") as handle:
         handle.truncate(size)
@@ -110,6 +111,55 @@ def test_the_sampler_reads_both_ends_and_spread_regions(tmp_path):
 
 def test_a_small_device_is_read_whole():
     assert host_volumes.sample_offsets(1 << 20) == [(0, 1 << 20)]
+    assert host_volumes.sample_offsets(32 << 20) == [(0, 32 << 20)]
+
+
+@pytest.mark.parametrize("size", [(2 << 30) + 4096 * 7, 4 << 30, 1 << 40, (3 << 40) + (1 << 20)])
+def test_spread_reads_are_never_farther_apart_than_a_256th_of_the_disk(size):
+    regions = host_volumes.sample_offsets(size)
+    gaps = [b[0] - (a[0] + a[1]) for a, b in zip(regions, regions[1:])]
+    assert max(gaps) <= size // 256
+    assert regions[0][0] == 0 and regions[-1][0] + regions[-1][1] == size
+
+
+def test_64_mib_of_data_in_the_middle_of_a_2_gib_disk_is_not_blank(tmp_path):
+    """The case of issue 21: no signature, zero ends, data in the middle."""
+    size = 2 << 30
+    image = tmp_path / "disk"
+    with open(str(image), "wb") as handle:
+        handle.truncate(size)
+        handle.seek(size // 2 - (32 << 20))
+        handle.write(b"\x5a" * (64 << 20))
+    found = host_volumes.sample(str(image))
+    assert not found["zero"] and size // 2 - (32 << 20) <= found["data_at"] < size // 2 + (32 << 20)
+    assert host_volumes.describe_proof(found, size).startswith("256 spread regions and both 8 MiB ends (")
+    assert "data at offset" in host_volumes.describe_proof(found, size)
+
+
+def test_spread_proof_says_what_it_read(tmp_path):
+    size = 2 << 30
+    image = tmp_path / "disk"
+    with open(str(image), "wb") as handle:
+        handle.truncate(size)
+    found = host_volumes.sample(str(image))
+    assert found["zero"] and found["read"] == 16 * (1 << 20) + 256 * 64 * 1024
+    assert host_volumes.describe_proof(found, size) == (
+        "256 spread regions and both 8 MiB ends (32 MiB of 2 GiB) read, all zero")
+
+
+def test_full_proof_reads_every_byte_and_reports_progress(tmp_path):
+    size = 64 << 20
+    image = tmp_path / "disk"
+    with open(str(image), "wb") as handle:
+        handle.truncate(size)
+        handle.seek(size // 2 + 12345)   # between two spread regions
+        handle.write(b"x")
+    assert host_volumes.sample(str(image))["zero"]
+    seen = []
+    found = host_volumes.sample(str(image), proof="full", progress=lambda done, total: seen.append(done))
+    assert not found["zero"] and found["data_at"] == size // 2 + 12345 and found["read"] == size
+    assert seen and seen[-1] == size and seen == sorted(seen)
+    assert host_volumes.describe_proof(found, size).startswith("the whole device (64 MiB) read, data at offset")
 
 
 def test_one_mkfs_line_for_prepare_reclaim_and_prediction():

@@ -298,3 +298,38 @@ def test_a_capacity_known_only_after_apply_is_checked_in_everything_else_and_not
     # an existing PV is not found different only because its capacity is not known yet
     existing = server_copy(v.pv_manifest(vol(), "node1"))
     assert [a["action"] for a in plan([volume], [existing])] == ["unchanged"]
+
+
+# --- a bound PV's disk never changes (issue 21) ----------------------------------
+
+def test_a_bound_pvs_disk_identity_is_never_changed_and_the_conflict_names_pv_and_claim():
+    old = vol(uuid="f-old", partuuid="p-old")
+    existing = server_copy(v.pv_manifest(old, "node1"), claimRef={"namespace": "db", "name": "data-db-0"})
+    (action,) = plan([vol(uuid="f-new", partuuid="p-new")], [existing])
+    assert action["action"] == "conflict"
+    assert "PV local-node1-ssd0 (of node node1, bound to claim db/data-db-0) records the disk its volume lives " \
+        "on (localpv.rollout/partuuid=p-old, localpv.rollout/fs-uuid=f-old)" in action["reason"]
+    assert "The disk of a bound PV never changes" in action["reason"]
+    (removed,) = plan([vol()], [existing])
+    assert removed["action"] == "conflict" and "localpv.rollout/fs-uuid=(none)" in removed["reason"]
+
+
+def test_an_unbound_pv_follows_its_volumes_disk_and_a_missing_identity_is_added_to_a_bound_one():
+    old = vol(uuid="f-old")
+    (action,) = plan([vol(uuid="f-new", partuuid="p-new")], [server_copy(v.pv_manifest(old, "node1"))])
+    assert action["action"] == "patch"
+    assert action["patch"]["metadata"]["annotations"] == {v.FS_UUID_ANNOTATION: "f-new", v.PARTUUID_ANNOTATION: "p-new"}
+    bound = server_copy(v.pv_manifest(old, "node1"), claimRef={"namespace": "db", "name": "data-db-0"})
+    (added,) = plan([vol(uuid="f-old", partuuid="p-1")], [bound])
+    assert added["action"] == "patch" and added["patch"]["metadata"]["annotations"] == {v.PARTUUID_ANNOTATION: "p-1"}
+
+
+def test_the_records_of_our_pvs_reach_each_node_by_volume():
+    bound = server_copy(v.pv_manifest(vol(uuid="f-1", partuuid="p-1"), "node1"),
+                        claimRef={"namespace": "db", "name": "data-db-0"})
+    other = server_copy(v.pv_manifest(vol(name="raw0", node="node2", partuuid="p-2"), "node2"))
+    records = v.recorded_identities([bound, other, provisioner_pv()], ["node1"])
+    assert records["node1"]["ssd0"] == {"pv": "local-node1-ssd0", "stable_id": bound["metadata"]["annotations"].get(
+        v.STABLE_ID_ANNOTATION), "partuuid": "p-1", "fs_uuid": "f-1", "claim": "db/data-db-0"}
+    assert records["node2"]["raw0"]["partuuid"] == "p-2" and records["node2"]["raw0"]["claim"] is None
+    assert len(records) == 2
