@@ -210,13 +210,14 @@ def relabelled_nodes(nodes, hostnames, owned_hostnames, overrides=None):
     problems = []
     for node in nodes:
         value, source = hostnames[node]
-        pinned = sorted(owned_hostnames.get(vol.label_value(node), ()))
-        if source != "node-label" or node in overrides or not pinned or pinned == [value]:
+        pinned = sorted(set(owned_hostnames.get(vol.label_value(node), ())) - {value})
+        if source != "node-label" or node in overrides or not pinned:
             continue
-        problems.append("node %s now has the kubernetes.io/hostname label %s, but its PVs of localpv.rollout are "
-                        "pinned to %s (a PV's nodeAffinity cannot change): if the node was relabelled on purpose, "
-                        "set pv_register_hostname_labels {%s: %s} to keep its PVs, or retire them first "
-                        "(decommission.yml). Nothing was changed." % (node, value, ", ".join(pinned), node, pinned[0]))
+        problems.append("node %s now has the kubernetes.io/hostname label %s, but PVs of localpv.rollout of that "
+                        "node are pinned to %s (a PV's nodeAffinity cannot change): if the node was relabelled on "
+                        "purpose, set pv_register_hostname_labels {%s: %s} to keep those PVs, or retire them "
+                        "first (decommission.yml). Nothing was changed." % (node, value, ", ".join(pinned), node,
+                                                                             pinned[0]))
     return problems
 
 
