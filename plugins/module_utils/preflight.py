@@ -216,8 +216,8 @@ def relabelled_nodes(nodes, hostnames, owned_hostnames, overrides=None):
         problems.append("node %s now has the kubernetes.io/hostname label %s, but PVs of localpv.rollout of that "
                         "node are pinned to %s (a PV's nodeAffinity cannot change): if the node was relabelled on "
                         "purpose, set pv_register_hostname_labels {%s: %s} to keep those PVs, or retire them "
-                        "first (decommission.yml). Nothing was changed." % (node, value, ", ".join(pinned), node,
-                                                                             pinned[0]))
+                        "first (decommission.yml). Nothing was changed."
+                        % (node, value, ", ".join(pinned), node, pinned[0]))
     return problems
 
 

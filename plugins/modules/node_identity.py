@@ -18,7 +18,7 @@ description:
     fails, naming both values.
   - A Node that does not exist yet (a host provisioned before it joins) is allowed, and said in RV(notes).
   - Resolves on the host the paths of PVs that are not managed by C(localpv.rollout) and are pinned to this
-    node (O(other_pvs)); one that is, through a symlink, the directory of one of O(volume_paths) fails: a second
+    node (O(other_pvs)); one that is, through a symlink, the directory of one of O(volume_paths) fails, as a second
     PV for one directory would let two claims share it.
   - Reads only; the playbooks run it before any step that changes a host.
 author:

@@ -42,8 +42,9 @@ def foreign_pv(name, hostname, path, storage_class="local-storage", labels=None)
 
 def owned_pv(node, volume, hostname, path):
     """A PV of ours, as an earlier run made it."""
-    vol_, _ = v.normalize_volume({"node": node, "name": volume, "path": path, "capacity": 2 ** 30})
-    return v.pv_manifest(vol_, hostname)
+    wanted, reasons = v.normalize_volume({"node": node, "name": volume, "path": path, "capacity": 2 ** 30})
+    assert reasons == []
+    return v.pv_manifest(wanted, hostname)
 
 
 @pytest.fixture

@@ -130,8 +130,8 @@ def test_the_node_facts_are_returned_for_each_node_of_the_play():
 
 
 def test_foreign_pvs_of_the_node_at_other_paths_go_to_the_host_to_be_resolved():
-    pvs = [provisioner_pv(name="elsewhere", path="/mnt/fast/ssd0"), provisioner_pv(name="other-node", hostname="node2",
-                                                                                  path="/mnt/fast/x"), ours()]
+    pvs = [provisioner_pv(name="elsewhere", path="/mnt/fast/ssd0"),
+           provisioner_pv(name="other-node", hostname="node2", path="/mnt/fast/x"), ours()]
     found = pf.inventory_preflight(ListsOnly([node("node1"), node("node2")], pvs), [host("node1")])
     assert found["other_paths"] == {"node1": [{"name": "elsewhere", "path": "/mnt/fast/ssd0", "hostname": "node1"}]}
 
