@@ -10,6 +10,8 @@ The volumes are bind mounts of directories, so no disk is formatted; each refusa
 checked against the audit log (no write by our modules) and the hosts' fstab and
 mounts (no host step)."""
 
+import posixpath
+
 import pytest
 import yaml
 from kubernetes import client
@@ -69,7 +71,7 @@ def cluster(lab, kube):
 
         def pvs_at(self, hostname, path):
             return [pv for pv in core.list_persistent_volume().items if pv.spec.local
-                    and v.canonical_path(pv.spec.local.path) == path
+                    and posixpath.normpath("/" + pv.spec.local.path.lstrip("/")) == path
                     and v.affinity_hostname({"spec": {"nodeAffinity": kube.sanitize_for_serialization(
                         pv.spec.node_affinity)}}) == hostname]
 
