@@ -38,6 +38,7 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -523,6 +524,13 @@ def kwok_nodes(nodes):
     kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
 
 
+def set_node_machine_id(node_name, value):
+    """What a kubelet reports from /etc/machine-id, on the status the API server keeps
+    apart from the object (kwok's stages keep nodeInfo as they find it)."""
+    kubectl("patch", "node", node_name, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"nodeInfo": {"machineID": value}}}))
+
+
 def _losetup_for(image):
     res = run(["losetup", "-j", image, "-O", "NAME", "-n"], check=False)
     names = [line.strip() for line in res.stdout.splitlines() if line.strip()]
@@ -572,9 +580,22 @@ def node_made_from(image, disks):
     return "disks=%s;image=%s;key=%s" % (disk_key, image, key)
 
 
+def machine_id(host):
+    """The node's own machine id, made once and kept in the lab's state: a real host
+    has one of its own (the image must not bake one in that every node shares), and
+    its kwok Node reports it as status.nodeInfo.machineID, as a kubelet does."""
+    file = path("machine-ids", host)
+    if not os.path.exists(file):
+        os.makedirs(path("machine-ids"), exist_ok=True)
+        _write_if_changed(file, uuid.uuid4().hex + "\n")
+    with open(file) as f:
+        return f.read().strip()
+
+
 def start_node(image, host, port, disks):
     name = CONTAINER_PREFIX + host
-    made_from = node_made_from(image, disks)
+    # the machine id is part of what the container was made with, as its disks are
+    made_from = node_made_from(image, disks) + ";machine-id=" + machine_id(host)
     running, recorded = container_state(name)
     if running is not None and recorded == made_from:
         # the disks (and fstab inside) carry the state; the container only runs sshd
@@ -591,6 +612,7 @@ def start_node(image, host, port, disks):
             "--security-opt", "label=disable",
             "-v", "/dev:/dev", "-e", "NODE_SSH_PORT=%d" % port,
             "-v", "%s:/etc/ssh/lab_authorized_keys:ro" % path("ssh", "id_ed25519.pub"),
+            "-v", "%s:/etc/machine-id:ro" % path("machine-ids", host),
             "--device-cgroup-rule", "b 259:* rwm"]
     for d in disks:
         args += ["--device-cgroup-rule", "b %d:%d rwm" % (d["major"], d["minor"])]
@@ -836,7 +858,7 @@ def cmd_up(args):
         port = SSH_BASE_PORT + i + 1
         disks = attach_disks(host, sizes)
         start_node(image, host, port, disks)
-        nodes.append({"host": host, "node_name": node_name, "hostname_label": label,
+        nodes.append({"host": host, "node_name": node_name, "hostname_label": label, "machine_id": machine_id(host),
                       "ssh_port": port, "container": CONTAINER_PREFIX + host,
                       "disks": [{"path": d["path"], "size": d["size"], "image": d["image"]} for d in disks]})
     kwok_nodes(nodes)
@@ -854,6 +876,9 @@ def cmd_up(args):
                                      "jsonpath={.items[*].status.conditions[?(@.type=='Ready')].status}")
         .stdout.split()) and len(kubectl("get", "nodes", "-o", "name").stdout.split()) >= len(nodes),
         timeout=60)
+    # once kwok has initialised the Nodes' status, so that it finds the ids there and keeps them
+    for n in nodes:
+        set_node_machine_id(n["node_name"], n["machine_id"])
     log("up in %.1fs: %d nodes; kubeconfig %s, inventory %s" % (
         time.time() - t0, len(nodes), path("kubeconfig"), path("inventory.yml")))
 

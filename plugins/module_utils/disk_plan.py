@@ -43,7 +43,8 @@ from ansible_collections.localpv.rollout.plugins.module_utils import mounts as m
 from ansible_collections.localpv.rollout.plugins.module_utils import openers
 from ansible_collections.localpv.rollout.plugins.module_utils import sizes
 from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
-from ansible_collections.localpv.rollout.plugins.module_utils.volumes import duplicate_names, volume_name_reasons
+from ansible_collections.localpv.rollout.plugins.module_utils.volumes import canonical_path, duplicate_names, \
+    volume_name_reasons
 
 MIB = 1024 * 1024
 FSTYPES = ("xfs", "ext4")
@@ -172,7 +173,7 @@ def _match_errors(spec):
 
 def _bind_errors(spec):
     errors = []
-    if not isinstance(spec["bind"], str) or not spec["bind"].startswith("/") or spec["bind"].rstrip("/") == "":
+    if canonical_path(spec["bind"]) in (None, "/"):
         errors.append("bind %r is not an absolute directory path" % (spec["bind"],))
     if spec["mode"] != "filesystem":
         errors.append("a bind mount is always mode filesystem")
@@ -494,10 +495,15 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
     to the ids their PVs recorded (:func:`recorded_identity`); ``locate(ids)`` names
     the devices of this host that carry those ids (where an old disk went).
     """
-    mount_root = (options.get("mount_root") or "/mnt/disks").rstrip("/") or "/"
-    plan = {"host": host, "mount_root": mount_root, "disks": [], "volumes": [], "refusals": [], "binds": [],
-            "skipped": []}
+    given_root = options.get("mount_root") or "/mnt/disks"
+    mount_root = canonical_path(given_root)
+    plan = {"host": host, "mount_root": mount_root or given_root, "disks": [], "volumes": [], "refusals": [],
+            "binds": [], "skipped": []}
     planner = _Planner(plan, options, sampler, devices.parse_fstab(fstab_text or ""), links, locate)
+    if mount_root is None:
+        planner.refuse(given_root, ["mount_root %r is not an absolute path: set localpv_mount_root to one, "
+                                    "such as /mnt/disks" % (given_root,)])
+        mount_root = plan["mount_root"]
     specs = _specs(planner, entries, options.get("defaults") or {})
     for spec in specs:
         if spec["kind"] == "device":
@@ -510,7 +516,7 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
     for spec in [s for s in specs if s["kind"] == "match"]:
         _plan_selector(planner, spec, disks, claimed)
     for spec in [s for s in specs if s["kind"] == "bind"]:
-        source = spec["bind"].rstrip("/")
+        source = canonical_path(spec["bind"])
         volume = _volume(spec, spec["name"], mode="filesystem", state="bind", source=source, fstype=None)
         volume["needs_source"] = not (isdir or os.path.isdir)(source)
         plan["volumes"].append(volume)

@@ -36,8 +36,7 @@ WRITE_ACTIONS = ("create", "patch", "take_over", "replace", "delete")
 BOUND_SAFE_SPEC = ("persistentVolumeReclaimPolicy",)
 
 
-def _path_key(path):
-    return path.rstrip("/") or "/"
+_path_key = vol.canonical_path
 
 
 def _path(pv):
@@ -73,6 +72,8 @@ def managed_view(pv):
     equals that of the manifest wanted at its place needs no change."""
     view = vol.pv_view(pv)
     view.pop("name", None)
+    if "path" in view["local"]:   # compared as the directory it names, whatever its spelling
+        view["local"]["path"] = vol.canonical_path(view["local"]["path"])
     return view
 
 

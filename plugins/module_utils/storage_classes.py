@@ -31,6 +31,11 @@ def normalize_storage_class(item):
     reclaim = item.get("reclaim_policy") or vol.DEFAULT_RECLAIM_POLICY
     if reclaim not in vol.RECLAIM_POLICIES:
         reasons.append("reclaim_policy %r is not one of %s" % (reclaim, ", ".join(vol.RECLAIM_POLICIES)))
+    # the policy of the PVs that name the class: a class of another owner may say Delete
+    # (the local static provisioner's chart does) while our static PVs keep Retain
+    pv_reclaim = item.get("pv_reclaim_policy") or reclaim
+    if pv_reclaim not in vol.RECLAIM_POLICIES:
+        reasons.append("pv_reclaim_policy %r is not one of %s" % (pv_reclaim, ", ".join(vol.RECLAIM_POLICIES)))
     mode = item.get("volume_binding_mode") or "WaitForFirstConsumer"
     if mode not in BINDING_MODES:
         reasons.append("volume_binding_mode %r is not one of %s" % (mode, ", ".join(BINDING_MODES)))
@@ -39,6 +44,7 @@ def normalize_storage_class(item):
     cls = {
         "name": name,
         "reclaim_policy": reclaim,
+        "pv_reclaim_policy": pv_reclaim,
         "volume_binding_mode": mode,
         "provisioner": item.get("provisioner") or NO_PROVISIONER,
         "default": item.get("default"),
@@ -123,6 +129,15 @@ def plan_storage_class(wanted, existing, replace=False):
     item["changes"], item["patch"] = immutable, patch
     if not immutable and not patch:
         return dict(item, action="unchanged")
+    if not vol.is_owned(existing) and immutable == ["reclaimPolicy"] and not patch:
+        have = storage_class_view(existing)["reclaimPolicy"]
+        return dict(item, action="conflict", reason=(
+            "StorageClass %s is not managed by localpv.rollout and has reclaimPolicy %s, not %s (the local static "
+            "provisioner's class usually says Delete); it is never replaced, as claims name it. To use it as it "
+            "is, give it in localpv_storage_classes as {name: %s, reclaim_policy: %s, pv_reclaim_policy: %s}: "
+            "the class stays as it is and its PVs get %s (docs/pv_register.md, moving from the provisioner)"
+            % (name, have, wanted["reclaim_policy"], name, have, wanted.get("pv_reclaim_policy") or "Retain",
+               wanted.get("pv_reclaim_policy") or "Retain")))
     if not vol.is_owned(existing):
         return dict(item, action="conflict", reason=(
             "StorageClass %s is not managed by localpv.rollout (no label %s=%s) and differs from what is wanted "

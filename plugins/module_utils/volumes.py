@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import functools
 import hashlib
+import posixpath
 import re
 
 from ansible_collections.localpv.rollout.plugins.module_utils import sizes
@@ -110,6 +111,22 @@ def pv_name(node, volume):
     return "%s-%s" % (head, _short_hash(node, volume))
 
 
+def canonical_path(path):
+    """The one spelling of an absolute path: no ``.``, no ``..``, no ``//`` and no
+    trailing ``/`` (``/mnt/disks/./x``, ``/mnt/disks//x`` and ``/mnt/disks/x/``
+    are all ``/mnt/disks/x``), or None for anything that is no absolute path.
+
+    Volume paths, mount points, bind sources and ``spec.local.path`` go through
+    it before they are compared or written: a PV at another spelling of our
+    path is the same directory, and two spellings must never make two PVs.
+    Only the text is normalised; where the host is reachable a symlink is
+    resolved there (see ``preflight``)."""
+    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+        return None
+    # POSIX lets normpath keep a leading '//'; Linux treats it as '/'
+    return posixpath.normpath("/" + path.lstrip("/"))
+
+
 def duplicate_names(names):
     """Return the names that appear more than once, in first-seen order."""
     seen, dups = set(), []
@@ -202,9 +219,9 @@ def normalize_volume(item, defaults=None):
     name = item.get("name")
     reasons += ["node: %s" % r for r in node_name_reasons(node)]
     reasons += ["name: %s" % r for r in volume_name_reasons(name)]
-    path = item.get("path")
-    if not isinstance(path, str) or not path.startswith("/") or "//" in path or path.rstrip("/") != path and path != "/":
-        reasons.append("path %r is not an absolute path without a trailing '/'" % (path,))
+    path = canonical_path(item.get("path"))
+    if path is None:
+        reasons.append("path %r is not an absolute path" % (item.get("path"),))
     mode = item.get("mode") or "filesystem"
     if mode not in VOLUME_MODES:
         reasons.append("mode %r is not one of %s" % (mode, ", ".join(sorted(VOLUME_MODES))))
@@ -451,7 +468,9 @@ def compare_pv(desired, existing):
     """
     want, have = pv_view(desired), pv_view(existing)
     immutable = []
-    if want["local"].get("path") != have["local"].get("path") or \
+    # another spelling of the same directory is the same path (spec.local.path is
+    # immutable: a PV made with "/mnt/disks/x/" keeps that spelling for good)
+    if canonical_path(want["local"].get("path")) != canonical_path(have["local"].get("path")) or \
             want["local"].get("fsType") != have["local"].get("fsType"):
         immutable.append("spec.local")
     if want["volumeMode"] != have["volumeMode"]:

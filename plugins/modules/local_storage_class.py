@@ -56,6 +56,15 @@ options:
         type: str
         choices: [Retain, Delete]
         default: Retain
+      pv_reclaim_policy:
+        description:
+          - C(persistentVolumeReclaimPolicy) of the PVs that name the class (pv_register sets it on them); not
+            part of the class. Defaults to O(storage_classes[].reclaim_policy).
+          - For a class of another owner that says C(Delete), as the local static provisioner's does - give it
+            O(storage_classes[].reclaim_policy=Delete) so that it is used as it is, and V(Retain) here, as a
+            static PV with C(Delete) goes C(Failed) when released.
+        type: str
+        choices: [Retain, Delete]
       volume_binding_mode:
         description: C(volumeBindingMode) of the class.
         type: str
@@ -126,6 +135,7 @@ from ansible_collections.localpv.rollout.plugins.module_utils import volumes as 
 CLASS_SPEC = dict(
     name=dict(type="str", required=True),
     reclaim_policy=dict(type="str", choices=["Retain", "Delete"], default="Retain"),
+    pv_reclaim_policy=dict(type="str", choices=["Retain", "Delete"]),
     volume_binding_mode=dict(type="str", choices=["WaitForFirstConsumer", "Immediate"],
                              default="WaitForFirstConsumer"),
     provisioner=dict(type="str", default=sc.NO_PROVISIONER),

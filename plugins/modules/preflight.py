@@ -18,6 +18,8 @@ description:
   - Checks that each node of O(nodes) is a Node of the cluster (by name or C(kubernetes.io/hostname) label) or the
     node of a PV of C(localpv.rollout), and that each StorageClass of O(storage_classes) either does not exist yet or
     exists with the same immutable fields.
+  - With O(hosts), checks the inventory against the cluster (see O(hosts)), so that every conflict the cluster can
+    tell before a disk is touched stops the run there.
   - Reads only. The playbooks run it before any step on a host, so that a wrong kubeconfig, a missing right or a
     typo in a node name stops the run before a disk is formatted or a pod evicted.
 author:
@@ -70,6 +72,32 @@ options:
     description: V(decommission) deletes the Node object (needs delete on nodes).
     type: bool
     default: false
+  hosts:
+    description:
+      - V(site) checks the inventory against the cluster before any host step, from one LIST of Nodes and one of
+        PVs. Every inventory host that is a node of this collection (the whole inventory, not only the play),
+        each with C(host), C(node) (its Kubernetes node name), C(in_play), C(disks) (its C(localpv_disks)) and
+        C(mount_root).
+      - Refused are two hosts that name one node; a node whose C(kubernetes.io/hostname) label is no longer the
+        one its PVs are pinned to; a PV that is not ours (unless O(take_over)), of another node, or more than
+        one, at the node and canonical path of a volume named in C(disks); a PV of another place holding the
+        name of such a volume's PV; and a host of the play with no C(disks) that has PVs of ours while O(prune)
+        is on, unless O(prune_empty).
+    type: list
+    elements: dict
+    default: []
+  take_over:
+    description: PVs that are not ours at a volume's node and path will be taken over (not refused).
+    type: bool
+    default: false
+  prune_empty:
+    description: A host of the play with no volumes may lose all of its unbound PVs (it is meant).
+    type: bool
+    default: false
+  hostname_labels:
+    description: C(kubernetes.io/hostname) value per node name, as M(localpv.rollout.local_pv) takes it.
+    type: dict
+    default: {}
 seealso:
   - module: localpv.rollout.local_pv
   - module: localpv.rollout.decommission_plan
@@ -101,6 +129,18 @@ identity:
   returned: when a right is missing and the server answers
   type: str
   sample: system:serviceaccount:kube-system:localpv-rollout
+nodes:
+  description:
+    - Per node of the play (with O(hosts)), what its Node says, for M(localpv.rollout.node_identity)
+      C(exists), C(machine_id), C(system_uuid), C(hostname) (the value its PVs are pinned to) and
+      C(volume_paths) (the canonical paths of its volumes named in the inventory).
+  returned: always
+  type: dict
+other_paths:
+  description: Per node of the play (with O(hosts)), the PVs not ours pinned to it at paths that are not a volume's,
+    each with C(name) and C(path), for the host to resolve.
+  returned: always
+  type: dict
 unknown_nodes:
   description: Names of O(nodes) the cluster does not know.
   returned: always
@@ -143,6 +183,10 @@ def main():
             cordon=dict(type="bool", default=True),
             pod_action=dict(type="str", choices=["evict", "delete"], default="evict"),
             delete_node=dict(type="bool", default=False),
+            hosts=dict(type="list", elements="dict", default=[]),
+            take_over=dict(type="bool", default=False),
+            prune_empty=dict(type="bool", default=False),
+            hostname_labels=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
@@ -153,9 +197,14 @@ def main():
                           cordon=p["cordon"], pod_action=p["pod_action"], delete_node=p["delete_node"])
     classes = [sc.normalize_storage_class(item)[0] for item in p["storage_classes"]]
     where = k.connection_source(p)
-    result = dict(changed=False, missing_rights=[], unknown_nodes=[], problems=[])
+    result = dict(changed=False, missing_rights=[], unknown_nodes=[], problems=[], nodes={}, other_paths={})
     with k.api_session(module, result, suffix=" (%s). Nothing was changed." % where) as kube:
         found = pf.preflight(kube, needs, nodes=p["nodes"], storage_classes=classes)
+        if p["hosts"] and not found["missing_rights"]:
+            planned = pf.inventory_preflight(kube, p["hosts"], take_over=p["take_over"], prune=p["prune"],
+                                             prune_empty=p["prune_empty"], hostname_overrides=p["hostname_labels"])
+            found["problems"] = found["problems"] + planned.pop("problems")
+            found.update(planned)
     result.update(found, api_server=kube.host, requests=kube.requests)
     if found["problems"]:
         module.fail_json(msg="preflight of %s against %s (%s) found %d problem(s) before any change; nothing was "

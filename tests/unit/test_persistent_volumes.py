@@ -333,3 +333,24 @@ def test_the_records_of_our_pvs_reach_each_node_by_volume():
         v.STABLE_ID_ANNOTATION), "partuuid": "p-1", "fs_uuid": "f-1", "claim": "db/data-db-0"}
     assert records["node2"]["raw0"]["partuuid"] == "p-2" and records["node2"]["raw0"]["claim"] is None
     assert len(records) == 2
+
+
+@pytest.mark.parametrize("spelling", ["/mnt/disks/ssd0/", "/mnt/disks/./ssd0", "/mnt/disks//ssd0"])
+def test_a_provisioner_pv_at_another_spelling_of_our_path_is_taken_over_not_doubled(spelling):
+    (action,) = plan([vol()], [provisioner_pv(path=spelling, claim="data-0")], take_over=True)
+    assert (action["action"], action["name"]) == ("take_over", "local-pv-5a1c2e7b"), action
+    assert "spec.local" not in str(action.get("changes"))
+
+
+@pytest.mark.parametrize("spelling", ["/mnt/disks/ssd0/", "/mnt/disks/./ssd0", "/mnt/disks//ssd0"])
+def test_a_provisioner_pv_at_another_spelling_of_our_path_is_a_conflict_without_take_over(spelling):
+    (action,) = plan([vol()], [provisioner_pv(path=spelling)])
+    assert action["action"] == "conflict" and "local-pv-5a1c2e7b" in action["reason"]
+
+
+def test_our_pv_at_another_spelling_of_its_path_is_settled_and_unchanged():
+    volume = vol()
+    pv = server_copy(v.pv_manifest(volume, "node1"))
+    pv["spec"]["capacity"]["storage"] = str(volume["capacity"])
+    pv["spec"]["local"]["path"] = "/mnt/disks/ssd0/"
+    assert [a["action"] for a in plan([volume], [pv])] == ["unchanged"]

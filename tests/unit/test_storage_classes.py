@@ -44,3 +44,28 @@ def test_a_class_of_ours_is_patched_or_replaced_when_asked():
     assert sc.plan_storage_class(wanted, ours)["action"] == "conflict"
     assert sc.plan_storage_class(wanted, ours, replace=True)["action"] == "replace"
     assert v.is_owned(ours)
+
+
+PROVISIONER_CLASS = {"metadata": {"name": "fast-disks", "labels": {}}, "provisioner": "kubernetes.io/no-provisioner",
+                     "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"}
+
+
+def test_the_provisioners_delete_class_is_named_with_the_entry_that_uses_it_as_it_is():
+    wanted = sc.normalize_storage_class({"name": "fast-disks"})[0]
+    item = sc.plan_storage_class(wanted, PROVISIONER_CLASS)
+    assert item["action"] == "conflict"
+    assert "StorageClass fast-disks" in item["reason"] and "reclaimPolicy Delete" in item["reason"]
+    assert "{name: fast-disks, reclaim_policy: Delete, pv_reclaim_policy: Retain}" in item["reason"]
+
+
+def test_a_delete_class_used_as_it_is_gives_its_pvs_retain():
+    cls, reasons = sc.normalize_storage_class({"name": "fast-disks", "reclaim_policy": "Delete",
+                                               "pv_reclaim_policy": "Retain"})
+    assert reasons == [] and cls["pv_reclaim_policy"] == "Retain"
+    assert sc.plan_storage_class(cls, PROVISIONER_CLASS)["action"] == "unchanged"
+    assert "pv_reclaim_policy" not in str(sc.storage_class_manifest(cls))
+
+
+def test_the_pv_reclaim_policy_defaults_to_the_classs_and_is_checked():
+    assert sc.normalize_storage_class({"name": "c", "reclaim_policy": "Delete"})[0]["pv_reclaim_policy"] == "Delete"
+    assert "pv_reclaim_policy 'Keep'" in sc.normalize_storage_class({"name": "c", "pv_reclaim_policy": "Keep"})[1][0]

@@ -69,7 +69,6 @@ def test_quantities_are_compared_by_value(text, value):
     (dict(name="Bad_Name"), "name: not an RFC 1123 label"),
     (dict(node="Node_1"), "node: not a valid Kubernetes node name"),
     (dict(path="relative/path"), "not an absolute path"),
-    (dict(path="/mnt/disks/x/"), "not an absolute path"),
     (dict(mode="raw"), "mode 'raw'"),
     (dict(capacity=0), "not a positive number of bytes"),
     (dict(capacity="lots"), "capacity 'lots' is not a size"),
@@ -174,3 +173,36 @@ def test_a_label_value_that_is_no_string_is_refused_not_a_crash():
     volumes, errors = v.normalize_volumes([{"node": "node1", "name": "ssd0", "path": "/mnt/disks/ssd0",
                                             "capacity": GIB, "labels": {"tier": ["ssd"]}}])
     assert len(errors) == 1 and "tier" in errors[0]
+
+
+@pytest.mark.parametrize("spelling", ["/mnt/disks/x", "/mnt/disks/x/", "/mnt/disks/./x", "/mnt/disks//x",
+                                      "//mnt/disks/x", "/mnt/disks/y/../x", "/mnt/./disks//x/."])
+def test_every_spelling_of_a_path_has_one_canonical_form(spelling):
+    assert v.canonical_path(spelling) == "/mnt/disks/x"
+
+
+@pytest.mark.parametrize("given", [None, "", "mnt/disks/x", "./x", 7])
+def test_a_path_that_is_not_absolute_has_no_canonical_form(given):
+    assert v.canonical_path(given) is None
+
+
+def test_a_volume_path_is_written_in_its_canonical_form():
+    volume, reasons = v.normalize_volume(dict(node="node1", name="x", path="/mnt/disks/./x/", capacity=GIB))
+    assert reasons == [] and volume["path"] == "/mnt/disks/x"
+    assert v.pv_manifest(volume, "node1")["spec"]["local"]["path"] == "/mnt/disks/x"
+
+
+def test_two_spellings_of_one_path_on_a_node_are_one_disk():
+    items = [dict(node="node1", name="a", path="/mnt/disks/x", capacity=1),
+             dict(node="node1", name="b", path="/mnt/disks//x/", capacity=1)]
+    _volumes, errors = v.normalize_volumes(items)
+    assert len(errors) == 1 and "path node1:/mnt/disks/x is wanted by more than one volume" in errors[0]
+
+
+@pytest.mark.parametrize("spelling", ["/mnt/disks/ssd0/", "/mnt/disks/./ssd0", "/mnt/disks//ssd0"])
+def test_a_pv_at_another_spelling_of_the_path_differs_in_nothing_immutable(spelling):
+    volume = vol()
+    have = v.pv_manifest(volume, "node1")
+    have["spec"]["local"]["path"] = spelling
+    immutable, patch = v.compare_pv(v.pv_manifest(volume, "node1"), have)
+    assert immutable == [] and patch is None
