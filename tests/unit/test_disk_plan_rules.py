@@ -107,7 +107,7 @@ def test_expect_refuses_a_size_off_by_one_byte_either_way(delta):
     size = recorded("blank")["devices"]["loop0"]["size"]
     p = expect_plan({"size": size + delta})
     assert p["disks"] == []
-    assert "expected size %d bytes, the disk has %d" % (size + delta, size) in reasons(p)
+    assert "expected size %d bytes exactly, the disk has %d bytes" % (size + delta, size) in reasons(p)
 
 
 def test_expect_names_the_wwid_the_disk_has():
