@@ -133,30 +133,52 @@ def mkfs_argv(fstype, device, options="", uuid=None, force=False):
     return argv + (options or "").split() + [device]
 
 
-def zero_start(device, length=MIB):
-    """Zero the first ``length`` bytes of ``device``: a GPT's entries and most
-    superblocks live there, and wipefs leaves the entries behind the header."""
+def zero_ends(device, length=MIB):
+    """Zero the first and the last ``length`` bytes of ``device``: a GPT's
+    primary header and entries and most superblocks live at the start; the
+    backup GPT header and its entry array (the partition names, in UTF-16) live
+    in the last 33 sectors, and wipefs clears the backup header's magic only."""
     fd = os.open(device, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         size = os.lseek(fd, 0, os.SEEK_END)
-        os.lseek(fd, 0, os.SEEK_SET)
         todo = min(length, size)
-        chunk = b"\0" * min(todo, MIB)
-        while todo > 0:
-            todo -= os.write(fd, chunk[:todo])
+        for start in sorted(set((0, max(0, size - todo)))):
+            os.lseek(fd, start, os.SEEK_SET)
+            left = todo
+            chunk = b"\0" * min(left, MIB)
+            while left > 0:
+                left -= os.write(fd, chunk[:left])
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
+def ends_are_zero(device, length=MIB):
+    """Whether the first and the last ``length`` bytes of ``device`` are zeros
+    (what :func:`erase` leaves); False when it cannot be read."""
+    try:
+        with open(device, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            for start in (0, max(0, size - length)):
+                handle.seek(start)
+                if handle.read(min(length, size)).strip(b"\0"):
+                    return False
+    except (IOError, OSError):
+        return False
+    return True
+
+
 def erase(device, run, length=MIB):
-    """The one wipe: every signature wipefs knows (also the backup GPT at the end
-    of a disk) and the first ``length`` bytes. Returns the commands run."""
+    """The one wipe of decommission, reclaim and disk_prep: every signature
+    wipefs knows, then the first and the last ``length`` bytes (the backup GPT
+    and its entries too), so that what it leaves is blank to disk_prep.
+    Returns the commands run."""
     rc, out, err = run(["wipefs", "--all", "--quiet", device])
     if rc != 0:
         raise VolumeError("wipefs --all %s failed: %s" % (device, (err or out).strip()), code="wipe")
-    zero_start(device, length)
-    return ["wipefs --all --quiet %s" % device, "zero the first %d bytes of %s" % (length, device)]
+    zero_ends(device, length)
+    return ["wipefs --all --quiet %s" % device, "zero the first and the last %d bytes of %s" % (length, device)]
 
 
 # --------------------------------------------------------------------------------------

@@ -196,3 +196,43 @@ def test_a_filesystem_volume_mounted_from_another_volumes_partition_is_refused(t
     # a bind mount (or an adopted filesystem) has no GPT name of ours to check
     bind = dict(state, mount={"dev": "259:1", "root": "/data/a"})
     assert volume_wipe.check_identity({"volume": "a"}, bind, partx_naming("root"), sys_root=sys_root) is None
+
+
+def _gpt_image(path, size=64 << 20, name="localpv-raw0"):
+    with open(str(path), "wb") as handle:
+        handle.truncate(size)
+    subprocess.run(["sfdisk", "--quiet", str(path)], input="label: gpt\n,,L,\n", text=True, check=True,
+                   capture_output=True)
+    subprocess.run(["sfdisk", "--quiet", "--part-label", str(path), "1", name], check=True, capture_output=True)
+    return path
+
+
+def _local_run(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_the_erase_leaves_no_partition_name_anywhere_not_even_in_the_backup_gpt(tmp_path):
+    image = _gpt_image(tmp_path / "disk.img")
+    utf16 = "localpv-raw0".encode("utf-16-le")
+    data = image.read_bytes()
+    assert data.count(utf16) == 2  # the primary entry array and the backup one near the end
+    host_volumes.erase(str(image), _local_run)
+    data = image.read_bytes()
+    assert utf16 not in data
+    assert host_volumes.ends_are_zero(str(image))
+    assert _local_run(["wipefs", "--noheadings", str(image)])[1].strip() == ""
+    assert not data[-(33 * 512):].strip(b"\0")
+
+
+def test_a_wiped_table_is_not_taken_for_erased_while_its_backup_remains(tmp_path):
+    image = tmp_path / "disk.img"
+    with open(str(image), "wb") as handle:
+        handle.truncate(8 << 20)
+        handle.seek((8 << 20) - 4096)
+        handle.write(b"EFI PART backup")
+    assert not volume_wipe.head_is_zero(str(image))
+    item = {"device": str(image), "disk": str(image), "table": True, "signatures": [], "volume": None}
+    assert volume_wipe.run_wipe([item], _local_run) == [str(image)]
+    assert volume_wipe.head_is_zero(str(image))
+    assert volume_wipe.run_wipe([item], _local_run) == []
