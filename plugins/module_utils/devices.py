@@ -32,6 +32,7 @@ import re
 import shutil
 import subprocess
 
+from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils import openers as _openers
 
 SECTOR = 512
@@ -314,8 +315,9 @@ def run_command(argv):
     if tool is None:
         return 127, "", "%s: command not found" % argv[0]
     env = dict(os.environ, LC_ALL="C", LANG="C")
+    # the host lock goes with the tool: one left running by a killed run keeps it
     proc = subprocess.Popen([tool] + list(argv[1:]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, universal_newlines=True)
+                            env=env, universal_newlines=True, pass_fds=host_lock.inherited_fds())
     out, err = proc.communicate()
     return proc.returncode, out, err
 

@@ -38,6 +38,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
 from ansible_collections.localpv.rollout.plugins.module_utils import mounts as mount_rules
 from ansible_collections.localpv.rollout.plugins.module_utils import openers
@@ -986,7 +987,8 @@ def run_sfdisk(disk, script):
         return 127, "", "sfdisk: command not found (install util-linux/fdisk)"
     proc = subprocess.Popen([tool, "--no-reread", "--no-tell-kernel", "--quiet", "--wipe-partitions", "always",
                              disk], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            universal_newlines=True, env=dict(os.environ, LC_ALL="C", LANG="C"))
+                            universal_newlines=True, env=dict(os.environ, LC_ALL="C", LANG="C"),
+                            pass_fds=host_lock.inherited_fds())
     out, err = proc.communicate(script)
     return proc.returncode, out, err
 
