@@ -20,13 +20,9 @@ from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes impor
 
 
 def head_is_zero(device, length=hv.MIB):
-    """Whether the first ``length`` bytes of ``device`` are zeros (erased already)."""
-    try:
-        with open(device, "rb") as handle:
-            data = handle.read(length)
-    except (IOError, OSError):
-        return False
-    return not data.strip(b"\0")
+    """Whether the first and last ``length`` bytes of ``device`` are zeros (erased
+    already by :func:`host_volumes.erase`)."""
+    return hv.ends_are_zero(device, length)
 
 
 def plan_partition_wipe(disks, names):
@@ -67,7 +63,7 @@ def run_wipe(items, run, check_mode=False, length=1 << 20):
     for item in [i for i in items if not i.get("table")] + [i for i in items if i.get("table")]:
         if not item.get("table") and not item["signatures"] and head_is_zero(item["device"], length):
             continue
-        if item.get("table") and not item["signatures"]:
+        if item.get("table") and not item["signatures"] and head_is_zero(item["device"], length):
             continue
         changed.append(item["device"])
         if check_mode:
@@ -138,6 +134,21 @@ def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None
     if entries and not check_mode:
         hv.remove_contents(path, keep)
     return out
+
+
+def describe_wipe(result, check_mode=False):
+    """One line that says exactly what :func:`wipe_contents` erased (or would)."""
+    verb = "would be" if check_mode else "was"
+    if not result.get("changed"):
+        return "%s: nothing to erase, left as it was" % result["path"]
+    if result.get("action") == "files":
+        return "%s: %d entries %s removed (files)" % (result["path"], result.get("removed", 0),
+                                                      "would be" if check_mode else "were")
+    if result.get("action") == "mkfs":
+        return "%s: %s %s made again on %s with UUID %s (mkfs)" % (
+            result["path"], result.get("fstype"), verb, result.get("device"), result.get("uuid"))
+    return "%s: %s %s erased on %s (%s)" % (result["path"], result.get("erased") or "the device start", verb,
+                                           result.get("device"), result.get("action"))
 
 
 def check_identity(volume, state, run, sys_root="/sys"):

@@ -236,3 +236,14 @@ def test_a_wiped_table_is_not_taken_for_erased_while_its_backup_remains(tmp_path
     assert volume_wipe.run_wipe([item], _local_run) == [str(image)]
     assert volume_wipe.head_is_zero(str(image))
     assert volume_wipe.run_wipe([item], _local_run) == []
+
+
+def test_each_wipe_is_said_exactly():
+    said = volume_wipe.describe_wipe
+    assert said({"path": "/mnt/disks/a", "changed": True, "action": "files", "removed": 3}) == \
+        "/mnt/disks/a: 3 entries were removed (files)"
+    assert said({"path": "/mnt/disks/a", "changed": True, "action": "files", "removed": 3}, check_mode=True) == \
+        "/mnt/disks/a: 3 entries would be removed (files)"
+    assert said({"path": "/mnt/disks/a", "changed": True, "action": "mkfs", "fstype": "xfs", "device": "/dev/sdb1",
+                 "uuid": "u-1"}) == "/mnt/disks/a: xfs was made again on /dev/sdb1 with UUID u-1 (mkfs)"
+    assert said({"path": "/mnt/disks/a", "changed": False}) == "/mnt/disks/a: nothing to erase, left as it was"
