@@ -420,12 +420,13 @@ def disks_to_probe(disks, entries):
 
 
 def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", links=None, isdir=None,
-              sampler=None, dir_entries=None):
+              sampler=None, dir_entries=None, read_marker=None):
     """The whole plan of one host. Returns a dict with ``refusals`` (empty = go).
 
     ``links`` maps block-volume paths to where their symlink points now;
     ``isdir`` tells whether a bind source exists (default: ``os.path.isdir``);
     ``dir_entries(path)`` lists a directory (default: ``mounts.directory_entries``);
+    ``read_marker(dir)`` reads a bind source's retirement marker (``host_volumes.read_retired_marker``);
     ``sampler(path, size)`` reads a device's content samples
     (``host_volumes.sample``); without it no device counts as blank.
     """
@@ -443,7 +444,8 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
         source = spec["bind"].rstrip("/")
         volume = _volume(spec, spec["name"], mode="filesystem", state="bind", source=source, fstype=None)
         volume["needs_source"] = not (isdir or os.path.isdir)(source)
-        plan["volumes"].append(volume)
+        if volume["needs_source"] or not _refuse_retired_bind(planner, volume, read_marker or hv.read_retired_marker):
+            plan["volumes"].append(volume)
     _check_names_and_sizes(planner, mount_root)
     _mark_mount_state(planner, fstab_text, mountinfo_text, links or {}, dir_entries or mount_rules.directory_entries)
     for volume, reason in shared_bind_sources(plan["volumes"], devices.parse_mountinfo(mountinfo_text or "")):
@@ -669,12 +671,52 @@ def _plan_disk(planner, spec, disk, names):
     entry = {"disk": disk["path"], "stable_id": disk["stable_id"], "size": disk["size"], "volumes": names,
              "state": None, "actions": [], "layout": [], "mode": spec["mode"]}
     confirmed = not disk["eligible"] and planner.confirmed(spec, disk)
+    if not confirmed and _refuse_retired(planner, spec, disk, names):
+        return
     if ours_for(disk, names) and not confirmed:
         _plan_ours(planner, spec, disk, names, entry)
     elif spec["adopt"]:
         _plan_adopt(planner, spec, disk, names, entry)
     else:
         _plan_new(planner, spec, disk, names, entry, confirmed)
+
+
+# --- volumes retired by decommission ------------------------------------------------
+
+def _refuse_retired(planner, spec, disk, names):
+    """Refuse ``disk`` when one of its partitions is a volume retired by
+    decommission (its data kept, its GPT name ``localpv-retired-...``): it is
+    never mounted or published again without a confirmation. True when refused."""
+    retired = [(e, hv.retired_day(e.get("name"))) for e in sorted(disk["partition_table"], key=lambda e: e["number"])]
+    retired = [(e, day) for e, day in retired if day]
+    if not retired:
+        return False
+    reasons = []
+    for tentry, day in retired:
+        whose = [n for n in names if hv.retired_day(tentry.get("name"), n)]
+        reasons.append("%s was retired by decommission on %s (partition %d of %s is named %s); it is not mounted or "
+                       "published again" % ("volume %s" % whose[0] if whose else "a volume of another entry", day,
+                                            tentry["number"], disk["path"], tentry.get("name")))
+    fp = planner.fingerprint(disk)
+    reasons.append("two ways on: take the entry out of localpv_disks, or make %s new and empty with wipe: '%s' on "
+                   "this entry%s (it erases the whole disk %s, every partition on it)" % (
+                       ", ".join(names), fp, "" if planner.allow_wipe else " and localpv_allow_wipe: true for the run",
+                       disk["path"]))
+    planner.refuse(disk["path"], reasons, names[0], fingerprint=fp)
+    return True
+
+
+def _refuse_retired_bind(planner, volume, read_marker):
+    """Refuse a bind volume whose source carries decommission's retirement marker."""
+    marker = read_marker(volume["source"])
+    if not marker:
+        return False
+    planner.refuse(volume["source"], [
+        "bind volume %s was retired by decommission on %s (marker %s/%s); it is not mounted or published again"
+        % (volume["name"], marker["day"], volume["source"], hv.RETIRED_MARKER),
+        "two ways on: take the entry out of localpv_disks, or empty the directory (its files are the old tenant's) "
+        "and remove the marker"], volume["name"])
+    return True
 
 
 def _ours_partition_state(planner, spec, name, tentry, part):

@@ -59,6 +59,54 @@ def partition_label(volume):
     return "%s-%s" % (head, hashlib.sha256(volume.encode("utf-8")).hexdigest()[:_HASH_LEN])
 
 
+# A retired volume (decommission) keeps its data but loses its name: its GPT
+# partition is renamed localpv-retired-<YYYYMMDD>-<hash of the volume's name>, so
+# that no run takes it for the volume again, after a reboot or on another host
+# too. A bind volume has no partition: a marker file in its source directory says it.
+RETIRED_LABEL_PREFIX = PARTITION_LABEL_PREFIX + "retired-"
+RETIRED_MARKER = ".localpv-retired"
+
+
+def _name_hash(volume):
+    return hashlib.sha256(volume.encode("utf-8")).hexdigest()[:_HASH_LEN]
+
+
+def retired_label(volume, day):
+    """The GPT partition name of volume ``volume`` retired on ``day`` (``YYYY-MM-DD``)."""
+    return "%s%s-%s" % (RETIRED_LABEL_PREFIX, day.replace("-", ""), _name_hash(volume))
+
+
+def retired_day(label, volume=None):
+    """``YYYY-MM-DD`` when ``label`` marks a retired volume (``volume``, when given), else None."""
+    if not (label or "").startswith(RETIRED_LABEL_PREFIX):
+        return None
+    day, _sep, digest = label[len(RETIRED_LABEL_PREFIX):].partition("-")
+    if len(day) != 8 or not day.isdigit() or (volume is not None and digest != _name_hash(volume)):
+        return None
+    return "%s-%s-%s" % (day[:4], day[4:6], day[6:])
+
+
+def read_retired_marker(directory):
+    """What the retirement marker in ``directory`` says (``{volume, day}``), or None."""
+    try:
+        with open(os.path.join(directory, RETIRED_MARKER)) as handle:
+            fields = dict(line.split("=", 1) for line in handle.read().splitlines() if "=" in line)
+    except (IOError, OSError):
+        return None
+    return {"volume": fields.get("volume"), "day": fields.get("retired") or "an unknown day"}
+
+
+def write_retired_marker(directory, volume, day):
+    """Write the retirement marker of bind volume ``volume`` into ``directory``."""
+    path = os.path.join(directory, RETIRED_MARKER)
+    with open(path + ".tmp", "w") as handle:
+        handle.write("volume=%s\nretired=%s\nby=decommission\n" % (volume, day))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.rename(path + ".tmp", path)
+    return path
+
+
 # --------------------------------------------------------------------------------------
 # What is on a device
 # --------------------------------------------------------------------------------------

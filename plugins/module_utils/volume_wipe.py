@@ -34,6 +34,12 @@ def plan_partition_wipe(disks, names):
     mounted, swap, held, opened by a process) is refused. A disk's partition table is erased too when every
     partition on it is one of these volumes. Returns ``(items, refused)``."""
     labels = dict((hv.partition_label(n), n) for n in names)
+    for disk in disks:
+        # a volume retired by this decommission (or an earlier one) carries its retired name
+        for part in disk["partitions"]:
+            for name in names:
+                if hv.retired_day(part.get("partlabel"), name):
+                    labels[part["partlabel"]] = name
     items, refused = [], []
     for disk in disks:
         parts = [p for p in disk["partitions"] if p.get("partlabel") in labels]
@@ -176,3 +182,81 @@ def check_identity(volume, state, run, sys_root="/sys"):
                           "nothing wiped" % (state["path"], ident["number"], ident["disk"], ident["partlabel"],
                                              volume["volume"], label), code="not_this_volume")
     return ident
+
+
+def _rename_partition(ident, label, run):
+    """Give partition ``ident`` (:func:`host_volumes.partition_identity`) the GPT name
+    ``label``, without asking the kernel to re-read the table (a kernel without
+    partition-table parsers would drop the partitions)."""
+    argv = ["sfdisk", "--no-reread", "--no-tell-kernel", "--part-label", ident["disk"], str(ident["number"]), label]
+    rc, out, err = run(argv)
+    if rc != 0:
+        raise VolumeError("%s failed: %s; the volume is not marked retired" % (" ".join(argv), (err or out).strip()),
+                          code="retire")
+
+
+def _find_partition(disks, volume):
+    """(disk, partition) of ``volume``'s partition by its GPT name, live or retired."""
+    for disk in disks:
+        for part in disk["partitions"]:
+            label = part.get("partlabel")
+            if label == hv.partition_label(volume) or hv.retired_day(label, volume):
+                return disk, part
+    return None, None
+
+
+def retire_volume(volume, path, day, run, disks=None, check_mode=False, state=None):
+    """Mark volume ``volume`` (at ``path``) retired on its host, on ``day`` (YYYY-MM-DD).
+
+    A volume on a partition of ours (filesystem or block, found through its
+    mount or link, or by its GPT name once unmounted) gets the GPT name
+    :func:`host_volumes.retired_label`; a bind volume gets the marker file in its
+    source directory (written through the mount point). Its data stays. Returns
+    ``{volume, path, how, mark, changed, said}``."""
+    state = state or hv.volume_state(path.rstrip("/"))
+    out = {"volume": volume, "path": path, "changed": False}
+    ident = None
+    if state.get("is_link") and state.get("dev"):
+        ident = hv.partition_identity(state["dev"], run)
+    elif state.get("mounted") and state["mount"]["root"] == "/":
+        ident = hv.partition_identity(state["mount"]["dev"], run)
+    elif state.get("mounted"):
+        marker = hv.read_retired_marker(path)
+        out.update(how="marker", mark=os.path.join(state["mount"]["root"], hv.RETIRED_MARKER))
+        if marker:
+            out["said"] = "%s: bind volume %s already marked retired (%s)" % (path, volume, marker["day"])
+            return out
+        out["changed"] = True
+        if not check_mode:
+            hv.write_retired_marker(path, volume, day)
+        out["said"] = "%s: bind volume %s marked retired in its source directory (%s)" % (path, volume, out["mark"])
+        return out
+    else:
+        disk, part = _find_partition(disks if disks is not None else devices.host_disks(), volume)
+        if part:
+            ident = {"disk": disk["path"], "number": part["number"], "partlabel": part.get("partlabel")}
+    if not ident and not state.get("mounted") and not state.get("is_link"):
+        # a run that marked and unmounted it already, or a volume whose disk is gone
+        out.update(how="none", mark=None, said="%s: volume %s is not mounted, linked or found by its partition name "
+                                                "on this host; nothing to mark" % (path, volume))
+        return out
+    if not ident or not ident.get("partlabel"):
+        raise VolumeError("%s: volume %s is %s, not a partition of ours; it cannot be marked retired, and nothing "
+                          "was deleted" % (path, volume, "a link to %s" % state.get("link_target") if state.get("is_link")
+                                           else "mounted from %s" % state["mount"]["source"]), code="not_ours")
+    label = ident["partlabel"]
+    out.update(how="partition name", device="partition %d of %s" % (ident["number"], ident["disk"]))
+    if hv.retired_day(label, volume):
+        out.update(mark=label, said="%s: volume %s already marked retired (%s is named %s)" % (
+            path, volume, out["device"], label))
+        return out
+    if label != hv.partition_label(volume):
+        raise VolumeError("%s leads to %s, named %r, not volume %s's partition %s; it is not marked retired, and "
+                          "nothing was deleted" % (path, out["device"], label, volume, hv.partition_label(volume)),
+                          code="not_this_volume")
+    out.update(mark=hv.retired_label(volume, day), changed=True)
+    if not check_mode:
+        _rename_partition(ident, out["mark"], run)
+    out["said"] = "%s: volume %s marked retired (%s renamed %s to %s)" % (path, volume, out["device"], label,
+                                                                         out["mark"])
+    return out

@@ -247,3 +247,12 @@ def test_each_wipe_is_said_exactly():
     assert said({"path": "/mnt/disks/a", "changed": True, "action": "mkfs", "fstype": "xfs", "device": "/dev/sdb1",
                  "uuid": "u-1"}) == "/mnt/disks/a: xfs was made again on /dev/sdb1 with UUID u-1 (mkfs)"
     assert said({"path": "/mnt/disks/a", "changed": False}) == "/mnt/disks/a: nothing to erase, left as it was"
+
+
+def test_a_decommission_wipe_finds_the_partitions_it_marked_retired():
+    retired = host_volumes.retired_label("a", "2026-12-02")
+    disks = [disk("loop4", [(retired, None)]), disk("loop5", [(host_volumes.retired_label("b", "2026-12-01"), None)])]
+    items, refused = volume_wipe.plan_partition_wipe(disks, ["a"])
+    assert refused == []
+    assert [(i["device"], i["volume"], bool(i.get("table"))) for i in items] == [
+        ("/dev/loop4p1", "a", False), ("/dev/loop4", None, True)]
