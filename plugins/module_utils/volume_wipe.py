@@ -16,6 +16,7 @@ import os
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
+from ansible_collections.localpv.rollout.plugins.module_utils.disk_plan import BLOCK_VOLUME_TYPE
 from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import VolumeError
 
 
@@ -48,7 +49,8 @@ def plan_partition_wipe(disks, names):
         for part in parts:
             why = [message for _code, message in devices.judge_partition(part)]
             entry = {"volume": labels[part["partlabel"]], "device": part["path"], "disk": disk["path"],
-                     "signatures": [s.get("type") for s in part.get("signatures") or []]}
+                     "signatures": [s.get("type") for s in part.get("signatures") or []],
+                     "block": (part.get("parttype") or "").upper() == BLOCK_VOLUME_TYPE}
             if why:
                 entry["reason"] = "partition %s of volume %s is %s" % (part["path"], entry["volume"], "; ".join(why))
                 refused.append(entry)
@@ -61,12 +63,21 @@ def plan_partition_wipe(disks, names):
     return items, refused
 
 
-def run_wipe(items, run, check_mode=False, length=1 << 20):
+def run_wipe(items, run, check_mode=False, length=1 << 20, block_wipe="full"):
     """Erase what :func:`plan_partition_wipe` listed: each partition's signatures
-    (``wipefs -a``) and start, then whole partition tables. ``run(argv)``
-    returns ``(rc, out, err)``. Returns the devices changed."""
+    (``wipefs -a``) and both ends, then whole partition tables. A block volume's
+    partition (its GPT type says so) is sanitized whole first, ``block_wipe``
+    full or quick (:func:`host_volumes.sanitize_block`): a tenant's raw data has
+    no signature and may lie anywhere. ``run(argv)`` returns ``(rc, out, err)``.
+    Returns the devices changed."""
     changed = []
     for item in [i for i in items if not i.get("table")] + [i for i in items if i.get("table")]:
+        if item.get("block"):
+            changed.append(item["device"])
+            if not check_mode:
+                item["erased"] = hv.sanitize_block(item["device"], block_wipe, run)
+                hv.erase(item["device"], run, length)
+            continue
         if not item.get("table") and not item["signatures"] and head_is_zero(item["device"], length):
             continue
         if item.get("table") and not item["signatures"] and head_is_zero(item["device"], length):
@@ -83,7 +94,7 @@ def run_wipe(items, run, check_mode=False, length=1 << 20):
 MKFS_TYPES = ("xfs", "ext4", "ext3")
 
 
-def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None):
+def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None, block_wipe="full"):
     """Erase the data of one volume still in place, for reuse (reclaim).
 
     ``volume``: ``{path, mode}``, and ``volume`` (its name) to check that what
@@ -92,9 +103,10 @@ def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None
     ``path`` (never a directory of the root filesystem): ``how=files`` removes
     everything under it, ``how=mkfs`` unmounts, makes the same filesystem again
     with the same UUID (so the fstab line and the PV stay right) and mounts it.
-    Block volumes (a link to a device): the device's signatures and start are
-    erased. Refuses while a process holds the volume. Returns a dict with
-    ``path``, ``action`` and ``changed``."""
+    Block volumes (a link to a device) are sanitized: every byte of the device
+    is made zero, ``block_wipe`` = ``full`` (overwritten here) or ``quick`` (by
+    the kernel, :func:`host_volumes.sanitize_block`). Refuses while a process
+    holds the volume. Returns a dict with ``path``, ``action`` and ``changed``."""
     path = volume["path"].rstrip("/")
     state = state or hv.volume_state(path)
     out = {"path": path, "changed": False}
@@ -108,11 +120,11 @@ def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None
         device = state.get("device")
         if not device:
             raise VolumeError("%s is not a link to a block device; refusing to wipe" % path, code="not_a_volume")
-        rc, text, err = run(["wipefs", "--noheadings", device])
-        dirty = bool(text.strip()) or not head_is_zero(device, length)
-        out.update(action="device-start", device=device, changed=dirty)
-        if dirty and not check_mode:
-            hv.erase(device, run, length)
+        # a tenant's raw data has no signature and may lie anywhere: the whole device, every time
+        out.update(action="block-%s" % block_wipe, device=device, changed=True,
+                   erased="every byte (%s)" % block_wipe)
+        if not check_mode:
+            out["erased"] = hv.sanitize_block(device, block_wipe, run)
         return out
     if not state["mounted"]:
         raise VolumeError("%s is not a mount point: refusing to wipe what may be the host's own directory" % path,
@@ -153,8 +165,10 @@ def describe_wipe(result, check_mode=False):
     if result.get("action") == "mkfs":
         return "%s: %s %s made again on %s with UUID %s (mkfs)" % (
             result["path"], result.get("fstype"), verb, result.get("device"), result.get("uuid"))
-    return "%s: %s %s erased on %s (%s)" % (result["path"], result.get("erased") or "the device start", verb,
-                                           result.get("device"), result.get("action"))
+    if check_mode:
+        return "%s: every byte of %s would be made zero (%s)" % (result["path"], result.get("device"),
+                                                                 result.get("action"))
+    return "%s: %s on %s" % (result["path"], result.get("erased"), result.get("device"))
 
 
 def check_identity(volume, state, run, sys_root="/sys"):

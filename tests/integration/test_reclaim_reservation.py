@@ -164,3 +164,26 @@ def test_reclaim_runs_with_a_token_and_no_kubeconfig(lab, scenario, identity, tm
     assert s.sh("ls -A %s/%s" % (ROOT, a)).stdout.strip() == ""
     wait_until("PV Available", lambda: s.core.read_persistent_volume(pv).status.phase == "Available")
     assert client.CoreV1Api(s.kube).read_persistent_volume(pv).spec.claim_ref is None
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"reclaim_nodes": [], "localpv_allow_wipe": True}, "Name the scope: -e reclaim_nodes=node3"),
+    ({"localpv_allow_wipe": False}, "Give the run's key: -e localpv_allow_wipe=true."),
+], ids=["no-scope", "no-key"])
+def test_reclaim_wipes_only_with_a_named_scope_and_the_runs_key(lab, scenario, extra, words):
+    s = scenario
+    a = s.tag + "-a"
+    s.setup([bind(s, a)])
+    pv = release(s, "first")
+    s.sh("echo secret > %s/%s/file" % (ROOT, a))
+    since = now_rfc3339()
+    res = s.reclaim(**extra)
+    assert res.returncode != 0
+    msg = " ".join((res.failed_msg() or "").split())
+    assert words in msg and "Nothing was changed" in msg, msg
+    assert s.sh("cat %s/%s/file" % (ROOT, a)).stdout.strip() == "secret"
+    assert ours(audit_writes(lab, since)) == []
+    assert s.core.read_persistent_volume(pv).status.phase == "Released"
+    # --check needs no key: it shows what would be wiped
+    check = ok(s.reclaim("--check", localpv_allow_wipe=False), s.host)
+    assert pv in "\n".join(check.result("Show what is wiped and made Available", s.host)["msg"])

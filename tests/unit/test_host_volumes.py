@@ -256,3 +256,26 @@ def test_a_decommission_wipe_finds_the_partitions_it_marked_retired():
     assert refused == []
     assert [(i["device"], i["volume"], bool(i.get("table"))) for i in items] == [
         ("/dev/loop4p1", "a", False), ("/dev/loop4", None, True)]
+
+
+def test_a_block_volume_is_zeroed_to_its_last_byte_and_says_how(tmp_path, monkeypatch):
+    # quick (blkdiscard --zeroout) needs a real block device: the lab test covers it
+    how = "full"
+    monkeypatch.setattr(host_volumes, "PROGRESS_PATH", str(tmp_path / "progress"))
+    device = tmp_path / "raw0"
+    size = 8 << 20
+    with open(str(device), "wb") as handle:
+        handle.truncate(size)
+        handle.seek(5 << 20)
+        handle.write(b"tenant data, no signature" * 100)
+        handle.seek(size - 10)
+        handle.write(b"last bytes")
+    link = tmp_path / "vol"
+    link.symlink_to(device)
+    state = {"path": str(link), "is_link": True, "device": str(device), "holders": [], "other_mounts": []}
+    result = volume_wipe.wipe_contents({"path": str(link), "mode": "block"}, "files", _local_run, state=state,
+                                       block_wipe=how)
+    assert not device.read_bytes().strip(b"\0")
+    assert volume_wipe.describe_wipe(result) == "%s: every byte overwritten with zeros (full: %d bytes) on %s" % (
+        link, size, device)
+    assert (tmp_path / "progress").read_text() == "zeroed %s: all 8 MiB\n" % device
