@@ -25,7 +25,7 @@ from ansible_collections.localpv.rollout.plugins.module_utils import host_volume
 def scenario(lab, kube, tmp_path):
     s = Scenario(lab, kube, tmp_path)
     yield s
-    s.sh("pkill -x mkfs.xfs; pkill -x mkfs.ext4; rm -f /tmp/%s-mkfs.xfs" % s.tag, check=False)
+    s.sh("pkill -x mkfs.xfs; pkill -x mkfs.ext4; rm -rf /tmp/%s" % s.tag, check=False)
     s.cleanup()
 
 
@@ -49,6 +49,21 @@ def prepare(s, disks, *args, env=None, **extra):
     play.write_text(PREPARE.format(host=s.host, out=str(s.tmp / ("volumes-%d.json" % s.runs))))
     extra["localpv_disks"] = disks
     return playbook(s.lab, str(play), "--limit", s.host, *args, extra_vars=extra, env=env)
+
+
+def setup_block(s, entries):
+    """Scenario.setup for block volumes: this kernel has no udev, so their links use kernel names."""
+    original = s.prepare
+
+    def prepare_with_kernel_names(disks):
+        ok(prepare(s, disks, localpv_allow_kernel_names=True), s.host)
+        with open(str(s.tmp / ("volumes-%d.json" % s.runs))) as handle:
+            return json.load(handle)
+    s.prepare = prepare_with_kernel_names
+    try:
+        return s.setup(entries)
+    finally:
+        s.prepare = original
 
 
 def test_a_retired_volume_is_never_mounted_or_published_again(lab, scenario):
@@ -94,7 +109,7 @@ def test_our_erase_leaves_a_disk_our_prep_takes_and_a_rerun_changes_nothing(lab,
     disk = s.blank_disk()
     a = s.tag + "-raw"
     entry = {"name": a, "device": disk, "mode": "block"}
-    s.setup([entry])
+    setup_block(s, [entry])
     s.sh("printf 'tenant data' | dd of=%s/%s bs=1M seek=100 conv=notrunc 2>/dev/null" % (ROOT, a))
 
     ok(s.decommission(decommission_wipe=True, localpv_allow_wipe=True), s.host)
@@ -102,10 +117,10 @@ def test_our_erase_leaves_a_disk_our_prep_takes_and_a_rerun_changes_nothing(lab,
     assert s.sh("grep -c -a -P '%s' %s || true" % (utf16, disk)).stdout.strip() == "0"
     assert s.sh("wipefs --noheadings %s" % disk).stdout.strip() == ""
 
-    first = prepare(s, [entry])
+    first = prepare(s, [entry], localpv_allow_kernel_names=True)
     ok(first, s.host)
     assert first.stats[s.host]["changed"] > 0
-    again = prepare(s, [entry])
+    again = prepare(s, [entry], localpv_allow_kernel_names=True)
     ok(again, s.host)
     assert again.stats[s.host]["changed"] == 0
 
@@ -131,7 +146,7 @@ def test_a_block_volumes_next_tenant_reads_zeros_where_the_last_one_wrote(lab, s
     s.lab.wipe_disks(s.host, only=[disk])
     s.disks_used.append(disk)
     a = s.tag + "-raw"
-    s.setup([{"name": a, "device": disk, "mode": "block"}])
+    setup_block(s, [{"name": a, "device": disk, "mode": "block"}])
     pv = claim_block(s, "first")
     link = "%s/%s" % (ROOT, a)
     s.sh("head -c 4096 /dev/urandom | tr -d '\\0' | head -c 1000 > /tmp/%s.pattern && "
@@ -175,10 +190,10 @@ def test_two_runs_at_once_on_one_host_format_once_and_the_second_changes_nothing
 def test_a_run_waiting_for_the_lock_names_a_disk_tool_left_running(lab, scenario):
     s = scenario
     disk = s.blank_disk()
-    fake = "/tmp/%s-mkfs.xfs" % s.tag
+    fake = "/tmp/%s/mkfs.xfs" % s.tag
     # what a killed run leaves: a mkfs still running with the host lock
-    s.sh("cp /bin/sleep %s && (setsid flock /run/localpv-rollout.lock %s 120 >/dev/null 2>&1 &) && sleep 1" % (
-        fake, fake))
+    s.sh("mkdir -p /tmp/%s && cp /bin/sleep %s && (setsid flock /run/localpv-rollout.lock %s 120 >/dev/null 2>&1 &) && sleep 1" % (
+        s.tag, fake, fake))
     pid = s.sh("pgrep -f '^%s 120'" % fake).stdout.split()[0]
     before = sha256(s, disk)
     res = prepare(s, [{"name": s.tag + "-a", "device": disk}], disk_prep_lock_timeout=3)
