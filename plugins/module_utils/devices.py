@@ -32,6 +32,7 @@ import re
 import shutil
 import subprocess
 
+from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils import openers as _openers
 
 SECTOR = 512
@@ -380,9 +381,10 @@ def run_command(argv):
         return 127, "", "%s: command not found" % argv[0]
     env = dict(os.environ, LC_ALL="C", LANG="C")
     # module_utils here are plain functions with no AnsibleModule to call run_command on
-    # (ansible-core 2.21's sanity flags Popen)
+    # (ansible-core 2.21's sanity flags Popen); the host lock goes with the tool: one
+    # left running by a killed run keeps it
     proc = subprocess.Popen([tool] + list(argv[1:]), stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # pylint: disable=ansible-bad-function
-                            env=env, universal_newlines=True)
+                            env=env, universal_newlines=True, pass_fds=host_lock.inherited_fds())
     out, err = proc.communicate()
     return proc.returncode, out, err
 

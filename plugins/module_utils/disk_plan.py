@@ -38,6 +38,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
 from ansible_collections.localpv.rollout.plugins.module_utils import mounts as mount_rules
 from ansible_collections.localpv.rollout.plugins.module_utils import openers
@@ -482,7 +483,7 @@ def disks_to_probe(disks, entries):
 
 
 def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", links=None, isdir=None,
-              sampler=None, dir_entries=None, locate=None, kind_at=None):
+              sampler=None, dir_entries=None, locate=None, kind_at=None, read_marker=None):
     """The whole plan of one host. Returns a dict with ``refusals`` (empty = go).
 
     ``links`` maps block-volume paths to where their symlink points now;
@@ -494,6 +495,7 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
     without it no device counts as blank. ``options["recorded"]`` maps volume names
     to the ids their PVs recorded (:func:`recorded_identity`); ``locate(ids)`` names
     the devices of this host that carry those ids (where an old disk went).
+    ``read_marker(dir)`` reads a bind source's retirement marker (``host_volumes.read_retired_marker``).
     """
     given_root = options.get("mount_root") or "/mnt/disks"
     mount_root = canonical_path(given_root)
@@ -519,7 +521,8 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
         source = canonical_path(spec["bind"])
         volume = _volume(spec, spec["name"], mode="filesystem", state="bind", source=source, fstype=None)
         volume["needs_source"] = not (isdir or os.path.isdir)(source)
-        plan["volumes"].append(volume)
+        if volume["needs_source"] or not _refuse_retired_bind(planner, volume, read_marker or hv.read_retired_marker):
+            plan["volumes"].append(volume)
     _check_names_and_sizes(planner, mount_root)
     _mark_mount_state(planner, fstab_text, mountinfo_text, links or {}, dir_entries or mount_rules.directory_entries,
                       kind_at or mount_rules.kind_at)
@@ -748,6 +751,8 @@ def _plan_disk(planner, spec, disk, names):
     if not _identity_proven(planner, spec, disk, names, entry):
         return
     confirmed = not disk["eligible"] and planner.confirmed(spec, disk)
+    if not confirmed and _refuse_retired(planner, spec, disk, names):
+        return
     if ours_for(disk, names):
         _plan_ours(planner, spec, disk, names, entry, confirmed)
     elif spec["adopt"]:
@@ -864,6 +869,52 @@ def _identity_proven(planner, spec, disk, names, entry):
                                       "on this one, set replace: '%s' on this entry (the fingerprint of this disk "
                                       "now)" % (stale, name, fp)], name, fingerprint=fp)
         return False
+    return True
+
+
+# --- volumes retired by decommission ------------------------------------------------
+
+def _refuse_retired(planner, spec, disk, names):
+    """Refuse ``disk`` when one of its partitions is a volume retired by
+    decommission (its data kept, its GPT name ``localpv-retired-...``): it is
+    never mounted or published again without a confirmation. True when refused."""
+    retired = [(e, hv.retired_day(e.get("name"))) for e in sorted(disk["partition_table"], key=lambda e: e["number"])]
+    retired = [(e, day) for e, day in retired if day]
+    if not retired:
+        return False
+    reasons = []
+    for tentry, day in retired:
+        whose = [n for n in names if hv.retired_day(tentry.get("name"), n)]
+        reasons.append("%s was retired by decommission on %s (partition %d of %s is named %s); it is not mounted or "
+                       "published again" % ("volume %s" % whose[0] if whose else "a volume of another entry", day,
+                                            tentry["number"], disk["path"], tentry.get("name")))
+    live = [n for n in names if partition_label(n) in [e.get("name") for e in disk["partition_table"]]]
+    if live:
+        # the whole-disk confirmation would erase them too: never offered (as for a damaged sibling)
+        reasons.append("volume(s) %s on the same disk are not retired, so the whole disk is never erased: retire "
+                       "them too with decommission before making the disk new, or take the entry out of "
+                       "localpv_disks" % ", ".join(live))
+        planner.refuse(disk["path"], reasons, names[0])
+        return True
+    fp = planner.fingerprint(disk)
+    reasons.append("two ways on: take the entry out of localpv_disks, or make %s new and empty with wipe: '%s' on "
+                   "this entry%s (it erases the whole disk %s, every partition on it)" % (
+                       ", ".join(names), fp, "" if planner.allow_wipe else " and localpv_allow_wipe: true for the run",
+                       disk["path"]))
+    planner.refuse(disk["path"], reasons, names[0], fingerprint=fp)
+    return True
+
+
+def _refuse_retired_bind(planner, volume, read_marker):
+    """Refuse a bind volume whose source carries decommission's retirement marker."""
+    marker = read_marker(volume["source"])
+    if not marker:
+        return False
+    planner.refuse(volume["source"], [
+        "bind volume %s was retired by decommission on %s (marker %s/%s); it is not mounted or published again"
+        % (volume["name"], marker["day"], volume["source"], hv.RETIRED_MARKER),
+        "two ways on: take the entry out of localpv_disks, or empty the directory (its files are the old tenant's) "
+        "and remove the marker"], volume["name"])
     return True
 
 
@@ -1288,10 +1339,12 @@ def run_sfdisk(disk, script):
     tool = devices.find_tool("sfdisk")
     if tool is None:
         return 127, "", "sfdisk: command not found (install util-linux/fdisk)"
-    # the script goes to sfdisk's stdin, and there is no AnsibleModule here (see devices.run_command)
+    # the script goes to sfdisk's stdin, and there is no AnsibleModule here (see devices.run_command);
+    # the host lock goes with the tool: one left running by a killed run keeps it
     argv = [tool, "--no-reread", "--no-tell-kernel", "--quiet", "--wipe-partitions", "always", disk]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # pylint: disable=ansible-bad-function
-                            universal_newlines=True, env=dict(os.environ, LC_ALL="C", LANG="C"))
+                            universal_newlines=True, env=dict(os.environ, LC_ALL="C", LANG="C"),
+                            pass_fds=host_lock.inherited_fds())
     out, err = proc.communicate(script)
     return proc.returncode, out, err
 

@@ -67,6 +67,54 @@ def partition_label(volume):
     return "%s-%s" % (head, hashlib.sha256(volume.encode("utf-8")).hexdigest()[:_HASH_LEN])
 
 
+# A retired volume (decommission) keeps its data but loses its name: its GPT
+# partition is renamed localpv-retired-<YYYYMMDD>-<hash of the volume's name>, so
+# that no run takes it for the volume again, after a reboot or on another host
+# too. A bind volume has no partition: a marker file in its source directory says it.
+RETIRED_LABEL_PREFIX = PARTITION_LABEL_PREFIX + "retired-"
+RETIRED_MARKER = ".localpv-retired"
+
+
+def _name_hash(volume):
+    return hashlib.sha256(volume.encode("utf-8")).hexdigest()[:_HASH_LEN]
+
+
+def retired_label(volume, day):
+    """The GPT partition name of volume ``volume`` retired on ``day`` (``YYYY-MM-DD``)."""
+    return "%s%s-%s" % (RETIRED_LABEL_PREFIX, day.replace("-", ""), _name_hash(volume))
+
+
+def retired_day(label, volume=None):
+    """``YYYY-MM-DD`` when ``label`` marks a retired volume (``volume``, when given), else None."""
+    if not (label or "").startswith(RETIRED_LABEL_PREFIX):
+        return None
+    day, _sep, digest = label[len(RETIRED_LABEL_PREFIX):].partition("-")
+    if len(day) != 8 or not day.isdigit() or (volume is not None and digest != _name_hash(volume)):
+        return None
+    return "%s-%s-%s" % (day[:4], day[4:6], day[6:])
+
+
+def read_retired_marker(directory):
+    """What the retirement marker in ``directory`` says (``{volume, day}``), or None."""
+    try:
+        with open(os.path.join(directory, RETIRED_MARKER)) as handle:
+            fields = dict(line.split("=", 1) for line in handle.read().splitlines() if "=" in line)
+    except (IOError, OSError):
+        return None
+    return {"volume": fields.get("volume"), "day": fields.get("retired") or "an unknown day"}
+
+
+def write_retired_marker(directory, volume, day):
+    """Write the retirement marker of bind volume ``volume`` into ``directory``."""
+    path = os.path.join(directory, RETIRED_MARKER)
+    with open(path + ".tmp", "w") as handle:
+        handle.write("volume=%s\nretired=%s\nby=decommission\n" % (volume, day))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.rename(path + ".tmp", path)
+    return path
+
+
 # --------------------------------------------------------------------------------------
 # What is on a device
 # --------------------------------------------------------------------------------------
@@ -190,30 +238,105 @@ def mkfs_argv(fstype, device, options="", uuid=None, force=False):
     return argv + (options or "").split() + [device]
 
 
-def zero_start(device, length=MIB):
-    """Zero the first ``length`` bytes of ``device``: a GPT's entries and most
-    superblocks live there, and wipefs leaves the entries behind the header."""
+def zero_ends(device, length=MIB):
+    """Zero the first and the last ``length`` bytes of ``device``: a GPT's
+    primary header and entries and most superblocks live at the start; the
+    backup GPT header and its entry array (the partition names, in UTF-16) live
+    in the last 33 sectors, and wipefs clears the backup header's magic only."""
     fd = os.open(device, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         size = os.lseek(fd, 0, os.SEEK_END)
-        os.lseek(fd, 0, os.SEEK_SET)
         todo = min(length, size)
-        chunk = b"\0" * min(todo, MIB)
-        while todo > 0:
-            todo -= os.write(fd, chunk[:todo])
+        for start in sorted(set((0, max(0, size - todo)))):
+            os.lseek(fd, start, os.SEEK_SET)
+            left = todo
+            chunk = b"\0" * min(left, MIB)
+            while left > 0:
+                left -= os.write(fd, chunk[:left])
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
+def ends_are_zero(device, length=MIB):
+    """Whether the first and the last ``length`` bytes of ``device`` are zeros
+    (what :func:`erase` leaves); False when it cannot be read."""
+    try:
+        with open(device, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            for start in (0, max(0, size - length)):
+                handle.seek(start)
+                if handle.read(min(length, size)).strip(b"\0"):
+                    return False
+    except (IOError, OSError):
+        return False
+    return True
+
+
 def erase(device, run, length=MIB):
-    """The one wipe: every signature wipefs knows (also the backup GPT at the end
-    of a disk) and the first ``length`` bytes. Returns the commands run."""
+    """The one wipe of decommission, reclaim and disk_prep: every signature
+    wipefs knows, then the first and the last ``length`` bytes (the backup GPT
+    and its entries too), so that what it leaves is blank to disk_prep.
+    Returns the commands run."""
     rc, out, err = run(["wipefs", "--all", "--quiet", device])
     if rc != 0:
         raise VolumeError("wipefs --all %s failed: %s" % (device, (err or out).strip()), code="wipe")
-    zero_start(device, length)
-    return ["wipefs --all --quiet %s" % device, "zero the first %d bytes of %s" % (length, device)]
+    zero_ends(device, length)
+    return ["wipefs --all --quiet %s" % device, "zero the first and the last %d bytes of %s" % (length, device)]
+
+
+# A block volume is handed to the next tenant as a raw device: every byte it can read
+# must be zero. "full" overwrites the device here; "quick" asks the kernel to zero it
+# (BLKZEROOUT: offloaded where the device can, else the kernel writes the zeros), which
+# always reads back as zeros, unlike a plain discard.
+BLOCK_WIPES = ("full", "quick")
+PROGRESS_PATH = "/run/localpv-rollout-wipe.progress"
+
+
+def zero_device(device, progress_path=PROGRESS_PATH, chunk=4 * MIB, every=5.0, clock=None):
+    """Overwrite every byte of ``device`` with zeros; a progress line goes to
+    ``progress_path`` every ``every`` seconds. Returns the bytes written."""
+    import time
+    clock = clock or time.time
+    fd = os.open(device, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        os.lseek(fd, 0, os.SEEK_SET)
+        zeros, done, said = b"\0" * chunk, 0, clock()
+        while done < size:
+            done += os.write(fd, zeros[:min(chunk, size - done)])
+            if progress_path and clock() - said >= every:
+                _progress(progress_path, "zeroing %s: %d of %d MiB (%d%%)\n" % (
+                    device, done // MIB, size // MIB, 100 * done // size))
+                said = clock()
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if progress_path:
+        _progress(progress_path, "zeroed %s: all %d MiB\n" % (device, size // MIB))
+    return size
+
+
+def _progress(path, line):
+    try:
+        with open(path, "w") as handle:
+            handle.write(line)
+    except (IOError, OSError):
+        pass  # the progress line is a courtesy; the wipe goes on
+
+
+def sanitize_block(device, how, run, progress_path=None):
+    """Make every byte of block device ``device`` read as zero, ``how`` = full or
+    quick (see :data:`BLOCK_WIPES`). Returns one line saying which ran."""
+    if how == "quick":
+        rc, out, err = run(["blkdiscard", "--zeroout", device])
+        if rc != 0:
+            raise VolumeError("blkdiscard --zeroout %s failed: %s; nothing more was erased" % (
+                device, (err or out).strip()), code="wipe")
+        return "every byte zeroed by the kernel (quick: blkdiscard --zeroout)"
+    size = zero_device(device, progress_path or PROGRESS_PATH)
+    return "every byte overwritten with zeros (full: %d bytes)" % size
 
 
 # --------------------------------------------------------------------------------------

@@ -16,17 +16,14 @@ import os
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
+from ansible_collections.localpv.rollout.plugins.module_utils.disk_plan import BLOCK_VOLUME_TYPE
 from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import VolumeError
 
 
 def head_is_zero(device, length=hv.MIB):
-    """Whether the first ``length`` bytes of ``device`` are zeros (erased already)."""
-    try:
-        with open(device, "rb") as handle:
-            data = handle.read(length)
-    except (IOError, OSError):
-        return False
-    return not data.strip(b"\0")
+    """Whether the first and last ``length`` bytes of ``device`` are zeros (erased
+    already by :func:`host_volumes.erase`)."""
+    return hv.ends_are_zero(device, length)
 
 
 def plan_partition_wipe(disks, names):
@@ -38,6 +35,12 @@ def plan_partition_wipe(disks, names):
     mounted, swap, held, opened by a process) is refused. A disk's partition table is erased too when every
     partition on it is one of these volumes. Returns ``(items, refused)``."""
     labels = dict((hv.partition_label(n), n) for n in names)
+    for disk in disks:
+        # a volume retired by this decommission (or an earlier one) carries its retired name
+        for part in disk["partitions"]:
+            for name in names:
+                if hv.retired_day(part.get("partlabel"), name):
+                    labels[part["partlabel"]] = name
     items, refused = [], []
     for disk in disks:
         parts = [p for p in disk["partitions"] if p.get("partlabel") in labels]
@@ -46,7 +49,8 @@ def plan_partition_wipe(disks, names):
         for part in parts:
             why = [message for _code, message in devices.judge_partition(part)]
             entry = {"volume": labels[part["partlabel"]], "device": part["path"], "disk": disk["path"],
-                     "signatures": [s.get("type") for s in part.get("signatures") or []]}
+                     "signatures": [s.get("type") for s in part.get("signatures") or []],
+                     "block": (part.get("parttype") or "").upper() == BLOCK_VOLUME_TYPE}
             if why:
                 entry["reason"] = "partition %s of volume %s is %s" % (part["path"], entry["volume"], "; ".join(why))
                 refused.append(entry)
@@ -59,15 +63,24 @@ def plan_partition_wipe(disks, names):
     return items, refused
 
 
-def run_wipe(items, run, check_mode=False, length=1 << 20):
+def run_wipe(items, run, check_mode=False, length=1 << 20, block_wipe="full"):
     """Erase what :func:`plan_partition_wipe` listed: each partition's signatures
-    (``wipefs -a``) and start, then whole partition tables. ``run(argv)``
-    returns ``(rc, out, err)``. Returns the devices changed."""
+    (``wipefs -a``) and both ends, then whole partition tables. A block volume's
+    partition (its GPT type says so) is sanitized whole first, ``block_wipe``
+    full or quick (:func:`host_volumes.sanitize_block`): a tenant's raw data has
+    no signature and may lie anywhere. ``run(argv)`` returns ``(rc, out, err)``.
+    Returns the devices changed."""
     changed = []
     for item in [i for i in items if not i.get("table")] + [i for i in items if i.get("table")]:
+        if item.get("block"):
+            changed.append(item["device"])
+            if not check_mode:
+                item["erased"] = hv.sanitize_block(item["device"], block_wipe, run)
+                hv.erase(item["device"], run, length)
+            continue
         if not item.get("table") and not item["signatures"] and head_is_zero(item["device"], length):
             continue
-        if item.get("table") and not item["signatures"]:
+        if item.get("table") and not item["signatures"] and head_is_zero(item["device"], length):
             continue
         changed.append(item["device"])
         if check_mode:
@@ -81,7 +94,7 @@ def run_wipe(items, run, check_mode=False, length=1 << 20):
 MKFS_TYPES = ("xfs", "ext4", "ext3")
 
 
-def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None):
+def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None, block_wipe="full"):
     """Erase the data of one volume still in place, for reuse (reclaim).
 
     ``volume``: ``{path, mode}``, and ``volume`` (its name) to check that what
@@ -90,9 +103,10 @@ def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None
     ``path`` (never a directory of the root filesystem): ``how=files`` removes
     everything under it, ``how=mkfs`` unmounts, makes the same filesystem again
     with the same UUID (so the fstab line and the PV stay right) and mounts it.
-    Block volumes (a link to a device): the device's signatures and start are
-    erased. Refuses while a process holds the volume. Returns a dict with
-    ``path``, ``action`` and ``changed``."""
+    Block volumes (a link to a device) are sanitized: every byte of the device
+    is made zero, ``block_wipe`` = ``full`` (overwritten here) or ``quick`` (by
+    the kernel, :func:`host_volumes.sanitize_block`). Refuses while a process
+    holds the volume. Returns a dict with ``path``, ``action`` and ``changed``."""
     path = volume["path"].rstrip("/")
     state = state or hv.volume_state(path)
     out = {"path": path, "changed": False}
@@ -106,11 +120,11 @@ def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None
         device = state.get("device")
         if not device:
             raise VolumeError("%s is not a link to a block device; refusing to wipe" % path, code="not_a_volume")
-        rc, text, err = run(["wipefs", "--noheadings", device])
-        dirty = bool(text.strip()) or not head_is_zero(device, length)
-        out.update(action="device-start", device=device, changed=dirty)
-        if dirty and not check_mode:
-            hv.erase(device, run, length)
+        # a tenant's raw data has no signature and may lie anywhere: the whole device, every time
+        out.update(action="block-%s" % block_wipe, device=device, changed=True,
+                   erased="every byte (%s)" % block_wipe)
+        if not check_mode:
+            out["erased"] = hv.sanitize_block(device, block_wipe, run)
         return out
     if not state["mounted"]:
         raise VolumeError("%s is not a mount point: refusing to wipe what may be the host's own directory" % path,
@@ -140,6 +154,23 @@ def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None
     return out
 
 
+def describe_wipe(result, check_mode=False):
+    """One line that says exactly what :func:`wipe_contents` erased (or would)."""
+    verb = "would be" if check_mode else "was"
+    if not result.get("changed"):
+        return "%s: nothing to erase, left as it was" % result["path"]
+    if result.get("action") == "files":
+        return "%s: %d entries %s removed (files)" % (result["path"], result.get("removed", 0),
+                                                      "would be" if check_mode else "were")
+    if result.get("action") == "mkfs":
+        return "%s: %s %s made again on %s with UUID %s (mkfs)" % (
+            result["path"], result.get("fstype"), verb, result.get("device"), result.get("uuid"))
+    if check_mode:
+        return "%s: every byte of %s would be made zero (%s)" % (result["path"], result.get("device"),
+                                                                 result.get("action"))
+    return "%s: %s on %s" % (result["path"], result.get("erased"), result.get("device"))
+
+
 def check_identity(volume, state, run, sys_root="/sys"):
     """Refuse unless ``path`` leads to volume ``volume``'s own partition.
 
@@ -165,3 +196,81 @@ def check_identity(volume, state, run, sys_root="/sys"):
                           "nothing wiped" % (state["path"], ident["number"], ident["disk"], ident["partlabel"],
                                              volume["volume"], label), code="not_this_volume")
     return ident
+
+
+def _rename_partition(ident, label, run):
+    """Give partition ``ident`` (:func:`host_volumes.partition_identity`) the GPT name
+    ``label``, without asking the kernel to re-read the table (a kernel without
+    partition-table parsers would drop the partitions)."""
+    argv = ["sfdisk", "--no-reread", "--no-tell-kernel", "--part-label", ident["disk"], str(ident["number"]), label]
+    rc, out, err = run(argv)
+    if rc != 0:
+        raise VolumeError("%s failed: %s; the volume is not marked retired" % (" ".join(argv), (err or out).strip()),
+                          code="retire")
+
+
+def _find_partition(disks, volume):
+    """(disk, partition) of ``volume``'s partition by its GPT name, live or retired."""
+    for disk in disks:
+        for part in disk["partitions"]:
+            label = part.get("partlabel")
+            if label == hv.partition_label(volume) or hv.retired_day(label, volume):
+                return disk, part
+    return None, None
+
+
+def retire_volume(volume, path, day, run, disks=None, check_mode=False, state=None):
+    """Mark volume ``volume`` (at ``path``) retired on its host, on ``day`` (YYYY-MM-DD).
+
+    A volume on a partition of ours (filesystem or block, found through its
+    mount or link, or by its GPT name once unmounted) gets the GPT name
+    :func:`host_volumes.retired_label`; a bind volume gets the marker file in its
+    source directory (written through the mount point). Its data stays. Returns
+    ``{volume, path, how, mark, changed, said}``."""
+    state = state or hv.volume_state(path.rstrip("/"))
+    out = {"volume": volume, "path": path, "changed": False}
+    ident = None
+    if state.get("is_link") and state.get("dev"):
+        ident = hv.partition_identity(state["dev"], run)
+    elif state.get("mounted") and state["mount"]["root"] == "/":
+        ident = hv.partition_identity(state["mount"]["dev"], run)
+    elif state.get("mounted"):
+        marker = hv.read_retired_marker(path)
+        out.update(how="marker", mark=os.path.join(state["mount"]["root"], hv.RETIRED_MARKER))
+        if marker:
+            out["said"] = "%s: bind volume %s already marked retired (%s)" % (path, volume, marker["day"])
+            return out
+        out["changed"] = True
+        if not check_mode:
+            hv.write_retired_marker(path, volume, day)
+        out["said"] = "%s: bind volume %s marked retired in its source directory (%s)" % (path, volume, out["mark"])
+        return out
+    else:
+        disk, part = _find_partition(disks if disks is not None else devices.host_disks(), volume)
+        if part:
+            ident = {"disk": disk["path"], "number": part["number"], "partlabel": part.get("partlabel")}
+    if not ident and not state.get("mounted") and not state.get("is_link"):
+        # a run that marked and unmounted it already, or a volume whose disk is gone
+        out.update(how="none", mark=None, said="%s: volume %s is not mounted, linked or found by its partition name "
+                                                "on this host; nothing to mark" % (path, volume))
+        return out
+    if not ident or not ident.get("partlabel"):
+        raise VolumeError("%s: volume %s is %s, not a partition of ours; it cannot be marked retired, and nothing "
+                          "was deleted" % (path, volume, "a link to %s" % state.get("link_target") if state.get("is_link")
+                                           else "mounted from %s" % state["mount"]["source"]), code="not_ours")
+    label = ident["partlabel"]
+    out.update(how="partition name", device="partition %d of %s" % (ident["number"], ident["disk"]))
+    if hv.retired_day(label, volume):
+        out.update(mark=label, said="%s: volume %s already marked retired (%s is named %s)" % (
+            path, volume, out["device"], label))
+        return out
+    if label != hv.partition_label(volume):
+        raise VolumeError("%s leads to %s, named %r, not volume %s's partition %s; it is not marked retired, and "
+                          "nothing was deleted" % (path, out["device"], label, volume, hv.partition_label(volume)),
+                          code="not_this_volume")
+    out.update(mark=hv.retired_label(volume, day), changed=True)
+    if not check_mode:
+        _rename_partition(ident, out["mark"], run)
+    out["said"] = "%s: volume %s marked retired (%s renamed %s to %s)" % (path, volume, out["device"], label,
+                                                                         out["mark"])
+    return out

@@ -223,6 +223,7 @@ def _report_entry(pv, claims, users, node_names, hostnames, ready=frozenset()):
         "claim_uid": ((pv.get("spec") or {}).get("claimRef") or {}).get("uid"),
         "claim_current_uid": ((pvc or {}).get("metadata") or {}).get("uid"),
         "uid": pv["metadata"].get("uid"),
+        "resource_version": pv["metadata"].get("resourceVersion"),
         "pods": users.get(claim, []) if claim else [],
         "deleting": bool(pv["metadata"].get("deletionTimestamp")),
     }
@@ -448,17 +449,112 @@ def delete_claims_and_pvs(kube, pv_names, timeout=DEFAULT_TIMEOUT, interval=POLL
 def release_pvs(kube, items, result):
     """Release each PV of ``items`` ({name, claim_uid}) whose claim is gone; refuse
     (RetireStop ``bound``) a PV whose very claim still exists. ``result`` collects
-    the names under ``released`` and ``already``; it is the error's state too."""
+    the names under ``released`` and ``already``; it is the error's state too.
+    An item's ``wiped`` (what the host erased for it) is said in every refusal,
+    so that nobody takes a refused release for an untouched volume."""
+    for item in items:
+        try:
+            pv = kube.get_pv(item["name"])
+            ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
+            if ref.get("name"):
+                pvc = kube.get_pvc(ref.get("namespace"), ref["name"])
+                if pvc is not None and pvc["metadata"].get("uid") == ref.get("uid"):
+                    raise RetireStop("PV %s is still bound: its claim %s/%s exists" % (
+                        item["name"], ref.get("namespace"), ref["name"]), code="bound", state=result)
+            result[release_pv(kube, item["name"], item["claim_uid"], pv)].append(item["name"])
+        except RetireStop as exc:
+            if item.get("wiped"):
+                exc.msg = "%s. Its volume was already wiped by this run (%s)" % (exc.msg, item["wiped"])
+            raise
+    return result
+
+
+# A reservation is a claimRef to a claim that cannot exist: a namespace of ours and
+# a uid made for this run. The PV binder binds a PV only to the claim its claimRef
+# names, so nothing binds a reserved PV; it stays Released until we release it.
+RESERVATION_NAMESPACE = "localpv-rollout-reclaim"
+
+
+def reservation_ref(pv_name, reservation_uid):
+    """The claimRef that reserves PV ``pv_name`` for the wipe ``reservation_uid``."""
+    return {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": RESERVATION_NAMESPACE,
+            "name": pv_name, "uid": reservation_uid}
+
+
+def is_reserved(pv, reservation_uid):
+    """Whether ``pv`` (an API object) carries our reservation ``reservation_uid``."""
+    ref = (pv.get("spec") or {}).get("claimRef") or {}
+    return ref.get("namespace") == RESERVATION_NAMESPACE and ref.get("uid") == reservation_uid
+
+
+def reserve_patch(item, reservation_uid):
+    """The one write that reserves the PV of ``item`` (a local_pv_info entry):
+    it holds only while the PV is the very object listed (uid, resourceVersion)
+    and still carries the claim seen then (claim uid); the API server tests
+    all three in the same write."""
+    return [{"op": "test", "path": "/metadata/uid", "value": item["uid"]},
+            {"op": "test", "path": "/metadata/resourceVersion", "value": item["resource_version"]},
+            {"op": "test", "path": "/spec/claimRef/uid", "value": item["claim_uid"]},
+            {"op": "replace", "path": "/spec/claimRef", "value": reservation_ref(item["name"], reservation_uid)}]
+
+
+def reserve_pvs(kube, items, reservation_uid, result):
+    """Reserve every PV of ``items`` (local_pv_info entries with ``uid``,
+    ``resource_version``, ``claim_uid``) for the wipe ``reservation_uid``.
+
+    All or nothing: when one PV changed since it was listed, the PVs reserved
+    before it get their claim back (again only while they carry our
+    reservation) and RetireStop ``changed`` names the PV; nothing may then be
+    wiped. ``result['reserved']`` collects the names reserved."""
+    missing = [i.get("name") for i in items if not (i.get("uid") and i.get("resource_version") and i.get("claim_uid"))]
+    if missing:
+        raise RetireStop("PV %s: no uid, resourceVersion or claim uid as listed; nothing reserved" % missing[0],
+                         code="input", state=result)
+    done = []
+    for item in items:
+        try:
+            kube.patch_pv(item["name"], reserve_patch(item, reservation_uid), json_patch=True)
+        except KubeError as exc:
+            undone = _unreserve(kube, done, reservation_uid)
+            result["reserved"] = []
+            if exc.status not in (404, 409, 422):
+                raise
+            raise RetireStop("PV %s changed since the listing (bound again, deleted, or reserved for another claim): "
+                             "not reserved, and nothing is wiped%s" % (
+                                 item["name"], "; the reservations of %s were given back" % ", ".join(undone)
+                                 if undone else ""), code="changed", state=result)
+        done.append(item)
+        result["reserved"].append(item["name"])
+    return result
+
+
+def _unreserve(kube, items, reservation_uid):
+    """Give the PVs of ``items`` back the claimRef they were listed with."""
+    undone = []
+    for item in items:
+        namespace, _sep, name = (item.get("claim") or "/").partition("/")
+        ref = {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": namespace, "name": name,
+               "uid": item["claim_uid"]}
+        kube.patch_pv(item["name"], [
+            {"op": "test", "path": "/spec/claimRef/uid", "value": reservation_uid},
+            {"op": "replace", "path": "/spec/claimRef", "value": ref}], json_patch=True)
+        undone.append(item["name"])
+    return undone
+
+
+def check_reserved(kube, items, reservation_uid):
+    """Read the PVs of ``items`` again and raise RetireStop ``changed`` naming every
+    one that no longer carries our reservation ``reservation_uid``."""
+    lost = []
     for item in items:
         pv = kube.get_pv(item["name"])
-        ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
-        if ref.get("name"):
-            pvc = kube.get_pvc(ref.get("namespace"), ref["name"])
-            if pvc is not None and pvc["metadata"].get("uid") == ref.get("uid"):
-                raise RetireStop("PV %s is still bound: its claim %s/%s exists" % (
-                    item["name"], ref.get("namespace"), ref["name"]), code="bound", state=result)
-        result[release_pv(kube, item["name"], item["claim_uid"], pv)].append(item["name"])
-    return result
+        if pv is None or pv["metadata"].get("uid") != item["uid"] or not is_reserved(pv, reservation_uid):
+            ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
+            lost.append("%s (%s)" % (item["name"], "gone" if pv is None else "claim %s/%s" % (
+                ref.get("namespace"), ref.get("name")) if ref else "no claimRef"))
+    if lost:
+        raise RetireStop("the reservation of %s was taken away since it was made; nothing was wiped" % (
+            ", ".join(lost)), code="changed")
 
 
 def release_pv(kube, name, claim_uid, pv=None):

@@ -54,6 +54,12 @@ description:
     no further disk is started, the ones under way finish, and the failure lists every command run in
     RV(commands). Every destructive command is preceded by a probe and an in-use check (exclusive open, and
     every process that has the disk or a partition open or mapped, found in C(/proc)).
+  - One run at a time per host. The module holds the host lock C(/run/localpv-rollout.lock) (BSD flock) from its
+    plan to its last command; a second run waits for it, up to O(lock_timeout) seconds, then plans again and finds
+    the work done. A timeout changes nothing and names the pid that holds the lock, and says so when it is a disk
+    tool (mkfs, sfdisk, wipefs) still running.
+  - The host tools it starts run in its process group; when the run that started the module is gone (a killed
+    playbook, a dropped connection), the module and its tools are killed, and no mkfs outlives its run.
   - The module does not mount. It returns RV(volumes) with the fstab source (by filesystem
     UUID), fstype and options of each volume and whether it still needs mounting or linking,
     and in RV(mounts) and RV(links) only what still needs it, the input of
@@ -277,6 +283,10 @@ options:
   host:
     description: Name of the host in messages (the role passes C(inventory_hostname)).
     type: str
+  lock_timeout:
+    description: Seconds to wait for the host lock held by another run.
+    type: int
+    default: 600
   stop_after:
     description:
       - V(partition) stops after the partition tables are written, before any mkfs. Only for
@@ -331,6 +341,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+lock_holders:
+  description: On a lock timeout, the processes that have the host lock open, with C(pid), C(comm), C(command), and
+    C(tool) true for a disk tool (mkfs, sfdisk, wipefs) left running.
+  returned: failure
+  type: list
+  elements: dict
+  sample: [{pid: 4242, comm: mkfs.xfs, command: mkfs.xfs -q /dev/sdb1, tool: true}]
 volumes:
   description: Every volume of the host, in plan order. The input of C(localpv_volumes).
   returned: success
@@ -467,6 +484,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan
+from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
 
 MATCH_SPEC = dict(rotational=dict(type="bool"), min_size=dict(type="raw"), max_size=dict(type="raw"),
@@ -664,10 +682,21 @@ def main():
             recorded=dict(type="dict", default={}),
             host=dict(type="str"),
             stop_after=dict(type="str", choices=["partition"]),
+            lock_timeout=dict(type="int", default=host_lock.DEFAULT_TIMEOUT),
         ),
         supports_check_mode=True,
     )
     host = module.params["host"] or os.uname()[1]
+    host_lock.tether()
+    try:
+        with host_lock.HostLock(host, timeout=module.params["lock_timeout"]):
+            _prepare(module, host)
+    except host_lock.LockTimeout as exc:
+        module.fail_json(msg=exc.msg, lock_holders=exc.holders, commands=[])
+
+
+def _prepare(module, host):
+    """Plan and apply, under the host lock."""
     try:
         plan = _plan(module.params, host, module)
     except devices.DeviceError as exc:

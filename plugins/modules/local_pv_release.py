@@ -16,6 +16,10 @@ description:
     to a new claim. Call it only after the volume's data is wiped on its host (the reclaim role does that).
   - The write is a JSON patch that first tests C(spec.claimRef.uid), so the API server removes the claimRef only if
     the PV is still reserved for the claim it was released by. A PV whose claim still exists (same uid) is refused.
+  - With O(reservation), each PV must carry that reservation of M(localpv.rollout.local_pv_reserve) instead; a PV
+    whose reservation was taken away is refused and left alone.
+  - A refusal names what was wiped of the PV's volume, when the item says it (C(said) of
+    M(localpv.rollout.local_volume_wipe)).
   - A PV without claimRef is reported in RV(already); running again is safe.
   - In check mode the patches are sent with server-side dry-run.
 author:
@@ -35,10 +39,16 @@ attributes:
     details: The PVs that go from Released to Available.
 options:
   pvs:
-    description: The PVs, each C({name, claim_uid}) as M(localpv.rollout.local_pv_info) reports them.
+    description:
+      - The PVs, each C({name, claim_uid}) as M(localpv.rollout.local_pv_info) reports them.
+      - Or, with O(reservation), the C(volumes) result of M(localpv.rollout.local_volume_wipe) (C(pv), C(said)).
     type: list
     elements: dict
     required: true
+  reservation:
+    description: The reservation uid of M(localpv.rollout.local_pv_reserve) that each PV must carry; it replaces
+      C(claim_uid).
+    type: str
 seealso:
   - module: localpv.rollout.local_pv_info
   - module: localpv.rollout.local_volume_wipe
@@ -78,15 +88,19 @@ from ansible_collections.localpv.rollout.plugins.module_utils import workloads
 
 def main():
     module = AnsibleModule(
-        argument_spec=k.module_arg_spec(pvs=dict(type="list", elements="dict", required=True)),
+        argument_spec=k.module_arg_spec(pvs=dict(type="list", elements="dict", required=True),
+                                        reservation=dict(type="str")),
         supports_check_mode=True,
     )
     result = {"released": [], "already": []}
-    missing = [item for item in module.params["pvs"] if not item.get("name") or not item.get("claim_uid")]
+    reservation = module.params["reservation"]
+    items = [{"name": item.get("name") or item.get("pv"), "claim_uid": reservation or item.get("claim_uid"),
+              "wiped": item.get("said")} for item in module.params["pvs"]]
+    missing = [item for item in items if not item["name"] or not item["claim_uid"]]
     if missing:
         module.fail_json(msg="each PV needs name and claim_uid: %r" % (missing[0],), **result)
     with k.api_session(module, result, dry_run=module.check_mode) as kube:
-        result = workloads.release_pvs(kube, module.params["pvs"], result)
+        result = workloads.release_pvs(kube, items, result)
     module.exit_json(changed=bool(result["released"]), requests=kube.requests,
                      diff={"before": "".join("%s: Released\n" % n for n in result["released"]),
                            "after": "".join("%s: Available\n" % n for n in result["released"])}, **result)

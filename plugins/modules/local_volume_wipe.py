@@ -17,12 +17,17 @@ description:
     volume must be mounted at its path, never a plain directory of the root filesystem; V(files) removes everything
     under the mount point (C(lost+found) of ext filesystems stays), V(mkfs) unmounts, makes the same filesystem again
     with the same UUID (so the fstab line and the PV stay right) and mounts it again. A block volume (a link to a
-    device) gets its signatures and its first O(length) bytes erased.
+    device) is sanitized, every byte of the device made zero, as O(block_wipe) says.
   - O(how=partition), with O(volumes) as volume names (decommission, after the PVs are gone). Each volume's GPT
     partition is found by its name C(localpv-<volume>); its signatures and its first O(length) bytes are erased. When
     every partition of a disk is one of these volumes, the disk's partition table is erased too, and the disk is
-    blank again. A partition that is mounted, held or swap is refused.
+    blank again. A block volume's partition (by its GPT type) is sanitized whole first, as O(block_wipe) says. A
+    volume retired by decommission is found by its retired name C(localpv-retired-<date>-<hash>) too. A partition
+    that is mounted, held or swap is refused.
   - Refuses, changing nothing, while a process holds one of the volumes.
+  - Holds the host lock C(/run/localpv-rollout.lock) of M(localpv.rollout.disk_prepare) while it erases, waiting
+    up to O(lock_timeout) seconds for another run; its tools are killed with it when the run that started it is
+    gone.
   - Check mode reports what would be erased and erases nothing; diff mode lists it.
 author:
   - localpv.rollout contributors (@localpv)
@@ -56,9 +61,24 @@ options:
     choices: [files, mkfs, partition]
     default: files
   length:
-    description: Bytes zeroed at the start of a device.
+    description: Bytes zeroed at the start and at the end of a device.
     type: int
     default: 1048576
+  block_wipe:
+    description:
+      - How a block volume is sanitized (any O(how)); the result's C(said) names the one that ran.
+      - V(full) overwrites every byte of the device with zeros, writing a progress line to
+        C(/run/localpv-rollout-wipe.progress) every 5 seconds.
+      - V(quick) asks the kernel to zero the device (C(blkdiscard --zeroout), BLKZEROOUT). The device does it itself
+        where it can (write-zeroes offload); otherwise the kernel writes the zeros. Either way every byte then reads
+        as zero, which a plain discard does not promise.
+    type: str
+    choices: [full, quick]
+    default: full
+  lock_timeout:
+    description: Seconds to wait for the host lock held by another run.
+    type: int
+    default: 600
 """
 
 EXAMPLES = r"""
@@ -73,18 +93,34 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+lock_holders:
+  description: On a lock timeout, the processes that have the host lock open, with C(pid), C(comm), C(command), and
+    C(tool) true for a disk tool (mkfs, sfdisk, wipefs) left running.
+  returned: failure
+  type: list
+  elements: dict
+  sample: [{pid: 4242, comm: mkfs.xfs, command: mkfs.xfs -q /dev/sdb1, tool: true}]
 volumes:
-  description: Per volume (V(files), V(mkfs)) what was done, with C(path), C(action), C(changed).
+  description:
+    - Per volume (V(files), V(mkfs)) what was done, with C(path), C(action), C(changed), and C(said), one line that
+      says exactly what was erased.
+    - On a failure, the volumes done before it.
   returned: always
   type: list
   elements: dict
-  sample: [{path: /mnt/disks/ssd0, action: files, changed: true}]
+  sample: [{path: /mnt/disks/ssd0, action: files, changed: true, said: "/mnt/disks/ssd0: 3 entries were removed (files)"}]
 wiped:
   description: Devices erased (V(partition)).
   returned: always
   type: list
   elements: str
   sample: [/dev/nvme0n1p1]
+said:
+  description: Per block volume's partition (V(partition)), one line that says how it was sanitized.
+  returned: success
+  type: list
+  elements: str
+  sample: ["/dev/sdb1 (volume raw0): every byte overwritten with zeros (full: 1073741824 bytes)"]
 not_found:
   description: Volume names without a partition of that name (V(partition)); erased by an earlier run, or never made.
   returned: always
@@ -93,9 +129,12 @@ not_found:
   sample: [ssd1]
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils import volume_wipe
 
 
@@ -105,14 +144,27 @@ def main():
             volumes=dict(type="list", elements="raw", required=True),
             how=dict(type="str", choices=["files", "mkfs", "partition"], default="files"),
             length=dict(type="int", default=1 << 20),
+            block_wipe=dict(type="str", choices=["full", "quick"], default="full"),
+            lock_timeout=dict(type="int", default=host_lock.DEFAULT_TIMEOUT),
         ),
         supports_check_mode=True,
     )
+    host_lock.tether()
+    try:
+        with host_lock.HostLock(os.uname()[1], timeout=module.params["lock_timeout"]):
+            _wipe(module)
+    except host_lock.LockTimeout as exc:
+        module.fail_json(msg=exc.msg, lock_holders=exc.holders, wiped=[], volumes=[], not_found=[])
+
+
+def _wipe(module):
     p = module.params
 
     def run(argv):
-        return module.run_command(argv)
+        # the host tools get the host lock, as disk_prepare's do
+        return devices.run_command(argv)
 
+    done = []
     try:
         if p["how"] == "partition":
             names = [str(v) for v in p["volumes"]]
@@ -120,22 +172,29 @@ def main():
             if refused:
                 module.fail_json(msg="refusing to wipe: %s" % "; ".join(r["reason"] for r in refused),
                                  refused=refused, wiped=[], volumes=[], not_found=[])
-            wiped = volume_wipe.run_wipe(items, run, check_mode=module.check_mode, length=p["length"])
+            wiped = volume_wipe.run_wipe(items, run, check_mode=module.check_mode, length=p["length"],
+                                         block_wipe=p["block_wipe"])
             found = set(i["volume"] for i in items)
+            said = ["%s (volume %s): %s" % (i["device"], i["volume"], i["erased"]) for i in items if i.get("erased")]
             module.exit_json(changed=bool(wiped), wiped=wiped, volumes=[], not_found=[n for n in names if n not in found],
+                             said=said,
                              diff={"before": "".join("%s: data\n" % d for d in wiped),
                                    "after": "".join("%s: erased\n" % d for d in wiped)})
-        done = []
         for volume in p["volumes"]:
             if not isinstance(volume, dict) or not volume.get("path"):
                 module.fail_json(msg="each volume needs a path: %r" % (volume,))
             volume = dict(volume, mode=volume.get("mode") or volume.get("volume_mode"))
-            result = volume_wipe.wipe_contents(volume, p["how"], run, check_mode=module.check_mode, length=p["length"])
+            result = volume_wipe.wipe_contents(volume, p["how"], run, check_mode=module.check_mode, length=p["length"],
+                                               block_wipe=p["block_wipe"])
             result.update(("pv" if k == "name" else k, volume[k]) for k in ("volume", "name", "uid", "claim_uid")
                           if k in volume)
+            result["said"] = volume_wipe.describe_wipe(result, module.check_mode)
             done.append(result)
     except volume_wipe.VolumeError as exc:
-        module.fail_json(msg=exc.msg, reason=exc.code, wiped=[], volumes=[], not_found=[])
+        erased = [d["said"] for d in done if d["changed"]]
+        module.fail_json(msg="%s. %s" % (exc.msg, "Already wiped by this call: %s" % "; ".join(erased) if erased
+                                         else "Nothing was wiped by this call"),
+                         reason=exc.code, wiped=[], volumes=done, not_found=[])
     changed = [d for d in done if d["changed"]]
     module.exit_json(changed=bool(changed), volumes=done, wiped=[], not_found=[],
                      diff={"before": "".join("%s: data\n" % d["path"] for d in changed),

@@ -35,6 +35,11 @@ description:
   - When a mount fails, its fstab line goes back to what it was and the mount point made for it is removed (as
     M(ansible.posix.mount) does); the other mounts and the links are still made, the result lists what was
     done and what failed, and a re-run finishes the job.
+  - One run at a time per host. The module holds the host lock C(/run/localpv-rollout.lock) (BSD flock, shared
+    with M(localpv.rollout.disk_prepare)) while it reads and changes the mounts; a second run waits for it, up to
+    O(lock_timeout) seconds, and then finds the mounts made (no change). A timeout changes nothing and names the
+    pid that holds the lock, and says so when it is a disk tool (mkfs, sfdisk, wipefs) still running.
+  - The mount commands run in the module's process group, which is killed when the run that started it is gone.
 author:
   - localpv.rollout contributors (@localpv)
 requirements:
@@ -103,6 +108,10 @@ options:
   host:
     description: Name of the host in messages (the role passes C(inventory_hostname)).
     type: str
+  lock_timeout:
+    description: Seconds to wait for the host lock held by another run.
+    type: int
+    default: 600
 notes:
   - The fstab is C(/etc/fstab). A symlinked C(/etc/fstab) is written through the link.
 seealso:
@@ -134,6 +143,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+lock_holders:
+  description: On a lock timeout, the processes that have the host lock open, with C(pid), C(comm), C(command), and
+    C(tool) true for a disk tool (mkfs, sfdisk, wipefs) left running.
+  returned: failure
+  type: list
+  elements: dict
+  sample: [{pid: 4242, comm: mkfs.xfs, command: mkfs.xfs -q /dev/sdb1, tool: true}]
 plan:
   description: What the run set out to do (in check mode, what it would do).
   returned: success
@@ -200,6 +216,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
 from ansible_collections.localpv.rollout.plugins.module_utils import mounts
 
@@ -216,11 +233,22 @@ def main():
             links=dict(type="list", elements="dict", default=[], options=dict(
                 path=dict(type="path", required=True), target=dict(type="str", required=True))),
             host=dict(type="str"),
+            lock_timeout=dict(type="int", default=host_lock.DEFAULT_TIMEOUT),
         ),
         supports_check_mode=True,
     )
+    host = module.params["host"] or os.uname()[1]
+    host_lock.tether()
+    try:
+        # under the lock, a second run reads the mounts after the first made them
+        with host_lock.HostLock(host, timeout=module.params["lock_timeout"]):
+            _mount(module, host)
+    except host_lock.LockTimeout as exc:
+        module.fail_json(msg=exc.msg, lock_holders=exc.holders, **NOTHING_DONE)
+
+
+def _mount(module, host):
     p = module.params
-    host = p["host"] or os.uname()[1]
     root = os.path.normpath(p["root"])
     try:
         work = mounts.plan(root, p["mounts"], p["links"], host_volumes.read_fstab_text(mounts.FSTAB),

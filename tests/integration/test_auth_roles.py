@@ -58,7 +58,7 @@ def test_pv_register_decommission_and_reclaim_run_with_a_token_and_no_kubeconfig
         assert [r["pv"] for r in retire["nodes"][0]["volumes"]] == made
 
         reclaim = lab.playbook("playbooks/reclaim.yml", inventory=str(inventory), env=no_kubeconfig,
-                               extra_vars=extra)
+                               extra_vars=dict(extra, reclaim_nodes=node, localpv_allow_wipe=True))
         assert reclaim.returncode == 0, reclaim.stdout[-4000:] + reclaim.stderr[-2000:]
         assert "nothing to reclaim" in reclaim.stdout
         for res in (site, plan, reclaim):

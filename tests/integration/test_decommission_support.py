@@ -308,7 +308,8 @@ class Scenario:
         return playbook(self.lab, "playbooks/decommission.yml", *args, extra_vars=ev)
 
     def reclaim(self, *args, env=None, **extra):
-        ev = {"reclaim_nodes": [self.host], "reclaim_label_selector": "%s=%s" % (TEST_LABEL, self.tag)}
+        ev = {"reclaim_nodes": [self.host], "reclaim_label_selector": "%s=%s" % (TEST_LABEL, self.tag),
+              "localpv_allow_wipe": True}
         ev.update(extra)
         return playbook(self.lab, "playbooks/reclaim.yml", *args, extra_vars=ev, env=env)
 

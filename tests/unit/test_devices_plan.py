@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils import devices
 from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
 from ansible_collections.localpv.rollout.plugins.module_utils import mounts
 from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
 
@@ -851,3 +852,65 @@ def test_a_whole_disk_confirmation_never_erases_an_intact_sibling():
     whole = dp.fingerprint(disk, "d-/dev/loop0")
     p = _plan_split(_one_retired(), wipe=whole)
     assert p["disks"] == [] and "erasing only /dev/loop0p1" in reasons(p)
+
+
+def _retired(raw, number, volume, day="2026-12-02"):
+    raw = json.loads(json.dumps(raw))
+    for entry in raw["tables"]["loop0"]:
+        if entry["number"] == number:
+            entry["name"] = host_volumes.retired_label(volume, day)
+    return raw
+
+
+def test_a_volume_retired_by_decommission_is_never_mounted_or_published_again():
+    raw = _retired(recorded("ours_two_ext4"), 1, "data0-1")
+    entries = [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}]
+    p = plan("ours_two_ext4", entries, raw=raw)
+    assert p["volumes"] == [] and p["disks"] == []
+    (refusal,) = p["refusals"]
+    assert refusal["reasons"][0] == (
+        "volume data0-1 was retired by decommission on 2026-12-02 (partition 1 of /dev/loop0 is named "
+        "localpv-retired-20261202-%s); it is not mounted or published again" % host_volumes.retired_label(
+            "data0-1", "2026-12-02")[-8:])
+    # its sibling is live: no whole-disk confirmation is offered, that would erase it too
+    assert "volume(s) data0-2 on the same disk are not retired, so the whole disk is never erased" in \
+        refusal["reasons"][1]
+    assert "fingerprint" not in refusal
+
+
+def test_a_disk_whose_volumes_are_all_retired_is_made_new_only_with_the_confirmation_it_names():
+    raw = _retired(_retired(recorded("ours_two_ext4"), 1, "data0-1"), 2, "data0-2")
+    entries = [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}]
+    (refusal,) = plan("ours_two_ext4", entries, raw=raw)["refusals"]
+    fp = refusal["fingerprint"]
+    assert refusal["reasons"][-1] == (
+        "two ways on: take the entry out of localpv_disks, or make data0-1, data0-2 new and empty with wipe: '%s' on "
+        "this entry and localpv_allow_wipe: true for the run (it erases the whole disk /dev/loop0, every partition "
+        "on it)" % fp)
+    confirmed = plan("ours_two_ext4", [dict(entries[0], wipe=fp)], raw=raw, allow_wipe=True)
+    assert confirmed["refusals"] == [], reasons(confirmed)
+    assert confirmed["disks"][0]["state"] == "wipe"
+    assert [v["state"] for v in confirmed["volumes"]] == ["create", "create"]
+
+
+def test_a_retired_bind_volume_is_refused_by_its_marker():
+    entries = [{"name": "vol1", "bind": "/data/vol1", "capacity": "1G"}, {"name": "vol2", "bind": "/data/vol2",
+                                                                           "capacity": "1G"}]
+    markers = {"/data/vol1": {"volume": "vol1", "day": "2026-12-02"}}
+    raw = recorded("blank")
+    p = dp.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks"}, "", raw["mountinfo"],
+                     isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, read_marker=markers.get)
+    assert [v["name"] for v in p["volumes"]] == ["vol2"]
+    assert reasons(p) == ("/data/vol1: bind volume vol1 was retired by decommission on 2026-12-02 (marker "
+                          "/data/vol1/.localpv-retired); it is not mounted or published again; two ways on: take the "
+                          "entry out of localpv_disks, or empty the directory (its files are the old tenant's) and "
+                          "remove the marker")
+
+
+def test_a_retired_name_is_the_volumes_own_and_dated():
+    label = host_volumes.retired_label("a-rather-long-volume-name-of-forty-chars", "2026-12-02")
+    assert len(label) <= host_volumes.PARTITION_LABEL_MAX
+    assert host_volumes.retired_day(label) == "2026-12-02"
+    assert host_volumes.retired_day(label, "a-rather-long-volume-name-of-forty-chars") == "2026-12-02"
+    assert host_volumes.retired_day(label, "another") is None
+    assert host_volumes.retired_day(host_volumes.partition_label("ssd0")) is None

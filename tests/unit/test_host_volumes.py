@@ -246,3 +246,86 @@ def test_a_filesystem_volume_mounted_from_another_volumes_partition_is_refused(t
     # a bind mount (or an adopted filesystem) has no GPT name of ours to check
     bind = dict(state, mount={"dev": "259:1", "root": "/data/a"})
     assert volume_wipe.check_identity({"volume": "a"}, bind, partx_naming("root"), sys_root=sys_root) is None
+
+
+def _gpt_image(path, size=64 << 20, name="localpv-raw0"):
+    with open(str(path), "wb") as handle:
+        handle.truncate(size)
+    subprocess.run(["sfdisk", "--quiet", str(path)], input="label: gpt\n,,L,\n", text=True, check=True,
+                   capture_output=True)
+    subprocess.run(["sfdisk", "--quiet", "--part-label", str(path), "1", name], check=True, capture_output=True)
+    return path
+
+
+def _local_run(argv):
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_the_erase_leaves_no_partition_name_anywhere_not_even_in_the_backup_gpt(tmp_path):
+    image = _gpt_image(tmp_path / "disk.img")
+    utf16 = "localpv-raw0".encode("utf-16-le")
+    data = image.read_bytes()
+    assert data.count(utf16) == 2  # the primary entry array and the backup one near the end
+    host_volumes.erase(str(image), _local_run)
+    data = image.read_bytes()
+    assert utf16 not in data
+    assert host_volumes.ends_are_zero(str(image))
+    assert _local_run(["wipefs", "--noheadings", str(image)])[1].strip() == ""
+    assert not data[-(33 * 512):].strip(b"\0")
+
+
+def test_a_wiped_table_is_not_taken_for_erased_while_its_backup_remains(tmp_path):
+    image = tmp_path / "disk.img"
+    with open(str(image), "wb") as handle:
+        handle.truncate(8 << 20)
+        handle.seek((8 << 20) - 4096)
+        handle.write(b"EFI PART backup")
+    assert not volume_wipe.head_is_zero(str(image))
+    item = {"device": str(image), "disk": str(image), "table": True, "signatures": [], "volume": None}
+    assert volume_wipe.run_wipe([item], _local_run) == [str(image)]
+    assert volume_wipe.head_is_zero(str(image))
+    assert volume_wipe.run_wipe([item], _local_run) == []
+
+
+def test_each_wipe_is_said_exactly():
+    said = volume_wipe.describe_wipe
+    assert said({"path": "/mnt/disks/a", "changed": True, "action": "files", "removed": 3}) == \
+        "/mnt/disks/a: 3 entries were removed (files)"
+    assert said({"path": "/mnt/disks/a", "changed": True, "action": "files", "removed": 3}, check_mode=True) == \
+        "/mnt/disks/a: 3 entries would be removed (files)"
+    assert said({"path": "/mnt/disks/a", "changed": True, "action": "mkfs", "fstype": "xfs", "device": "/dev/sdb1",
+                 "uuid": "u-1"}) == "/mnt/disks/a: xfs was made again on /dev/sdb1 with UUID u-1 (mkfs)"
+    assert said({"path": "/mnt/disks/a", "changed": False}) == "/mnt/disks/a: nothing to erase, left as it was"
+
+
+def test_a_decommission_wipe_finds_the_partitions_it_marked_retired():
+    retired = host_volumes.retired_label("a", "2026-12-02")
+    disks = [disk("loop4", [(retired, None)]), disk("loop5", [(host_volumes.retired_label("b", "2026-12-01"), None)])]
+    items, refused = volume_wipe.plan_partition_wipe(disks, ["a"])
+    assert refused == []
+    assert [(i["device"], i["volume"], bool(i.get("table"))) for i in items] == [
+        ("/dev/loop4p1", "a", False), ("/dev/loop4", None, True)]
+
+
+def test_a_block_volume_is_zeroed_to_its_last_byte_and_says_how(tmp_path, monkeypatch):
+    # quick (blkdiscard --zeroout) needs a real block device: the lab test covers it
+    how = "full"
+    monkeypatch.setattr(host_volumes, "PROGRESS_PATH", str(tmp_path / "progress"))
+    device = tmp_path / "raw0"
+    size = 8 << 20
+    with open(str(device), "wb") as handle:
+        handle.truncate(size)
+        handle.seek(5 << 20)
+        handle.write(b"tenant data, no signature" * 100)
+        handle.seek(size - 10)
+        handle.write(b"last bytes")
+    link = tmp_path / "vol"
+    link.symlink_to(device)
+    state = {"path": str(link), "is_link": True, "device": str(device), "holders": [], "other_mounts": []}
+    result = volume_wipe.wipe_contents({"path": str(link), "mode": "block"}, "files", _local_run, state=state,
+                                       block_wipe=how)
+    assert not device.read_bytes().strip(b"\0")
+    assert volume_wipe.describe_wipe(result) == "%s: every byte overwritten with zeros (full: %d bytes) on %s" % (
+        link, size, device)
+    assert (tmp_path / "progress").read_text() == "zeroed %s: all 8 MiB\n" % device

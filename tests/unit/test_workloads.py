@@ -88,3 +88,35 @@ def test_the_waiter_returns_as_soon_as_nothing_is_left():
     wait = waiter.Waiter(timeout=60, interval=0, sleep=lambda s: None)
     wait.until_done(lambda: left.pop(0))
     assert wait.polls == 3
+
+
+def test_a_reservation_holds_only_for_the_pv_and_claim_seen_at_the_listing():
+    item = dict(entry("ssd0", claim="app/data", uid="claim-1", phase="Released"), uid="pv-1", resource_version="42")
+    patch = workloads.reserve_patch(item, "res-1")
+    tests = [(op["path"], op["value"]) for op in patch if op["op"] == "test"]
+    assert tests == [("/metadata/uid", "pv-1"), ("/metadata/resourceVersion", "42"), ("/spec/claimRef/uid", "claim-1")]
+    # the tests come before the one change, so the API server applies all or nothing
+    assert [op["op"] for op in patch] == ["test", "test", "test", "replace"]
+    ref = patch[-1]["value"]
+    assert ref["uid"] == "res-1" and ref["namespace"] == workloads.RESERVATION_NAMESPACE and ref["name"] == item["name"]
+    assert workloads.is_reserved({"spec": {"claimRef": ref}}, "res-1")
+    assert not workloads.is_reserved({"spec": {"claimRef": ref}}, "res-2")
+    assert not workloads.is_reserved({"spec": {"claimRef": dict(ref, namespace="app")}}, "res-1")
+    assert not workloads.is_reserved({"spec": {}}, "res-1")
+
+
+def test_a_refused_release_says_what_was_already_wiped():
+    class OneClaimStillThere:
+        def get_pv(self, name):
+            return {"metadata": {"name": name, "labels": {v.MANAGED_BY_LABEL: v.MANAGED_BY_VALUE}},
+                    "spec": {"claimRef": {"namespace": "app", "name": "new", "uid": "tenant"}}}
+
+        def get_pvc(self, namespace, name):
+            return {"metadata": {"uid": "tenant"}}
+
+    with pytest.raises(workloads.RetireStop) as stop:
+        workloads.release_pvs(OneClaimStillThere(), [{"name": "local-node2-a", "claim_uid": "res-1",
+                                                      "wiped": "/mnt/disks/a: 2 entries were removed (files)"}],
+                              {"released": [], "already": []})
+    assert stop.value.msg == ("PV local-node2-a is still bound: its claim app/new exists. Its volume was already wiped "
+                              "by this run (/mnt/disks/a: 2 entries were removed (files))")
