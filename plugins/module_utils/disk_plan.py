@@ -513,7 +513,9 @@ def _plan_device_entry(planner, spec, disks, claimed):
         if part is not None:
             planner.refuse(spec["device"], ["is a partition of %s; give the whole disk" % pdisk["path"]], spec["name"])
         else:
-            planner.refuse(spec["device"], ["does not exist on this host"], spec["name"])
+            planner.refuse(spec["device"], ["does not exist on this host: check the path against "
+                                            "`ls -l /dev/disk/by-id` on the host (block_devices lists its disks), "
+                                            "or take the entry out of localpv_disks"], spec["name"])
         return
     if disk["path"] in claimed:
         planner.refuse(disk["path"], ["is asked for twice (volumes %s and %s)" % (
@@ -1003,8 +1005,8 @@ def lock_disk(disk, timeout=30.0):
         except (IOError, OSError):
             if time.time() > deadline:
                 os.close(fd)
-                raise PrepareError("%s stays locked by another program (flock) for %ds." % (
-                    disk, timeout))
+                raise PrepareError("%s stays locked by another program (flock) for %ds: %s." % (
+                    disk, timeout, openers.describe_lock_holders(disk)))
             time.sleep(0.1)
 
 

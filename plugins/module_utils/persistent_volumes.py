@@ -267,8 +267,9 @@ def _match(volume, hostname, index, take_over):
         return None, "%s is %s by its label %s=%s, not of node %s; it is never changed as another node's PV" % (
             where, _describe(pv), vol.NODE_LABEL, label, volume["node"])
     if not owned(pv) and not take_over:
-        return None, "%s already has %s; a second PV (%s) for one disk would let two claims share it. Set " \
-                     "take_over=true to make that PV ours (its name, claim and data stay), or delete it" % (
+        return None, "%s already has %s; a second PV (%s) for one disk would let two claims share it. Run " \
+                     "with -e localpv_take_over=true (the module option take_over) to make that PV ours (its " \
+                     "name, claim and data stay), or delete it" % (
                          where, _describe(pv), volume["pv_name"])
     return pv, None
 

@@ -18,8 +18,8 @@ from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
 from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as sc
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
 
-PV_ROLE = "deploy/rbac/localpv-rollout-clusterrole.yaml"
-RETIRE_ROLE = "deploy/rbac/localpv-rollout-retire-clusterrole.yaml"
+PV_ROLE = k.PV_ROLE
+RETIRE_ROLE = k.RETIRE_ROLE
 
 
 def right(verb, resource, role_file, group="", why=""):

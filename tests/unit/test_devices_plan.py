@@ -167,6 +167,8 @@ def test_one_bad_disk_refuses_the_whole_host_plan():
 
 @pytest.mark.parametrize("entries, words", [
     ([{"name": "a", "device": "/dev/sdq"}], "/dev/sdq: does not exist on this host"),
+    # and what to do about it
+    ([{"name": "a", "device": "/dev/sdq"}], "or take the entry out of localpv_disks"),
     ([{"name": "a", "device": "/dev/loop0p1"}], "is a partition of /dev/loop0"),
     ([{"name": "a", "device": "/dev/loop1"}, {"name": "a", "device": "/dev/loop2"}], "used more than once"),
     ([{"name": "Data_1", "device": "/dev/loop1"}], "not an RFC 1123 label"),

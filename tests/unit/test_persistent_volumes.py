@@ -171,8 +171,9 @@ def test_a_foreign_pv_at_our_path_is_a_conflict_naming_both_pvs():
     (action,) = plan([vol()], [provisioner_pv(claim="data-0")])
     assert action["action"] == "conflict"
     assert "local-pv-5a1c2e7b" in action["reason"] and "provisioned by local-volume-provisioner" in action["reason"]
-    assert "app/data-0" in action["reason"] and "take_over=true" in action["reason"]
-    assert "second PV (local-node1-ssd0)" in action["reason"]
+    assert "app/data-0" in action["reason"] and "second PV (local-node1-ssd0)" in action["reason"]
+    # the advice is what a user of the playbooks types, not the module option
+    assert "-e localpv_take_over=true" in action["reason"]
 
 
 def test_a_foreign_pv_on_another_node_or_path_is_not_in_the_way():
