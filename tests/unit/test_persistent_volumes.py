@@ -299,3 +299,44 @@ def test_a_capacity_known_only_after_apply_is_checked_in_everything_else_and_not
     # an existing PV is not found different only because its capacity is not known yet
     existing = server_copy(v.pv_manifest(vol(), "node1"))
     assert [a["action"] for a in plan([volume], [existing])] == ["unchanged"]
+
+
+class LostAnswers:
+    """A client whose server does each create, then drops the connection before
+    answering (the API server killed mid-request); reads answer again after."""
+
+    def __init__(self, reads_answer=True):
+        self.stored, self.reads_answer = {}, reads_answer
+
+    def create_pv(self, body):
+        self.stored[body["metadata"]["name"]] = server_copy(body)
+        raise pvs.KubeError("cannot reach the API server for create persistentvolumes: connection reset",
+                            verb="create", resource="persistentvolumes", name=body["metadata"]["name"])
+
+    def get_pv(self, name):
+        if not self.reads_answer:
+            raise pvs.KubeError("cannot reach the API server for get persistentvolumes: connection refused",
+                                verb="get", resource="persistentvolumes", name=name)
+        return self.stored.get(name)
+
+    def run(self, jobs):
+        out = []
+        for job in jobs:
+            try:
+                out.append((job(), None))
+            except pvs.KubeError as err:
+                out.append((None, err))
+        return out
+
+
+def test_a_create_whose_answer_was_lost_is_read_again_and_reported_as_created():
+    (action,) = plan([vol()], [])
+    pvs.apply_plan(LostAnswers(), [action])
+    assert action.get("confirmed") is True and "error" not in action
+
+
+def test_a_create_whose_answer_was_lost_and_cannot_be_read_again_says_it_may_have_been_made():
+    (action,) = plan([vol()], [])
+    pvs.apply_plan(LostAnswers(reads_answer=False), [action])
+    assert "confirmed" not in action
+    assert "may have been written" in action["error"] and "local-node1-ssd0" in action["error"]
