@@ -32,7 +32,15 @@ MARK = "~"
 GAP = "  "
 NARROW_GAP = " "  # between columns of a table that does not fit with GAP
 # local_pv's result keys and the action each stands for
-CHANGE_ACTIONS = (("created", "create"), ("updated", "update"), ("replaced", "replace"), ("deleted", "delete"))
+CHANGE_ACTIONS = (("created", "create"), ("updated", "update"), ("taken_over", "take over"),
+                  ("replaced", "replace"), ("deleted", "delete"))
+# The writes a user must be able to find without --diff, one line each: what happened to a
+# PV that no longer matches a volume of the inventory, or that was not ours.
+WRITE_KINDS = (("deleted", "pruned", "no volume of the inventory wants it and it was unbound; deleted"),
+               ("taken_over", "taken over", "made ours in place; its name, claim and data stay"),
+               ("replaced", "replaced", "unbound, deleted and made again with fields that cannot change in place"),
+               ("kept_bound", "kept bound", "no volume of the inventory wants it, but a claim holds it; retire it "
+                                            "with decommission"))
 
 
 def human_size(value):
@@ -78,7 +86,29 @@ def _changes_by_pv(changes):
     for key, action in CHANGE_ACTIONS:
         for name in (changes or {}).get(key) or []:
             actions[name] = action
+    for item in (changes or {}).get("kept_bound") or []:
+        actions[item.get("name")] = "keep (bound)"
     return actions
+
+
+def named_writes(changes, planned=False):
+    """One entry per PV pruned, taken over, replaced or kept bound by local_pv
+    (``changes`` is its result, with ``return_names``): ``{write, pv, node,
+    claim, why}``, in that order of kinds, then by PV name."""
+    out = []
+    for key, write, why in WRITE_KINDS:
+        for item in (changes or {}).get(key) or []:
+            item = item if isinstance(item, dict) else {"name": item}
+            out.append({"write": write if not planned or key == "kept_bound" else "to be " + write,
+                        "pv": item.get("name"), "node": item.get("node"), "claim": item.get("claim"), "why": why})
+    return out
+
+
+def write_lines(report):
+    """The named writes as lines a user reads: ``pruned: PV local-node1-old (...)``."""
+    return ["%s: PV %s%s%s (%s)" % (w["write"], w["pv"], " of node %s" % w["node"] if w.get("node") else "",
+                                    ", claim %s" % w["claim"] if w.get("claim") else "", w["why"])
+            for w in report.get("writes") or []]
 
 
 def site_report(hosts, pvs, changes=None, planned=False):
@@ -110,7 +140,7 @@ def site_report(hosts, pvs, changes=None, planned=False):
         if pv.get("name") not in seen:
             entry = _node_entry(nodes, pv.get("node"))
             entry["volumes"].append(_pv_row(pv, actions.get(pv.get("name"), "none")))
-    return _document("site", nodes, planned)
+    return _document("site", nodes, planned, named_writes(changes, planned))
 
 
 def _node_entry(nodes, node):
@@ -139,7 +169,7 @@ def pv_report(kind, nodes, pvs, action, planned=False):
     return _document(kind, entries, planned)
 
 
-def _document(kind, nodes, planned):
+def _document(kind, nodes, planned, writes=()):
     for entry in nodes:
         entry["volumes"].sort(key=lambda r: (r["volume"] is None, r["volume"] or "", r["pv"] or ""))
     nodes = sorted(nodes, key=lambda e: e["node"] or "")
@@ -150,7 +180,7 @@ def _document(kind, nodes, planned):
             phase = row["phase"] or "no PV"
             totals["phases"][phase] = totals["phases"].get(phase, 0) + 1
             totals["actions"][row["action"]] = totals["actions"].get(row["action"], 0) + 1
-    return {"kind": kind, "planned": bool(planned), "nodes": nodes, "totals": totals}
+    return {"kind": kind, "planned": bool(planned), "nodes": nodes, "totals": totals, "writes": list(writes)}
 
 
 def _cells(report):
@@ -275,6 +305,8 @@ def table_lines(report, width=100):
         lines.append(cut("[%s]%s" % (node, "" if node_rows else " no volume"), width, "tail"))
         lines.extend(line(cells) for cells in node_rows)
     lines.append(cut(summary(report), width))
+    # not cut: each names a PV that was written, which must be found in the output
+    lines.extend(write_lines(report))
     return lines
 
 
@@ -297,6 +329,9 @@ def markdown(report):
             out.append("| " + " | ".join(["(none)"] + ["-"] * (len(columns) - 1)) + " |")
         out.append("")
     out.append(summary(report) + ".")
+    if report.get("writes"):
+        out += ["", "## PVs pruned, taken over, replaced or kept bound", ""]
+        out += ["- " + line.replace("|", "\\|") for line in write_lines(report)]
     return "\n".join(out) + "\n"
 
 
