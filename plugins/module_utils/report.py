@@ -32,6 +32,9 @@ MARK = "~"
 GAP = "  "
 NARROW_GAP = " "  # between columns of a table that does not fit with GAP
 # local_pv's result keys and the action each stands for
+# Hosts of the run that were not reached, or failed before their volumes were known.
+HOST_STATUSES = {"unreachable": "UNREACHABLE: not reached over SSH, nothing known or done there",
+                 "failed": "FAILED before its volumes were known (see the error above)"}
 CHANGE_ACTIONS = (("created", "create"), ("updated", "update"), ("taken_over", "take over"),
                   ("replaced", "replace"), ("deleted", "delete"))
 # The writes a user must be able to find without --diff, one line each: what happened to a
@@ -124,6 +127,10 @@ def site_report(hosts, pvs, changes=None, planned=False):
     nodes, seen = [], set()
     for host in hosts:
         node, rows = host["node"], []
+        if host.get("status") in HOST_STATUSES:
+            # nothing is known of its volumes: said so, not left out of the table
+            nodes.append({"node": node, "volumes": [], "status": host["status"]})
+            continue
         for volume in host.get("volumes") or []:
             name = volume["name"]
             pv = by_key.get((vol.label_value(node), name)) or by_key.get((node, name)) or {}
@@ -175,6 +182,8 @@ def _document(kind, nodes, planned, writes=()):
     nodes = sorted(nodes, key=lambda e: e["node"] or "")
     totals = {"nodes": len(nodes), "volumes": 0, "phases": {}, "actions": {}}
     for entry in nodes:
+        if entry.get("status"):
+            totals[entry["status"]] = totals.get(entry["status"], 0) + 1
         for row in entry["volumes"]:
             totals["volumes"] += 1
             phase = row["phase"] or "no PV"
@@ -268,6 +277,9 @@ def summary(report):
     phases = ", ".join("%d %s" % (n, p) for p, n in sorted(totals["phases"].items()))
     actions = ", ".join("%s %d" % (a, n) for a, n in sorted(totals["actions"].items()) if a != "none")
     text = "%d node(s), %d volume(s)" % (totals["nodes"], totals["volumes"])
+    missed = ", ".join("%d %s" % (totals[k], k) for k in sorted(HOST_STATUSES) if totals.get(k))
+    if missed:
+        text += " (%s)" % missed
     if phases:
         text += ": " + phases
     if actions:
@@ -280,6 +292,7 @@ def table_lines(report, width=100):
     per node a ``[node]`` line and one row per volume, and a summary. Long cells
     are cut and the cut marked with ``MARK``."""
     groups = _cells(report)
+    statuses = dict((e["node"] or "-", e.get("status")) for e in report["nodes"])
     rows = [cells for node_rows in (g[1] for g in groups) for cells in node_rows]
     # the mounts' common directory is said once, in the title
     root = common_root([r["mount"] for r in rows])
@@ -302,7 +315,9 @@ def table_lines(report, width=100):
         head += " (%s marks a cut)" % MARK
     lines = [cut(head, width), line(dict(zip(keys, headers)))]
     for node, node_rows in groups:
-        lines.append(cut("[%s]%s" % (node, "" if node_rows else " no volume"), width, "tail"))
+        status = statuses.get(node)
+        lines.append(cut("[%s]%s" % (node, " " + HOST_STATUSES[status] if status else "" if node_rows
+                                     else " no volume"), width, "tail"))
         lines.extend(line(cells) for cells in node_rows)
     lines.append(cut(summary(report), width))
     # not cut: each names a PV that was written, which must be found in the output
@@ -325,7 +340,9 @@ def markdown(report):
         for row in entry["volumes"]:
             cells = dict(row, size=human_size(row["size"]), capacity=human_size(row["capacity"]))
             out.append("| " + " | ".join(_md_cell(cells[c[1]]) for c in columns) + " |")
-        if not entry["volumes"]:
+        if entry.get("status"):
+            out.append("| " + " | ".join([HOST_STATUSES[entry["status"]]] + ["-"] * (len(columns) - 1)) + " |")
+        elif not entry["volumes"]:
             out.append("| " + " | ".join(["(none)"] + ["-"] * (len(columns) - 1)) + " |")
         out.append("")
     out.append(summary(report) + ".")
@@ -340,7 +357,8 @@ ARGUMENT_SPEC = dict(
     kind=dict(type="str", choices=list(KINDS), default="site"),
     hosts=dict(type="list", elements="dict", default=[], options=dict(
         node=dict(type="str", required=True),
-        volumes=dict(type="list", elements="dict", default=[]))),
+        volumes=dict(type="list", elements="dict", default=[]),
+        status=dict(type="str", choices=sorted(HOST_STATUSES)))),
     pvs=dict(type="list", elements="dict", default=[]),
     nodes=dict(type="list", elements="str", default=[]),
     changes=dict(type="dict", default={}),

@@ -56,6 +56,13 @@ options:
         type: list
         elements: dict
         default: []
+      status:
+        description:
+          - V(unreachable) for a host of the run that was not reached over SSH, V(failed) for one that failed before
+            its volumes were known. The table lists it with that status instead of leaving it out.
+        type: str
+        choices: [failed, unreachable]
+        version_added: 0.2.0
   pvs:
     description:
       - The PVs as M(localpv.rollout.local_pv_info) returns them (each names its C(node)).

@@ -196,3 +196,13 @@ def test_a_check_run_names_the_writes_it_would_make():
 def test_a_run_that_writes_nothing_names_nothing():
     report = r.site_report(FLEET, PVS, {"created": [], "deleted": [], "kept_bound": []})
     assert report["writes"] == [] and "pruned" not in "\n".join(r.table_lines(report, 100))
+
+
+def test_an_unreachable_host_is_listed_in_the_table_and_the_files_not_left_out():
+    hosts = FLEET + [{"node": "node2", "volumes": [], "status": "unreachable"}]
+    report = r.site_report(hosts, PVS)
+    assert [e["node"] for e in report["nodes"]] == ["node1", "node2", "node3.lab.example"]
+    lines = r.table_lines(report, 100)
+    assert "[node2] UNREACHABLE: not reached over SSH, nothing known or done there" in lines
+    assert "(1 unreachable)" in lines[-1]
+    assert "UNREACHABLE" in r.markdown(report) and report["totals"]["unreachable"] == 1
