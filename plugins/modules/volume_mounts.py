@@ -156,7 +156,7 @@ plan:
       type: list
       elements: str
     option_drift:
-      description: Per mounted path whose live flags differ from its fstab line, how (C(live (fstab: wanted))).
+      description: "Per mounted path whose live flags differ from its fstab line, how: C(ro (fstab: rw))."
       type: dict
       version_added: 0.2.0
     link:
