@@ -83,6 +83,20 @@ def replica_running(s, pod="web-0", claim="data-web-0"):
     return None
 
 
+def print_writes(title, events, ns):
+    """The writes of the run in the order the API server took them (for docs/decommission.md)."""
+    print("\n%s" % title)
+    for e in events:
+        ref = e["objectRef"]
+        if ref.get("namespace") not in (None, ns) or ref.get("subresource") == "status":
+            continue
+        agent = (e.get("userAgent") or "").split("/")[0]
+        if agent.startswith("kwok") or ref["resource"] == "events":
+            continue
+        print("%s %-6s %-24s %-40s %s" % (e["stageTimestamp"][11:23], e["verb"], ref["resource"] + (
+            "/" + ref["subresource"] if ref.get("subresource") else ""), ref.get("name"), agent))
+
+
 def ours(events, ns):
     return [e for e in events if (e.get("userAgent") or "").startswith("localpv.rollout")
             and e["objectRef"].get("namespace") in (None, ns)]
@@ -122,6 +136,9 @@ def test_one_disk_of_a_live_node_moves_its_statefulset_replica_and_the_node_is_u
 
     # cordon < eviction < claim delete < delete of the replica that waited for it < PV delete < uncordon
     events = audit_writes(lab, since)
+    print("\n".join(res.result("Show the plan", "node2")["msg"]))
+    print(said)
+    print_writes("live node: writes in order", events, s.ns)
     mine = ours(events, s.ns)
     # the cordon and the uncordon (kubernetes.core.k8s has a user agent of its own; kwok patches the status)
     node_patches = [e["stageTimestamp"] for e in events if e["objectRef"]["resource"] == "nodes"
@@ -202,7 +219,9 @@ def test_a_dead_nodes_statefulset_replica_runs_on_another_node_after_one_command
     said = res.result("Say that the host steps are skipped", "node2")["msg"]
     assert "NOT" in said
 
-    mine = ours(audit_writes(lab, since), s.ns)
+    events = audit_writes(lab, since)
+    print_writes("dead node: writes in order", events, s.ns)
+    mine = ours(events, s.ns)
     claim_deleted = first(mine, "delete", "persistentvolumeclaims", "data-web-0")
     pv_deleted = first(mine, "delete", "persistentvolumes", dead_pv)
     pod_deletes = [e["stageTimestamp"] for e in mine if e["verb"] == "delete" and e["objectRef"]["resource"] == "pods"]
