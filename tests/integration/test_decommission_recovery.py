@@ -209,7 +209,7 @@ def test_a_dead_nodes_statefulset_replica_runs_on_another_node_after_one_command
 
     res = ok(s.decommission(decommission_host_unreachable=True))
     command_done = time.monotonic() - started
-    node, pv = wait_until("web-0 running on another node's PV", lambda: replica_running(s), timeout=600)
+    node, pv = wait_until("web-0 running on another node's PV", lambda: replica_running(s), timeout=300)
     to_running = time.monotonic() - started
     print("dead node: decommission command %.1f s; web-0 Running on %s (%s) %.1f s after the command started"
           % (command_done, node, pv, to_running))
