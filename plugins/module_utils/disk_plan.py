@@ -865,7 +865,9 @@ def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries):
         else:
             mounted = devices.mount_is_of(mount, volume.get("dev"), volume["device"])
         volume["mounted"] = mounted
-        volume["needs_mount"] = not (fstab_ok and mounted)
+        # a mount whose live flags drifted from its right fstab line (remount,ro by hand) is remounted
+        drift = mount_rules.option_drift(volume["mount_options"], mount["options"]) if fstab_ok and mounted else []
+        volume["needs_mount"] = not (fstab_ok and mounted) or bool(drift)
         if mount is None:
             hidden = mount_rules.hidden_files_refusal(path, dir_entries(path))
             if hidden:

@@ -319,6 +319,12 @@ def test_no_op_when_fstab_and_mounts_already_match():
     dup = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
                fstab=fstab + fstab.splitlines()[0] + "\n", mountinfo=mountinfo, raw=raw)
     assert dup["volumes"][0]["needs_mount"]
+    # a volume remounted read-only by hand, its fstab line right: the run remounts it
+    read_only = mountinfo.replace("/mnt/disks/data0-1 rw", "/mnt/disks/data0-1 ro")
+    raw["mountinfo"] = read_only
+    drifted = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
+                   fstab=fstab, mountinfo=read_only, raw=raw)
+    assert [v["needs_mount"] for v in drifted["volumes"]] == [True, False]
 
 
 def test_a_bare_mount_point_holding_files_is_refused_before_any_disk_is_written():
