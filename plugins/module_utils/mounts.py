@@ -259,8 +259,9 @@ def option_drift(fstab_opts, live_opts):
     drift = []
     for flag, opposite in _FLAG_PAIRS:
         # the last of a pair named wins, as mount(8) reads them; unnamed: the kernel default (the opposite)
-        want = flag if flag in wanted and (opposite not in wanted or wanted[::-1].index(flag)
-                                            < wanted[::-1].index(opposite)) else opposite
+        last_is_flag = flag in wanted and (opposite not in wanted
+                                           or wanted[::-1].index(flag) < wanted[::-1].index(opposite))
+        want = flag if last_is_flag else opposite
         have = flag if flag in live else opposite
         if want != have:
             drift.append("%s (fstab: %s)" % (have, want))
@@ -365,8 +366,8 @@ def diff(work, fstab_path=FSTAB):
         after.append("%s: mounted from %s" % (path, work["items"][path]["src"]))
     for path in work["remount"]:
         drift = (work.get("drift") or {}).get(path)
-        before.append("%s: mounted %s" % (path, "with " + ", ".join(drift) if drift else
-                                           "with another fstab line"))
+        how = "with " + ", ".join(drift) if drift else "with another fstab line"
+        before.append("%s: mounted %s" % (path, how))
         after.append("%s: remounted with its fstab line" % path)
     for link in work["link"]:
         before.append("%s -> %s" % (link["path"], link["before"] or "(no link)"))
