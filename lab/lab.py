@@ -701,6 +701,8 @@ def write_inventory(nodes):
         "    ansible_ssh_common_args: >-",
         "      -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
         "      -o ControlMaster=auto -o ControlPersist=60s",
+        # a node whose sshd stops answering is given up after about a minute, not waited for
+        "      -o ServerAliveInterval=15 -o ServerAliveCountMax=4",
         # %C: one master connection per host/port (a fixed path would send every
         # host's tasks down the first host's connection)
         "      -o ControlPath=%s" % path("ssh", "cm-%C"),

@@ -594,7 +594,9 @@ def _plan_device_entry(planner, spec, disks, claimed):
         if part is not None:
             planner.refuse(spec["device"], ["is a partition of %s; give the whole disk" % pdisk["path"]], spec["name"])
         else:
-            planner.refuse(spec["device"], ["does not exist on this host"], spec["name"])
+            planner.refuse(spec["device"], ["does not exist on this host: check the path against "
+                                            "`ls -l /dev/disk/by-id` on the host (block_devices lists its disks), "
+                                            "or take the entry out of localpv_disks"], spec["name"])
         return
     if disk["path"] in claimed:
         planner.refuse(disk["path"], ["is asked for twice (volumes %s and %s)" % (
@@ -1218,7 +1220,9 @@ def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries, k
         else:
             mounted = devices.mount_is_of(mount, volume.get("dev"), volume["device"])
         volume["mounted"] = mounted
-        volume["needs_mount"] = not (fstab_ok and mounted)
+        # a mount whose live flags drifted from its right fstab line (remount,ro by hand) is remounted
+        drift = mount_rules.option_drift(volume["mount_options"], mount["options"]) if fstab_ok and mounted else []
+        volume["needs_mount"] = not (fstab_ok and mounted) or bool(drift)
         if mount is None:
             hidden = mount_rules.hidden_files_refusal(path, dir_entries(path))
             if hidden:
@@ -1361,8 +1365,8 @@ def lock_disk(disk, timeout=30.0):
         except (IOError, OSError):
             if time.time() > deadline:
                 os.close(fd)
-                raise PrepareError("%s stays locked by another program (flock) for %ds." % (
-                    disk, timeout))
+                raise PrepareError("%s stays locked by another program (flock) for %ds: %s." % (
+                    disk, timeout, openers.describe_lock_holders(disk)))
             time.sleep(0.1)
 
 

@@ -263,6 +263,20 @@ def backoff_delay(attempt, base=0.1, cap=5.0, server_hint=None, rand=random.rand
     return delay
 
 
+# The shipped ClusterRoles (deploy/rbac/): the PV one, and the retire one that
+# decommission needs on top of it. A 403 names the file that grants the right.
+PV_ROLE = "deploy/rbac/localpv-rollout-clusterrole.yaml"
+RETIRE_ROLE = "deploy/rbac/localpv-rollout-retire-clusterrole.yaml"
+_RETIRE_RIGHTS = frozenset([
+    ("create", "pods/eviction"), ("get", "pods"), ("delete", "pods"), ("get", "persistentvolumeclaims"),
+    ("delete", "persistentvolumeclaims"), ("get", "nodes"), ("patch", "nodes"), ("delete", "nodes")])
+
+
+def role_file_for(verb, resource):
+    """The ClusterRole file of deploy/rbac that grants ``verb`` on ``resource``."""
+    return RETIRE_ROLE if (verb, resource) in _RETIRE_RIGHTS else PV_ROLE
+
+
 def describe_error(exc, verb, resource, name=None, host=None):
     """A :class:`KubeError` for a failed ``verb`` on ``resource``/``name``."""
     what = "%s %s%s" % (verb, resource, " " + name if name else "")
@@ -277,9 +291,8 @@ def describe_error(exc, verb, resource, name=None, host=None):
             msg = ("the API server%s rejected the credentials (401 Unauthorized) on %s; check the "
                    "kubeconfig, api_key or client certificate" % (" at " + host if host else "", what))
         elif status == 403:
-            msg = ("not allowed to %s %s (403 Forbidden): %s. The ClusterRole shipped in "
-                   "deploy/rbac/localpv-rollout-clusterrole.yaml grants what the modules need"
-                   % (verb, resource, message))
+            msg = ("not allowed to %s %s (403 Forbidden): %s. The ClusterRole shipped in %s grants it: apply "
+                   "it and bind it to this identity" % (verb, resource, message, role_file_for(verb, resource)))
         else:
             msg = "%s failed (%s %s): %s" % (what, status, reason or "", message)
         return KubeError(msg, status=status, verb=verb, resource=resource, name=name, reason=reason)

@@ -244,6 +244,36 @@ def _root_refusal(root):
         root, kind)]
 
 
+# Per-mount flags the kernel shows in mountinfo's mount options, and the fstab options
+# that set each (or, for the atime flags, set one of them). Filesystem options (xfs's
+# inode64, ext4's data=) live in the super block options and are not compared.
+_FLAG_PAIRS = (("ro", "rw"), ("nosuid", "suid"), ("nodev", "dev"), ("noexec", "exec"))
+_ATIME = ("noatime", "relatime", "strictatime")
+
+
+def option_drift(fstab_opts, live_opts):
+    """The per-mount flags in which the live mount (``live_opts``, mountinfo's
+    fifth field) differs from its fstab options: ``["ro (fstab: rw)"]``, or []."""
+    wanted = [o.strip() for o in (fstab_opts or "").split(",") if o.strip()]
+    live = set(o.strip() for o in (live_opts or "").split(",") if o.strip())
+    drift = []
+    for flag, opposite in _FLAG_PAIRS:
+        # the last of a pair named wins, as mount(8) reads them; unnamed: the kernel default (the opposite)
+        last_is_flag = flag in wanted and (opposite not in wanted
+                                           or wanted[::-1].index(flag) < wanted[::-1].index(opposite))
+        want = flag if last_is_flag else opposite
+        have = flag if flag in live else opposite
+        if want != have:
+            drift.append("%s (fstab: %s)" % (have, want))
+    asked = [o for o in wanted if o in _ATIME]
+    if asked:
+        want = asked[-1]
+        have = next((o for o in _ATIME[:2] if o in live), "strictatime")
+        if want != have:
+            drift.append("%s (fstab: %s)" % (have, want))
+    return drift
+
+
 def _plan_mount(item, entries, mounts, probe, work):
     path = item["path"]
     kind = kind_at(path)
@@ -264,6 +294,13 @@ def _plan_mount(item, entries, mounts, probe, work):
     elif not line_ok:
         # ansible.posix.mount remounts a mounted path whose fstab line it changed
         work["remount"].append(path)
+    else:
+        drift = option_drift(item["opts"], mount.get("options"))
+        if drift:
+            # mounted by hand with other options (remount,ro after an error, say): the fstab line is
+            # right, the mount is not; a remount takes the line's options again
+            work["remount"].append(path)
+            work.setdefault("drift", {})[path] = drift
     return []
 
 
@@ -313,7 +350,8 @@ def summary(work):
     """What the run sets out to do, for the result (also in check mode)."""
     return {"mkdir": list(work["mkdir"]), "mount": list(work["mount"]), "remount": list(work["remount"]),
             "link": ["%s -> %s" % (link["path"], link["target"]) for link in work["link"]],
-            "fstab": work["fstab_after"] != work["fstab_before"]}
+            "fstab": work["fstab_after"] != work["fstab_before"],
+            "option_drift": dict(work.get("drift") or {})}
 
 
 def diff(work, fstab_path=FSTAB):
@@ -327,7 +365,9 @@ def diff(work, fstab_path=FSTAB):
         before.append("%s: not mounted" % path)
         after.append("%s: mounted from %s" % (path, work["items"][path]["src"]))
     for path in work["remount"]:
-        before.append("%s: mounted, with another fstab line" % path)
+        drift = (work.get("drift") or {}).get(path)
+        how = "with " + ", ".join(drift) if drift else "with another fstab line"
+        before.append("%s: mounted %s" % (path, how))
         after.append("%s: remounted with its fstab line" % path)
     for link in work["link"]:
         before.append("%s -> %s" % (link["path"], link["before"] or "(no link)"))

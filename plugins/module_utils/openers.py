@@ -154,3 +154,39 @@ def device_openers(devs, proc_root="/proc", self_pid=None):
             for rdev, (how, target) in sorted(hits.items()):
                 found.append({"pid": pid, "command": command, "how": how, "path": target, "rdev": rdev})
     return found
+
+
+def lock_holders(path, proc_root="/proc"):
+    """The processes holding a BSD or POSIX lock on the file ``path`` (waiters
+    excluded), from ``/proc/locks``: a list of ``{pid, command, kind}``."""
+    try:
+        st = os.stat(path)
+        with open(os.path.join(proc_root, "locks")) as handle:
+            lines = handle.read().splitlines()
+    except (IOError, OSError):
+        return []
+    # /proc/locks names the file as MAJOR:MINOR:INODE, the device numbers in hex
+    wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    found = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[1] == "->":
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            where = (int(major, 16), int(minor, 16), int(inode))
+            pid = int(fields[4])
+        except ValueError:
+            continue
+        if where == wanted and pid > 0:
+            found.append({"pid": pid, "command": _command(os.path.join(proc_root, str(pid))), "kind": fields[1]})
+    return found
+
+
+def describe_lock_holders(path, proc_root="/proc"):
+    """``held by pid 42 (mkfs.xfs -f /dev/sdb), FLOCK`` or a sentence saying no holder is known."""
+    found = lock_holders(path, proc_root)
+    if not found:
+        return "no holder is listed in /proc/locks (it may be in another PID namespace, or gone already)"
+    return "held by " + "; ".join("pid %d (%s), %s" % (h["pid"], h["command"][:60] or "?", h["kind"])
+                                  for h in found)

@@ -276,8 +276,9 @@ def _match(volume, hostname, index, take_over):
         return None, "%s is %s by its label %s=%s, not of node %s; it is never changed as another node's PV" % (
             where, _describe(pv), vol.NODE_LABEL, label, volume["node"])
     if not owned(pv) and not take_over:
-        return None, "%s already has %s; a second PV (%s) for one disk would let two claims share it. Set " \
-                     "take_over=true to make that PV ours (its name, claim and data stay), or delete it" % (
+        return None, "%s already has %s; a second PV (%s) for one disk would let two claims share it. Run " \
+                     "with -e localpv_take_over=true (the module option take_over) to make that PV ours (its " \
+                     "name, claim and data stay), or delete it" % (
                          where, _describe(pv), volume["pv_name"])
     return pv, None
 
@@ -418,13 +419,30 @@ def validate_plan(actions, hostnames, storage_classes, dry_run=False):
 
 # --- The writes ---------------------------------------------------------------------
 
+def _lost_answer_reread(kube, name, exc):
+    """After a write with no HTTP answer (the API server went away mid-request),
+    the PV as it is now: the write may have been done. The error when the
+    server still does not answer, saying so."""
+    try:
+        return kube.get_pv(name)
+    except KubeError:
+        raise KubeError("%s; the answer to that write was lost and PV %s could not be read again: it may have been "
+                        "written. Run again once the API server answers" % (exc.msg, name), verb=exc.verb,
+                        resource=exc.resource, name=name, reason=exc.reason)
+
+
 def _create(kube, action):
     manifest = manifest_of(action)
     try:
         kube.create_pv(manifest)
         return
     except KubeError as exc:
-        if exc.status != 409:
+        # no answer at all (the API server went away): the create may have been done; a PV that
+        # is there is judged below like one found by a 409, one that is not there was not made
+        if exc.status is None:
+            if _lost_answer_reread(kube, action["name"], exc) is None:
+                raise
+        elif exc.status != 409:
             raise
     # Created by an earlier try whose answer was lost, or by a concurrent run,
     # or someone else's: look before deciding.

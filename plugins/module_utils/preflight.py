@@ -18,8 +18,8 @@ from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
 from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as sc
 from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
 
-PV_ROLE = "deploy/rbac/localpv-rollout-clusterrole.yaml"
-RETIRE_ROLE = "deploy/rbac/localpv-rollout-retire-clusterrole.yaml"
+PV_ROLE = k.PV_ROLE
+RETIRE_ROLE = k.RETIRE_ROLE
 
 
 def right(verb, resource, role_file, group="", why=""):
@@ -54,8 +54,9 @@ def rights_for(run, prune=True, replace_unbound=False, replace_storage_classes=F
                              right("get", "pods", RETIRE_ROLE)]
     if pod_action == "evict":
         needs.append(right("create", "pods/eviction", RETIRE_ROLE, why="evict the pods that use the volumes"))
-    else:
-        needs.append(right("delete", "pods", RETIRE_ROLE, why="delete the pods that use the volumes"))
+    # delete: the pods (pod_action=delete), and after its claim the pods of a claim that never start
+    needs.append(right("delete", "pods", RETIRE_ROLE, why="delete the pods that use the volumes, or that wait "
+                       "for a claim deleted"))
     if cordon:
         needs += [right(verb, "nodes", RETIRE_ROLE, why="cordon the node") for verb in ("get", "patch")]
     if delete_node:

@@ -32,7 +32,18 @@ MARK = "~"
 GAP = "  "
 NARROW_GAP = " "  # between columns of a table that does not fit with GAP
 # local_pv's result keys and the action each stands for
-CHANGE_ACTIONS = (("created", "create"), ("updated", "update"), ("replaced", "replace"), ("deleted", "delete"))
+# Hosts of the run that were not reached, or failed before their volumes were known.
+HOST_STATUSES = {"unreachable": "UNREACHABLE: not reached over SSH, nothing known or done there",
+                 "failed": "FAILED before its volumes were known (see the error above)"}
+CHANGE_ACTIONS = (("created", "create"), ("updated", "update"), ("taken_over", "take over"),
+                  ("replaced", "replace"), ("deleted", "delete"))
+# The writes a user must be able to find without --diff, one line each: what happened to a
+# PV that no longer matches a volume of the inventory, or that was not ours.
+WRITE_KINDS = (("deleted", "pruned", "no volume of the inventory wants it and it was unbound; deleted"),
+               ("taken_over", "taken over", "made ours in place; its name, claim and data stay"),
+               ("replaced", "replaced", "unbound, deleted and made again with fields that cannot change in place"),
+               ("kept_bound", "kept bound", "no volume of the inventory wants it, but a claim holds it; retire it "
+                                            "with decommission"))
 
 
 def human_size(value):
@@ -78,7 +89,29 @@ def _changes_by_pv(changes):
     for key, action in CHANGE_ACTIONS:
         for name in (changes or {}).get(key) or []:
             actions[name] = action
+    for item in (changes or {}).get("kept_bound") or []:
+        actions[item.get("name")] = "keep (bound)"
     return actions
+
+
+def named_writes(changes, planned=False):
+    """One entry per PV pruned, taken over, replaced or kept bound by local_pv
+    (``changes`` is its result, with ``return_names``): ``{write, pv, node,
+    claim, why}``, in that order of kinds, then by PV name."""
+    out = []
+    for key, write, why in WRITE_KINDS:
+        for item in (changes or {}).get(key) or []:
+            item = item if isinstance(item, dict) else {"name": item}
+            out.append({"write": write if not planned or key == "kept_bound" else "to be " + write,
+                        "pv": item.get("name"), "node": item.get("node"), "claim": item.get("claim"), "why": why})
+    return out
+
+
+def write_lines(report):
+    """The named writes as lines a user reads: ``pruned: PV local-node1-old (...)``."""
+    return ["%s: PV %s%s%s (%s)" % (w["write"], w["pv"], " of node %s" % w["node"] if w.get("node") else "",
+                                    ", claim %s" % w["claim"] if w.get("claim") else "", w["why"])
+            for w in report.get("writes") or []]
 
 
 def site_report(hosts, pvs, changes=None, planned=False):
@@ -94,6 +127,10 @@ def site_report(hosts, pvs, changes=None, planned=False):
     nodes, seen = [], set()
     for host in hosts:
         node, rows = host["node"], []
+        if host.get("status") in HOST_STATUSES:
+            # nothing is known of its volumes: said so, not left out of the table
+            nodes.append({"node": node, "volumes": [], "status": host["status"]})
+            continue
         for volume in host.get("volumes") or []:
             name = volume["name"]
             pv = by_key.get((vol.label_value(node), name)) or by_key.get((node, name)) or {}
@@ -110,7 +147,7 @@ def site_report(hosts, pvs, changes=None, planned=False):
         if pv.get("name") not in seen:
             entry = _node_entry(nodes, pv.get("node"))
             entry["volumes"].append(_pv_row(pv, actions.get(pv.get("name"), "none")))
-    return _document("site", nodes, planned)
+    return _document("site", nodes, planned, named_writes(changes, planned))
 
 
 def _node_entry(nodes, node):
@@ -139,18 +176,20 @@ def pv_report(kind, nodes, pvs, action, planned=False):
     return _document(kind, entries, planned)
 
 
-def _document(kind, nodes, planned):
+def _document(kind, nodes, planned, writes=()):
     for entry in nodes:
         entry["volumes"].sort(key=lambda r: (r["volume"] is None, r["volume"] or "", r["pv"] or ""))
     nodes = sorted(nodes, key=lambda e: e["node"] or "")
     totals = {"nodes": len(nodes), "volumes": 0, "phases": {}, "actions": {}}
     for entry in nodes:
+        if entry.get("status"):
+            totals[entry["status"]] = totals.get(entry["status"], 0) + 1
         for row in entry["volumes"]:
             totals["volumes"] += 1
             phase = row["phase"] or "no PV"
             totals["phases"][phase] = totals["phases"].get(phase, 0) + 1
             totals["actions"][row["action"]] = totals["actions"].get(row["action"], 0) + 1
-    return {"kind": kind, "planned": bool(planned), "nodes": nodes, "totals": totals}
+    return {"kind": kind, "planned": bool(planned), "nodes": nodes, "totals": totals, "writes": list(writes)}
 
 
 def _cells(report):
@@ -238,6 +277,9 @@ def summary(report):
     phases = ", ".join("%d %s" % (n, p) for p, n in sorted(totals["phases"].items()))
     actions = ", ".join("%s %d" % (a, n) for a, n in sorted(totals["actions"].items()) if a != "none")
     text = "%d node(s), %d volume(s)" % (totals["nodes"], totals["volumes"])
+    missed = ", ".join("%d %s" % (totals[k], k) for k in sorted(HOST_STATUSES) if totals.get(k))
+    if missed:
+        text += " (%s)" % missed
     if phases:
         text += ": " + phases
     if actions:
@@ -250,6 +292,7 @@ def table_lines(report, width=100):
     per node a ``[node]`` line and one row per volume, and a summary. Long cells
     are cut and the cut marked with ``MARK``."""
     groups = _cells(report)
+    statuses = dict((e["node"] or "-", e.get("status")) for e in report["nodes"])
     rows = [cells for node_rows in (g[1] for g in groups) for cells in node_rows]
     # the mounts' common directory is said once, in the title
     root = common_root([r["mount"] for r in rows])
@@ -272,9 +315,13 @@ def table_lines(report, width=100):
         head += " (%s marks a cut)" % MARK
     lines = [cut(head, width), line(dict(zip(keys, headers)))]
     for node, node_rows in groups:
-        lines.append(cut("[%s]%s" % (node, "" if node_rows else " no volume"), width, "tail"))
+        status = statuses.get(node)
+        lines.append(cut("[%s]%s" % (node, " " + HOST_STATUSES[status] if status else "" if node_rows
+                                     else " no volume"), width, "tail"))
         lines.extend(line(cells) for cells in node_rows)
     lines.append(cut(summary(report), width))
+    # not cut: each names a PV that was written, which must be found in the output
+    lines.extend(write_lines(report))
     return lines
 
 
@@ -293,10 +340,15 @@ def markdown(report):
         for row in entry["volumes"]:
             cells = dict(row, size=human_size(row["size"]), capacity=human_size(row["capacity"]))
             out.append("| " + " | ".join(_md_cell(cells[c[1]]) for c in columns) + " |")
-        if not entry["volumes"]:
+        if entry.get("status"):
+            out.append("| " + " | ".join([HOST_STATUSES[entry["status"]]] + ["-"] * (len(columns) - 1)) + " |")
+        elif not entry["volumes"]:
             out.append("| " + " | ".join(["(none)"] + ["-"] * (len(columns) - 1)) + " |")
         out.append("")
     out.append(summary(report) + ".")
+    if report.get("writes"):
+        out += ["", "## PVs pruned, taken over, replaced or kept bound", ""]
+        out += ["- " + line.replace("|", "\\|") for line in write_lines(report)]
     return "\n".join(out) + "\n"
 
 
@@ -305,7 +357,8 @@ ARGUMENT_SPEC = dict(
     kind=dict(type="str", choices=list(KINDS), default="site"),
     hosts=dict(type="list", elements="dict", default=[], options=dict(
         node=dict(type="str", required=True),
-        volumes=dict(type="list", elements="dict", default=[]))),
+        volumes=dict(type="list", elements="dict", default=[]),
+        status=dict(type="str", choices=sorted(HOST_STATUSES)))),
     pvs=dict(type="list", elements="dict", default=[]),
     nodes=dict(type="list", elements="str", default=[]),
     changes=dict(type="dict", default={}),

@@ -127,8 +127,9 @@ def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None
             out["erased"] = hv.sanitize_block(device, block_wipe, run)
         return out
     if not state["mounted"]:
-        raise VolumeError("%s is not a mount point: refusing to wipe what may be the host's own directory" % path,
-                          code="not_mounted")
+        raise VolumeError("%s is not a mount point: refusing to wipe what may be the host's own directory. Mount "
+                          "it again (`mount %s`: its fstab line) and run again, or, if the volume is gone, retire "
+                          "its PV with decommission" % (path, path), code="not_mounted")
     if how == "mkfs":
         source, fstype = state["mount"]["source"], state["mount"]["fstype"]
         if not source.startswith("/dev/") or state["mount"]["root"] != "/" or fstype not in MKFS_TYPES:

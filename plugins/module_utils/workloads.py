@@ -47,6 +47,36 @@ def _controller_of(obj):
     return None
 
 
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+
+
+CORDON_ANNOTATION = "localpv.rollout/cordoned-by"
+CORDON_BY = "decommission"
+
+
+def cordoned_by_decommission(node):
+    """Whether ``node`` (a Node object, or None) is cordoned by a decommission run
+    (our annotation): that run uncordons it when the node stays."""
+    meta, spec = (node or {}).get("metadata") or {}, (node or {}).get("spec") or {}
+    return bool(spec.get("unschedulable")) and (meta.get("annotations") or {}).get(CORDON_ANNOTATION) == CORDON_BY
+
+
+def tolerates_cordon(spec):
+    """Whether a pod spec tolerates the taint a cordon puts on its node
+    (``node.kubernetes.io/unschedulable:NoSchedule``): a toleration of that key,
+    or one with ``operator: Exists`` and no key (every taint). A cordon does not
+    keep such a pod off the node: its controller puts it back."""
+    for tol in (spec or {}).get("tolerations") or []:
+        if tol.get("effect") not in (None, "", "NoSchedule"):
+            continue
+        if not tol.get("key") and tol.get("operator") == "Exists":
+            return True
+        if tol.get("key") == UNSCHEDULABLE_TAINT and (tol.get("operator") == "Exists" or tol.get("value") in
+                                                      (None, "")):
+            return True
+    return False
+
+
 def pods_by_claim(pods):
     """``{namespace/claim: [pod summary]}`` of the pods that mount each claim. The
     one place where pods are matched to claims."""
@@ -60,7 +90,8 @@ def pods_by_claim(pods):
                 out.setdefault("%s/%s" % (namespace, ref.get("claimName")), []).append({
                     "namespace": namespace, "name": meta.get("name"), "node": spec.get("nodeName"),
                     "phase": (pod.get("status") or {}).get("phase"), "uid": meta.get("uid"),
-                    "controller": _controller_of(pod), "deleting": bool(meta.get("deletionTimestamp"))})
+                    "controller": _controller_of(pod), "deleting": bool(meta.get("deletionTimestamp")),
+                    "tolerates_cordon": tolerates_cordon(spec)})
     return out
 
 
@@ -81,6 +112,26 @@ def scheduled_pods(entry):
     if not claim_is_current(entry):
         return []
     return [p for p in entry.get("pods") or [] if p.get("node")]
+
+
+def cordon_tolerated(entry):
+    """``namespace/name (controller)`` of the scheduled pods of the PV's claim that
+    a controller makes again and that tolerate the cordon's taint: after their
+    eviction the scheduler puts them back onto the node, on the same volume."""
+    return ["%s/%s (%s)" % (p["namespace"], p["name"], p["controller"]) for p in scheduled_pods(entry)
+            if p.get("controller") and p.get("tolerates_cordon")]
+
+
+def tolerated_stop_message(plan, node):
+    """The refusal, before any eviction, for pods a cordon does not keep off
+    ``node``, or None when there is none."""
+    pods = ["%s on PV %s" % (pod, e["name"]) for e in plan["volumes"] for pod in e.get("cordon_tolerated") or []]
+    if not pods:
+        return None
+    return ("%s: pod(s) %s tolerate the taint %s (or every taint), so cordoning node %s does not keep them off it: "
+            "after an eviction their controller makes them again and the scheduler puts them back onto the same "
+            "volume. Nothing was evicted, unmounted or deleted. Scale the controller down (or remove the "
+            "toleration), then run again." % (node, "; ".join(pods), UNSCHEDULABLE_TAINT, node))
 
 
 def _asked_volumes(entries, nodes, wanted, by_name):
@@ -129,6 +180,7 @@ def plan_decommission(report, all_pvs, nodes, hostnames=None, volumes=None):
     for entry in entries:
         entry["claim_current"] = claim_is_current(entry)
         entry["using_pods"] = scheduled_pods(entry)
+        entry["cordon_tolerated"] = cordon_tolerated(entry)
         if entry.get("deleting") and entry.get("claim_current"):
             entry["note"] = "PV deletion already requested while its claim exists"
     entries.sort(key=lambda e: (e["node"] or "", e["volume"] or "", e["name"]))
@@ -317,8 +369,23 @@ def _timeout_stop(timeout, pods, blocked, result):
                           else "") for p in pods)), code="stuck", state=result)
 
 
+def node_names(kube):
+    """Names of the Nodes that exist now."""
+    return set(n["metadata"]["name"] for n in kube.list_nodes())
+
+
+def split_stuck(pods, existing_nodes):
+    """``(live, stuck)``: the pods bound to a Node that exists, and those bound to
+    one that is gone (no kubelet will ever confirm that they stopped)."""
+    live, stuck = [], []
+    for pod in pods:
+        (live if pod.get("node") in existing_nodes else stuck).append(pod)
+    return live, stuck
+
+
 def clear_pods(kube, pv_names, action="evict", timeout=DEFAULT_TIMEOUT, grace_period=None,
-               interval=POLL_INTERVAL, sleep=time.sleep, clock=time.monotonic, label_selector=None, nodes=None):
+               interval=POLL_INTERVAL, sleep=time.sleep, clock=time.monotonic, label_selector=None, nodes=None,
+               dead_node=False):
     """Evict (or delete) every scheduled pod that uses the claim of one of the PVs
     ``pv_names``, and wait until they are gone.
 
@@ -327,17 +394,30 @@ def clear_pods(kube, pv_names, action="evict", timeout=DEFAULT_TIMEOUT, grace_pe
     ``timeout`` (``stuck``), or when a pod we did not see at the start is
     scheduled with one of these claims (``recreated``: a controller puts it
     back, and unmounting under it would lose its writes).
-    Returns ``{"evicted": [...], "deleted": [...], "pending": [...], "blocked": {...}}``.
+    With ``dead_node`` (the host is declared dead), pods bound to a Node that no
+    longer exists are neither evicted nor waited for: they are listed in
+    ``stuck`` and deleted after their claim (:func:`delete_claims_and_pvs`).
+    Returns ``{"evicted": [...], "deleted": [...], "pending": [...], "stuck": [...], "blocked": {...}}``.
     """
-    result = {"evicted": [], "deleted": [], "pending": [], "blocked": {}}
+    result = {"evicted": [], "deleted": [], "pending": [], "stuck": [], "blocked": {}}
+    existing = node_names(kube) if dead_node else None
+
+    def pods_now(entries):
+        pods = _pods_of(entries)
+        if existing is None:
+            return pods
+        pods, stuck = split_stuck(pods, existing)
+        result["stuck"] = sorted(set(result["stuck"]) | set("%s/%s" % (p["namespace"], p["name"]) for p in stuck))
+        return pods
+
     state = {"entries": _fresh(kube, pv_names, label_selector, nodes), "pods": [], "polls": 0}
-    seen, acted = set(p["uid"] for p in _pods_of(state["entries"])), set()
+    seen, acted = set(p["uid"] for p in pods_now(state["entries"])), set()
 
     def left():
         if state["polls"]:
             state["entries"] = _fresh(kube, pv_names, label_selector, nodes)
         state["polls"] += 1
-        pods = state["pods"] = _pods_of(state["entries"])
+        pods = state["pods"] = pods_now(state["entries"])
         new = [p for p in pods if p["uid"] not in seen]
         if new:
             raise _recreated_stop(new[0], result)
@@ -370,9 +450,11 @@ def _owned_pvs_of(kube, pv_names, result):
     return pvs
 
 
-def _current_claims(kube, pvs, result):
+def _current_claims(kube, pvs, result, existing=None):
     """``(namespace, name, uid)`` of the claims the PVs are bound to and that
-    still exist as that very object; stops when a scheduled pod uses one."""
+    still exist as that very object; stops when a scheduled pod uses one (with
+    ``existing``, the names of the Nodes that exist, a pod bound to a Node that
+    is gone does not count: it is stuck, and deleted after its claim)."""
     claims = []
     for pv in pvs:
         ref = (pv.get("spec") or {}).get("claimRef") or {}
@@ -382,7 +464,8 @@ def _current_claims(kube, pvs, result):
         if pvc is None or pvc["metadata"].get("uid") != ref.get("uid"):
             continue
         claim = "%s/%s" % (ref.get("namespace"), ref["name"])
-        users = [p for p in pods_by_claim(kube.list_pods(ref.get("namespace"))).get(claim, []) if p["node"]]
+        users = [p for p in pods_by_claim(kube.list_pods(ref.get("namespace"))).get(claim, []) if p["node"]
+                 and (existing is None or p["node"] in existing)]
         if users:
             raise RetireStop("claim %s of PV %s is still used by pod(s) %s; its pods must be gone first" % (
                 claim, pv["metadata"]["name"], ", ".join(p["name"] for p in users)), code="in_use", state=result)
@@ -390,8 +473,23 @@ def _current_claims(kube, pvs, result):
     return claims
 
 
+def stuck_pods(pods, existing):
+    """The pods of a claim just deleted that will never start with it: made by a
+    controller and waiting unscheduled (after the claim is gone a StatefulSet
+    does not make it again while the pod exists: kubernetes#113139), or bound to
+    a Node that is gone (``existing`` names the Nodes that exist; None: none counts)."""
+    out = []
+    for pod in pods:
+        if not pod.get("node"):
+            if pod.get("controller"):
+                out.append(pod)
+        elif existing is not None and pod["node"] not in existing:
+            out.append(pod)
+    return out
+
+
 def delete_claims_and_pvs(kube, pv_names, timeout=DEFAULT_TIMEOUT, interval=POLL_INTERVAL, sleep=time.sleep,
-                          clock=time.monotonic):
+                          clock=time.monotonic, dead_node=False):
     """Delete the claims of the PVs ``pv_names`` and wait until they are gone,
     then delete the PVs and wait until they are gone.
 
@@ -399,18 +497,35 @@ def delete_claims_and_pvs(kube, pv_names, timeout=DEFAULT_TIMEOUT, interval=POLL
     claim made again under the same name (a StatefulSet does that) is neither
     deleted nor waited for. A PV that is not ours, or whose claim a scheduled
     pod still uses, stops everything before the first delete.
-    Returns ``{"claims_deleted": [...], "pvs_deleted": [...], "gone": [...]}``.
+
+    Claim, then pod: once a claim is deleted, the pods of it that will never
+    start (:func:`stuck_pods`: made by a controller and unscheduled; with
+    ``dead_node``, also those bound to a Node that is gone) are deleted, so that
+    a StatefulSet makes its claim and pod again, bound to another volume. Only
+    pods of the claims bound to these PVs (by uid) are touched: a claim made
+    fresh for a new replica is not one of them.
+    Returns ``{"claims_deleted": [...], "pods_deleted": [...], "pvs_deleted": [...], "gone": [...]}``.
     """
-    result = {"claims_deleted": [], "pvs_deleted": [], "gone": []}
+    result = {"claims_deleted": [], "pods_deleted": [], "pvs_deleted": [], "gone": []}
     pvs = _owned_pvs_of(kube, pv_names, result)
-    claims = _current_claims(kube, pvs, result)
+    existing = node_names(kube) if dead_node else None
+    claims = _current_claims(kube, pvs, result, existing)
+    deleted = []
     for ns, name, uid in claims:
+        # listed before the claim's delete: these pods are the old claim's, never a fresh replica's
+        stuck = stuck_pods(pods_by_claim(kube.list_pods(ns)).get("%s/%s" % (ns, name), []), existing)
         try:
             kube.delete_pvc(ns, name, uid)
         except KubeError as exc:
             if exc.status != 409:   # 409: that uid is gone, a new claim of the name is not ours
                 raise
+            continue
         result["claims_deleted"].append("%s/%s" % (ns, name))
+        deleted.append((ns, name, uid))
+        for pod in stuck:
+            delete_pod(kube, ns, pod["name"], pod["uid"], grace_period=0)
+            result["pods_deleted"].append("%s/%s" % (ns, pod["name"]))
+    claims = deleted
     if kube.dry_run:
         result["pvs_deleted"] = [pv["metadata"]["name"] for pv in pvs]
         return result

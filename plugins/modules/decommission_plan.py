@@ -73,8 +73,9 @@ RETURN = r"""
 volumes:
   description:
     - One entry per owned PV to retire, with the keys of the C(pvs) that M(localpv.rollout.local_pv_info) returns, plus
-      C(claim_current) (the claim still exists as the object the PV is bound to) and C(using_pods) (the
-      scheduled pods that use it).
+      C(claim_current) (the claim still exists as the object the PV is bound to), C(using_pods) (the
+      scheduled pods that use it) and C(cordon_tolerated) (those of them that a controller makes again and that
+      tolerate the taint C(node.kubernetes.io/unschedulable), so a cordon does not keep them off the node).
   returned: always
   type: list
   elements: dict
@@ -107,10 +108,21 @@ foreign:
   elements: dict
   sample: [{name: pv-by-hand, claim: null, path: /srv/data}]
 nodes:
-  description: Per node, whether its Node object exists and its C(kubernetes.io/hostname) label.
+  description:
+    - Per node, whether its Node object exists, its C(kubernetes.io/hostname) label, whether it is cordoned, and
+      whether a decommission run cordoned it (the annotation C(localpv.rollout/cordoned-by), so that a run that
+      stopped and is run again still uncordons a node that stays).
   returned: always
   type: dict
-  sample: {"node2": {"exists": true, "hostname": "node2", "unschedulable": false}}
+  sample: {"node2": {"exists": true, "hostname": "node2", "unschedulable": false, "cordoned_by_decommission": false}}
+cordon_stop:
+  description:
+    - Why moving the pods cannot work, naming the pods that tolerate the cordon's taint; empty when none does.
+      The decommission role stops with it before any eviction.
+  returned: always
+  type: str
+  sample: ""
+  version_added: 0.2.0
 requests:
   description: HTTP requests made to the API server, by verb.
   returned: always
@@ -145,12 +157,14 @@ def main():
                 "exists": obj is not None,
                 "hostname": ((obj or {}).get("metadata", {}).get("labels") or {}).get(vol.HOSTNAME_LABEL),
                 "unschedulable": bool(((obj or {}).get("spec") or {}).get("unschedulable")),
+                "cordoned_by_decommission": workloads.cordoned_by_decommission(obj),
             }
         hostnames = [i["hostname"] for i in node_info.values() if i["hostname"]]
         plan = workloads.plan_decommission(report, kube.list_pvs(), nodes, hostnames, module.params["volumes"])
     result = dict(changed=False, volumes=plan["volumes"], pv_names=[e["name"] for e in plan["volumes"]],
                   table=workloads.plan_table(plan, nodes), missing=plan["missing"], foreign=plan["foreign"],
-                  nodes=node_info, requests=kube.requests)
+                  nodes=node_info, cordon_stop=workloads.tolerated_stop_message(plan, ", ".join(nodes)) or "",
+                  requests=kube.requests)
     if plan["errors"]:
         module.fail_json(msg="; ".join(plan["errors"]), **result)
     module.exit_json(**result)

@@ -19,6 +19,11 @@ description:
   - Claims and PVs are deleted with a uid precondition and waited for by uid, so that a claim made again under the
     same name (a StatefulSet does that) is neither deleted nor waited for. The PVs are deleted only once their claims
     are gone; nothing relies on the protection finalizers for the order.
+  - Claim, then pod (kubernetes#113139) - once a claim is deleted, its pods that will never start are deleted
+    too (grace period 0, by uid), so that a StatefulSet makes the claim and the pod again, bound to another
+    volume - the pods a controller made that wait unscheduled, and with O(dead_node) the pods bound to a Node
+    that no longer exists. They are listed before the claim's delete, so a claim and pod made fresh for a
+    replica (same names, new uids) are never touched.
   - A PV that is gone already is reported in RV(gone), so running the module again after an interruption finishes
     the job.
   - In check mode the deletes are sent with server-side dry-run and nothing is waited for.
@@ -47,6 +52,13 @@ options:
     description: Seconds to wait for the claims, then for the PVs, to be gone.
     type: int
     default: 300
+  dead_node:
+    description:
+      - The host of these PVs is dead (declared so by the user). A pod bound to a Node that no longer exists does
+        not stop the module; it is deleted after its claim.
+    type: bool
+    default: false
+    version_added: 0.2.0
 seealso:
   - module: localpv.rollout.decommission_plan
   - module: localpv.rollout.local_pv_evict
@@ -65,6 +77,13 @@ claims_deleted:
   type: list
   elements: str
   sample: [app/data-web-0]
+pods_deleted:
+  description: Pods (C(namespace/name)) deleted after their claim, because they would never start.
+  returned: always
+  type: list
+  elements: str
+  sample: [app/web-0]
+  version_added: 0.2.0
 pvs_deleted:
   description: PVs deleted.
   returned: always
@@ -100,14 +119,15 @@ def main():
         argument_spec=k.module_arg_spec(
             pvs=dict(type="list", elements="str", required=True),
             timeout=dict(type="int", default=workloads.DEFAULT_TIMEOUT),
+            dead_node=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    result = {"claims_deleted": [], "pvs_deleted": [], "gone": []}
+    result = {"claims_deleted": [], "pods_deleted": [], "pvs_deleted": [], "gone": []}
     with k.api_session(module, result, dry_run=module.check_mode) as kube:
-        result = workloads.delete_claims_and_pvs(kube, p["pvs"], timeout=p["timeout"])
-    module.exit_json(changed=bool(result["claims_deleted"] or result["pvs_deleted"]), requests=kube.requests,
+        result = workloads.delete_claims_and_pvs(kube, p["pvs"], timeout=p["timeout"], dead_node=p["dead_node"])
+    module.exit_json(changed=bool(result["claims_deleted"] or result["pods_deleted"] or result["pvs_deleted"]), requests=kube.requests,
                      diff={"before": "".join("PV %s\n" % n for n in result["pvs_deleted"]), "after": ""},
                      **result)
 

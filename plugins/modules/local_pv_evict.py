@@ -59,6 +59,14 @@ options:
     description: Seconds to wait for refused evictions and for the pods to be gone.
     type: int
     default: 300
+  dead_node:
+    description:
+      - The host of these PVs is dead (declared so by the user). Pods bound to a Node that no longer exists are
+        neither evicted nor waited for (no kubelet will confirm that they stopped); they are listed in RV(stuck)
+        and M(localpv.rollout.local_pv_delete) deletes them after their claim.
+    type: bool
+    default: false
+    version_added: 0.2.0
 seealso:
   - module: localpv.rollout.decommission_plan
 """
@@ -90,6 +98,13 @@ pending:
   type: list
   elements: str
   sample: [app/web-1]
+stuck:
+  description: With O(dead_node), pods bound to a Node that no longer exists, left for M(localpv.rollout.local_pv_delete).
+  returned: always
+  type: list
+  elements: str
+  sample: [app/web-0]
+  version_added: 0.2.0
 blocked:
   description: On failure, the pods whose eviction is refused, with the API server's reason.
   returned: always
@@ -121,15 +136,17 @@ def main():
             action=dict(type="str", choices=["evict", "delete"], default="evict"),
             grace_period=dict(type="int"),
             timeout=dict(type="int", default=workloads.DEFAULT_TIMEOUT),
+            dead_node=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    result = {"evicted": [], "deleted": [], "pending": [], "blocked": {}}
+    result = {"evicted": [], "deleted": [], "pending": [], "stuck": [], "blocked": {}}
     with k.api_session(module, result, dry_run=module.check_mode) as kube:
         if p["pvs"]:
             result = workloads.clear_pods(kube, p["pvs"], action=p["action"], timeout=p["timeout"],
-                                          grace_period=p["grace_period"], nodes=p["nodes"] or None)
+                                          grace_period=p["grace_period"], nodes=p["nodes"] or None,
+                                          dead_node=p["dead_node"])
     changed = bool(result["evicted"] or result["deleted"])
     module.exit_json(changed=changed, requests=kube.requests, **result)
 

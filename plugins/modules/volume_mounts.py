@@ -21,6 +21,10 @@ description:
     SELinux context kept), and only when its text changes; then runs C(mount <path>) for each path that is not
     mounted (mount(8) takes the line from fstab), and C(mount -o remount <path>) for a mounted one whose line
     changed, as M(ansible.posix.mount) does, four at a time. Then it makes or corrects the links.
+  - A mounted path whose fstab line is right but whose live mount differs from it in a per-mount flag (C(ro)/C(rw),
+    C(nosuid), C(nodev), C(noexec), and the atime flag the line names) is remounted too, and the flags that
+    differed are returned in RV(plan.option_drift), so a re-run notices a mount changed by hand (for example
+    C(remount,ro)). Filesystem options (C(inode64), C(data=...)) are not compared.
   - The fstab lines are the ones M(ansible.posix.mount) writes (six fields, dump and passno C(0), space, backslash
     and ampersand as octal escapes), so M(ansible.posix.mount) with C(state=absent) removes them.
   - Checks every item before the first change, and changes nothing if any may not be done; the message names
@@ -164,9 +168,13 @@ plan:
       type: list
       elements: str
     remount:
-      description: Mounted paths whose fstab line changes, to remount.
+      description: Mounted paths whose fstab line changes, or whose live flags differ from it, to remount.
       type: list
       elements: str
+    option_drift:
+      description: "Per mounted path whose live flags differ from its fstab line, how: C(ro (fstab: rw))."
+      type: dict
+      version_added: 0.2.0
     link:
       description: Links to make or correct, C(path -> target).
       type: list
@@ -174,7 +182,8 @@ plan:
     fstab:
       description: Whether /etc/fstab changes.
       type: bool
-  sample: {mkdir: [/mnt/disks/ssd0], mount: [/mnt/disks/ssd0], remount: [], link: [], fstab: true}
+  sample: {mkdir: [/mnt/disks/ssd0], mount: [/mnt/disks/ssd0], remount: [], link: [], fstab: true,
+           option_drift: {}}
 mounted:
   description: Paths mounted by this run (empty in check mode).
   returned: always

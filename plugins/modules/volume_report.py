@@ -56,6 +56,13 @@ options:
         type: list
         elements: dict
         default: []
+      status:
+        description:
+          - V(unreachable) for a host of the run that was not reached over SSH, V(failed) for one that failed before
+            its volumes were known. The table lists it with that status instead of leaving it out.
+        type: str
+        choices: [failed, unreachable]
+        version_added: 0.2.0
   pvs:
     description:
       - The PVs as M(localpv.rollout.local_pv_info) returns them (each names its C(node)).
@@ -70,7 +77,10 @@ options:
     elements: str
     default: []
   changes:
-    description: For O(kind=site), the result of M(localpv.rollout.local_pv) (its C(created), C(updated), ... lists).
+    description:
+      - For O(kind=site), the result of M(localpv.rollout.local_pv) with C(return_names=true) (its C(created),
+        C(updated), C(taken_over), C(replaced), C(deleted) lists and C(kept_bound)). Each PV named there gets its
+        action in its row; the PVs pruned, taken over, replaced or kept bound are also named in C(report.writes).
     type: dict
     default: {}
   action:
@@ -128,8 +138,13 @@ report:
             claim: null
             action: create
     totals: {nodes: 1, volumes: 1, phases: {Available: 1}, actions: {create: 1}}
+    writes:
+      - {write: pruned, pv: local-node1-old, node: null, claim: null,
+         why: "no volume of the inventory wants it and it was unbound; deleted"}
 lines:
-  description: The table as lines, none longer than O(width).
+  description:
+    - The table as lines, none longer than O(width); then one line per PV pruned, taken over, replaced or kept
+      bound (C(report.writes)), never cut, so each PV written can be found in the output.
   returned: always
   type: list
   elements: str

@@ -168,6 +168,8 @@ def test_one_bad_disk_refuses_the_whole_host_plan():
 
 @pytest.mark.parametrize("entries, words", [
     ([{"name": "a", "device": "/dev/sdq"}], "/dev/sdq: does not exist on this host"),
+    # and what to do about it
+    ([{"name": "a", "device": "/dev/sdq"}], "or take the entry out of localpv_disks"),
     ([{"name": "a", "device": "/dev/loop0p1"}], "is a partition of /dev/loop0"),
     ([{"name": "a", "device": "/dev/loop1"}, {"name": "a", "device": "/dev/loop2"}], "used more than once"),
     ([{"name": "Data_1", "device": "/dev/loop1"}], "not an RFC 1123 label"),
@@ -321,6 +323,12 @@ def test_no_op_when_fstab_and_mounts_already_match():
     dup = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
                fstab=fstab + fstab.splitlines()[0] + "\n", mountinfo=mountinfo, raw=raw)
     assert dup["volumes"][0]["needs_mount"]
+    # a volume remounted read-only by hand, its fstab line right: the run remounts it
+    read_only = mountinfo.replace("/mnt/disks/data0-1 rw", "/mnt/disks/data0-1 ro")
+    raw["mountinfo"] = read_only
+    drifted = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
+                   fstab=fstab, mountinfo=read_only, raw=raw)
+    assert [v["needs_mount"] for v in drifted["volumes"]] == [True, False]
 
 
 def test_a_bare_mount_point_holding_files_is_refused_before_any_disk_is_written():

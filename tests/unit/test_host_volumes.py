@@ -63,6 +63,8 @@ def test_wiping_a_path_that_is_not_a_mount_is_refused(tmp_path):
     with pytest.raises(volume_wipe.VolumeError) as err:
         volume_wipe.wipe_contents({"path": str(tmp_path), "mode": "filesystem"}, "files", run=None)
     assert err.value.code == "not_mounted"
+    # the next step: mount it again from its fstab line, or retire a volume that is gone
+    assert "mount %s" % tmp_path in err.value.msg and "decommission" in err.value.msg
     assert (tmp_path / "file").exists()
 
 

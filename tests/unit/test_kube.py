@@ -415,3 +415,17 @@ def test_a_full_priority_level_loses_no_write_and_the_client_sends_fewer_at_once
     assert seated.created == 150 and kube.throttled == seated.rejected > 0
     # the client noticed: it went down from 16 requests in flight
     assert kube.in_flight.lowest < 16
+
+
+@pytest.mark.parametrize("verb, resource, role", [
+    ("create", "persistentvolumes", "localpv-rollout-clusterrole.yaml"),
+    ("list", "pods", "localpv-rollout-clusterrole.yaml"),
+    ("delete", "persistentvolumeclaims", "localpv-rollout-retire-clusterrole.yaml"),
+    ("create", "pods/eviction", "localpv-rollout-retire-clusterrole.yaml"),
+    ("patch", "nodes", "localpv-rollout-retire-clusterrole.yaml"),
+])
+def test_a_403_names_the_clusterrole_file_that_grants_that_right(verb, resource, role):
+    err = k.describe_error(api_error(403, "forbidden", "Forbidden"), verb, resource, "x")
+    assert "deploy/rbac/" + role in err.msg, err.msg
+    other = ({"localpv-rollout-clusterrole.yaml", "localpv-rollout-retire-clusterrole.yaml"} - {role}).pop()
+    assert other not in err.msg

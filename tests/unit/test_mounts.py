@@ -97,7 +97,8 @@ def test_a_first_run_makes_the_mount_points_writes_fstab_once_and_mounts_and_lin
     assert work["root"] == {"create": True, "chmod": False}
     assert work["mkdir"] == work["mount"] == [root + "/a", root + "/b"] and work["remount"] == []
     assert mounts.summary(work) == {"mkdir": [root + "/a", root + "/b"], "mount": [root + "/a", root + "/b"],
-                                    "remount": [], "link": [root + "/raw -> /dev/loop9p1"], "fstab": True}
+                                    "remount": [], "link": [root + "/raw -> /dev/loop9p1"], "fstab": True,
+                                    "option_drift": {}}
     assert work["fstab_after"].count("\n") == FSTAB.count("\n") + 2 and mounts.pending(work)
 
 
@@ -323,3 +324,37 @@ def test_probe_dev_reads_the_mounted_device_itself(tmp_path):
     assert mounts.probe_dev("259:1", run, sys_root=str(tmp_path / "sys"))["UUID"] == UUID_A
     assert seen == [["blkid", "-p", "-o", "export", "/dev/loop9p1"]]
     assert mounts.probe_dev("0:52", run, sys_root=str(tmp_path / "sys")) == {}
+
+
+# --------------------------------------------------------------------------------------
+# live options that drifted from the fstab line
+# --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fstab_opts, live, drift", [
+    ("defaults,nofail", "rw,relatime", []),
+    ("defaults,nofail", "ro,relatime", ["ro (fstab: rw)"]),
+    ("defaults,noatime", "rw,relatime", ["relatime (fstab: noatime)"]),
+    ("defaults,noatime", "rw,noatime", []),
+    ("ro,nosuid", "rw,nosuid,relatime", ["rw (fstab: ro)"]),
+    ("defaults", "rw,nosuid,nodev,noexec,relatime", ["nosuid (fstab: suid)", "nodev (fstab: dev)",
+                                                     "noexec (fstab: exec)"]),
+    ("nosuid,suid", "rw", []),
+    ("strictatime", "rw,relatime", ["relatime (fstab: strictatime)"]),
+])
+def test_live_flags_are_compared_with_the_fstab_line(fstab_opts, live, drift):
+    assert mounts.option_drift(fstab_opts, live) == drift
+
+
+def test_a_volume_remounted_read_only_by_hand_is_remounted_and_said_so(tmp_path):
+    root = str(tmp_path)
+    (tmp_path / "a").mkdir()
+    text = FSTAB + mounts.fstab_line(item(root + "/a")) + "\n"
+    live = dict(mounted(root + "/a"), options="ro,relatime")
+    work = mounts.plan(root, [item(root + "/a")], [], text, [live], probe_of({"259:1": {"UUID": UUID_A}}))
+    assert mounts.pending(work) and work["remount"] == [root + "/a"]
+    assert mounts.summary(work)["option_drift"] == {root + "/a": ["ro (fstab: rw)"]}
+    assert "mounted with ro (fstab: rw)" in mounts.diff(work)[0]["before"]
+    run = Recorder()
+    done = mounts.apply(root, work, run, fstab_path=str(tmp_path / "fstab"))
+    assert done["remounted"] == [root + "/a"] and run.argv[0][:3] == ["mount", "-T", str(tmp_path / "fstab")]
+    assert "remount" in run.argv[0]

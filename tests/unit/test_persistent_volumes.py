@@ -171,8 +171,9 @@ def test_a_foreign_pv_at_our_path_is_a_conflict_naming_both_pvs():
     (action,) = plan([vol()], [provisioner_pv(claim="data-0")])
     assert action["action"] == "conflict"
     assert "local-pv-5a1c2e7b" in action["reason"] and "provisioned by local-volume-provisioner" in action["reason"]
-    assert "app/data-0" in action["reason"] and "take_over=true" in action["reason"]
-    assert "second PV (local-node1-ssd0)" in action["reason"]
+    assert "app/data-0" in action["reason"] and "second PV (local-node1-ssd0)" in action["reason"]
+    # the advice is what a user of the playbooks types, not the module option
+    assert "-e localpv_take_over=true" in action["reason"]
 
 
 def test_a_foreign_pv_on_another_node_or_path_is_not_in_the_way():
@@ -354,3 +355,44 @@ def test_our_pv_at_another_spelling_of_its_path_is_settled_and_unchanged():
     pv["spec"]["capacity"]["storage"] = str(volume["capacity"])
     pv["spec"]["local"]["path"] = "/mnt/disks/ssd0/"
     assert [a["action"] for a in plan([volume], [pv])] == ["unchanged"]
+
+
+class LostAnswers:
+    """A client whose server does each create, then drops the connection before
+    answering (the API server killed mid-request); reads answer again after."""
+
+    def __init__(self, reads_answer=True):
+        self.stored, self.reads_answer = {}, reads_answer
+
+    def create_pv(self, body):
+        self.stored[body["metadata"]["name"]] = server_copy(body)
+        raise pvs.KubeError("cannot reach the API server for create persistentvolumes: connection reset",
+                            verb="create", resource="persistentvolumes", name=body["metadata"]["name"])
+
+    def get_pv(self, name):
+        if not self.reads_answer:
+            raise pvs.KubeError("cannot reach the API server for get persistentvolumes: connection refused",
+                                verb="get", resource="persistentvolumes", name=name)
+        return self.stored.get(name)
+
+    def run(self, jobs):
+        out = []
+        for job in jobs:
+            try:
+                out.append((job(), None))
+            except pvs.KubeError as err:
+                out.append((None, err))
+        return out
+
+
+def test_a_create_whose_answer_was_lost_is_read_again_and_reported_as_created():
+    (action,) = plan([vol()], [])
+    pvs.apply_plan(LostAnswers(), [action])
+    assert action.get("confirmed") is True and "error" not in action
+
+
+def test_a_create_whose_answer_was_lost_and_cannot_be_read_again_says_it_may_have_been_made():
+    (action,) = plan([vol()], [])
+    pvs.apply_plan(LostAnswers(reads_answer=False), [action])
+    assert "confirmed" not in action
+    assert "may have been written" in action["error"] and "local-node1-ssd0" in action["error"]

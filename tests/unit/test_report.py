@@ -164,3 +164,45 @@ def test_markdown_has_a_table_per_node_with_nothing_cut():
 def test_markdown_escapes_pipes():
     report = r.pv_report("reclaim", [], [pv("n1", "a", claim="ns/a|b")], "wipe,release")
     assert "ns/a\\|b" in r.markdown(report)
+
+
+def test_pruned_taken_over_and_kept_bound_pvs_are_named_one_line_each_in_the_table_json_and_markdown():
+    changes = {"created": [], "updated": ["local-node1-xfs0"], "deleted": ["local-node1-old"],
+               "taken_over": ["local-pv-5a1c2e7b"],
+               "kept_bound": [{"name": "local-node1-gone", "node": "node1", "claim": "db/data-db-0"}]}
+    pvs = PVS + [pv("node1", "gone", "Bound", "db/data-db-0"),
+                 dict(pv("node1", "ssd9"), name="local-pv-5a1c2e7b")]
+    report = r.site_report(FLEET, pvs, changes)
+    rows = dict((row["pv"], row["action"]) for node in report["nodes"] for row in node["volumes"])
+    # a PV patched back (a label an admin removed) shows as such, not as "none"
+    assert rows["local-node1-xfs0"] == "update"
+    assert rows["local-node1-gone"] == "keep (bound)" and rows["local-pv-5a1c2e7b"] == "take over"
+    assert [(w["write"], w["pv"]) for w in report["writes"]] == [
+        ("pruned", "local-node1-old"), ("taken over", "local-pv-5a1c2e7b"), ("kept bound", "local-node1-gone")]
+    lines = r.table_lines(report, 100)
+    assert lines[-3].startswith("pruned: PV local-node1-old (")
+    assert lines[-2].startswith("taken over: PV local-pv-5a1c2e7b (")
+    assert lines[-1].startswith("kept bound: PV local-node1-gone of node node1, claim db/data-db-0 (")
+    assert json.loads(json.dumps(report))["writes"][0]["pv"] == "local-node1-old"
+    md = r.markdown(report)
+    assert "- pruned: PV local-node1-old" in md and "- kept bound: PV local-node1-gone" in md
+
+
+def test_a_check_run_names_the_writes_it_would_make():
+    report = r.site_report(FLEET, PVS, {"deleted": ["local-node1-old"]}, planned=True)
+    assert r.table_lines(report, 100)[-1].startswith("to be pruned: PV local-node1-old")
+
+
+def test_a_run_that_writes_nothing_names_nothing():
+    report = r.site_report(FLEET, PVS, {"created": [], "deleted": [], "kept_bound": []})
+    assert report["writes"] == [] and "pruned" not in "\n".join(r.table_lines(report, 100))
+
+
+def test_an_unreachable_host_is_listed_in_the_table_and_the_files_not_left_out():
+    hosts = FLEET + [{"node": "node2", "volumes": [], "status": "unreachable"}]
+    report = r.site_report(hosts, PVS)
+    assert [e["node"] for e in report["nodes"]] == ["node1", "node2", "node3.lab.example"]
+    lines = r.table_lines(report, 100)
+    assert "[node2] UNREACHABLE: not reached over SSH, nothing known or done there" in lines
+    assert "(1 unreachable)" in lines[-1]
+    assert "UNREACHABLE" in r.markdown(report) and report["totals"]["unreachable"] == 1

@@ -120,3 +120,139 @@ def test_a_refused_release_says_what_was_already_wiped():
                               {"released": [], "already": []})
     assert stop.value.msg == ("PV local-node2-a is still bound: its claim app/new exists. Its volume was already wiped "
                               "by this run (/mnt/disks/a: 2 entries were removed (files))")
+
+
+# --- a cordon that does not hold, and pods that never start --------------------------
+
+def test_a_pod_tolerating_the_cordon_taint_or_every_taint_is_seen_and_others_are_not():
+    assert workloads.tolerates_cordon({"tolerations": [{"operator": "Exists"}]})
+    assert workloads.tolerates_cordon({"tolerations": [{"key": "node.kubernetes.io/unschedulable",
+                                                        "operator": "Exists", "effect": "NoSchedule"}]})
+    assert workloads.tolerates_cordon({"tolerations": [{"key": "node.kubernetes.io/unschedulable"}]})
+    # NoExecute-only and other keys leave the cordon in force
+    assert not workloads.tolerates_cordon({"tolerations": [{"operator": "Exists", "effect": "NoExecute"}]})
+    assert not workloads.tolerates_cordon({"tolerations": [{"key": "node.kubernetes.io/not-ready",
+                                                            "operator": "Exists"}]})
+    assert not workloads.tolerates_cordon({"tolerations": [{"key": "node.kubernetes.io/unschedulable",
+                                                            "operator": "Equal", "value": "x"}]})
+    assert not workloads.tolerates_cordon({})
+
+
+def test_the_plan_names_controller_pods_a_cordon_does_not_hold_and_the_refusal_says_what_to_do():
+    tolerant = dict(pod("web-0"), tolerates_cordon=True)
+    bare = dict(pod("debug", controller=None), tolerates_cordon=True)
+    report = [entry("ssd0", claim="app/data-web-0", pods=[tolerant]),
+              entry("ssd1", claim="app/scratch", uid="c2", current="c2", pods=[bare])]
+    plan = workloads.plan_decommission(report, [pv_object(e["name"]) for e in report], ["node2"], ["node2"])
+    assert [e["cordon_tolerated"] for e in plan["volumes"]] == [["app/web-0 (StatefulSet/web)"], []]
+    msg = workloads.tolerated_stop_message(plan, "node2")
+    assert "app/web-0 (StatefulSet/web) on PV local-node2-ssd0" in msg and "node.kubernetes.io/unschedulable" in msg
+    assert "Nothing was evicted" in msg and "Scale the controller down" in msg and "debug" not in msg
+    quiet = workloads.plan_decommission([entry("ssd0", claim="app/data-web-0", pods=[pod("web-0")])],
+                                        [pv_object("local-node2-ssd0")], ["node2"], ["node2"])
+    assert workloads.tolerated_stop_message(quiet, "node2") is None
+
+
+def test_stuck_pods_are_controller_pods_waiting_unscheduled_or_pods_of_a_node_that_is_gone():
+    waiting = pod("web-0", node=None)
+    bare_waiting = pod("debug", node=None, controller=None)
+    on_gone = pod("web-1", node="node2", controller=None)
+    on_live = pod("web-2", node="node1")
+    pods = [waiting, bare_waiting, on_gone, on_live]
+    assert [p["name"] for p in workloads.stuck_pods(pods, None)] == ["web-0"]
+    assert [p["name"] for p in workloads.stuck_pods(pods, {"node1"})] == ["web-0", "web-1"]
+    live, stuck = workloads.split_stuck([on_gone, on_live], {"node1"})
+    assert [p["name"] for p in live] == ["web-2"] and [p["name"] for p in stuck] == ["web-1"]
+
+
+def test_a_node_is_uncordoned_by_a_run_only_when_our_annotation_says_the_cordon_is_ours():
+    ours = {"metadata": {"annotations": {workloads.CORDON_ANNOTATION: "decommission"}},
+            "spec": {"unschedulable": True}}
+    assert workloads.cordoned_by_decommission(ours)
+    assert not workloads.cordoned_by_decommission({"metadata": {}, "spec": {"unschedulable": True}})
+    assert not workloads.cordoned_by_decommission({"metadata": ours["metadata"], "spec": {}})
+    assert not workloads.cordoned_by_decommission(None)
+
+
+class FakeKube:
+    """Only the calls delete_claims_and_pvs makes, answered from dicts; writes are recorded in order."""
+
+    dry_run = False
+
+    def __init__(self, pvs, pvcs, pods, nodes):
+        self.pvs, self.pvcs, self.pods, self.nodes = pvs, pvcs, pods, nodes
+        self.writes = []
+
+    def get_pv(self, name):
+        return self.pvs.get(name)
+
+    def get_pvc(self, ns, name):
+        return self.pvcs.get((ns, name))
+
+    def list_pods(self, ns):
+        return [p for p in self.pods if p["metadata"]["namespace"] == ns]
+
+    def list_nodes(self):
+        return [{"metadata": {"name": n}} for n in self.nodes]
+
+    def delete_pvc(self, ns, name, uid=None):
+        self.writes.append(("delete pvc", name, uid))
+        self.pvcs.pop((ns, name), None)
+
+    def delete_pod(self, ns, name, uid=None, grace_period=None):
+        self.writes.append(("delete pod", name, uid, grace_period))
+        self.pods = [p for p in self.pods if p["metadata"]["uid"] != uid]
+
+    def delete_pv(self, name, uid=None):
+        self.writes.append(("delete pv", name, uid))
+        self.pvs.pop(name, None)
+
+
+def pod_object(name, claim, node=None, uid=None, controller=True):
+    meta = {"namespace": "app", "name": name, "uid": uid or "u-" + name}
+    if controller:
+        meta["ownerReferences"] = [{"kind": "StatefulSet", "name": "web", "controller": True}]
+    return {"metadata": meta, "spec": {"nodeName": node, "volumes": [
+        {"name": "d", "persistentVolumeClaim": {"claimName": claim}}]}, "status": {"phase": "Pending"}}
+
+
+def bound_pv(name, claim, claim_uid):
+    pv = pv_object(name)
+    pv["metadata"]["uid"] = "pv-" + name
+    pv["spec"]["claimRef"] = {"namespace": "app", "name": claim, "uid": claim_uid}
+    return pv
+
+
+def test_a_dead_nodes_claim_is_deleted_then_its_stuck_pod_then_the_pv_and_a_fresh_claims_pod_is_never_touched():
+    pvs = {"local-node2-ssd0": bound_pv("local-node2-ssd0", "data-web-0", "c1")}
+    pvcs = {("app", "data-web-0"): {"metadata": {"name": "data-web-0", "uid": "c1"}},
+            ("app", "data-web-1"): {"metadata": {"name": "data-web-1", "uid": "c9"}}}
+    # web-0 is still bound to the deleted Node; web-1 is a fresh replica waiting to be scheduled (#405)
+    pods = [pod_object("web-0", "data-web-0", node="node2"), pod_object("web-1", "data-web-1")]
+    kube = FakeKube(pvs, pvcs, pods, nodes=["node1", "node3"])
+    result = workloads.delete_claims_and_pvs(kube, ["local-node2-ssd0"], timeout=1, sleep=lambda s: None,
+                                             dead_node=True)
+    assert kube.writes == [("delete pvc", "data-web-0", "c1"), ("delete pod", "web-0", "u-web-0", 0),
+                           ("delete pv", "local-node2-ssd0", "pv-local-node2-ssd0")]
+    assert result["pods_deleted"] == ["app/web-0"] and result["claims_deleted"] == ["app/data-web-0"]
+
+
+def test_without_a_dead_node_a_pod_bound_to_a_missing_node_still_stops_the_deletes():
+    pvs = {"local-node2-ssd0": bound_pv("local-node2-ssd0", "data-web-0", "c1")}
+    pvcs = {("app", "data-web-0"): {"metadata": {"name": "data-web-0", "uid": "c1"}}}
+    kube = FakeKube(pvs, pvcs, [pod_object("web-0", "data-web-0", node="node2")], nodes=["node1"])
+    with pytest.raises(workloads.RetireStop) as info:
+        workloads.delete_claims_and_pvs(kube, ["local-node2-ssd0"], timeout=1, sleep=lambda s: None)
+    assert info.value.code == "in_use" and kube.writes == []
+
+
+def test_a_live_nodes_statefulset_pod_waiting_for_a_deleted_claim_is_deleted_after_the_claim():
+    pvs = {"local-node2-ssd0": bound_pv("local-node2-ssd0", "data-web-0", "c1")}
+    pvcs = {("app", "data-web-0"): {"metadata": {"name": "data-web-0", "uid": "c1"}}}
+    pods = [pod_object("web-0", "data-web-0"), pod_object("debug", "data-web-0", controller=False)]
+    kube = FakeKube(pvs, pvcs, pods, nodes=["node2"])
+    result = workloads.delete_claims_and_pvs(kube, ["local-node2-ssd0"], timeout=1, sleep=lambda s: None)
+    assert [w[:2] for w in kube.writes] == [("delete pvc", "data-web-0"), ("delete pod", "web-0"),
+                                            ("delete pv", "local-node2-ssd0")]
+    # a bare pod is the user's own: it is left, it starts with nothing
+    assert result["pods_deleted"] == ["app/web-0"]
