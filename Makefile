@@ -19,7 +19,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: deps lab-up lab-down lab-status site test unit integration molecule sanity lint build matrix matrix-unit matrix-sanity
+.PHONY: deps lab-up lab-down lab-status site test unit integration soak molecule sanity lint build matrix matrix-unit matrix-sanity
 
 deps:
 	bash lab/install-deps.sh
@@ -49,6 +49,15 @@ unit:
 
 integration:
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# The model-based search of operator moves (tests/integration/test_operator_moves.py)
+# with fresh seeds for SOAK_MINUTES, at low priority; it prints its seeds and what it
+# found. A lab of one node of its own keeps its steps short and out of the way:
+#   LOCALPV_LAB_INSTANCE=8 LOCALPV_LAB_NODES=1 make soak SOAK_MINUTES=60
+SOAK_MINUTES ?= 60
+soak:
+	LOCALPV_MOVES_SOAK_MINUTES=$(SOAK_MINUTES) nice -n 10 $(PY) -m pytest -s tests/integration/test_operator_moves.py \
+		-k soak $(PYTEST_ARGS)
 
 molecule:
 	molecule test --all
