@@ -177,6 +177,7 @@ class Moves:
         self.made_by_model = set()  # uids of PVs the model itself created
         self.claims = {}           # claim name -> PV name
         self.fingerprints = {}     # volume/entry name -> last wipe fingerprint a refusal offered
+        self.relabelled = False    # the Node's hostname label changed by a move
 
     # ------------------------------------------------------------------ node
     def sh(self, command, check=True, timeout=120):
@@ -205,6 +206,13 @@ class Moves:
             self.core.patch_node(self.node_name, {"spec": {"unschedulable": None}})
         except client.ApiException:
             pass
+        if self.relabelled:
+            self.relabel(self.hostname_label)
+
+    def relabel(self, value):
+        self.core.patch_node(self.node_name, {"metadata": {"labels": {"kubernetes.io/hostname": value}}})
+        self.relabelled = value != self.hostname_label
+        self.note("node %s: kubernetes.io/hostname=%s" % (self.node_name, value))
 
     def _drop_cluster_objects(self):
         try:
@@ -439,6 +447,11 @@ class Moves:
                       "ls -l %s | grep lpvm; true" % (ROOT, ROOT, self.tag, ROOT), check=False)
         return res.stdout
 
+    def unmount_disk(self, disk):
+        """Unmount what is mounted from ``disk`` or its partitions (fstab stays)."""
+        self.sh('for src in %s %sp*; do [ -b "$src" ] || continue; '
+                'for t in $(findmnt -rn -o TARGET -S "$src"); do umount "$t"; done; done' % (disk, disk))
+
     def unmounted_disks(self):
         mounted = self.sh("findmnt -rn -o SOURCE", check=False).stdout.split()
         return [d for d in self.disks if not any(m == d or m.startswith(d + "p") for m in mounted)]
@@ -531,9 +544,13 @@ class Moves:
             raise Violation("after %s:\n  - %s" % (step.get("name"), "\n  - ".join(problems)))
 
     def audit_writes_since(self, since):
-        """Writes by localpv.rollout since ``since`` that were not dry runs."""
+        """Writes by localpv.rollout since ``since`` to this model's objects (their names
+        carry its tag) that were not dry runs."""
         out = []
         for ev in self.lab.audit_events(since=since):
+            ref = ev.get("objectRef") or {}
+            if self.tag not in (ref.get("name") or "") + (ref.get("namespace") or ""):
+                continue
             if ev.get("verb") in ("create", "update", "patch", "delete") \
                     and (ev.get("userAgent") or "").startswith("localpv.rollout") \
                     and ev.get("stage") in (None, "ResponseComplete") \

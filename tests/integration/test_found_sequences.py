@@ -51,13 +51,14 @@ def volume_with_tenant(m, name="a", **entry):
 @pytest.mark.xfail(strict=True, raises=om.Violation,
                    reason="a Bound PV's disk identity is patched to a blank disk's, fixed by the identity-disk work")
 def test_a_stable_path_repointed_to_a_blank_disk_while_bound(moves):
-    """Found by the rule repoint_slot (the first entry, bind, re-point: 3 steps)."""
+    """Found by the rule repoint_slot (the first entry, bind, re-point with the old mount lost: 3 steps)."""
     m = moves
     volume_with_tenant(m, fstype="xfs")
 
     def repoint():
         m.slots[slot(m, 0)] = m.disks[1]
         m.sh("ln -sfn %s %s" % (m.disks[1], slot(m, 0)))
+        m.unmount_disk(m.disks[0])   # the old disk came back late: its mount is gone, fstab stays
         return [m.run("site.yml")]
     step(m, "re-point slot0 to a blank disk while the PV is Bound", repoint)
 

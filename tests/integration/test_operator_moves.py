@@ -204,19 +204,24 @@ class OperatorMoves(RuleBasedStateMachine):
                 self.m.note("tenant data %s confirmed for wiping" % data_id)
 
     @move("repoint_slot")
-    @rule(slot=PICK, disk=PICK)
-    def repoint_slot(self, slot, disk):
-        """A stable path now leads to another disk (re-attach, slot or controller change)."""
+    @rule(slot=PICK, disk=PICK, old_mounts_lost=st.booleans())
+    def repoint_slot(self, slot, disk, old_mounts_lost):
+        """A stable path now leads to another disk (a re-attach, a slot or controller
+        change); with ``old_mounts_lost`` the old disk's mounts are gone too, as after a
+        reboot in which it came back late (its fstab lines stay)."""
         path = sorted(self.m.slots)[slot % len(self.m.slots)]
         target = self.m.disks[disk % len(self.m.disks)]
         if self.m.slots[path] == target:
             return
 
         def repoint():
+            old = self.m.slots[path]
             self.m.slots[path] = target
             self.m.sh("ln -sfn %s %s" % (target, path))
-            self.m.note("%s -> %s" % (path, target))
-        self.step("re-point %s" % os.path.basename(path), repoint)
+            if old_mounts_lost:
+                self.m.unmount_disk(old)
+            self.m.note("%s -> %s%s" % (path, target, " (the mounts of %s lost)" % old if old_mounts_lost else ""))
+        self.step("re-point %s%s" % (os.path.basename(path), ", old mounts lost" if old_mounts_lost else ""), repoint)
 
     @move("swap_slots")
     @rule()
@@ -391,6 +396,17 @@ class OperatorMoves(RuleBasedStateMachine):
             self.m.note("reclaim.yml -> %s" % res.summary())
             return [res]
         self.step("reclaim%s" % (", a re-bind at %r" % rebind_at if rebind_at else ""), run)
+
+    @move("relabel_node")
+    @rule()
+    def relabel_node(self):
+        """The Node's kubernetes.io/hostname label changes (a re-join under another name)."""
+        if self.m.relabelled:
+            return
+
+        def relabel():
+            self.m.relabel("%s-relabelled" % self.m.hostname_label)
+        self.step("relabel the node", relabel)
 
     @move("check_run")
     @rule(playbook=st.sampled_from(["site.yml", "decommission.yml", "reclaim.yml"]))
