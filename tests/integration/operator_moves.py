@@ -410,7 +410,7 @@ class Moves:
                     start -= start % BLOCK
                     end = os.lseek(fd, start, os.SEEK_HOLE)
                     handle.seek(start)
-                    for _ in range(start, end, BLOCK):
+                    for _offset in range(start, end, BLOCK):
                         block = handle.read(BLOCK)
                         if block.count(0) != len(block):
                             key = hashlib.blake2b(block, digest_size=16).hexdigest()
