@@ -222,8 +222,9 @@ class Moves:
             pass
         for pv in self.core.list_persistent_volume().items:
             labels = pv.metadata.labels or {}
-            if labels.get(RUN_LABEL) == self.tag or labels.get(FOREIGN_LABEL) == self.tag \
-                    or pv.metadata.name.startswith("local-%s-%s" % (self.node_name, self.tag)):
+            # this model's PVs, and those an earlier model on this node left when it was killed
+            if labels.get(FOREIGN_LABEL) == self.tag or pv.metadata.name.startswith("local-%s-lpvm" % self.node_name) \
+                    or (labels.get(RUN_LABEL) and labels.get("localpv.rollout/node") == self.node_name):
                 try:
                     if pv.metadata.finalizers:
                         self.core.patch_persistent_volume(pv.metadata.name, {"metadata": {"finalizers": None}})
