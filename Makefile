@@ -36,7 +36,7 @@ export KUBECACHEDIR := $(TOOL_HOME)/kube-cache
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: deps lab-up lab-down lab-status site test unit integration molecule sanity lint build matrix matrix-unit matrix-sanity mutants
+.PHONY: deps lab-up lab-down lab-status site test unit integration molecule sanity lint build matrix matrix-unit matrix-sanity mutants soak
 
 deps:
 	bash lab/install-deps.sh
@@ -75,6 +75,15 @@ integration:
 MUTANTS_ARGS ?=
 mutants: deps
 	nice -n 10 $(PY) tests/mutation/run.py --json $(LAB_CACHE)/mutants.json $(MUTANTS_ARGS)
+
+# The model-based search of operator moves (tests/integration/test_operator_moves.py)
+# with fresh seeds for SOAK_MINUTES, at low priority; it prints its seeds and what it
+# found. A lab of one node of its own keeps its steps short and out of the way:
+#   LOCALPV_LAB_INSTANCE=8 LOCALPV_LAB_NODES=1 make soak SOAK_MINUTES=60
+SOAK_MINUTES ?= 60
+soak:
+	LOCALPV_MOVES_SOAK_MINUTES=$(SOAK_MINUTES) nice -n 10 $(PY) -m pytest -s tests/integration/test_operator_moves.py \
+		-k soak $(PYTEST_ARGS)
 
 molecule:
 	molecule test --all

@@ -1,0 +1,96 @@
+# Copyright (c) localpv.rollout contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Sequences of operator moves that the model-based search (test_operator_moves.py)
+found to break an invariant, shrunk and written out as plain tests on the lab.
+Each checks the same invariants the search checks (operator_moves.Moves.check), so
+it fails with the same finding while the bug is there."""
+
+import os
+import tempfile
+import time
+
+import pytest
+
+import operator_moves as om
+
+
+@pytest.fixture
+def moves(lab, kube, tmp_path):
+    m = om.Moves(lab, kube, str(tmp_path))
+    m.start()
+    yield m
+    m.close()
+
+
+def slot(m, i):
+    return sorted(m.slots)[i]
+
+
+def step(m, name, action):
+    """One move, then the invariants, as the search does."""
+    before = m.snapshot()
+    runs = action() or []
+    m.check(before, {"name": name, "runs": runs})
+    return runs
+
+
+def ok(res):
+    assert not res.failed, res.text()[-3000:]
+    return res
+
+
+def volume_with_tenant(m, name="a", **entry):
+    m.entries.append(dict({"name": m.tag + name, "device": slot(m, 0)}, **entry))
+    ok(m.run("site.yml"))
+    pv = m.core.read_persistent_volume(m.pv_name(m.tag + name))
+    claim = m.bind_claim(pv)
+    m.write_payload(m.core.read_persistent_volume(pv.metadata.name), claim)
+    return pv
+
+
+@pytest.mark.xfail(strict=True, raises=om.Violation,
+                   reason="a Bound PV's disk identity is patched to a blank disk's, fixed by the identity-disk work")
+def test_a_stable_path_repointed_to_a_blank_disk_while_bound(moves):
+    """Found by the rule repoint_slot (the first entry, bind, re-point with the old mount lost: 3 steps)."""
+    m = moves
+    volume_with_tenant(m, fstype="xfs")
+
+    def repoint():
+        m.slots[slot(m, 0)] = m.disks[1]
+        m.sh("ln -sfn %s %s" % (m.disks[1], slot(m, 0)))
+        m.unmount_disk(m.disks[0])   # the old disk came back late: its mount is gone, fstab stays
+        return [m.run("site.yml")]
+    step(m, "re-point slot0 to a blank disk while the PV is Bound", repoint)
+
+
+@pytest.mark.xfail(strict=True, raises=om.Violation,
+                   reason="reclaim wipes a PV bound again after its re-read, fixed by the lifecycle work")
+def test_a_rebind_between_the_reclaim_reread_and_the_wipe(moves):
+    """Found by the rule reclaim (the first entry, bind, delete the claim, reclaim with
+    a re-bind at the wipe: 4 steps)."""
+    m = moves
+    pv = volume_with_tenant(m, fstype="xfs")
+    for claim in list(m.claims):
+        m.core.delete_namespaced_persistent_volume_claim(claim, m.ns)
+        m.claims.pop(claim)
+    deadline = time.time() + 90
+    while m.core.read_persistent_volume(pv.metadata.name).status.phase != "Released" and time.time() < deadline:
+        time.sleep(0.5)
+    for payload in m.payloads.values():
+        payload["protected"] = False   # running reclaim confirms the Released volume's wipe
+
+    def reclaim_with_rebind():
+        pause = tempfile.mkdtemp(dir=m.workdir)
+        env = {"ANSIBLE_CALLBACK_PLUGINS": om.HOOKS, "ANSIBLE_CALLBACKS_ENABLED": "lpvt_pause",
+               "LPVT_PAUSE_AT": "Wipe the volumes' data on the host", "LPVT_PAUSE_DIR": pause}
+        proc = m.start_run("reclaim.yml", env=env)
+        while not os.path.exists(os.path.join(pause, "reached")) and proc.poll() is None:
+            time.sleep(0.2)
+        try:
+            m.core.patch_persistent_volume(pv.metadata.name, {"spec": {"claimRef": None}})
+            claim = m.bind_claim(pv)
+            m.write_payload(m.core.read_persistent_volume(pv.metadata.name), claim)
+        finally:
+            open(os.path.join(pause, "go"), "w").close()
+        return [m.finish_run(proc)]
+    step(m, "reclaim, the PV bound again between the re-read and the wipe", reclaim_with_rebind)
