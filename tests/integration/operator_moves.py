@@ -276,6 +276,9 @@ class Moves:
         return path
 
     def command(self, playbook, *args, extra=None):
+        if playbook == "reclaim.yml":
+            # what an operator names for a reclaim: the node, and that this run may wipe
+            extra = dict({"reclaim_nodes": [self.node_name], "localpv_allow_wipe": True}, **(extra or {}))
         return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", self.inventory(extra)] \
             + list(args) + [os.path.join(REPO, "playbooks", playbook)]
 

@@ -48,8 +48,6 @@ def volume_with_tenant(m, name="a", **entry):
     return pv
 
 
-@pytest.mark.xfail(strict=True, raises=om.Violation,
-                   reason="a Bound PV's disk identity is patched to a blank disk's, fixed by the identity-disk work")
 def test_a_stable_path_repointed_to_a_blank_disk_while_bound(moves):
     """Found by the rule repoint_slot (the first entry, bind, re-point with the old mount lost: 3 steps)."""
     m = moves
@@ -63,8 +61,6 @@ def test_a_stable_path_repointed_to_a_blank_disk_while_bound(moves):
     step(m, "re-point slot0 to a blank disk while the PV is Bound", repoint)
 
 
-@pytest.mark.xfail(strict=True, raises=om.Violation,
-                   reason="reclaim wipes a PV bound again after its re-read, fixed by the lifecycle work")
 def test_a_rebind_between_the_reclaim_reread_and_the_wipe(moves):
     """Found by the rule reclaim (the first entry, bind, delete the claim, reclaim with
     a re-bind at the wipe: 4 steps)."""
