@@ -256,9 +256,10 @@ def retire_volume(volume, path, day, run, disks=None, check_mode=False, state=No
                                                 "on this host; nothing to mark" % (path, volume))
         return out
     if not ident or not ident.get("partlabel"):
+        what = ("a link to %s" % state.get("link_target") if state.get("is_link")
+                else "mounted from %s" % state["mount"]["source"])
         raise VolumeError("%s: volume %s is %s, not a partition of ours; it cannot be marked retired, and nothing "
-                          "was deleted" % (path, volume, "a link to %s" % state.get("link_target") if state.get("is_link")
-                                           else "mounted from %s" % state["mount"]["source"]), code="not_ours")
+                          "was deleted" % (path, volume, what), code="not_ours")
     label = ident["partlabel"]
     out.update(how="partition name", device="partition %d of %s" % (ident["number"], ident["disk"]))
     if hv.retired_day(label, volume):
@@ -272,6 +273,6 @@ def retire_volume(volume, path, day, run, disks=None, check_mode=False, state=No
     out.update(mark=hv.retired_label(volume, day), changed=True)
     if not check_mode:
         _rename_partition(ident, out["mark"], run)
-    out["said"] = "%s: volume %s marked retired (%s renamed %s to %s)" % (path, volume, out["device"], label,
-                                                                         out["mark"])
+    out["said"] = "%s: volume %s marked retired (%s renamed %s to %s)" % (
+        path, volume, out["device"], label, out["mark"])
     return out

@@ -902,8 +902,8 @@ def test_a_disk_whose_volumes_are_all_retired_is_made_new_only_with_the_confirma
 
 
 def test_a_retired_bind_volume_is_refused_by_its_marker():
-    entries = [{"name": "vol1", "bind": "/data/vol1", "capacity": "1G"}, {"name": "vol2", "bind": "/data/vol2",
-                                                                           "capacity": "1G"}]
+    entries = [{"name": "vol1", "bind": "/data/vol1", "capacity": "1G"},
+               {"name": "vol2", "bind": "/data/vol2", "capacity": "1G"}]
     markers = {"/data/vol1": {"volume": "vol1", "day": "2026-12-02"}}
     raw = recorded("blank")
     p = dp.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks"}, "", raw["mountinfo"],
