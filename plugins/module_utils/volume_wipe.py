@@ -252,8 +252,8 @@ def retire_volume(volume, path, day, run, disks=None, check_mode=False, state=No
             ident = {"disk": disk["path"], "number": part["number"], "partlabel": part.get("partlabel")}
     if not ident and not state.get("mounted") and not state.get("is_link"):
         # a run that marked and unmounted it already, or a volume whose disk is gone
-        out.update(how="none", mark=None, said="%s: volume %s is not mounted, linked or found by its partition name "
-                                                "on this host; nothing to mark" % (path, volume))
+        out.update(how="none", mark=None, said="%s: volume %s is not mounted, linked or found by its partition "
+                   "name on this host; nothing to mark" % (path, volume))
         return out
     if not ident or not ident.get("partlabel"):
         what = ("a link to %s" % state.get("link_target") if state.get("is_link")
