@@ -36,7 +36,7 @@ export KUBECACHEDIR := $(TOOL_HOME)/kube-cache
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: deps lab-up lab-down lab-status site test unit integration molecule sanity lint build matrix matrix-unit matrix-sanity mutants soak
+.PHONY: deps lab-up lab-down lab-status site test unit integration molecule sanity lint build ee ee-site matrix matrix-unit matrix-sanity mutants soak
 
 deps:
 	bash lab/install-deps.sh
@@ -112,3 +112,15 @@ lint: deps
 
 build: deps
 	ansible-galaxy collection build --force --output-path $(LAB_CACHE)/dist
+
+# The execution environment AWX and Automation Platform run the collection in
+# (docs/execution-environment.md): `ee` builds it with ansible-builder from
+# ee/execution-environment.yml on a Debian base the lab makes, and prints the image;
+# an unchanged checkout reuses its build. `ee-site` runs site.yml through it with
+# ansible-runner against the lab, with the inventory and vars `make site` uses.
+ee: deps
+	nice -n 10 $(PY) lab/ee.py build
+
+ee-site: lab-up
+	$(LAB) site-ready
+	$(PY) lab/ee.py run
