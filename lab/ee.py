@@ -213,7 +213,7 @@ def private_data_dir(info, ident):
     """ansible-runner's input, laid out as AWX lays it out: the lab's inventory (with
     the ssh control sockets in the container's own /tmp, not the host's), the site vars
     as extra vars, the project's ansible.cfg in the project directory."""
-    pdd = os.path.join(lab.CACHE, "ee", "runner-%d" % lab.INSTANCE)
+    pdd = os.path.join(lab.CACHE, "ee", "runner-%s-%d" % (CHECKOUT_ID, lab.INSTANCE))
     for sub in ("inventory", "env", "project"):
         shutil.rmtree(os.path.join(pdd, sub), ignore_errors=True)
         os.makedirs(os.path.join(pdd, sub))

@@ -3,33 +3,42 @@
 """What users install: bindep.txt names the managed nodes' tools (profile node), the
 role docs list them and the lab's node image is built from the same list; an
 execution environment (the controller) gets the Python packages and none of the
-node tools. Checked with ansible-builder and bindep, in a venv of their own."""
+node tools. Checked with ansible-builder and bindep, in a venv of their own
+(lab/ee.py pins them). And the EE itself: built with ansible-builder (`make ee`), and
+site.yml run through it with ansible-runner against the lab, twice."""
 
+import importlib.util
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
+from kubernetes import client
 
-from conftest import CACHE, REPO
+from conftest import REPO, recap
 
-TOOLS = ("ansible-builder==3.2.0", "bindep==2.14.0")
+from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+
 BIN = os.path.dirname(sys.executable)
+
+
+def _ee_module():
+    spec = importlib.util.spec_from_file_location("localpv_ee", os.path.join(REPO, "lab", "ee.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EE = _ee_module()
 
 
 @pytest.fixture(scope="module")
 def tools():
-    """A venv with ansible-builder and bindep (not the project's: they pin their own needs)."""
-    venv = os.path.join(CACHE, "builder-venv")
-    stamp = os.path.join(venv, ".tools")
-    want = "\n".join(TOOLS)
-    if not os.path.exists(stamp) or open(stamp).read() != want:
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q"] + list(TOOLS), check=True)
-        with open(stamp, "w") as f:
-            f.write(want)
-    return os.path.join(venv, "bin")
+    """The venv of ansible-builder, bindep and ansible-runner (not the project's: they pin
+    their own needs)."""
+    return EE.tools()
 
 
 def run(*cmd, cwd=REPO):
@@ -94,3 +103,68 @@ def test_ansible_builder_gives_an_ee_the_python_packages_and_no_node_tool(tools,
     assert "ansible-galaxy collection install" in containerfile or "install-from-bindep" in containerfile
     with open(context / "_build" / "requirements.yml") as f:
         assert yaml.safe_load(f)["collections"][0]["name"].endswith(tarball.name)
+
+
+def site_volumes(lab):
+    """{pv name: volume mode} of what the lab's site-vars.yml prepares on every node."""
+    with open(lab.inventory) as f:
+        hosts = yaml.safe_load(f)["all"]["children"]["nodes"]["hosts"]
+    wanted = {}
+    for host, hv in hosts.items():
+        for disk in hv["lab_site_disks"]:
+            names = ["%s-%d" % (disk["name"], i) for i in range(1, disk["partitions"] + 1)] \
+                if disk.get("partitions") else [disk["name"]]
+            for name in names:
+                wanted[v.pv_name(hv.get("localpv_node_name") or host, name)] = \
+                    "Block" if disk.get("mode") == "block" else "Filesystem"
+    return wanted
+
+
+@pytest.fixture
+def blank_site(lab, kube):
+    """Blank disks and none of the site's PVs, as before a first `make site`; the PVs
+    are deleted and the disks blanked again afterwards."""
+    names = site_volumes(lab)
+    core = client.CoreV1Api(kube)
+
+    def clean():
+        for pv in core.list_persistent_volume().items:
+            if pv.metadata.name in names and not pv.spec.claim_ref:
+                core.delete_persistent_volume(pv.metadata.name)
+        lab.wipe_disks()
+
+    clean()
+    yield names
+    clean()
+
+
+def test_site_runs_through_the_built_ee_and_a_second_run_changes_nothing(lab, kube, blank_site):
+    """What AWX does: the EE image (built here, or this checkout's build found by its
+    inputs' hash), ansible-runner with container isolation, site.yml of the collection
+    the EE holds, the lab's inventory and the vars `make site` uses."""
+    t0 = time.time()
+    image = EE.build()
+    built = time.time() - t0
+    first = EE.run_site(image, ident="test-first", quiet=True)
+    assert first.returncode == 0, first.stdout[-6000:]
+    counts = recap(first.stdout)
+    hosts = [n["host"] for n in lab.nodes]
+    assert sorted(counts) == sorted(hosts), first.stdout[-4000:]
+    assert all(c["failed"] == 0 and c["unreachable"] == 0 for c in counts.values()), counts
+    # the first run prepared the blank disks and made the PVs
+    assert all(counts[h]["changed"] > 0 for h in hosts), counts
+    core = client.CoreV1Api(kube)
+    pvs = {pv.metadata.name: pv for pv in core.list_persistent_volume().items}
+    for name, mode in blank_site.items():
+        assert name in pvs, (name, first.stdout[-3000:])
+        assert pvs[name].spec.volume_mode == mode
+        assert pvs[name].spec.storage_class_name == "local-storage"
+        assert pvs[name].status.phase == "Available"
+
+    again = EE.run_site(image, ident="test-again", quiet=True)
+    assert again.returncode == 0, again.stdout[-6000:]
+    counts = recap(again.stdout)
+    assert sorted(counts) == sorted(hosts), again.stdout[-4000:]
+    assert all(c["changed"] == 0 and c["failed"] == 0 for c in counts.values()), again.stdout[-4000:]
+    # (seen with -s: the numbers docs/execution-environment.md records)
+    print("EE %s: build or reuse %.0fs" % (image, built))
