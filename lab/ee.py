@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) localpv.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The execution environment (EE) that AWX and Automation Platform run the collection in.
@@ -52,6 +51,8 @@ DEPENDENCIES = ("kubernetes.core", "community.general", "community.library_inven
 CHECKOUT_ID = hashlib.sha256(os.path.realpath(REPO).encode()).hexdigest()[:12]
 WORK = os.path.join(lab.CACHE, "ee", CHECKOUT_ID)
 PLAYBOOK = "localpv.rollout.site"
+# the label that says which checkout built an image (its older builds are removed)
+CHECKOUT_LABEL = "localpv-ee.checkout"
 
 
 def log(msg):
@@ -196,9 +197,22 @@ def build(force=False):
     # host networking: pip in the build reaches PyPI only through the machine's network
     run([os.path.join(bin_dir, "ansible-builder"), "build", "-f", definition, "-c", os.path.join(WORK, "context"),
          "-t", image, "--container-runtime", "podman", "--build-arg", "EE_BASE_IMAGE=" + base,
-         "--extra-build-cli-args=--network=host", "-v", "2"], env=env, cwd=WORK)
+         "--extra-build-cli-args=--network=host --label=%s=%s" % (CHECKOUT_LABEL, CHECKOUT_ID), "-v", "2"],
+        env=env, cwd=WORK)
     log("built %s in %.0fs" % (image, time.time() - t0))
+    drop_older_builds(image)
     return image
+
+
+def drop_older_builds(image):
+    """Remove this checkout's builds of other inputs (each holds its own collections and
+    Python packages); other checkouts' builds and the layer cache stay."""
+    listed = run(["podman", "images", "--filter", "label=%s=%s" % (CHECKOUT_LABEL, CHECKOUT_ID), "--format",
+                  "{{.Repository}}:{{.Tag}}"], env=lab.podman_env(), stdout=subprocess.PIPE, text=True).stdout
+    for old in sorted(set(listed.split()) - {image}):
+        if old.startswith("localhost/localpv-ee:"):
+            run(["podman", "rmi", old], env=lab.podman_env(), check=False, stdout=subprocess.DEVNULL)
+            log("removed the older build %s" % old)
 
 
 def _lab_info():
