@@ -59,9 +59,8 @@ def log(msg):
     print("ee: " + msg, file=sys.stderr, flush=True)
 
 
-def run(cmd, **kwargs):
-    kwargs.setdefault("check", True)
-    return subprocess.run(cmd, **kwargs)
+def run(cmd, check=True, **kwargs):
+    return subprocess.run(cmd, check=check, **kwargs)
 
 
 def tools():
@@ -284,7 +283,7 @@ def _kubeconfig_paths(kubeconfig):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the EE (or find its build) and print the image")
     b.add_argument("--force", action="store_true", help="build again even when the image exists")
