@@ -49,9 +49,9 @@ def _managed_fields(labels):
 def child(args):
     """One version: its volumes check, then the scan of model pages, the index and the plan."""
     sys.path.insert(0, args.collections)
-    from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-    from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
-    from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
     import bench_local_pv
 
     items, nodes = bench_local_pv.volumes("model", args.n, "lpv", args.nodes)

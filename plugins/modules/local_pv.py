@@ -333,10 +333,10 @@ throttled:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
-from ansible_collections.localpv.rollout.plugins.module_utils import volume_input as vi
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volume_input as vi
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 NAME_KEYS = ("created", "updated", "taken_over", "replaced", "deleted", "stale")
 

@@ -12,7 +12,7 @@ from kubernetes import client
 import test_rbac
 from pv_helpers import delete_pvs, unique
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 # a ServiceAccount with a token, bound to the given rules (test_rbac's fixture)
 identity = test_rbac.identity

@@ -23,7 +23,7 @@ from kubernetes import client
 
 from pv_helpers import local_pv, module, unique, wait_until
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 HOST = os.environ.get("LOCALPV_TEST_DECOMMISSION_NODE", "node2")
 ROOT = "/mnt/disks"

@@ -22,8 +22,8 @@ from test_disk_prep import HOST, ROOT, ok, refused
 from test_disk_safety import _backing, _reattach, record
 from test_local_pv import prebind
 
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes as hv
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 node = test_disk_prep.node
 MIB = 1 << 20

@@ -23,7 +23,7 @@ from test_local_pv_site import expected_volumes
 # the fixture that makes a ServiceAccount bound to the rules it is given
 from test_rbac import identity  # noqa: F401  # pylint: disable=unused-import
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RBAC = os.path.join(REPO, "deploy", "rbac")

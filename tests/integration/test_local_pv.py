@@ -14,7 +14,7 @@ from kubernetes import client
 
 from pv_helpers import claim_pv, delete_pvs, local_pv, now_rfc3339, pvs_of, unique, volume, wait_until, writes_by_us
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 
 @pytest.fixture

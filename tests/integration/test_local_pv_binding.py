@@ -8,7 +8,7 @@ from kubernetes import client
 
 from pv_helpers import local_pv, module, remove_test_space, unique, volume, wait_until
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 
 @pytest.fixture

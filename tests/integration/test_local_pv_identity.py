@@ -25,7 +25,7 @@ from pv_helpers import claim_pv, delete_pvs, local_pv, module, now_rfc3339, pvs_
 # a fixture: a ServiceAccount bound to the rules a test gives
 from test_rbac import identity  # noqa: F401 pylint: disable=unused-import
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 

@@ -11,8 +11,8 @@ from kubernetes import client
 
 from pv_helpers import MANAGED, now_rfc3339, writes_by_us
 
-from ansible_collections.localpv.rollout.plugins.module_utils import sizes
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import sizes
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 # Prune is left off: other tests make PVs of their own on the same lab nodes at the
 # same time, and pruning is tested on nodes of its own in test_local_pv.py.

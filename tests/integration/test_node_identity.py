@@ -19,7 +19,7 @@ from kubernetes import client
 from pv_helpers import MANAGED, now_rfc3339, unique
 from test_guard_rails import host_state, real_writes_by_us, text
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 ROOT = "/mnt/disks"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"

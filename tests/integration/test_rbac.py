@@ -16,7 +16,7 @@ from kubernetes import client
 
 from pv_helpers import local_pv, module, pvs_of, unique, volume, wait_until, delete_pvs
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 ROLE_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "rbac", "localpv-rollout-clusterrole.yaml")
 

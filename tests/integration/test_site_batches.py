@@ -12,7 +12,7 @@ from pv_helpers import MANAGED, now_rfc3339, writes_by_us
 from test_local_pv_site import SITE_VARS
 from test_local_pv_site import site_pvs  # noqa: F401  # pylint: disable=unused-import
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 # node2's entries name a disk that is not there: disk_prep refuses that host
 BROKEN_NODE2 = ("{{ lab_site_disks + ([{'name': 'gone0', 'device': '/dev/disk/by-id/wwn-0x5000c500deadbeef'}]"

@@ -11,11 +11,11 @@ import threading
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan as dp
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
-from ansible_collections.localpv.rollout.plugins.module_utils import mounts
-from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
+from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import partition_label
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 GIB = 1024 ** 3

@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan as dp
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
-from ansible_collections.localpv.rollout.plugins.module_utils import openers
-from ansible_collections.localpv.rollout.plugins.module_utils import volume_wipe
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
+from ansible_collections.localpv.rollout.plugins.module_utils.host import volume_wipe
 
 
 def disk(name, parts, system=()):

@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import mounts
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
 
 UUID_A = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 UUID_B = "11111111-2222-3333-4444-555555555555"

@@ -7,8 +7,8 @@ import copy
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 from test_volumes_pv import vol
 

@@ -4,7 +4,7 @@
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 GIB = 2 ** 30
 

@@ -5,9 +5,9 @@ count, and waiting with a deadline."""
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
-from ansible_collections.localpv.rollout.plugins.module_utils import waiter
-from ansible_collections.localpv.rollout.plugins.module_utils import workloads
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import waiter
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import workloads
 
 
 def entry(volume, node="node2", claim=None, uid="c1", current="c1", pods=(), phase="Bound"):

@@ -18,7 +18,7 @@ import hashlib
 import posixpath
 import re
 
-from ansible_collections.localpv.rollout.plugins.module_utils import sizes
+from ansible_collections.localpv.rollout.plugins.module_utils.common import sizes
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "localpv.rollout"

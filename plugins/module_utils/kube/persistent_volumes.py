@@ -22,9 +22,9 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
-from ansible_collections.localpv.rollout.plugins.module_utils.kube import KubeError
-from ansible_collections.localpv.rollout.plugins.module_utils.waiter import wait_pvs_gone
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.kube.client import KubeError
+from ansible_collections.localpv.rollout.plugins.module_utils.common.waiter import wait_pvs_gone
 
 PROVISIONED_BY_ANNOTATION = "pv.kubernetes.io/provisioned-by"
 # Pages of the LIST of every PV: bigger than the default page, because this LIST

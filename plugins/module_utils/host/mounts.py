@@ -25,7 +25,7 @@ import stat
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 
 FSTAB = "/etc/fstab"
 ROOT_MODE = 0o755

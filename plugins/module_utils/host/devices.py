@@ -32,8 +32,8 @@ import re
 import shutil
 import subprocess
 
-from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
-from ansible_collections.localpv.rollout.plugins.module_utils import openers as _openers
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
+from ansible_collections.localpv.rollout.plugins.module_utils.host import openers as _openers
 
 SECTOR = 512
 

@@ -18,9 +18,9 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
-from ansible_collections.localpv.rollout.plugins.module_utils.kube import KubeError
-from ansible_collections.localpv.rollout.plugins.module_utils.waiter import (
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.kube.client import KubeError
+from ansible_collections.localpv.rollout.plugins.module_utils.common.waiter import (
     DEFAULT_TIMEOUT,
     POLL_INTERVAL,
     Waiter,

@@ -14,10 +14,10 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
-from ansible_collections.localpv.rollout.plugins.module_utils.disk_plan import BLOCK_VOLUME_TYPE
-from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import VolumeError
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes as hv
+from ansible_collections.localpv.rollout.plugins.module_utils.host.disk_plan import BLOCK_VOLUME_TYPE
+from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import VolumeError
 
 
 def head_is_zero(device, length=hv.MIB):

@@ -12,8 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
-from ansible_collections.localpv.rollout.plugins.module_utils.kube import KubeError
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.kube.client import KubeError
 
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"

@@ -19,8 +19,8 @@ import os
 import shutil
 import stat
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import openers
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
 
 MIB = 1 << 20
 PARTITION_LABEL_PREFIX = "localpv-"

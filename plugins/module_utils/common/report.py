@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
 
 ROW_KEYS = ("volume", "device", "size", "fstype", "mount", "pv", "capacity", "phase", "claim", "action")
 KINDS = ("site", "decommission", "reclaim")

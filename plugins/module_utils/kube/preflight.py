@@ -14,9 +14,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as sc
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import storage_classes as sc
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
 
 PV_ROLE = k.PV_ROLE
 RETIRE_ROLE = k.RETIRE_ROLE
@@ -242,7 +242,7 @@ def pv_conflicts(volumes, hostnames, index, take_over=False):
     """Messages for what pv_register would refuse about ``volumes`` and that is known
     now: a PV not ours (without take-over), of another node, or more than one at a
     volume's node and canonical path; our PV name held by a PV at another place."""
-    from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
 
     problems = []
     for volume in volumes:
@@ -313,7 +313,7 @@ def inventory_preflight(kube, hosts, take_over=False, prune=True, prune_empty=Fa
     Returns ``{"problems", "nodes", "other_paths"}``: ``nodes`` per node of the play
     what its Node says (for the host's machine id check), ``other_paths`` per node
     the PVs not ours pinned to it at other paths (for the host's symlink check)."""
-    from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
 
     problems = duplicate_node_names(hosts)
     play = [h for h in hosts if h.get("in_play")]
