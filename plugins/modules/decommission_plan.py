@@ -133,8 +133,8 @@ requests:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
-from ansible_collections.localpv.rollout.plugins.module_utils.kube import workloads
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import workloads
 
 
 def main():

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import REPO
 
-from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan
 from ansible_collections.localpv.rollout.plugins.module_utils.common import sizes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 # Real disks as their vendors label them and as the kernel counts them.

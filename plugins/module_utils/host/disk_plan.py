@@ -37,15 +37,15 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible_collections.localpv.rollout.plugins.module_utils.common import sizes
+from ansible_collections.localpv.rollout.plugins.module_utils.common.naming import canonical_path, duplicate_names, \
+    volume_name_reasons
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes as hv
 from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts as mount_rules
 from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
-from ansible_collections.localpv.rollout.plugins.module_utils.common import sizes
 from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import partition_label
-from ansible_collections.localpv.rollout.plugins.module_utils.kube.volumes import canonical_path, duplicate_names, \
-    volume_name_reasons
 
 MIB = 1024 * 1024
 FSTYPES = ("xfs", "ext4")
