@@ -26,6 +26,7 @@ HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
 identity = test_rbac.identity
 RETIRE_ROLE_FILE = test_rbac.ROLE_FILE.replace("clusterrole.yaml", "retire-clusterrole.yaml")
 
+
 def retire_rules():
     with open(RETIRE_ROLE_FILE) as f:
         return yaml.safe_load(f)["rules"]

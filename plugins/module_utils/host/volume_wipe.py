@@ -253,7 +253,7 @@ def retire_volume(volume, path, day, run, disks=None, check_mode=False, state=No
     if not ident and not state.get("mounted") and not state.get("is_link"):
         # a run that marked and unmounted it already, or a volume whose disk is gone
         out.update(how="none", mark=None, said="%s: volume %s is not mounted, linked or found by its partition name "
-                                                "on this host; nothing to mark" % (path, volume))
+                                               "on this host; nothing to mark" % (path, volume))
         return out
     if not ident or not ident.get("partlabel"):
         raise VolumeError("%s: volume %s is %s, not a partition of ours; it cannot be marked retired, and nothing "
@@ -273,5 +273,5 @@ def retire_volume(volume, path, day, run, disks=None, check_mode=False, state=No
     if not check_mode:
         _rename_partition(ident, out["mark"], run)
     out["said"] = "%s: volume %s marked retired (%s renamed %s to %s)" % (path, volume, out["device"], label,
-                                                                         out["mark"])
+                                                                          out["mark"])
     return out
