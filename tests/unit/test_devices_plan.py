@@ -331,6 +331,30 @@ def test_no_op_when_fstab_and_mounts_already_match():
     assert [v["needs_mount"] for v in drifted["volumes"]] == [True, False]
 
 
+def test_an_fstab_line_with_dump_or_passno_set_is_fixed_by_the_plan_too():
+    """disk_prepare and volume_mounts judge an fstab line by one rule: a ``0 2`` line
+    is not ours, so the plan asks volume_mounts to write it (which then rewrites it)."""
+    raw = recorded("ours_two_ext4")
+    parts = raw["devices"]["loop0"]["partitions"]
+    entries = [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}]
+    first = plan(None, entries, raw=raw)
+    raw["mountinfo"] = mountinfo = raw["mountinfo"] + "".join(
+        "9%d 27 %s / /mnt/disks/data0-%d rw - ext4 /dev/loop0p%d rw\n" % (n, parts["loop0p%d" % n]["dev"], n, n)
+        for n in (1, 2))
+    lines = ["UUID=%s /mnt/disks/%s ext4 defaults,nofail" % (v["uuid"], v["name"]) for v in first["volumes"]]
+    fstab = lines[0] + " 0 2\n" + lines[1] + " 0 0\n"
+    p = plan(None, entries, fstab=fstab, mountinfo=mountinfo, raw=raw)
+    assert p["refusals"] == [], reasons(p)
+    assert [v["needs_mount"] for v in p["volumes"]] == [True, False]
+    # what volume_mounts then writes: the same line with dump and passno 0, the other line untouched
+    fixed = p["volumes"][0]
+    item = {"path": fixed["path"], "src": fixed["fstab_src"], "fstype": fixed["fstab_fstype"],
+            "opts": fixed["mount_options"]}
+    assert mounts.render_fstab(fstab, [item]).splitlines() == [lines[0] + " 0 0", lines[1] + " 0 0"]
+    assert mounts.fstab_right(devices.parse_fstab(mounts.render_fstab(fstab, [item])), item["path"], item["src"],
+                              item["fstype"], item["opts"])
+
+
 def test_a_bare_mount_point_holding_files_is_refused_before_any_disk_is_written():
     entries = [{"name": "ssd0", "device": "/dev/loop0"}, {"name": "vol1", "bind": "/data/vol1", "capacity": "1G"}]
     dirs = {"/mnt/disks/ssd0": ["pod.log"], "/mnt/disks/vol1": ["a", "b"], "/data/vol1": ["db"]}
@@ -902,8 +926,8 @@ def test_a_disk_whose_volumes_are_all_retired_is_made_new_only_with_the_confirma
 
 
 def test_a_retired_bind_volume_is_refused_by_its_marker():
-    entries = [{"name": "vol1", "bind": "/data/vol1", "capacity": "1G"}, {"name": "vol2", "bind": "/data/vol2",
-                                                                           "capacity": "1G"}]
+    entries = [{"name": "vol1", "bind": "/data/vol1", "capacity": "1G"},
+               {"name": "vol2", "bind": "/data/vol2", "capacity": "1G"}]
     markers = {"/data/vol1": {"volume": "vol1", "day": "2026-12-02"}}
     raw = recorded("blank")
     p = dp.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks"}, "", raw["mountinfo"],

@@ -1211,9 +1211,8 @@ def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries, k
         else:
             volume["fstab_src"] = "UUID=%s" % volume["uuid"] if volume["uuid"] else None
             volume["fstab_fstype"] = volume["fstype"]
-        lines = [e for e in fstab if e["path"] == path]
-        fstab_ok = (len(lines) == 1 and volume["fstab_src"] is not None and lines[0]["src"] == volume["fstab_src"]
-                    and lines[0]["fstype"] == volume["fstab_fstype"] and lines[0]["opts"] == volume["mount_options"])
+        fstab_ok = mount_rules.fstab_right(fstab, path, volume["fstab_src"], volume["fstab_fstype"],
+                                           volume["mount_options"])
         mount = devices.mount_at(mounts, path)
         if volume["state"] == "bind":
             mounted = mount is not None and devices.is_bind_of(mount, volume["source"], mounts)
