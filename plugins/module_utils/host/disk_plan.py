@@ -48,6 +48,7 @@ from ansible_collections.localpv.rollout.plugins.module_utils.host import opener
 from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import partition_label
 
 MIB = 1024 * 1024
+# The filesystems disk_prepare makes (its argument spec takes them from here).
 FSTYPES = ("xfs", "ext4")
 # Below these a mkfs fails or makes a toy: refuse in the plan, not halfway through.
 MIN_FS_SIZE = {"xfs": 300 * MIB, "ext4": 16 * MIB}

@@ -91,9 +91,6 @@ def run_wipe(items, run, check_mode=False, length=1 << 20, block_wipe="full"):
     return changed
 
 
-MKFS_TYPES = ("xfs", "ext4", "ext3")
-
-
 def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None, block_wipe="full"):
     """Erase the data of one volume still in place, for reuse (reclaim).
 
@@ -132,7 +129,7 @@ def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None
                           "its PV with decommission" % (path, path), code="not_mounted")
     if how == "mkfs":
         source, fstype = state["mount"]["source"], state["mount"]["fstype"]
-        if not source.startswith("/dev/") or state["mount"]["root"] != "/" or fstype not in MKFS_TYPES:
+        if not source.startswith("/dev/") or state["mount"]["root"] != "/" or fstype not in hv.MKFS_TYPES:
             raise VolumeError("%s is %s on %s (root %s): only a whole xfs/ext filesystem on a device can be made "
                               "again; use how=files" % (path, fstype, source, state["mount"]["root"]),
                               code="not_mkfs")
