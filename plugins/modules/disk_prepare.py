@@ -486,6 +486,7 @@ from ansible_collections.localpv.rollout.plugins.module_utils.host import device
 from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
 
 MATCH_SPEC = dict(rotational=dict(type="bool"), min_size=dict(type="raw"), max_size=dict(type="raw"),
                   model=dict(type="str"), count=dict(type="int"))
@@ -652,7 +653,7 @@ def _result_volume(volume, run):
         "needs_mount", "needs_link", "link_target", "source"))
     out["capacity"] = _capacity(volume, run)
     if volume["mode"] == "filesystem":
-        src = volume.get("fstab_src") or ("UUID=%s" % volume["uuid"] if volume.get("uuid") else None)
+        src = volume.get("fstab_src") or mounts.uuid_src(volume.get("uuid"))
         out["mount"] = {"src": src, "fstype": volume.get("fstab_fstype") or volume["fstype"],
                         "opts": volume["mount_options"]}
     return out

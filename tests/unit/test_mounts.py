@@ -358,3 +358,8 @@ def test_a_volume_remounted_read_only_by_hand_is_remounted_and_said_so(tmp_path)
     done = mounts.apply(root, work, run, fstab_path=str(tmp_path / "fstab"))
     assert done["remounted"] == [root + "/a"] and run.argv[0][:3] == ["mount", "-T", str(tmp_path / "fstab")]
     assert "remount" in run.argv[0]
+
+
+def test_a_filesystem_we_made_is_found_by_its_uuid_and_one_not_made_yet_has_no_source():
+    assert mounts.uuid_src("1b2c-3d") == "UUID=1b2c-3d"
+    assert mounts.uuid_src(None) is None and mounts.uuid_src("") is None

@@ -1210,7 +1210,7 @@ def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries, k
         if volume["state"] == "bind":
             volume["fstab_src"], volume["fstab_fstype"] = volume["source"], "none"
         else:
-            volume["fstab_src"] = "UUID=%s" % volume["uuid"] if volume["uuid"] else None
+            volume["fstab_src"] = mount_rules.uuid_src(volume["uuid"])
             volume["fstab_fstype"] = volume["fstype"]
         fstab_ok = mount_rules.fstab_right(fstab, path, volume["fstab_src"], volume["fstab_fstype"],
                                            volume["mount_options"])
@@ -1552,7 +1552,7 @@ def _make_filesystems(plan, disk, run, sampler, log):
         if not values.get("UUID"):
             raise PrepareError("no filesystem UUID on %s after mkfs: %s" % (device, err.strip()), written=True)
         volume["uuid"] = values["UUID"]
-        volume["fstab_src"] = "UUID=%s" % volume["uuid"]
+        volume["fstab_src"] = mount_rules.uuid_src(volume["uuid"])
 
 
 def capacity(volume, statvfs=None, filesystem_bytes=None):

@@ -58,6 +58,12 @@ def escape_field(value):
     return value
 
 
+def uuid_src(uuid):
+    """The fstab source of a filesystem we made: ``UUID=<uuid>``, or None before it
+    has one (not made yet)."""
+    return "UUID=%s" % uuid if uuid else None
+
+
 def fstab_line(item):
     """The line of a mount item, as ansible.posix.mount writes it."""
     return " ".join(escape_field(item[key]) for key in ("src", "path", "fstype", "opts")) + " 0 0"
