@@ -218,10 +218,10 @@ def sample(path, size=None, proof="spread", progress=None):
 
 def probe(path, run):
     """The signatures on ``path`` right now, or raise VolumeError."""
-    rc, out, err = run(["wipefs", "--json", path])
-    if rc != 0:
-        raise VolumeError("cannot probe %s: %s" % (path, (err or out).strip()), code="probe")
-    return devices.parse_wipefs_json(out)
+    found = devices.probe_signatures(path, run)
+    if found["signatures"] is None:
+        raise VolumeError("cannot probe %s: %s" % (path, found["error"]), code="probe")
+    return found["signatures"]
 
 
 # --------------------------------------------------------------------------------------
