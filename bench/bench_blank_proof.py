@@ -29,8 +29,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 import conftest  # noqa: E402  (puts this checkout's collection on sys.path)
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices  # noqa: E402
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv  # noqa: E402
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices  # noqa: E402
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes as hv  # noqa: E402
 
 TIB = 1 << 40
 COLLECTIONS = conftest.COLLECTIONS  # where this checkout's collection is imported from

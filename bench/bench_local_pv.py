@@ -141,7 +141,7 @@ def phase_floor(args):
                                else "CERT_NONE", ca_certs=conf.ssl_ca_cert, cert_file=conf.cert_file,
                                key_file=conf.key_file)
     sys.path.insert(0, collections_path())
-    from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
     items, _nodes = volumes(args.run, args.n, "raw", args.nodes)
     bodies = []
     for item in items:
@@ -289,9 +289,9 @@ def settle(run, timeout=1800):
 
 
 def _reconcile():
-    from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
     try:
-        from ansible_collections.localpv.rollout.plugins.module_utils.persistent_volumes import reconcile_local_pvs
+        from ansible_collections.localpv.rollout.plugins.module_utils.kube.persistent_volumes import reconcile_local_pvs
     except ImportError:   # releases before the PV work had a file of its own
         reconcile_local_pvs = k.reconcile_local_pvs
     return k, reconcile_local_pvs
@@ -300,7 +300,7 @@ def _reconcile():
 def phase_inprocess(args):
     """local_pv's library code without Ansible around it (the module's own cost)."""
     sys.path.insert(0, collections_path())
-    from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
     k, reconcile_local_pvs = _reconcile()
     items, nodes = volumes(args.run, args.n, "lib", args.nodes)
     wanted, errors = v.normalize_volumes(items, {"labels": {BENCH_LABEL: args.run}})
@@ -335,7 +335,7 @@ def _bench_manifests(run, m, prefix, node_count, managed_by, names_run=None):
     """The PV manifests local_pv would make for M volumes, owned by another manager
     (so local_pv never sees them), labelled for the bench's cleanup."""
     sys.path.insert(0, collections_path())
-    from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
     items, _nodes = volumes(names_run or run, m, prefix, node_count)
     defs = []
     for item in items:

@@ -49,9 +49,10 @@ def _managed_fields(labels):
 def child(args):
     """One version: its volumes check, then the scan of model pages, the index and the plan."""
     sys.path.insert(0, args.collections)
-    from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-    from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
-    from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+    from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
     import bench_local_pv
 
     items, nodes = bench_local_pv.volumes("model", args.n, "lpv", args.nodes)
@@ -86,7 +87,7 @@ def child(args):
             return page(int(token.split("-")[1]) if token else 0)
 
     scope = list(dict.fromkeys(nodes))
-    index = pvs.PvIndex(volumes, [v.label_value(n) for n in scope])
+    index = pvs.PvIndex(volumes, [naming.label_value(n) for n in scope])
     ModelServer().scan_pvs(index.add, start=index.reset, limit=PAGE)
     hostnames = v.resolve_hostnames(scope, [], index.owned_hostnames, {})
     actions = pvs.plan_pvs(volumes, hostnames, index, scope, prune=True)

@@ -12,7 +12,7 @@ import yaml
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.localpv.rollout.plugins.module_utils import options
+from ansible_collections.localpv.rollout.plugins.plugin_utils import options
 
 _KNOWN = {}
 

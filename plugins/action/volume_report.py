@@ -10,7 +10,7 @@ __metaclass__ = type
 
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.localpv.rollout.plugins.module_utils import report as rep
+from ansible_collections.localpv.rollout.plugins.module_utils.common import report as rep
 
 
 class ActionModule(ActionBase):

@@ -233,7 +233,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 
 
 def main():

@@ -482,10 +482,11 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan
-from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
 
 MATCH_SPEC = dict(rotational=dict(type="bool"), min_size=dict(type="raw"), max_size=dict(type="raw"),
                   model=dict(type="str"), count=dict(type="int"))
@@ -498,7 +499,7 @@ DISK_SPEC = dict(
     name_prefix=dict(type="str"),
     bind=dict(type="str"),
     mode=dict(type="str", choices=["filesystem", "block"], default="filesystem"),
-    fstype=dict(type="str", choices=["xfs", "ext4"]),
+    fstype=dict(type="str", choices=list(disk_plan.FSTYPES)),
     mkfs_options=dict(type="str"),
     mount_options=dict(type="str"),
     partitions=dict(type="int", default=1),
@@ -652,7 +653,7 @@ def _result_volume(volume, run):
         "needs_mount", "needs_link", "link_target", "source"))
     out["capacity"] = _capacity(volume, run)
     if volume["mode"] == "filesystem":
-        src = volume.get("fstab_src") or ("UUID=%s" % volume["uuid"] if volume.get("uuid") else None)
+        src = volume.get("fstab_src") or mounts.uuid_src(volume.get("uuid"))
         out["mount"] = {"src": src, "fstype": volume.get("fstab_fstype") or volume["fstype"],
                         "opts": volume["mount_options"]}
     return out
@@ -673,7 +674,7 @@ def main():
             mount_root=dict(type="path", default="/mnt/disks"),
             allow_wipe=dict(type="bool", default=False),
             allow_kernel_names=dict(type="bool", default=False),
-            fstype=dict(type="str", choices=["xfs", "ext4"], default="xfs"),
+            fstype=dict(type="str", choices=list(disk_plan.FSTYPES), default="xfs"),
             mkfs_options=dict(type="dict", default={}),
             mount_options=dict(type="str", default=disk_plan.DEFAULT_MOUNT_OPTIONS),
             storage_class=dict(type="str"),

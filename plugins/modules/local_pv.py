@@ -333,10 +333,11 @@ throttled:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
-from ansible_collections.localpv.rollout.plugins.module_utils import volume_input as vi
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volume_input as vi
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 NAME_KEYS = ("created", "updated", "taken_over", "replaced", "deleted", "stale")
 
@@ -366,7 +367,7 @@ def wanted_volumes(module, result):
         volumes, errors = v.normalize_volumes(items, defaults={
             "storage_class": p["storage_class"], "reclaim_policy": p["reclaim_policy"], "labels": p["labels"],
             "capacity_round_down": p["capacity_round_down"], "capacity_unknown_ok": module.check_mode})
-    errors += ["nodes: %s: %s" % (n, "; ".join(v.node_name_reasons(n))) for n in p["nodes"] if v.node_name_reasons(n)]
+    errors += ["nodes: %s: %s" % (n, "; ".join(naming.node_name_reasons(n))) for n in p["nodes"] if naming.node_name_reasons(n)]
     if errors:
         module.fail_json(msg="invalid volumes, nothing was changed: " + " | ".join(errors), **dict(result, invalid=errors))
     return volumes

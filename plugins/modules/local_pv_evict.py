@@ -124,8 +124,8 @@ requests:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import workloads
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import workloads
 
 
 def main():

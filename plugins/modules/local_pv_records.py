@@ -73,8 +73,8 @@ requests:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
 
 
 def main():

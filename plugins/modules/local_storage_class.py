@@ -128,9 +128,9 @@ requests:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as sc
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import storage_classes as sc
 
 CLASS_SPEC = dict(
     name=dict(type="str", required=True),
@@ -168,7 +168,7 @@ def main():
         cls, reasons = sc.normalize_storage_class(item)
         classes.append(cls)
         errors += reasons
-    errors += ["StorageClass %s is given more than once" % d for d in vol.duplicate_names([c["name"] for c in classes])]
+    errors += ["StorageClass %s is given more than once" % d for d in naming.duplicate_names([c["name"] for c in classes])]
     if errors:
         module.fail_json(msg="invalid storage_classes, nothing was changed: " + " | ".join(errors),
                          storage_classes=[], requests={})

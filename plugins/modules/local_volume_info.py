@@ -72,7 +72,7 @@ held:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
 
 
 def main():

@@ -133,9 +133,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
-from ansible_collections.localpv.rollout.plugins.module_utils import volume_wipe
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
+from ansible_collections.localpv.rollout.plugins.module_utils.host import volume_wipe
 
 
 def main():

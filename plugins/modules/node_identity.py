@@ -97,7 +97,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import preflight as pf
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import preflight as pf
 
 
 def main():

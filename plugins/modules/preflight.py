@@ -163,9 +163,9 @@ requests:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import preflight as pf
-from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as sc
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import preflight as pf
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import storage_classes as sc
 
 
 def main():

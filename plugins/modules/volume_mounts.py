@@ -224,10 +224,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
-from ansible_collections.localpv.rollout.plugins.module_utils import mounts
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
 
 NOTHING_DONE = dict(mounted=[], remounted=[], linked=[], created=[], fstab_changed=False, failed_items=[])
 

@@ -168,7 +168,7 @@ markdown:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils import report as rep
+from ansible_collections.localpv.rollout.plugins.module_utils.common import report as rep
 
 
 def main():

@@ -12,7 +12,7 @@ from kubernetes import client
 import test_rbac
 from pv_helpers import delete_pvs, unique
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 
 # a ServiceAccount with a token, bound to the given rules (test_rbac's fixture)
 identity = test_rbac.identity
@@ -28,7 +28,7 @@ def test_pv_register_decommission_and_reclaim_run_with_a_token_and_no_kubeconfig
     auth = identity(test_rbac.shipped_role()["rules"] + retire_rules())
     token = auth["api_key"]
     node, sc = unique("n"), unique("sc-")
-    made = [v.pv_name(node, "vol1")]
+    made = [naming.pv_name(node, "vol1")]
     inventory = tmp_path / "inventory.yml"
     # a host whose disks disk_prep prepared earlier: only its published volumes are needed here
     inventory.write_text(yaml.safe_dump({"all": {"children": {"nodes": {"hosts": {node: {

@@ -23,7 +23,7 @@ from kubernetes import client
 
 from pv_helpers import local_pv, module, unique, wait_until
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 
 HOST = os.environ.get("LOCALPV_TEST_DECOMMISSION_NODE", "node2")
 ROOT = "/mnt/disks"
@@ -227,7 +227,7 @@ class Scenario:
                        storage_class=self.sc)
         assert res["rc"] == 0, res.get("msg")
         self.volumes += items
-        return [v.pv_name(self.node_name, i["name"]) for i in items]
+        return [naming.pv_name(self.node_name, i["name"]) for i in items]
 
     def setup(self, disks):
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.ns)))

@@ -22,8 +22,8 @@ from test_disk_prep import HOST, ROOT, ok, refused
 from test_disk_safety import _backing, _reattach, record
 from test_local_pv import prebind
 
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes as hv
 
 node = test_disk_prep.node
 MIB = 1 << 20
@@ -161,7 +161,7 @@ def test_a_bound_pvs_volume_is_never_made_again_on_a_re_pointed_disk(
         lab, kube, tmp_path, node, registered, namespace):
     node_name = lab.node(HOST)["node_name"]
     disk, vol = _volume_with_data(node, "lpvtb")
-    pv = v.pv_name(node_name, "lpvtb")
+    pv = naming.pv_name(node_name, "lpvtb")
     registered.append(pv)
     item = _register(lab, tmp_path, node_name, vol)
     prebind(kube, namespace, "data-lpvtb", pv)
@@ -198,7 +198,7 @@ def test_a_bound_pvs_volume_is_never_made_again_on_a_re_pointed_disk(
 def test_an_available_pvs_record_proves_the_disk_when_the_host_lost_its_fstab_line(lab, tmp_path, node, registered):
     node_name = lab.node(HOST)["node_name"]
     disk, vol = _volume_with_data(node, "lpvta")
-    registered.append(v.pv_name(node_name, "lpvta"))
+    registered.append(naming.pv_name(node_name, "lpvta"))
     _register(lab, tmp_path, node_name, vol)
     recorded = _records(lab, tmp_path, node_name)
     assert recorded["lpvta"]["claim"] is None
@@ -210,7 +210,7 @@ def test_an_available_pvs_record_proves_the_disk_when_the_host_lost_its_fstab_li
                                 disk_prep_recorded=recorded))
         after = node.whole(disk)
         assert "volume lpvta was made on a disk with partition UUID %s, filesystem UUID %s (recorded in PV %s)" % (
-            vol["partuuid"], vol["uuid"], v.pv_name(node_name, "lpvta")) in out
+            vol["partuuid"], vol["uuid"], naming.pv_name(node_name, "lpvta")) in out
         assert after == before
         record(node, "path re-pointed, PV Available, no fstab line", before[disk], after[disk], out)
     finally:

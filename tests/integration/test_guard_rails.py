@@ -23,7 +23,7 @@ from test_local_pv_site import expected_volumes
 # the fixture that makes a ServiceAccount bound to the rules it is given
 from test_rbac import identity  # noqa: F401  # pylint: disable=unused-import
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RBAC = os.path.join(REPO, "deploy", "rbac")
@@ -92,7 +92,7 @@ def text(res):
 @pytest.fixture
 def blank_fleet(lab, kube):
     """Every lab node with blank disks and no PV of the site layout; the same again afterwards."""
-    names = set(v.pv_name(node, name) for node, name in expected_volumes(lab))
+    names = set(naming.pv_name(node, name) for node, name in expected_volumes(lab))
 
     def clear():
         lab.wipe_disks()
@@ -116,7 +116,7 @@ def test_check_mode_on_a_blank_fleet_prints_the_disk_plan_and_the_pvs_and_writes
     out = res.stdout
     for (node, name), (host, disk) in expected_volumes(lab).items():
         assert "%s/%s" % (ROOT, name) in out, (host, name)                  # the disk plan
-        assert v.pv_name(node, name) in out, (node, name)                   # the PV that would be made
+        assert naming.pv_name(node, name) in out, (node, name)                   # the PV that would be made
     assert disk_checksums(lab) == before and host_state(lab) == hosts_before
     assert real_writes_by_us(lab, since) == []
     existing = set(pv.metadata.name for pv in client.CoreV1Api(kube).list_persistent_volume().items)
@@ -138,7 +138,7 @@ def test_check_mode_when_a_volume_is_added_to_a_running_node_writes_nothing(lab,
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-3000:]
     node = info["node_name"]
     for name in ("data-1", "data-2"):
-        assert v.pv_name(node, name) in res.stdout and "%s/%s" % (ROOT, name) in res.stdout
+        assert naming.pv_name(node, name) in res.stdout and "%s/%s" % (ROOT, name) in res.stdout
     assert disk_checksums(lab, [host]) == before and host_state(lab, [host]) == hosts_before
     assert real_writes_by_us(lab, since) == []
 
@@ -288,7 +288,7 @@ def test_tags_split_a_site_run_into_the_disks_and_the_pvs(lab, kube, blank_fleet
     disks = [{"name": "ssd0", "device": info["disks"][0]["path"], "fstype": "xfs"},
              {"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "1G"}]
     ev = {"localpv_disks": disks, "pv_register_prune": False}
-    names = set(v.pv_name(info["node_name"], d["name"]) for d in disks)
+    names = set(naming.pv_name(info["node_name"], d["name"]) for d in disks)
     since = now_rfc3339()
     res = lab.playbook("playbooks/site.yml", "--limit", host, "--tags", "localpv_disks", extra_vars=ev)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-3000:]
@@ -312,7 +312,7 @@ def test_tags_split_a_site_run_into_the_disks_and_the_pvs(lab, kube, blank_fleet
     made = dict((pv.metadata.name, pv) for pv in client.CoreV1Api(kube).list_persistent_volume().items
                 if pv.metadata.name in names)
     assert set(made) == names
-    assert made[v.pv_name(info["node_name"], "ssd0")].spec.local.path == "%s/ssd0" % ROOT
+    assert made[naming.pv_name(info["node_name"], "ssd0")].spec.local.path == "%s/ssd0" % ROOT
 
 
 def test_one_option_check_names_a_typo_set_on_any_host_of_the_play(lab, tmp_path):

@@ -18,7 +18,7 @@ from kubernetes import client
 from pv_helpers import wait_until
 from test_decommission_support import PREPARE, ROOT, SSH_ARGS, Scenario, playbook
 
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from kubernetes import client
 
 from pv_helpers import claim_pv, delete_pvs, local_pv, now_rfc3339, pvs_of, unique, volume, wait_until, writes_by_us
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def test_one_pv_per_volume_with_the_right_fields(lab, kube, tmp_path, made):
         volume(node3["node_name"], tag + "-raw0", 4 * 2 ** 30, mode="block", path="/dev/disk/by-id/wwn-" + tag),
         volume(tag + "-new", "ssd0", 2 ** 30),
     ]
-    made += [v.pv_name(w["node"], w["name"]) for w in wanted]
+    made += [naming.pv_name(w["node"], w["name"]) for w in wanted]
     res = local_pv(lab, tmp_path, volumes=wanted, labels={"team": "storage"})
     assert res["rc"] == 0, res.get("msg")
     assert res["changed"] is True and sorted(res["created"]) == sorted(made)
@@ -44,7 +45,7 @@ def test_one_pv_per_volume_with_the_right_fields(lab, kube, tmp_path, made):
 
     got = pvs_of(kube, made)
     assert sorted(got) == sorted(made)
-    ssd = got[v.pv_name(node3["node_name"], tag + "-ssd0")]
+    ssd = got[naming.pv_name(node3["node_name"], tag + "-ssd0")]
     assert ssd.spec.local.path == "/mnt/disks/%s-ssd0" % tag and ssd.spec.local.fs_type == "xfs"
     assert ssd.spec.volume_mode == "Filesystem" and ssd.spec.access_modes == ["ReadWriteOnce"]
     assert v.parse_quantity(ssd.spec.capacity["storage"]) == 10 * 2 ** 30
@@ -54,14 +55,14 @@ def test_one_pv_per_volume_with_the_right_fields(lab, kube, tmp_path, made):
     assert (term.key, term.operator, term.values) == ("kubernetes.io/hostname", "In", [node3["hostname_label"]])
     assert ssd.metadata.labels[v.NODE_LABEL] == node3["node_name"] and ssd.metadata.labels["team"] == "storage"
     assert ssd.metadata.annotations[v.STABLE_ID_ANNOTATION] == "wwn-1"
-    raw = got[v.pv_name(node3["node_name"], tag + "-raw0")]
+    raw = got[naming.pv_name(node3["node_name"], tag + "-raw0")]
     assert raw.spec.volume_mode == "Block" and raw.spec.local.fs_type is None
 
 
 def test_a_rerun_changes_nothing_and_writes_nothing(lab, kube, tmp_path, made):
     node = unique("n")
     wanted = [volume(node, "d%d" % i) for i in range(5)]
-    made += [v.pv_name(node, w["name"]) for w in wanted]
+    made += [naming.pv_name(node, w["name"]) for w in wanted]
     assert local_pv(lab, tmp_path, volumes=wanted)["rc"] == 0
     since = now_rfc3339()
     res = local_pv(lab, tmp_path, volumes=wanted, prune=True)
@@ -76,7 +77,7 @@ def test_volumes_as_json_text_make_the_same_pvs_and_the_result_only_counts_them(
     counts per node and echoes the number of volumes, not the volumes."""
     node = unique("n")
     wanted = [volume(node, "d%d" % i) for i in range(3)]
-    made += [v.pv_name(node, w["name"]) for w in wanted]
+    made += [naming.pv_name(node, w["name"]) for w in wanted]
     res = local_pv(lab, tmp_path, volumes=json.dumps(wanted), return_names=False)
     assert res["rc"] == 0 and res["changed"] is True, res.get("msg")
     assert res["nodes"][node]["created"] == 3 and "created" not in res
@@ -89,7 +90,7 @@ def test_volumes_as_json_text_make_the_same_pvs_and_the_result_only_counts_them(
 def test_a_volume_of_the_wrong_shape_is_refused_before_any_request(lab, kube, tmp_path, made):
     node = unique("n")
     good, bad = volume(node, "d0"), volume(node, "d1", size_gb=1)
-    made += [v.pv_name(node, "d0"), v.pv_name(node, "d1")]
+    made += [naming.pv_name(node, "d0"), naming.pv_name(node, "d1")]
     res = local_pv(lab, tmp_path, volumes=[good, bad])
     assert res["rc"] != 0 and res["changed"] is False
     assert "volume d1 of node %s (item 1): unknown key(s) size_gb" % node in res["msg"], res["msg"]
@@ -99,7 +100,7 @@ def test_a_volume_of_the_wrong_shape_is_refused_before_any_request(lab, kube, tm
 def test_check_mode_says_what_would_happen_and_changes_nothing(lab, kube, tmp_path, made):
     node = unique("n")
     wanted = [volume(node, "d0"), volume(node, "d1")]
-    names = [v.pv_name(node, w["name"]) for w in wanted]
+    names = [naming.pv_name(node, w["name"]) for w in wanted]
     made += names
     res = local_pv(lab, tmp_path, check=True, diff=True, volumes=wanted)
     assert res["rc"] == 0 and res["changed"] is True and sorted(res["created"]) == sorted(names)
@@ -112,7 +113,7 @@ def test_a_pv_deleted_by_hand_is_made_again_and_a_label_changed_by_hand_is_put_b
     core = client.CoreV1Api(kube)
     node = unique("n")
     wanted = [volume(node, "d0", labels={"tier": "ssd"}), volume(node, "d1")]
-    made += [v.pv_name(node, w["name"]) for w in wanted]
+    made += [naming.pv_name(node, w["name"]) for w in wanted]
     assert local_pv(lab, tmp_path, volumes=wanted)["rc"] == 0
     core.delete_persistent_volume(made[0])
     wait_until("%s gone" % made[0], lambda: made[0] not in pvs_of(kube, made))
@@ -152,7 +153,7 @@ def namespace(kube):
 def test_a_volume_removed_from_the_inventory_is_pruned_but_a_bound_pv_never(lab, kube, tmp_path, made, namespace):
     node = unique("n")
     wanted = [volume(node, "d0"), volume(node, "d1"), volume(node, "d2")]
-    made += [v.pv_name(node, w["name"]) for w in wanted]
+    made += [naming.pv_name(node, w["name"]) for w in wanted]
     assert local_pv(lab, tmp_path, volumes=wanted)["rc"] == 0
     prebind(kube, namespace, "data", made[1])
 
@@ -174,7 +175,7 @@ def test_a_volume_removed_from_the_inventory_is_pruned_but_a_bound_pv_never(lab,
 
 def test_prune_leaves_nodes_outside_the_run_alone(lab, kube, tmp_path, made):
     rack1, rack2 = unique("n"), unique("n")
-    made += [v.pv_name(rack1, "d0"), v.pv_name(rack2, "d0")]
+    made += [naming.pv_name(rack1, "d0"), naming.pv_name(rack2, "d0")]
     assert local_pv(lab, tmp_path, volumes=[volume(rack1, "d0"), volume(rack2, "d0")])["rc"] == 0
     res = local_pv(lab, tmp_path, volumes=[volume(rack1, "d0")], prune=True)   # like --limit rack1
     assert res["rc"] == 0 and res["deleted"] == [] and res["changed"] is False
@@ -183,7 +184,7 @@ def test_prune_leaves_nodes_outside_the_run_alone(lab, kube, tmp_path, made):
 
 def test_an_immutable_change_replaces_an_unbound_pv_only_when_asked(lab, kube, tmp_path, made):
     node = unique("n")
-    made.append(v.pv_name(node, "d0"))
+    made.append(naming.pv_name(node, "d0"))
     assert local_pv(lab, tmp_path, volumes=[volume(node, "d0", 2 ** 30)])["rc"] == 0
     uid = pvs_of(kube, made)[made[0]].metadata.uid
 
@@ -203,7 +204,7 @@ def test_an_immutable_change_replaces_an_unbound_pv_only_when_asked(lab, kube, t
 
 def test_an_immutable_change_of_a_bound_pv_is_an_error_naming_pv_and_claim(lab, kube, tmp_path, made, namespace):
     node = unique("n")
-    made.append(v.pv_name(node, "d0"))
+    made.append(naming.pv_name(node, "d0"))
     assert local_pv(lab, tmp_path, volumes=[volume(node, "d0")])["rc"] == 0
     prebind(kube, namespace, "db-data", made[0])
     before = pvs_of(kube, made)[made[0]]
@@ -218,8 +219,8 @@ def test_an_immutable_change_of_a_bound_pv_is_an_error_naming_pv_and_claim(lab, 
 def test_a_foreign_pv_in_the_way_is_an_error_and_nothing_changes(lab, kube, tmp_path, made):
     core = client.CoreV1Api(kube)
     node = unique("n")
-    foreign = v.pv_name(node, "d0")
-    made += [foreign, v.pv_name(node, "d1")]
+    foreign = naming.pv_name(node, "d0")
+    made += [foreign, naming.pv_name(node, "d1")]
     core.create_persistent_volume(client.V1PersistentVolume(
         metadata=client.V1ObjectMeta(name=foreign, labels={"owner": "someone-else"}),
         spec=client.V1PersistentVolumeSpec(
@@ -237,7 +238,7 @@ def test_a_foreign_pv_in_the_way_is_an_error_and_nothing_changes(lab, kube, tmp_
     assert writes_by_us(lab, since, names=set(made)) == []
     after = core.read_persistent_volume(foreign)
     assert after.metadata.labels == before.metadata.labels and after.spec == before.spec
-    assert v.pv_name(node, "d1") not in pvs_of(kube, made)
+    assert naming.pv_name(node, "d1") not in pvs_of(kube, made)
 
 
 def test_invalid_names_are_refused_before_any_request(lab, kube, tmp_path, made):
@@ -274,7 +275,7 @@ def test_wrong_credentials_are_a_clear_error(lab, kube, tmp_path):
 def test_local_pv_info_shows_claims_pods_and_orphans(lab, kube, tmp_path, made, namespace):
     from pv_helpers import module
     node = unique("n")
-    made += [v.pv_name(node, "d0"), v.pv_name(node, "d1")]
+    made += [naming.pv_name(node, "d0"), naming.pv_name(node, "d1")]
     assert local_pv(lab, tmp_path, volumes=[volume(node, "d0"), volume(node, "d1")])["rc"] == 0
     prebind(kube, namespace, "data", made[0])
     res = module(lab, tmp_path, "localpv.rollout.local_pv_info", nodes=[node])

@@ -8,7 +8,7 @@ from kubernetes import client
 
 from pv_helpers import local_pv, module, remove_test_space, unique, volume, wait_until
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 
 
 @pytest.fixture
@@ -29,10 +29,10 @@ def scenario(lab, kube, tmp_path):
 def register(lab, tmp_path, scenario, nodes, per_node=1):
     wanted = [volume(n["node_name"], "%s-v%d" % (scenario["sc"], i), storage_class=scenario["sc"])
               for n in nodes for i in range(per_node)]
-    scenario["pvs"] += [v.pv_name(w["node"], w["name"]) for w in wanted]
+    scenario["pvs"] += [naming.pv_name(w["node"], w["name"]) for w in wanted]
     res = local_pv(lab, tmp_path, volumes=wanted)
     assert res["rc"] == 0, res.get("msg")
-    return dict((v.pv_name(w["node"], w["name"]), w["node"]) for w in wanted)
+    return dict((naming.pv_name(w["node"], w["name"]), w["node"]) for w in wanted)
 
 
 def pod_spec(claim, node_selector=None):

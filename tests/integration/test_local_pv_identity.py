@@ -25,7 +25,8 @@ from pv_helpers import claim_pv, delete_pvs, local_pv, module, now_rfc3339, pvs_
 # a fixture: a ServiceAccount bound to the rules a test gives
 from test_rbac import identity  # noqa: F401 pylint: disable=unused-import
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 
@@ -119,12 +120,12 @@ def test_a_foreign_pv_at_our_path_is_a_conflict_naming_both_pvs(lab, kube, tmp_p
     before = core.read_persistent_volume(foreign.metadata.name)
     wanted = [volume(node["node_name"], tag + "-d0", path="/mnt/fast-disks/%s-d0" % tag, storage_class=tag),
               volume(node["node_name"], tag + "-d1", path="/mnt/fast-disks/%s-d1" % tag, storage_class=tag)]
-    space["pvs"] += [v.pv_name(w["node"], w["name"]) for w in wanted]
+    space["pvs"] += [naming.pv_name(w["node"], w["name"]) for w in wanted]
     since = now_rfc3339()
     res = local_pv(lab, tmp_path, volumes=wanted)
     assert res["rc"] != 0 and res["changed"] is False and res["created"] == []
     (conflict,) = res["conflicts"]
-    assert foreign.metadata.name in conflict["reason"] and v.pv_name(node["node_name"], tag + "-d0") in conflict["reason"]
+    assert foreign.metadata.name in conflict["reason"] and naming.pv_name(node["node_name"], tag + "-d0") in conflict["reason"]
     assert "provisioned by local-volume-provisioner-node1" in conflict["reason"]
     assert "take_over=true" in conflict["reason"] and "nothing was changed" in res["msg"]
     assert writes_by_us(lab, since) == []
@@ -174,7 +175,7 @@ def test_provisioner_pvs_are_taken_over_with_their_claims_and_pods(lab, kube, tm
 def test_node_1_volume_data0_and_node_volume_1_data0_get_two_pvs(lab, kube, tmp_path, made):
     tag = unique("n")
     wanted = [volume(tag + "-1", "data0"), volume(tag, "1-data0")]
-    names = [v.pv_name(w["node"], w["name"]) for w in wanted]
+    names = [naming.pv_name(w["node"], w["name"]) for w in wanted]
     made += names
     assert names[0] != names[1]
     res = local_pv(lab, tmp_path, volumes=wanted)
@@ -188,7 +189,7 @@ def test_node_1_volume_data0_and_node_volume_1_data0_get_two_pvs(lab, kube, tmp_
 def test_a_write_the_api_server_would_refuse_stops_the_run_before_any_write(lab, kube, tmp_path, made):
     good, long_node = unique("n"), "n" + "x" * 79
     wanted = [volume(good, "d0"), volume(long_node, "d0")]
-    made += [v.pv_name(w["node"], w["name"]) for w in wanted]
+    made += [naming.pv_name(w["node"], w["name"]) for w in wanted]
     since = now_rfc3339()
     res = local_pv(lab, tmp_path, volumes=wanted)
     assert res["rc"] != 0 and res["changed"] is False and res["created"] == []
@@ -202,7 +203,7 @@ def test_a_write_the_api_server_would_refuse_stops_the_run_before_any_write(lab,
 
 def test_a_failed_run_lists_exactly_what_was_written(lab, kube, tmp_path, made, identity):  # noqa: F811
     node = unique("n")
-    made += [v.pv_name(node, "d0"), v.pv_name(node, "d1")]
+    made += [naming.pv_name(node, "d0"), naming.pv_name(node, "d1")]
     assert local_pv(lab, tmp_path, volumes=[volume(node, "d0")])["rc"] == 0
     # an identity that may create PVs but not patch them: the create goes through, the patch is refused
     rules = [{"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "list", "create"]},
@@ -229,7 +230,7 @@ def test_a_run_stopped_by_a_conflict_says_nothing_was_written(lab, kube, tmp_pat
                 client.V1NodeSelectorTerm(match_expressions=[client.V1NodeSelectorRequirement(
                     key="kubernetes.io/hostname", operator="In", values=[node])])]))))
     core.create_persistent_volume(foreign)
-    made += [foreign.metadata.name, v.pv_name(node, "d0"), v.pv_name(node, "d1")]
+    made += [foreign.metadata.name, naming.pv_name(node, "d0"), naming.pv_name(node, "d1")]
     res = local_pv(lab, tmp_path, volumes=[volume(node, "d0"), volume(node, "d1")])
     assert res["rc"] != 0 and res["changed"] is False
     assert res["created"] == [] and res["nodes"][node]["created"] == 0 and res["nodes"][node]["conflicts"] == 1
@@ -240,7 +241,7 @@ def test_two_pvs_of_ours_on_one_disk_are_a_conflict_and_neither_is_shown_as_prun
     # a copy of our PV under another name, as a hand-run `kubectl create` of an old manifest leaves it
     core = client.CoreV1Api(kube)
     node = unique("n")
-    made += [v.pv_name(node, "d0"), unique("copy")]
+    made += [naming.pv_name(node, "d0"), unique("copy")]
     assert local_pv(lab, tmp_path, volumes=[volume(node, "d0")])["rc"] == 0
     copy = kube.sanitize_for_serialization(core.read_persistent_volume(made[0]))
     copy["metadata"] = {"name": made[1], "labels": copy["metadata"]["labels"],
@@ -322,7 +323,7 @@ class DropFirstDelete:
 
 def test_a_retried_delete_that_finds_the_pv_gone_is_done(lab, kube, tmp_path, made):
     node = unique("n")
-    name = v.pv_name(node, "d0")
+    name = naming.pv_name(node, "d0")
     made.append(name)
     assert local_pv(lab, tmp_path, volumes=[volume(node, "d0")])["rc"] == 0
     uid = pvs_of(kube, [name])[name].metadata.uid
@@ -340,7 +341,7 @@ def test_a_retried_delete_that_finds_the_pv_gone_is_done(lab, kube, tmp_path, ma
 
 def test_capacity_drift_is_one_patch_in_place(lab, kube, tmp_path, made):
     node = unique("n")
-    name = v.pv_name(node, "d0")
+    name = naming.pv_name(node, "d0")
     made.append(name)
     assert local_pv(lab, tmp_path, volumes=[volume(node, "d0", 2 ** 30)])["rc"] == 0
     uid = pvs_of(kube, [name])[name].metadata.uid

@@ -11,8 +11,9 @@ from kubernetes import client
 
 from pv_helpers import MANAGED, now_rfc3339, writes_by_us
 
-from ansible_collections.localpv.rollout.plugins.module_utils import sizes
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.common import sizes
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 # Prune is left off: other tests make PVs of their own on the same lab nodes at the
 # same time, and pruning is tested on nodes of its own in test_local_pv.py.
@@ -51,7 +52,7 @@ def node_size(lab, host, path, mode):
 def site_pvs(lab, kube):
     """The PVs of the lab nodes' site volumes; deleted afterwards when unbound."""
     wanted = expected_volumes(lab)
-    names = set(v.pv_name(node, name) for node, name in wanted)
+    names = set(naming.pv_name(node, name) for node, name in wanted)
     # site.yml meets the nodes as a provisioning pipeline does: blank disks
     lab.wipe_disks()
     yield wanted
@@ -84,7 +85,7 @@ def test_site_makes_one_pv_per_prepared_volume_and_a_rerun_changes_nothing(lab, 
     done = json.loads((report_dir / "site.json").read_text())
     rows = dict(((n["node"], r["volume"]), r) for n in done["nodes"] for r in n["volumes"])
     for key in site_pvs:
-        assert rows[key]["pv"] == v.pv_name(*key) and rows[key]["phase"] == "Available", rows[key]
+        assert rows[key]["pv"] == naming.pv_name(*key) and rows[key]["phase"] == "Available", rows[key]
         assert rows[key]["device"] and rows[key]["mount"] == "/mnt/disks/%s" % key[1]
     assert (report_dir / "site.md").read_text().startswith("# Local volumes per node")
 
@@ -111,7 +112,7 @@ def test_site_makes_one_pv_per_prepared_volume_and_a_rerun_changes_nothing(lab, 
     for (node, name), (host, disk) in site_pvs.items():
         pv = got[(node, name)]
         mode = disk.get("mode", "filesystem")
-        assert pv.metadata.name == v.pv_name(node, name)
+        assert pv.metadata.name == naming.pv_name(node, name)
         assert pv.spec.local.path == "/mnt/disks/%s" % name
         assert pv.spec.volume_mode == ("Block" if mode == "block" else "Filesystem")
         if disk.get("fstype"):

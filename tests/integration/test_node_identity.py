@@ -19,7 +19,8 @@ from kubernetes import client
 from pv_helpers import MANAGED, now_rfc3339, unique
 from test_guard_rails import host_state, real_writes_by_us, text
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 ROOT = "/mnt/disks"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
@@ -211,11 +212,11 @@ def test_a_relabelled_node_is_refused_before_any_host_step(lab, kube, cluster):
 
 def test_a_foreign_pv_holding_the_volumes_pv_name_is_refused_before_any_host_step(lab, kube, cluster):
     name = cluster.volume(unique("idn"))
-    cluster.pv(foreign_pv(v.pv_name("node1", name), "node1", "/srv/elsewhere/%s" % name))
+    cluster.pv(foreign_pv(naming.pv_name("node1", name), "node1", "/srv/elsewhere/%s" % name))
     before, since = host_state(lab, ["node1"]), now_rfc3339()
     res = lab.playbook("playbooks/site.yml", "--limit", "node1", extra_vars=base_vars(name))
     refused_before_any_host_step(lab, res, since, before, ["node1"])
-    assert "would be PV %s" % v.pv_name("node1", name) in text(res)
+    assert "would be PV %s" % naming.pv_name("node1", name) in text(res)
 
 
 def test_a_foreign_pv_at_the_volume_path_is_refused_before_any_host_step(lab, kube, cluster):
@@ -234,7 +235,7 @@ def test_an_empty_volume_list_for_a_host_with_our_pvs_is_refused_unless_meant(la
     since = now_rfc3339()
     res = lab.playbook("playbooks/site.yml", "--limit", "node1", extra_vars=empty)
     assert res.returncode != 0 and real_writes_by_us(lab, since) == []
-    assert "host node1 (node node1) has no localpv_disks" in text(res) and v.pv_name("node1", name) in text(res)
+    assert "host node1 (node node1) has no localpv_disks" in text(res) and naming.pv_name("node1", name) in text(res)
     assert "localpv_prune_empty: true" in text(res)
     meant = lab.playbook("playbooks/site.yml", "--limit", "node1", extra_vars=dict(empty, localpv_prune_empty=True))
     assert meant.returncode == 0, meant.stdout[-4000:]

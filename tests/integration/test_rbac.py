@@ -16,7 +16,7 @@ from kubernetes import client
 
 from pv_helpers import local_pv, module, pvs_of, unique, volume, wait_until, delete_pvs
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 
 ROLE_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "rbac", "localpv-rollout-clusterrole.yaml")
 
@@ -78,7 +78,7 @@ def made(kube):
 def test_a_token_bound_only_to_the_shipped_role_does_the_whole_job(lab, kube, tmp_path, identity, made):
     auth = identity(shipped_role()["rules"])
     node, sc = unique("n"), unique("sc-")
-    made += [v.pv_name(node, "d0"), v.pv_name(node, "d1")]
+    made += [naming.pv_name(node, "d0"), naming.pv_name(node, "d1")]
     try:
         res = module(lab, tmp_path, "localpv.rollout.local_storage_class", storage_classes=[{"name": sc}], **auth)
         assert res["changed"] is True, res.get("msg")
@@ -108,7 +108,7 @@ def test_with_a_right_removed_the_error_names_the_verb_and_the_resource(lab, kub
     rules = [r for r in rules if r["verbs"]]
     auth = identity(rules)
     node = unique("n")
-    made += [v.pv_name(node, "d0")]
+    made += [naming.pv_name(node, "d0")]
     if verb == "delete":
         assert local_pv(lab, tmp_path, volumes=[volume(node, "d0")])["rc"] == 0   # as admin
         res = local_pv(lab, tmp_path, volumes=[], nodes=[node], prune=True, **auth)

@@ -19,7 +19,8 @@ from kubernetes import client
 
 from conftest import REPO, recap
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 BIN = os.path.dirname(sys.executable)
 EXAMPLE = os.path.join(REPO, "docs", "examples", "inventory")
@@ -79,7 +80,7 @@ def blank_nodes(lab, kube):
     lab.wipe_disks(*WANTED)
     yield
     core = client.CoreV1Api(kube)
-    names = {v.pv_name(node, name) for node, volumes in WANTED.items() for name in volumes}
+    names = {naming.pv_name(node, name) for node, volumes in WANTED.items() for name in volumes}
     for pv in core.list_persistent_volume().items:
         if pv.metadata.name in names and not pv.spec.claim_ref:
             core.delete_persistent_volume(pv.metadata.name)
@@ -130,11 +131,11 @@ def test_the_readme_example_runs_from_the_installed_tarball(lab, kube, tmp_path,
     ours = {pv.metadata.name: pv for pv in core.list_persistent_volume().items}
     for node, volumes in WANTED.items():
         for name in volumes:
-            pv = ours.get(v.pv_name(node, name))
+            pv = ours.get(naming.pv_name(node, name))
             assert pv is not None, (node, name, first.stdout[-3000:])
             assert pv.spec.storage_class_name == "local-storage"
-    assert ours[v.pv_name("node1", "raw0")].spec.volume_mode == "Block"
-    assert v.parse_quantity(ours[v.pv_name("node1", "vol1")].spec.capacity["storage"]) == 10 * 2 ** 30
+    assert ours[naming.pv_name("node1", "raw0")].spec.volume_mode == "Block"
+    assert v.parse_quantity(ours[naming.pv_name("node1", "vol1")].spec.capacity["storage"]) == 10 * 2 ** 30
 
     again = site()
     assert again.returncode == 0, again.stdout[-5000:]

@@ -20,7 +20,7 @@ from pv_helpers import now_rfc3339, wait_until
 from test_decommission_support import ROOT, Scenario, audit_writes
 from test_reclaim import bind, ok, rebind, release
 
-from ansible_collections.localpv.rollout.plugins.module_utils import workloads
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import workloads
 
 HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hooks")
 identity = test_rbac.identity

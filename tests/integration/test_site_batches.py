@@ -12,7 +12,8 @@ from pv_helpers import MANAGED, now_rfc3339, writes_by_us
 from test_local_pv_site import SITE_VARS
 from test_local_pv_site import site_pvs  # noqa: F401  # pylint: disable=unused-import
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 # node2's entries name a disk that is not there: disk_prep refuses that host
 BROKEN_NODE2 = ("{{ lab_site_disks + ([{'name': 'gone0', 'device': '/dev/disk/by-id/wwn-0x5000c500deadbeef'}]"
@@ -33,14 +34,14 @@ def digests(lab, host):
 
 def pv_names_of(kube, node):
     return sorted(pv.metadata.name for pv in client.CoreV1Api(kube).list_persistent_volume(
-        label_selector=MANAGED).items if pv.metadata.labels.get(v.NODE_LABEL) == v.label_value(node))
+        label_selector=MANAGED).items if pv.metadata.labels.get(v.NODE_LABEL) == naming.label_value(node))
 
 
 def forget_site_pvs(kube, site_pvs):  # noqa: F811
     """The unbound PVs of the site volumes deleted: the nodes start as new ones (their disks
     are blank already, see site_pvs)."""
     core = client.CoreV1Api(kube)
-    names = set(v.pv_name(node, name) for node, name in site_pvs)
+    names = set(naming.pv_name(node, name) for node, name in site_pvs)
     for pv in core.list_persistent_volume(label_selector=MANAGED).items:
         if pv.metadata.name in names:
             assert not pv.spec.claim_ref, "%s is bound: this test needs the site PVs unbound" % pv.metadata.name
@@ -61,13 +62,13 @@ def test_a_failing_node_stops_the_batches_after_it_and_the_same_command_resumes(
     assert pv_names_of(kube, node_name["node1"]) != []
     assert pv_names_of(kube, node_name["node3"]) == []
     assert digests(lab, "node3") == third
-    assert [e for e in writes_by_us(lab, since) if v.label_value(node_name["node3"]) in e["objectRef"]["name"]] == []
+    assert [e for e in writes_by_us(lab, since) if naming.label_value(node_name["node3"]) in e["objectRef"]["name"]] == []
 
     res = lab.playbook("playbooks/site.yml", extra_vars=batched)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-3000:]
     made = set(pv_names_of(kube, node_name["node1"]) + pv_names_of(kube, node_name["node2"])
                + pv_names_of(kube, node_name["node3"]))
-    assert set(v.pv_name(node, name) for node, name in site_pvs) <= made
+    assert set(naming.pv_name(node, name) for node, name in site_pvs) <= made
 
 
 def test_the_gate_stops_on_a_pv_that_is_not_available_or_bound(lab, kube, site_pvs):  # noqa: F811

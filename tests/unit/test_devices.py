@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 

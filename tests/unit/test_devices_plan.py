@@ -11,11 +11,11 @@ import threading
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan as dp
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
-from ansible_collections.localpv.rollout.plugins.module_utils import mounts
-from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
+from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import partition_label
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 GIB = 1024 ** 3
@@ -329,6 +329,30 @@ def test_no_op_when_fstab_and_mounts_already_match():
     drifted = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
                    fstab=fstab, mountinfo=read_only, raw=raw)
     assert [v["needs_mount"] for v in drifted["volumes"]] == [True, False]
+
+
+def test_an_fstab_line_with_dump_or_passno_set_is_fixed_by_the_plan_too():
+    """disk_prepare and volume_mounts judge an fstab line by one rule: a ``0 2`` line
+    is not ours, so the plan asks volume_mounts to write it (which then rewrites it)."""
+    raw = recorded("ours_two_ext4")
+    parts = raw["devices"]["loop0"]["partitions"]
+    entries = [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}]
+    first = plan(None, entries, raw=raw)
+    raw["mountinfo"] = mountinfo = raw["mountinfo"] + "".join(
+        "9%d 27 %s / /mnt/disks/data0-%d rw - ext4 /dev/loop0p%d rw\n" % (n, parts["loop0p%d" % n]["dev"], n, n)
+        for n in (1, 2))
+    lines = ["UUID=%s /mnt/disks/%s ext4 defaults,nofail" % (v["uuid"], v["name"]) for v in first["volumes"]]
+    fstab = lines[0] + " 0 2\n" + lines[1] + " 0 0\n"
+    p = plan(None, entries, fstab=fstab, mountinfo=mountinfo, raw=raw)
+    assert p["refusals"] == [], reasons(p)
+    assert [v["needs_mount"] for v in p["volumes"]] == [True, False]
+    # what volume_mounts then writes: the same line with dump and passno 0, the other line untouched
+    fixed = p["volumes"][0]
+    item = {"path": fixed["path"], "src": fixed["fstab_src"], "fstype": fixed["fstab_fstype"],
+            "opts": fixed["mount_options"]}
+    assert mounts.render_fstab(fstab, [item]).splitlines() == [lines[0] + " 0 0", lines[1] + " 0 0"]
+    assert mounts.fstab_right(devices.parse_fstab(mounts.render_fstab(fstab, [item])), item["path"], item["src"],
+                              item["fstype"], item["opts"])
 
 
 def test_a_bare_mount_point_holding_files_is_refused_before_any_disk_is_written():

@@ -11,9 +11,12 @@ import json
 import os
 
 import pytest
+import yaml
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes as hv
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
@@ -128,3 +131,14 @@ def test_our_disk_with_a_held_partition_is_refused_naming_the_partition():
     p = plan([{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}], raw=raw)
     assert p["volumes"] == []
     assert "partition loop0p1 is held by dm-3" in reasons(p)
+
+
+def test_the_fstype_lists_agree():
+    """Three lists by purpose: what disk_prepare makes (disk_plan.FSTYPES, also the
+    module's and the role's choices), what mkfs_argv can make again (reclaim) and
+    what a PV may declare. What disk_prepare makes must be in the other two."""
+    assert set(dp.FSTYPES) <= set(hv.MKFS_TYPES) <= set(vol.FSTYPES)
+    spec = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "disk_prep", "meta", "argument_specs.yml")
+    with open(spec) as handle:
+        options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
+    assert options["disk_prep_fstype"]["choices"] == list(dp.FSTYPES)

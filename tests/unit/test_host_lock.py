@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
 
 
 def alive(pid):
@@ -88,7 +88,7 @@ def test_the_tools_of_the_collection_get_the_lock_and_nothing_else(tmp_path):
 
 CHILD = textwrap.dedent("""
     import subprocess, sys, time
-    from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
+    from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
     assert host_lock.tether(interval=0.2) is not None
     tool = subprocess.Popen(["sleep", "300"])
     sys.stderr.write("%d\\n" % tool.pid)

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes
-from ansible_collections.localpv.rollout.plugins.module_utils import openers
-from ansible_collections.localpv.rollout.plugins.module_utils import volume_wipe
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
+from ansible_collections.localpv.rollout.plugins.module_utils.host import volume_wipe
 
 
 def disk(name, parts, system=()):
@@ -331,3 +331,15 @@ def test_a_block_volume_is_zeroed_to_its_last_byte_and_says_how(tmp_path, monkey
     assert volume_wipe.describe_wipe(result) == "%s: every byte overwritten with zeros (full: %d bytes) on %s" % (
         link, size, device)
     assert (tmp_path / "progress").read_text() == "zeroed %s: all 8 MiB\n" % device
+
+
+def test_the_probe_right_before_a_write_is_the_facts_probe_and_fails_as_a_volume_error():
+    def run(out, rc=0, err=""):
+        return lambda argv: (rc, out, err) if argv[:2] == ["wipefs", "--json"] else (1, "", "unexpected")
+    sig = '{"signatures": [{"device": "loop0p1", "offset": "0x0", "type": "xfs", "uuid": "u1", "label": null}]}'
+    assert [s["type"] for s in host_volumes.probe("/dev/loop0p1", run(sig))] == ["xfs"]
+    assert host_volumes.probe("/dev/loop0p1", run("")) == []
+    for bad in (run("", 1, "no such device"), run("{not json")):
+        with pytest.raises(host_volumes.VolumeError) as err:
+            host_volumes.probe("/dev/loop0p1", bad)
+        assert "cannot probe /dev/loop0p1" in str(err.value) and err.value.code == "probe"

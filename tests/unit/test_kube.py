@@ -11,7 +11,7 @@ import pytest
 import urllib3
 from kubernetes.client.rest import ApiException
 
-from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
 
 
 def api_error(status, message="", reason="", headers=None):

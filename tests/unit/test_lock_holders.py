@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan as dp
-from ansible_collections.localpv.rollout.plugins.module_utils import openers
+from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
 
 HOLD = "import fcntl, sys, time; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); " \
        "time.sleep(60)"

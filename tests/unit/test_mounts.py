@@ -9,8 +9,8 @@ import stat
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import mounts
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
 
 UUID_A = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 UUID_B = "11111111-2222-3333-4444-555555555555"
@@ -358,3 +358,8 @@ def test_a_volume_remounted_read_only_by_hand_is_remounted_and_said_so(tmp_path)
     done = mounts.apply(root, work, run, fstab_path=str(tmp_path / "fstab"))
     assert done["remounted"] == [root + "/a"] and run.argv[0][:3] == ["mount", "-T", str(tmp_path / "fstab")]
     assert "remount" in run.argv[0]
+
+
+def test_a_filesystem_we_made_is_found_by_its_uuid_and_one_not_made_yet_has_no_source():
+    assert mounts.uuid_src("1b2c-3d") == "UUID=1b2c-3d"
+    assert mounts.uuid_src(None) is None and mounts.uuid_src("") is None

@@ -8,7 +8,7 @@ import re
 
 import yaml
 
-from ansible_collections.localpv.rollout.plugins.module_utils import options as o
+from ansible_collections.localpv.rollout.plugins.plugin_utils import options as o
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KNOWN = o.known_names(yaml.safe_load, REPO)

@@ -7,8 +7,9 @@ import copy
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 from test_volumes_pv import vol
 
@@ -44,7 +45,7 @@ def hostnames(*nodes):
 
 
 def plan(volumes, cluster, scope=("node1",), names=None, **kw):
-    index = pvs.PvIndex(volumes, [v.label_value(n) for n in scope])
+    index = pvs.PvIndex(volumes, [naming.label_value(n) for n in scope])
     for pv in cluster:
         index.add(pv)
     return pvs.plan_pvs(volumes, names or hostnames(*scope), index, list(scope), **kw)

@@ -8,7 +8,7 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.localpv.rollout.plugins.module_utils import preflight as pf
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import preflight as pf
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

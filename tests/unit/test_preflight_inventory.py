@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import preflight as pf
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import preflight as pf
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 from test_persistent_volumes import provisioner_pv
 from test_volumes_pv import vol

@@ -4,8 +4,8 @@
 look at every PV of ours, not stop at the first one still wanted, and a missing
 StorageClass names the PVs that need it, a few of them when there are many."""
 
-from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 from test_persistent_volumes import hostnames, plan, server_copy
 from test_volumes_pv import vol

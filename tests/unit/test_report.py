@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import report as r
+from ansible_collections.localpv.rollout.plugins.module_utils.common import report as r
 
 GI = 1024 ** 3
 

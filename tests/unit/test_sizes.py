@@ -11,9 +11,9 @@ import pytest
 
 from conftest import REPO
 
-from ansible_collections.localpv.rollout.plugins.module_utils import disk_plan
-from ansible_collections.localpv.rollout.plugins.module_utils import sizes
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import sizes
+from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 # Real disks as their vendors label them and as the kernel counts them.
 SAMSUNG_PM883_1_92TB = 3750748848 * 512      # 1,920,383,410,176 bytes

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 
 
 def write(path, text):

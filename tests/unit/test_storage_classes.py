@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """StorageClasses of local PVs, without a cluster: the wanted class, and who may change one."""
 
-from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as sc
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import storage_classes as sc
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 
 def test_storage_class_defaults_are_what_local_pvs_need():

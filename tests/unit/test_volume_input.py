@@ -4,7 +4,7 @@
 
 import json
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volume_input as vi
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volume_input as vi
 
 
 def _volume(**extra):

@@ -4,7 +4,8 @@
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 GIB = 2 ** 30
 
@@ -146,16 +147,16 @@ def test_two_volumes_at_one_path_of_a_node_are_refused():
     ("node3.lab.example", "data-2", "local-node3.lab.example-data-2"),
 ])
 def test_pv_names_say_where_the_node_name_ends(node, volume, name):
-    assert v.pv_name(node, volume) == name
+    assert naming.pv_name(node, volume) == name
 
 
 def test_pv_names_of_different_node_and_volume_pairs_never_collide():
     parts = ["a", "b", "1", "a-b", "b-1", "a--b", "1-a-b"]
     pairs = [(n, m) for n in parts for m in parts]
-    names = [v.pv_name(n, m) for n, m in pairs]
+    names = [naming.pv_name(n, m) for n, m in pairs]
     assert len(set(names)) == len(pairs)
     long_node = "n" * 40 + "-" + "x" * 20
-    long = [v.pv_name(long_node, "vol%d" % i) for i in range(50)]
+    long = [naming.pv_name(long_node, "vol%d" % i) for i in range(50)]
     assert len(set(long)) == 50 and all(len(n) <= 63 for n in long)
 
 
@@ -178,12 +179,12 @@ def test_a_label_value_that_is_no_string_is_refused_not_a_crash():
 @pytest.mark.parametrize("spelling", ["/mnt/disks/x", "/mnt/disks/x/", "/mnt/disks/./x", "/mnt/disks//x",
                                       "//mnt/disks/x", "/mnt/disks/y/../x", "/mnt/./disks//x/."])
 def test_every_spelling_of_a_path_has_one_canonical_form(spelling):
-    assert v.canonical_path(spelling) == "/mnt/disks/x"
+    assert naming.canonical_path(spelling) == "/mnt/disks/x"
 
 
 @pytest.mark.parametrize("given", [None, "", "mnt/disks/x", "./x", 7])
 def test_a_path_that_is_not_absolute_has_no_canonical_form(given):
-    assert v.canonical_path(given) is None
+    assert naming.canonical_path(given) is None
 
 
 def test_a_volume_path_is_written_in_its_canonical_form():

@@ -5,13 +5,15 @@ count, and waiting with a deadline."""
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
-from ansible_collections.localpv.rollout.plugins.module_utils import waiter
-from ansible_collections.localpv.rollout.plugins.module_utils import workloads
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+
+from ansible_collections.localpv.rollout.plugins.module_utils.common import waiter
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import workloads
 
 
 def entry(volume, node="node2", claim=None, uid="c1", current="c1", pods=(), phase="Bound"):
-    return {"name": v.pv_name(node, volume), "node": node, "volume": volume, "path": "/mnt/disks/" + volume,
+    return {"name": naming.pv_name(node, volume), "node": node, "volume": volume, "path": "/mnt/disks/" + volume,
             "volume_mode": "Filesystem", "phase": phase, "claim": claim, "claim_uid": uid if claim else None,
             "claim_current_uid": current if claim else None, "pods": list(pods), "deleting": False}
 

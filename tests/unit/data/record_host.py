@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 
 
 def scrub(value, replacements):

@@ -32,8 +32,8 @@ import re
 import shutil
 import subprocess
 
-from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
-from ansible_collections.localpv.rollout.plugins.module_utils import openers as _openers
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
+from ansible_collections.localpv.rollout.plugins.module_utils.host import openers as _openers
 
 SECTOR = 512
 
@@ -447,8 +447,10 @@ def _listdir(path):
         return []
 
 
-def _probe(dev_path, run):
-    """Low-level signatures of one device: wipefs reads the device, not a cache."""
+def probe_signatures(dev_path, run):
+    """Low-level signatures of one device: wipefs reads the device, not a cache.
+    ``{"signatures": [...] or None, "error": None or why it could not be read}``;
+    the one wipefs probe, for the facts and right before a write."""
     rc, out, err = run(["wipefs", "--json", dev_path])
     if rc != 0:
         return {"signatures": None, "error": (err or out).strip() or "wipefs exited %d" % rc}
@@ -519,13 +521,13 @@ def add_probes(raw, names=None, dev_root="/dev", proc_root="/proc", run=None):
             continue
         dev_path = os.path.join(dev_root, name)
         raw["exclusive"][name] = exclusive_open_error(dev_path)
-        result = _probe(dev_path, run)
+        result = probe_signatures(dev_path, run)
         raw["probes"][name] = result
         sigs = result["signatures"] or []
         if any(sig["type"] in PARTITION_TABLE_TYPES for sig in sigs):
             raw["tables"][name] = _partition_table(dev_path, run)
         for part in attrs["partitions"]:
-            raw["probes"][part] = _probe(os.path.join(dev_root, part), run)
+            raw["probes"][part] = probe_signatures(os.path.join(dev_root, part), run)
 
 
 def _openers_by_dev(attrs_by_name, names, proc_root):

@@ -22,9 +22,11 @@ __metaclass__ = type
 
 import json
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
-from ansible_collections.localpv.rollout.plugins.module_utils.kube import KubeError
-from ansible_collections.localpv.rollout.plugins.module_utils.waiter import wait_pvs_gone
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+
+from ansible_collections.localpv.rollout.plugins.module_utils.common.errors import KubeError
+from ansible_collections.localpv.rollout.plugins.module_utils.common.waiter import wait_pvs_gone
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
 
 PROVISIONED_BY_ANNOTATION = "pv.kubernetes.io/provisioned-by"
 # Pages of the LIST of every PV: bigger than the default page, because this LIST
@@ -36,7 +38,7 @@ WRITE_ACTIONS = ("create", "patch", "take_over", "replace", "delete")
 BOUND_SAFE_SPEC = ("persistentVolumeReclaimPolicy",)
 
 
-_path_key = vol.canonical_path
+_path_key = naming.canonical_path
 
 
 def _path(pv):
@@ -73,7 +75,7 @@ def managed_view(pv):
     view = vol.pv_view(pv)
     view.pop("name", None)
     if "path" in view["local"]:   # compared as the directory it names, whatever its spelling
-        view["local"]["path"] = vol.canonical_path(view["local"]["path"])
+        view["local"]["path"] = naming.canonical_path(view["local"]["path"])
     return view
 
 
@@ -135,7 +137,7 @@ class PvIndex:
     def __init__(self, volumes=(), scope_labels=()):
         self.wanted = {}   # (node label, path): the first volume that wants it
         for volume in volumes:
-            self.wanted.setdefault((vol.label_value(volume["node"]), _path_key(volume["path"])), volume)
+            self.wanted.setdefault((naming.label_value(volume["node"]), _path_key(volume["path"])), volume)
         self.paths = set(path for _label, path in self.wanted)
         self.scope_labels = set(scope_labels)
         self.reset()
@@ -189,7 +191,7 @@ class PvIndex:
 def read_cluster(kube, volumes, scope_nodes):
     """One LIST of Nodes and one streamed LIST of every PV: ``(cluster_nodes, index)``."""
     cluster_nodes = kube.list_nodes()
-    index = PvIndex(volumes, [vol.label_value(n) for n in scope_nodes])
+    index = PvIndex(volumes, [naming.label_value(n) for n in scope_nodes])
     kube.scan_pvs(index.add, start=index.reset, limit=PV_PAGE_SIZE)
     return cluster_nodes, index
 
@@ -272,7 +274,7 @@ def _match(volume, hostname, index, take_over):
         return None, None
     pv = there[0]
     label = (pv["metadata"].get("labels") or {}).get(vol.NODE_LABEL)
-    if owned(pv) and label != vol.label_value(volume["node"]):
+    if owned(pv) and label != naming.label_value(volume["node"]):
         return None, "%s is %s by its label %s=%s, not of node %s; it is never changed as another node's PV" % (
             where, _describe(pv), vol.NODE_LABEL, label, volume["node"])
     if not owned(pv) and not take_over:
@@ -286,7 +288,7 @@ def _match(volume, hostname, index, take_over):
 def _moved(volume, owned_by_volume, claimed):
     """An owned PV of this node and volume (by labels) at another identity: the
     volume's path or hostname changed."""
-    want = (vol.label_value(volume["node"]), vol.label_value(volume["name"]))
+    want = (naming.label_value(volume["node"]), naming.label_value(volume["name"]))
     found = next((pv for pv in owned_by_volume.get(want, ()) if pv.name not in claimed), None)
     return found.pv() if found else None
 
@@ -368,7 +370,7 @@ def _plan_absent(base, volume, owned_by_volume, index, claimed, replace_unbound)
 
 
 def _plan_unwanted(index, scope_nodes, claimed, prune):
-    scope = dict((vol.label_value(n), n) for n in scope_nodes)
+    scope = dict((naming.label_value(n), n) for n in scope_nodes)
     actions = []
     for name, listed in sorted(index.owned.items()):
         if name in claimed or listed.deleting:
@@ -396,7 +398,7 @@ def validate_plan(actions, hostnames, storage_classes, dry_run=False):
     same play ensures first is not made either."""
     errors, warnings = [], []
     for node, (value, source) in sorted(hostnames.items()):
-        if vol.label_value(value) != value:
+        if naming.label_value(value) != value:
             errors.append("node %s: its kubernetes.io/hostname value %r (from %s) is not a valid label value "
                           "(at most 63 characters: letters, digits, '-', '_', '.'); no Node can carry it, set "
                           "hostname_labels for it" % (node, value, source))

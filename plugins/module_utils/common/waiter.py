@@ -15,7 +15,7 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.localpv.rollout.plugins.module_utils.kube import KubeError
+from ansible_collections.localpv.rollout.plugins.module_utils.common.errors import KubeError
 
 DEFAULT_TIMEOUT = 300
 POLL_INTERVAL = 1.0

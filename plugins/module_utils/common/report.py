@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 
 ROW_KEYS = ("volume", "device", "size", "fstype", "mount", "pv", "capacity", "phase", "claim", "action")
 KINDS = ("site", "decommission", "reclaim")
@@ -133,8 +133,8 @@ def site_report(hosts, pvs, changes=None, planned=False):
             continue
         for volume in host.get("volumes") or []:
             name = volume["name"]
-            pv = by_key.get((vol.label_value(node), name)) or by_key.get((node, name)) or {}
-            pv_name = pv.get("name") or vol.pv_name(node, name)
+            pv = by_key.get((naming.label_value(node), name)) or by_key.get((node, name)) or {}
+            pv_name = pv.get("name") or naming.pv_name(node, name)
             seen.add(pv_name)
             rows.append(_row(volume=name, device=_device_of(volume), size=volume.get("size"),
                              fstype=volume.get("fstype") or ("block" if volume.get("mode") == "block" else None),

@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 
-from ansible_collections.localpv.rollout.plugins.module_utils import openers
+from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
 
 LOCK_PATH = "/run/localpv-rollout.lock"
 DEFAULT_TIMEOUT = 600

@@ -40,6 +40,10 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+# KubeError is this module's error (k.KubeError); it lives in common/ so that the
+# waiter, which has no client, raises the same family.
+from ansible_collections.localpv.rollout.plugins.module_utils.common.errors import KubeError
+
 try:
     from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 except ImportError:  # pragma: no cover - kubernetes.core is a declared dependency
@@ -113,28 +117,6 @@ def cycle_collector_paused():
     finally:
         if enabled:
             gc.enable()
-
-
-class KubeError(Exception):
-    """Anything that went wrong talking to the API server, said for a human.
-
-    ``status`` is the HTTP status (None for connection problems), ``verb`` and
-    ``resource`` what was attempted (``create``, ``persistentvolumes``),
-    ``name`` the object.
-    """
-
-    def __init__(self, msg, status=None, verb=None, resource=None, name=None, reason=None):
-        super(KubeError, self).__init__(msg)
-        self.msg = msg
-        self.status = status
-        self.verb = verb
-        self.resource = resource
-        self.name = name
-        self.reason = reason
-
-    def to_dict(self):
-        return {"msg": self.msg, "status": self.status, "verb": self.verb,
-                "resource": self.resource, "name": self.name, "reason": self.reason}
 
 
 @contextlib.contextmanager

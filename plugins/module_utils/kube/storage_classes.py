@@ -12,8 +12,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
-from ansible_collections.localpv.rollout.plugins.module_utils.kube import KubeError
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+
+from ansible_collections.localpv.rollout.plugins.module_utils.common.errors import KubeError
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
 
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
@@ -26,7 +28,7 @@ def normalize_storage_class(item):
     """Check one wanted StorageClass and fill in defaults. Returns ``(cls, reasons)``."""
     reasons = []
     name = item.get("name")
-    if vol.node_name_reasons(name):
+    if naming.node_name_reasons(name):
         reasons.append("name %r is not a valid StorageClass name" % (name,))
     reclaim = item.get("reclaim_policy") or vol.DEFAULT_RECLAIM_POLICY
     if reclaim not in vol.RECLAIM_POLICIES:

@@ -1,140 +1,24 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) localpv.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The volume model: names, paths and the PersistentVolume a volume becomes.
+"""The volume model: the inventory's volumes and the PersistentVolume each becomes.
 
-This is the one place for naming rules. Volume names end up in three places at
-once (a directory under the mount root, an fstab line and a Kubernetes object
-name), so they must be valid in all three; PV names are derived from node and
-volume names deterministically so that a re-run finds what an earlier run made.
+The naming rules these use (volume, node and PV names, label values, path
+spellings) are in ``common/naming.py``, shared with the node side.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import functools
-import hashlib
-import posixpath
-import re
-
-from ansible_collections.localpv.rollout.plugins.module_utils import sizes
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.common import sizes
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "localpv.rollout"
 NODE_LABEL = "localpv.rollout/node"
 VOLUME_LABEL = "localpv.rollout/volume"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
-
-# RFC 1123 label: what Kubernetes accepts as a label-like name, and what is safe as
-# a single path component and in an fstab line (no '/', no spaces, no dots).
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
-
-@functools.lru_cache(maxsize=8192)
-def _matches(pattern, text):
-    """Whether all of ``text`` matches ``pattern`` (``$`` alone also matches
-    before a final newline, and ``"d0\\n"`` is no volume name), remembered: a
-    fleet's volumes repeat every node name, volume name and label thousands of
-    times."""
-    return pattern.fullmatch(text) is not None
-
-
-# PV names may be 253 characters, but we keep them within 63 so that they stay
-# readable in `kubectl get pv` and fit in a label value too.
-PV_NAME_MAX = 63
-_HASH_LEN = 8
-
-
-def volume_name_reasons(name):
-    """Return why ``name`` cannot be a volume name (empty list when it can).
-
-    A volume name becomes ``<mount_root>/<name>`` and part of the PV name, so it
-    must be an RFC 1123 label: lowercase letters, digits and '-', starting and
-    ending with a letter or digit, at most 63 characters.
-    """
-    if not isinstance(name, str) or not name:
-        return ["the name is empty"]
-    reasons = []
-    if len(name) > 63:
-        reasons.append("longer than 63 characters")
-    if not _matches(_DNS1123_LABEL, name):
-        reasons.append(
-            "not an RFC 1123 label (use lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit)"
-        )
-    return reasons
-
-
-def node_name_reasons(name):
-    """Return why ``name`` cannot be a Kubernetes node name (empty list when it can)."""
-    if not isinstance(name, str) or not name:
-        return ["the node name is empty"]
-    if len(name) > 253 or not _matches(_DNS1123_SUBDOMAIN, name):
-        return ["not a valid Kubernetes node name (an RFC 1123 subdomain of at most 253 characters)"]
-    return []
-
-
-def _short_hash(*parts):
-    return hashlib.sha256("/".join(parts).encode("utf-8")).hexdigest()[:_HASH_LEN]
-
-
-def label_value(value):
-    """Return ``value`` usable as a label value: itself when valid, else a readable
-    prefix plus a hash so that distinct values stay distinct."""
-    if len(value) <= 63 and _matches(_LABEL_VALUE, value):
-        return value
-    head = re.sub(r"[^A-Za-z0-9_.-]", "-", value)[: 63 - _HASH_LEN - 1].strip("-_.")
-    return "%s-%s" % (head, _short_hash(value)) if head else _short_hash(value)
-
-
-def pv_name(node, volume):
-    """The deterministic name of the PV that this collection makes for ``volume`` on ``node``.
-
-    ``local-<node>-<volume>``, where every ``-`` of the node name is written
-    twice: volume names hold no dots and node names no ``--`` run of odd
-    length once doubled, so the first single ``-`` after ``local-`` always
-    says where the node name ends. Node ``node-1`` with volume ``data0``
-    (``local-node--1-data0``) and node ``node`` with volume ``1-data0``
-    (``local-node-1-data0``) never share a name. A name longer than 63
-    characters is a prefix of it followed by a hash of node and volume.
-
-    Only new PVs get this name: an existing PV is found by its node and path,
-    whatever its name (see ``persistent_volumes``).
-    """
-    name = "local-%s-%s" % (node.replace("-", "--"), volume)
-    if len(name) <= PV_NAME_MAX:
-        return name
-    head = name[: PV_NAME_MAX - _HASH_LEN - 1].rstrip("-.")
-    return "%s-%s" % (head, _short_hash(node, volume))
-
-
-def canonical_path(path):
-    """The one spelling of an absolute path: no ``.``, no ``..``, no ``//`` and no
-    trailing ``/`` (``/mnt/disks/./x``, ``/mnt/disks//x`` and ``/mnt/disks/x/``
-    are all ``/mnt/disks/x``), or None for anything that is no absolute path.
-
-    Volume paths, mount points, bind sources and ``spec.local.path`` go through
-    it before they are compared or written: a PV at another spelling of our
-    path is the same directory, and two spellings must never make two PVs.
-    Only the text is normalised; where the host is reachable a symlink is
-    resolved there (see ``preflight``)."""
-    if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
-        return None
-    # POSIX lets normpath keep a leading '//'; Linux treats it as '/'
-    return posixpath.normpath("/" + path.lstrip("/"))
-
-
-def duplicate_names(names):
-    """Return the names that appear more than once, in first-seen order."""
-    seen, dups = set(), []
-    for name in names:
-        if name in seen and name not in dups:
-            dups.append(name)
-        seen.add(name)
-    return dups
 
 
 # --- The PersistentVolume a volume becomes -------------------------------------
@@ -162,9 +46,9 @@ def labels_reasons(labels):
     reasons = []
     for key, value in (labels or {}).items():
         prefix, _sep, name = key.rpartition("/")
-        if (prefix and node_name_reasons(prefix)) or not name or len(name) > 63 or not _matches(_LABEL_VALUE, name):
+        if (prefix and naming.node_name_reasons(prefix)) or not name or not naming.is_label_value(name):
             reasons.append("label key %r is not a valid Kubernetes label key" % key)
-        if not isinstance(value, str) or len(value) > 63 or not _matches(_LABEL_VALUE, value):
+        if not isinstance(value, str) or not naming.is_label_value(value):
             reasons.append("label %s=%r has no valid Kubernetes label value" % (key, value))
         if key in (MANAGED_BY_LABEL, NODE_LABEL, VOLUME_LABEL):
             reasons.append("label %s is set by localpv.rollout and cannot be given" % key)
@@ -217,9 +101,9 @@ def normalize_volume(item, defaults=None):
     reasons = []
     node = item.get("node")
     name = item.get("name")
-    reasons += ["node: %s" % r for r in node_name_reasons(node)]
-    reasons += ["name: %s" % r for r in volume_name_reasons(name)]
-    path = canonical_path(item.get("path"))
+    reasons += ["node: %s" % r for r in naming.node_name_reasons(node)]
+    reasons += ["name: %s" % r for r in naming.volume_name_reasons(name)]
+    path = naming.canonical_path(item.get("path"))
     if path is None:
         reasons.append("path %r is not an absolute path" % (item.get("path"),))
     mode = item.get("mode") or "filesystem"
@@ -233,7 +117,7 @@ def normalize_volume(item, defaults=None):
     capacity, why = volume_capacity(item, defaults)
     reasons += why
     storage_class = item.get("storage_class") or defaults.get("storage_class") or DEFAULT_STORAGE_CLASS
-    if node_name_reasons(storage_class):
+    if naming.node_name_reasons(storage_class):
         reasons.append("storage_class %r is not a valid StorageClass name" % (storage_class,))
     reclaim = item.get("reclaim_policy") or defaults.get("reclaim_policy") or DEFAULT_RECLAIM_POLICY
     if reclaim not in RECLAIM_POLICIES:
@@ -256,7 +140,7 @@ def normalize_volume(item, defaults=None):
         "partuuid": item.get("partuuid") or None,
     }
     if not reasons:
-        volume["pv_name"] = pv_name(node, name)
+        volume["pv_name"] = naming.pv_name(node, name)
     return volume, reasons
 
 
@@ -288,10 +172,10 @@ def normalize_volumes(items, defaults=None):
                 item.get("name"), item.get("node"), index, "; ".join(reasons)))
         volumes.append(_shared(volume, shared))
     if not errors:
-        for dup in duplicate_names([v["pv_name"] for v in volumes]):
+        for dup in naming.duplicate_names([v["pv_name"] for v in volumes]):
             owners = ["%s/%s" % (v["node"], v["name"]) for v in volumes if v["pv_name"] == dup]
             errors.append("PV name %s is wanted more than once (%s)" % (dup, ", ".join(owners)))
-        for dup in duplicate_names(["%s:%s" % (v["node"], v["path"]) for v in volumes]):
+        for dup in naming.duplicate_names(["%s:%s" % (v["node"], v["path"]) for v in volumes]):
             owners = ["%s/%s" % (v["node"], v["name"]) for v in volumes if "%s:%s" % (v["node"], v["path"]) == dup]
             errors.append("path %s is wanted by more than one volume (%s): one disk, one PV" % (dup, ", ".join(owners)))
     return volumes, errors
@@ -341,8 +225,8 @@ def resolve_hostnames(nodes, cluster_nodes, existing=None, overrides=None):
             result[node] = (overrides[node], "override")
         elif node in labels:
             result[node] = (labels[node], "node-label")
-        elif len(existing.get(label_value(node), ())) == 1:
-            result[node] = (next(iter(existing[label_value(node)])), "existing-pv")
+        elif len(existing.get(naming.label_value(node), ())) == 1:
+            result[node] = (next(iter(existing[naming.label_value(node)])), "existing-pv")
         else:
             result[node] = (node, "node-name")
     return result
@@ -351,8 +235,8 @@ def resolve_hostnames(nodes, cluster_nodes, existing=None, overrides=None):
 def pv_labels(volume):
     labels = dict(volume.get("labels") or {})
     labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE
-    labels[NODE_LABEL] = label_value(volume["node"])
-    labels[VOLUME_LABEL] = label_value(volume["name"])
+    labels[NODE_LABEL] = naming.label_value(volume["node"])
+    labels[VOLUME_LABEL] = naming.label_value(volume["name"])
     return labels
 
 
@@ -470,7 +354,7 @@ def compare_pv(desired, existing):
     immutable = []
     # another spelling of the same directory is the same path (spec.local.path is
     # immutable: a PV made with "/mnt/disks/x/" keeps that spelling for good)
-    if canonical_path(want["local"].get("path")) != canonical_path(have["local"].get("path")) or \
+    if naming.canonical_path(want["local"].get("path")) != naming.canonical_path(have["local"].get("path")) or \
             want["local"].get("fsType") != have["local"].get("fsType"):
         immutable.append("spec.local")
     if want["volumeMode"] != have["volumeMode"]:
@@ -527,7 +411,7 @@ def recorded_identities(pvs, nodes=()):
     run: ``{node: {volume: {pv, stable_id, partuuid, fs_uuid, claim}}}``, by the
     PVs' node and volume labels (node names of ``nodes`` where their label value
     differs from the name)."""
-    names = dict((label_value(node), node) for node in nodes)
+    node_of = dict((naming.label_value(node), node) for node in nodes)
     out = {}
     for pv in pvs:
         meta = pv.get("metadata") or {}
@@ -536,7 +420,7 @@ def recorded_identities(pvs, nodes=()):
                 or not labels.get(VOLUME_LABEL):
             continue
         notes = meta.get("annotations") or {}
-        out.setdefault(names.get(labels[NODE_LABEL], labels[NODE_LABEL]), {})[labels[VOLUME_LABEL]] = {
+        out.setdefault(node_of.get(labels[NODE_LABEL], labels[NODE_LABEL]), {})[labels[VOLUME_LABEL]] = {
             "pv": meta.get("name"), "stable_id": notes.get(STABLE_ID_ANNOTATION),
             "partuuid": notes.get(PARTUUID_ANNOTATION), "fs_uuid": notes.get(FS_UUID_ANNOTATION),
             "claim": claim_of(pv)}

@@ -18,9 +18,11 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
-from ansible_collections.localpv.rollout.plugins.module_utils.kube import KubeError
-from ansible_collections.localpv.rollout.plugins.module_utils.waiter import (
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+
+from ansible_collections.localpv.rollout.plugins.module_utils.common.errors import KubeError
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.common.waiter import (
     DEFAULT_TIMEOUT,
     POLL_INTERVAL,
     Waiter,
@@ -140,13 +142,13 @@ def _asked_volumes(entries, nodes, wanted, by_name):
     errors, missing = [], []
     for node in nodes:
         for name in wanted:
-            pv_name = vol.pv_name(node, name)
+            pv_name = naming.pv_name(node, name)
             pv = by_name.get(pv_name)
             if pv is not None and not vol.is_owned(pv):
                 errors.append("PV %s (volume %s of node %s) is not managed by localpv.rollout (no label %s=%s); "
                               "it is never touched: take it away by hand" % (
                                   pv_name, name, node, vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE))
-            elif not any(e["volume"] == name and e["node"] == vol.label_value(node) for e in entries):
+            elif not any(e["volume"] == name and e["node"] == naming.label_value(node) for e in entries):
                 missing.append({"node": node, "volume": name, "name": pv_name})
     return errors, missing
 
@@ -165,7 +167,7 @@ def plan_decommission(report, all_pvs, nodes, hostnames=None, volumes=None):
     """
     nodes, wanted = list(nodes or []), list(volumes or [])
     hostnames = set(hostnames or []) | set(nodes)
-    labels = [vol.label_value(n) for n in nodes]
+    labels = [naming.label_value(n) for n in nodes]
     entries = [dict(e) for e in report if e["node"] in labels]
     errors, missing, foreign = [], [], []
     if wanted:
@@ -230,7 +232,7 @@ def _owned_pvs(kube, nodes=None, label_selector=None):
         selector += "," + label_selector
     pvs = kube.list_pvs(label_selector=selector)
     if nodes:
-        wanted = set(vol.label_value(n) for n in nodes)
+        wanted = set(naming.label_value(n) for n in nodes)
         pvs = [pv for pv in pvs if (pv["metadata"].get("labels") or {}).get(vol.NODE_LABEL) in wanted]
     return pvs
 

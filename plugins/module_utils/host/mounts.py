@@ -25,7 +25,7 @@ import stat
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 
 FSTAB = "/etc/fstab"
 ROOT_MODE = 0o755
@@ -58,18 +58,33 @@ def escape_field(value):
     return value
 
 
+def uuid_src(uuid):
+    """The fstab source of a filesystem we made: ``UUID=<uuid>``, or None before it
+    has one (not made yet)."""
+    return "UUID=%s" % uuid if uuid else None
+
+
 def fstab_line(item):
     """The line of a mount item, as ansible.posix.mount writes it."""
     return " ".join(escape_field(item[key]) for key in ("src", "path", "fstype", "opts")) + " 0 0"
 
 
-def _line_is(entry, item):
+def _line_is(entry, src, fstype, opts):
     return (entry["src"], entry["fstype"], entry["opts"], entry["dump"], entry["passno"]) == (
-        item["src"], item["fstype"], item["opts"], "0", "0")
+        src, fstype, opts, "0", "0")
 
 
 def _lines_of(entries, path):
     return [entry for entry in entries if entry["path"] == path]
+
+
+def fstab_right(entries, path, src, fstype, opts):
+    """Whether the parsed fstab ``entries`` hold the line wanted at ``path``: exactly
+    one line there, with this source, type and options, dump and passno 0. The one
+    rule of a right fstab line, for disk_prepare's plan and for volume_mounts: a line
+    they judge differently (``... 0 2``) would never be fixed."""
+    own = _lines_of(entries, path)
+    return len(own) == 1 and src is not None and _line_is(own[0], src, fstype, opts)
 
 
 def render_fstab(text, mounts):
@@ -85,7 +100,7 @@ def render_fstab(text, mounts):
         if not own:
             tail.append(fstab_line(item))
             continue
-        if not _line_is(own[0], item):
+        if not _line_is(own[0], item["src"], item["fstype"], item["opts"]):
             lines[own[0]["line"]] = fstab_line(item)
             edited = True
         drop.update(entry["line"] for entry in own[1:])
@@ -282,8 +297,7 @@ def _plan_mount(item, entries, mounts, probe, work):
     elif kind != "directory":
         return ["%s is a %s, not a directory to mount on; move it away and run again" % (path, kind)]
     mount = devices.mount_at(mounts, path)
-    own = _lines_of(entries, path)
-    line_ok = len(own) == 1 and _line_is(own[0], item)
+    line_ok = fstab_right(entries, path, item["src"], item["fstype"], item["opts"])
     if mount is None:
         hidden = hidden_files_refusal(path, directory_entries(path))
         if hidden:

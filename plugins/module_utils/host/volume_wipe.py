@@ -14,10 +14,10 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
-from ansible_collections.localpv.rollout.plugins.module_utils.disk_plan import BLOCK_VOLUME_TYPE
-from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import VolumeError
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes as hv
+from ansible_collections.localpv.rollout.plugins.module_utils.host.disk_plan import BLOCK_VOLUME_TYPE
+from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import VolumeError
 
 
 def head_is_zero(device, length=hv.MIB):
@@ -91,9 +91,6 @@ def run_wipe(items, run, check_mode=False, length=1 << 20, block_wipe="full"):
     return changed
 
 
-MKFS_TYPES = ("xfs", "ext4", "ext3")
-
-
 def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None, block_wipe="full"):
     """Erase the data of one volume still in place, for reuse (reclaim).
 
@@ -132,7 +129,7 @@ def wipe_contents(volume, how, run, check_mode=False, length=1 << 20, state=None
                           "its PV with decommission" % (path, path), code="not_mounted")
     if how == "mkfs":
         source, fstype = state["mount"]["source"], state["mount"]["fstype"]
-        if not source.startswith("/dev/") or state["mount"]["root"] != "/" or fstype not in MKFS_TYPES:
+        if not source.startswith("/dev/") or state["mount"]["root"] != "/" or fstype not in hv.MKFS_TYPES:
             raise VolumeError("%s is %s on %s (root %s): only a whole xfs/ext filesystem on a device can be made "
                               "again; use how=files" % (path, fstype, source, state["mount"]["root"]),
                               code="not_mkfs")

@@ -14,9 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.localpv.rollout.plugins.module_utils import kube as k
-from ansible_collections.localpv.rollout.plugins.module_utils import storage_classes as sc
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import storage_classes as sc
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
 
 PV_ROLE = k.PV_ROLE
 RETIRE_ROLE = k.RETIRE_ROLE
@@ -112,7 +113,7 @@ def unknown_nodes(names, cluster_nodes, owned_pvs):
         known.add((node["metadata"].get("labels") or {}).get(vol.HOSTNAME_LABEL))
     for pv in owned_pvs:
         known.add((pv["metadata"].get("labels") or {}).get(vol.NODE_LABEL))
-    return [name for name in names if name not in known and vol.label_value(name) not in known]
+    return [name for name in names if name not in known and naming.label_value(name) not in known]
 
 
 def storage_class_problems(kube, classes, replace=False):
@@ -161,7 +162,7 @@ def planned_volumes(disks, mount_root="/mnt/disks"):
     as the inventory tells before any disk is read: entries with a name (a device or
     a bind, split into ``<name>-1``..``<name>-N``). Selectors (``match``) are named
     only once their disks are found, so they are left to the host steps."""
-    root = vol.canonical_path(mount_root) or "/mnt/disks"
+    root = naming.canonical_path(mount_root) or "/mnt/disks"
     out = []
     for entry in disks or ():
         if not isinstance(entry, dict) or entry.get("match") or not isinstance(entry.get("name"), str):
@@ -169,7 +170,7 @@ def planned_volumes(disks, mount_root="/mnt/disks"):
         partitions = entry.get("partitions", 1)
         count = partitions if isinstance(partitions, int) and not isinstance(partitions, bool) and partitions > 0 else 1
         names = [entry["name"]] if count == 1 else ["%s-%d" % (entry["name"], n) for n in range(1, count + 1)]
-        out += [(name, vol.canonical_path(root + "/" + name)) for name in names]
+        out += [(name, naming.canonical_path(root + "/" + name)) for name in names]
     return out
 
 
@@ -211,7 +212,7 @@ def relabelled_nodes(nodes, hostnames, owned_hostnames, overrides=None):
     problems = []
     for node in nodes:
         value, source = hostnames[node]
-        pinned = sorted(set(owned_hostnames.get(vol.label_value(node), ())) - {value})
+        pinned = sorted(set(owned_hostnames.get(naming.label_value(node), ())) - {value})
         if source != "node-label" or node in overrides or not pinned:
             continue
         problems.append("node %s now has the kubernetes.io/hostname label %s, but PVs of localpv.rollout of that "
@@ -242,7 +243,7 @@ def pv_conflicts(volumes, hostnames, index, take_over=False):
     """Messages for what pv_register would refuse about ``volumes`` and that is known
     now: a PV not ours (without take-over), of another node, or more than one at a
     volume's node and canonical path; our PV name held by a PV at another place."""
-    from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
 
     problems = []
     for volume in volumes:
@@ -254,7 +255,7 @@ def pv_conflicts(volumes, hostnames, index, take_over=False):
         if pv is not None or volume["pv_name"] not in index.names:
             continue
         mine = index.owned.get(volume["pv_name"])
-        if mine is not None and mine.owner == (vol.label_value(volume["node"]), vol.label_value(volume["name"])):
+        if mine is not None and mine.owner == (naming.label_value(volume["node"]), naming.label_value(volume["name"])):
             continue   # our PV of this volume at its old path: pv_register says what it needs
         problems.append("volume %s of node %s would be PV %s, but a PV of that name already exists at another "
                         "path or node, or is not managed by localpv.rollout; rename the volume, or remove that "
@@ -272,7 +273,7 @@ def empty_hosts_with_pvs(hosts, index, prune=True, prune_empty=False):
         owned_by_label.setdefault(listed.owner[0], []).append(name)
     problems = []
     for item in hosts:
-        names = sorted(owned_by_label.get(vol.label_value(item["node"]), ()))
+        names = sorted(owned_by_label.get(naming.label_value(item["node"]), ()))
         if item.get("in_play") and not item.get("disks") and names:
             problems.append("host %s (node %s) has no localpv_disks, but %d PV(s) of localpv.rollout: %s%s; this "
                             "run would delete the unbound ones. If that is meant, set localpv_prune_empty: true; "
@@ -297,7 +298,7 @@ class _Scan:
     def add(self, pv):
         self.index.add(pv)
         path = ((pv.get("spec") or {}).get("local") or {}).get("path")
-        if vol.is_owned(pv) or not isinstance(path, str) or vol.canonical_path(path) in self.index.paths:
+        if vol.is_owned(pv) or not isinstance(path, str) or naming.canonical_path(path) in self.index.paths:
             return
         hostname = vol.affinity_hostname(pv)
         if hostname in self.hostnames:
@@ -313,7 +314,7 @@ def inventory_preflight(kube, hosts, take_over=False, prune=True, prune_empty=Fa
     Returns ``{"problems", "nodes", "other_paths"}``: ``nodes`` per node of the play
     what its Node says (for the host's machine id check), ``other_paths`` per node
     the PVs not ours pinned to it at other paths (for the host's symlink check)."""
-    from ansible_collections.localpv.rollout.plugins.module_utils import persistent_volumes as pvs
+    from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
 
     problems = duplicate_node_names(hosts)
     play = [h for h in hosts if h.get("in_play")]
@@ -323,7 +324,7 @@ def inventory_preflight(kube, hosts, take_over=False, prune=True, prune_empty=Fa
     overrides = hostname_overrides or {}
     guesses = set(scope) | set(overrides.values())
     guesses |= set(node_facts(cluster_nodes, n)["hostname"] for n in scope) - {None}
-    scan = _Scan(pvs.PvIndex(volumes, [vol.label_value(n) for n in scope]), guesses)
+    scan = _Scan(pvs.PvIndex(volumes, [naming.label_value(n) for n in scope]), guesses)
     kube.scan_pvs(scan.add, start=scan.reset, limit=pvs.PV_PAGE_SIZE)
     hostnames = vol.resolve_hostnames(scope, cluster_nodes, scan.index.owned_hostnames, overrides)
     problems += relabelled_nodes(scope, hostnames, scan.index.owned_hostnames, overrides)

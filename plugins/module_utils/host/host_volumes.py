@@ -19,8 +19,8 @@ import os
 import shutil
 import stat
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import openers
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
 
 MIB = 1 << 20
 PARTITION_LABEL_PREFIX = "localpv-"
@@ -38,6 +38,9 @@ END_LENGTH = 8 * MIB
 SPREAD_REGIONS = 256
 SAMPLE_LENGTH = 64 * 1024
 FULL_CHUNK = 4 * MIB
+# The filesystems mkfs_argv can make (again, for reclaim); disk_plan.FSTYPES, what
+# disk_prepare makes, is a part of them.
+MKFS_TYPES = ("xfs", "ext4", "ext3")
 
 
 class VolumeError(Exception):
@@ -215,10 +218,10 @@ def sample(path, size=None, proof="spread", progress=None):
 
 def probe(path, run):
     """The signatures on ``path`` right now, or raise VolumeError."""
-    rc, out, err = run(["wipefs", "--json", path])
-    if rc != 0:
-        raise VolumeError("cannot probe %s: %s" % (path, (err or out).strip()), code="probe")
-    return devices.parse_wipefs_json(out)
+    found = devices.probe_signatures(path, run)
+    if found["signatures"] is None:
+        raise VolumeError("cannot probe %s: %s" % (path, found["error"]), code="probe")
+    return found["signatures"]
 
 
 # --------------------------------------------------------------------------------------

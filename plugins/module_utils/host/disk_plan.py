@@ -37,17 +37,18 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.localpv.rollout.plugins.module_utils import devices
-from ansible_collections.localpv.rollout.plugins.module_utils import host_lock
-from ansible_collections.localpv.rollout.plugins.module_utils import host_volumes as hv
-from ansible_collections.localpv.rollout.plugins.module_utils import mounts as mount_rules
-from ansible_collections.localpv.rollout.plugins.module_utils import openers
-from ansible_collections.localpv.rollout.plugins.module_utils import sizes
-from ansible_collections.localpv.rollout.plugins.module_utils.host_volumes import partition_label
-from ansible_collections.localpv.rollout.plugins.module_utils.volumes import canonical_path, duplicate_names, \
+from ansible_collections.localpv.rollout.plugins.module_utils.common import sizes
+from ansible_collections.localpv.rollout.plugins.module_utils.common.naming import canonical_path, duplicate_names, \
     volume_name_reasons
+from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
+from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes as hv
+from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts as mount_rules
+from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
+from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import partition_label
 
 MIB = 1024 * 1024
+# The filesystems disk_prepare makes (its argument spec takes them from here).
 FSTYPES = ("xfs", "ext4")
 # Below these a mkfs fails or makes a toy: refuse in the plan, not halfway through.
 MIN_FS_SIZE = {"xfs": 300 * MIB, "ext4": 16 * MIB}
@@ -1209,11 +1210,10 @@ def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries, k
         if volume["state"] == "bind":
             volume["fstab_src"], volume["fstab_fstype"] = volume["source"], "none"
         else:
-            volume["fstab_src"] = "UUID=%s" % volume["uuid"] if volume["uuid"] else None
+            volume["fstab_src"] = mount_rules.uuid_src(volume["uuid"])
             volume["fstab_fstype"] = volume["fstype"]
-        lines = [e for e in fstab if e["path"] == path]
-        fstab_ok = (len(lines) == 1 and volume["fstab_src"] is not None and lines[0]["src"] == volume["fstab_src"]
-                    and lines[0]["fstype"] == volume["fstab_fstype"] and lines[0]["opts"] == volume["mount_options"])
+        fstab_ok = mount_rules.fstab_right(fstab, path, volume["fstab_src"], volume["fstab_fstype"],
+                                           volume["mount_options"])
         mount = devices.mount_at(mounts, path)
         if volume["state"] == "bind":
             mounted = mount is not None and devices.is_bind_of(mount, volume["source"], mounts)
@@ -1552,7 +1552,7 @@ def _make_filesystems(plan, disk, run, sampler, log):
         if not values.get("UUID"):
             raise PrepareError("no filesystem UUID on %s after mkfs: %s" % (device, err.strip()), written=True)
         volume["uuid"] = values["UUID"]
-        volume["fstab_src"] = "UUID=%s" % volume["uuid"]
+        volume["fstab_src"] = mount_rules.uuid_src(volume["uuid"])
 
 
 def capacity(volume, statvfs=None, filesystem_bytes=None):
