@@ -56,10 +56,10 @@ HONEST_FAILURE = re.compile(
 # The tasks of reclaim.yml at which another actor may re-bind the PV.
 RECLAIM_POINTS = (
     "Look for processes that still hold the volumes",
-    "Read the PVs again right before the wipe",
-    "Refuse to wipe a PV that is no longer Released by the claim seen at the listing",
+    "Reserve the PVs for the wipe, only if each is still Released by the claim seen at the listing",
+    "Check that the reservations are still ours, right before the wipe",
     "Wipe the volumes' data on the host",
-    "Remove the claimRef so that the PVs are Available again",
+    "Remove the reservations so that the PVs are Available again",
 )
 
 

@@ -69,7 +69,7 @@ def test_a_released_pv_is_wiped_and_bound_again(lab, scenario):
     assert s.mounted(a)
     # the data is gone from the bind source too: it is the same directory
     assert s.sh("ls -A /data/%s/%s" % (s.tag, a)).stdout.strip() == ""
-    assert res.result("Remove the claimRef so that the PVs are Available again", s.host)["released"] == [pv]
+    assert res.result("Remove the reservations so that the PVs are Available again", s.host)["released"] == [pv]
     wait_until("PV Available", lambda: s.core.read_persistent_volume(pv).status.phase == "Available")
     assert s.core.read_persistent_volume(pv).spec.claim_ref is None
     assert rebind(s, "second") == pv
