@@ -19,7 +19,7 @@ from kubernetes import client
 
 from conftest import REPO, recap
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 BIN = os.path.dirname(sys.executable)
 
