@@ -122,7 +122,6 @@ cordon_stop:
   returned: always
   type: str
   sample: ""
-  version_added: 0.2.0
 requests:
   description: HTTP requests made to the API server, by verb.
   returned: always

@@ -200,7 +200,6 @@ options:
             empty, on the new disk; a new disk that holds data still needs O(disks[].wipe).
           - Refused while the volume's PV is bound to a claim (known from O(recorded)).
         type: str
-        version_added: 0.2.0
       blank_proof:
         description:
           - How much of a disk without any signature is read to prove it blank before it is written. V(spread)
@@ -212,7 +211,6 @@ options:
           - Default O(blank_proof).
         type: str
         choices: [spread, full]
-        version_added: 0.2.0
       capacity:
         description:
           - Bind volumes only. The capacity of the volume's PV (bytes, or a Kubernetes quantity such as V(10Gi)), instead of the
@@ -270,7 +268,6 @@ options:
     type: str
     choices: [spread, full]
     default: spread
-    version_added: 0.2.0
   recorded:
     description:
       - What the cluster recorded about this host's volumes, by volume name, from their PVs'
@@ -279,7 +276,6 @@ options:
       - A filesystem volume's fstab line on the host wins over the PV's C(fs_uuid) as the newer record.
     type: dict
     default: {}
-    version_added: 0.2.0
   host:
     description: Name of the host in messages (the role passes C(inventory_hostname)).
     type: str
@@ -395,7 +391,6 @@ volumes:
         whole-disk filesystems and bind volumes.
       type: str
       sample: 5d8b7e3a-1c2f-4b6a-9e0d-3f4a5b6c7d8e
-      version_added: 0.2.0
     fstype:
       description: Filesystem type; null for block and bind volumes.
       type: str

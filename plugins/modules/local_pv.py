@@ -114,7 +114,6 @@ options:
       partuuid:
         description: GPT partition UUID, kept as annotation C(localpv.rollout/partuuid).
         type: str
-        version_added: 0.2.0
   nodes:
     description:
       - The nodes this run is responsible for, in addition to the nodes named in O(volumes).
@@ -180,7 +179,6 @@ options:
       - The module arguments echoed back in C(invocation) carry the number of volumes, not the volumes.
     type: bool
     default: false
-    version_added: 0.2.0
 notes:
   - Check mode sends the same writes with server-side dry-run (C(dryRun=All)), so the API server validates
     and admits them and nothing is persisted. A replacement shows as its delete.

@@ -58,7 +58,6 @@ options:
         not stop the module; it is deleted after its claim.
     type: bool
     default: false
-    version_added: 0.2.0
 seealso:
   - module: localpv.rollout.decommission_plan
   - module: localpv.rollout.local_pv_evict
@@ -83,7 +82,6 @@ pods_deleted:
   type: list
   elements: str
   sample: [app/web-0]
-  version_added: 0.2.0
 pvs_deleted:
   description: PVs deleted.
   returned: always

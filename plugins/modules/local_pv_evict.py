@@ -66,7 +66,6 @@ options:
         and M(localpv.rollout.local_pv_delete) deletes them after their claim.
     type: bool
     default: false
-    version_added: 0.2.0
 seealso:
   - module: localpv.rollout.decommission_plan
 """
@@ -104,7 +103,6 @@ stuck:
   type: list
   elements: str
   sample: [app/web-0]
-  version_added: 0.2.0
 blocked:
   description: On failure, the pods whose eviction is refused, with the API server's reason.
   returned: always

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: local_pv_records
 short_description: What the local PVs record about the disks of their volumes, per node
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - One LIST of the PersistentVolumes owned by C(localpv.rollout). For each, by its node and volume labels, the disk
     identity its annotations record (C(localpv.rollout/stable-id), C(localpv.rollout/partuuid),

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: node_identity
 short_description: Prove, on the host, that it is the Kubernetes Node the inventory names, before any change
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Reads the host's machine id (C(/etc/machine-id), else C(/var/lib/dbus/machine-id)) and DMI product UUID and
     compares them with what the Node reports (O(cluster), from M(localpv.rollout.preflight)), the machine id with

@@ -174,7 +174,6 @@ plan:
     option_drift:
       description: "Per mounted path whose live flags differ from its fstab line, how: C(ro (fstab: rw))."
       type: dict
-      version_added: 0.2.0
     link:
       description: Links to make or correct, C(path -> target).
       type: list

@@ -62,7 +62,6 @@ options:
             its volumes were known. The table lists it with that status instead of leaving it out.
         type: str
         choices: [failed, unreachable]
-        version_added: 0.2.0
   pvs:
     description:
       - The PVs as M(localpv.rollout.local_pv_info) returns them (each names its C(node)).
