@@ -65,7 +65,7 @@ unit:
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 integration:
-	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration --durations=25 $(PYTEST_ARGS)
 
 # Mutation testing of the safety rules (tests/mutation/safety_functions.txt): every
 # mutant must be killed by the unit tests. Works on a copy under LAB_CACHE. Measured
