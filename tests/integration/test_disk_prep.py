@@ -613,6 +613,8 @@ def test_reattached_disks_with_new_dev_names_are_recognised_not_reformatted(node
     try:
         second = ok(node.play(wanted))
         assert dict((v["stable_id"], v["uuid"]) for v in second.volumes) == uuids
+        # proven by the filesystem UUIDs read in place (the kernel knew no partition yet), not formatted
+        assert [v["state"] for v in second.volumes] == ["existing", "existing"]
         moved = dict((v["name"], v["disk"]) for v in second.volumes)
         assert moved != dict((v["name"], v["disk"]) for v in first.volumes), "the /dev names did not change"
         for v in second.volumes:
