@@ -174,7 +174,10 @@ disks:
       type: str
       sample: gpt
     partition_table:
-      description: Partitions as written in the table on disk (number, start, size, name, uuid).
+      description:
+        - Partitions as written in the table on disk (number, start, size, name, uuid).
+        - An entry the kernel has no partition for (a disk attached without a partition scan) also carries
+          fstype, fs_uuid and fs_label of the filesystem read at its place on the disk (C(blkid -p) at an offset).
       type: list
       elements: dict
       sample: [{number: 1, start: 2048, sectors: 2095104, name: localpv-ssd0, uuid: 5d8b7e3a-1c2f-4b6a-9e0d-3f4a5b6c7d8e}]

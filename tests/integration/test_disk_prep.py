@@ -401,12 +401,16 @@ def test_a_directory_where_a_block_volume_link_belongs_is_refused_and_nothing_is
     wanted = [{"name": "lpvtd", "device": node.disks[0]},
               {"name": "lpvtdraw", "device": node.disks[1], "mode": "block"}]
     node.sh("mkdir -p %s/lpvtdraw" % ROOT)
-    fstab = node.sh("cat /etc/fstab").stdout
+    fstab, disks = node.sh("cat /etc/fstab").stdout, node.checksums()
     text = refused(node.play(wanted, localpv_allow_kernel_names=True))
-    assert "%s/lpvtdraw is a directory where the link to %sp1 belongs; move it away and run again" % (
-        ROOT, node.disks[1]) in text
+    # the plan refuses it, before any disk is written (volume_mounts, which would name the link's
+    # target, is never reached)
+    assert "host %s: refusing to prepare disks; nothing was written to any disk of this host" % HOST in text
+    assert "%s/lpvtdraw is a directory where the link of block volume lpvtdraw belongs; move it away and run " \
+           "again" % ROOT in text
     assert node.sh("test -d %s/lpvtdraw -a ! -L %s/lpvtdraw" % (ROOT, ROOT), check=False).returncode == 0
     assert node.findmnt(ROOT + "/lpvtd") is None and node.sh("cat /etc/fstab").stdout == fstab
+    assert node.checksums() == disks
 
 
 MOUNTS_PLAY = """\
@@ -613,6 +617,8 @@ def test_reattached_disks_with_new_dev_names_are_recognised_not_reformatted(node
     try:
         second = ok(node.play(wanted))
         assert dict((v["stable_id"], v["uuid"]) for v in second.volumes) == uuids
+        # proven by the filesystem UUIDs read in place (the kernel knew no partition yet), not formatted
+        assert [v["state"] for v in second.volumes] == ["existing", "existing"]
         moved = dict((v["name"], v["disk"]) for v in second.volumes)
         assert moved != dict((v["name"], v["disk"]) for v in first.volumes), "the /dev names did not change"
         for v in second.volumes:

@@ -140,8 +140,15 @@ def test_swapped_disks_with_the_wipe_keys_still_set_are_not_wiped(node):
         before = node.whole(a, b)
         out = refused(node.play(wanted, localpv_allow_wipe=True))
         after = node.whole(a, b)
-        assert "does not match this disk as it is now" in out
         assert after == before
+        # each entry's path now leads to the other volume: the disk-identity proof names where each
+        # volume is and what to do, and offers no wipe (the old confirmations are not even weighed)
+        for mine, other, its_disk in (("lpvta", "lpvtb", b), ("lpvtb", "lpvta", a)):
+            assert "volume %s was made on a disk with filesystem UUID" % mine in out
+            assert "The disk with those ids is still on this host: %s (" % its_disk in out
+            assert "This is volume %s of this host; the entry for %s now points at it" % (other, mine) in out
+            assert "point the entry for %s back at its own disk" % mine in out
+        assert "wipe: '" not in out and "replace: '" not in out
         record(node, "swapped disks, stale confirmations", before, after, out)
     finally:
         _reattach(a, b, files[0], files[1])

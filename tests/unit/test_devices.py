@@ -195,3 +195,48 @@ def test_a_recheck_of_some_disks_reads_only_their_sysfs_entries(tmp_path):
     assert list(some["devices"]) == ["loop0"] and list(some["devices"]["loop0"]["partitions"]) == ["loop0p1"]
     every = devices.collect(sys_root=str(tmp_path), proc_root=str(tmp_path), probe=False, names={"loop0"})
     assert sorted(every["devices"]) == ["loop0", "loop1", "sda"]
+
+
+def test_a_partition_the_kernel_does_not_know_is_probed_in_place_on_the_disk(tmp_path):
+    """A disk attached again without a partition scan: the filesystem inside each table entry
+    is read from the whole disk at the entry's place, so that a recorded UUID can be proven."""
+    fake_sysfs(tmp_path, {"loop0": []})
+    asked = []
+
+    def run(argv):
+        asked.append(argv)
+        if argv[0] == "wipefs":
+            return 0, json.dumps({"signatures": [{"type": "gpt", "offset": "0x200"}]}), ""
+        if argv[0] == "partx":
+            return 0, (" 1 2048 4096 0FC63DAF-8483-4772-8E79-3D69D8477DE4 9BD69B12-FCBD-874D-9237-6196037F06E3 "
+                       "localpv-lpvtr0\n 2 6144 4096 0FC63DAF-8483-4772-8E79-3D69D8477DE4 "
+                       "CA42B7FE-2C6D-1C4F-9D1E-75B3F5843EAE localpv-lpvtr1\n"), ""
+        if argv[0] == "blkid" and argv[argv.index("-O") + 1] == str(2048 * 512):
+            return 0, "UUID=E258DDF5-5907-4129-ABA2-933A4C73541B\nTYPE=ext4\nUSAGE=filesystem\n", ""
+        return 2, "", ""   # blkid: nothing there
+    raw = devices.collect(sys_root=str(tmp_path), dev_root=str(tmp_path), proc_root=str(tmp_path), probe=False)
+    devices.add_probes(raw, {"loop0"}, dev_root=str(tmp_path), proc_root=str(tmp_path), run=run)
+    blkid = [argv for argv in asked if argv[0] == "blkid"]
+    assert blkid[0] == ["blkid", "-p", "-o", "export", "-O", str(2048 * 512), "-S", str(4096 * 512),
+                        str(tmp_path / "loop0")]
+    assert len(blkid) == 2 and all("-p" in argv for argv in blkid)
+    json.dumps(raw)   # still a recording
+    (first, second) = disk(raw)["partition_table"]
+    assert (first["fstype"], first["fs_uuid"]) == ("ext4", "e258ddf5-5907-4129-aba2-933a4c73541b")
+    assert (second["fstype"], second["fs_uuid"]) == (None, None)
+
+
+def test_a_partition_the_kernel_knows_is_not_probed_in_place(tmp_path):
+    fake_sysfs(tmp_path, {"loop0": ["loop0p1"]})
+    asked = []
+
+    def run(argv):
+        asked.append(argv[0])
+        if argv[0] == "wipefs":
+            return 0, json.dumps({"signatures": [{"type": "gpt", "offset": "0x200"}]}), ""
+        if argv[0] == "partx":
+            return 0, " 1 2048 1024 0FC63DAF-8483-4772-8E79-3D69D8477DE4 9BD69B12-FCBD-874D-9237-6196037F06E3 x\n", ""
+        return 2, "", ""
+    raw = devices.collect(sys_root=str(tmp_path), dev_root=str(tmp_path), proc_root=str(tmp_path), probe=False)
+    devices.add_probes(raw, {"loop0"}, dev_root=str(tmp_path), proc_root=str(tmp_path), run=run)
+    assert "blkid" not in asked and "fs_uuid" not in disk(raw)["partition_table"][0]

@@ -5,6 +5,7 @@
 Runs make_plan() on recorded hosts (tests/unit/data); nothing here writes.
 """
 
+import copy
 import json
 import os
 import threading
@@ -946,3 +947,62 @@ def test_a_retired_name_is_the_volumes_own_and_dated():
     assert host_volumes.retired_day(label, "a-rather-long-volume-name-of-forty-chars") == "2026-12-02"
     assert host_volumes.retired_day(label, "another") is None
     assert host_volumes.retired_day(host_volumes.partition_label("ssd0")) is None
+
+
+# --- a selector's volumes on disks attached again under each other's names ----------------
+
+FS_R0, FS_R1 = "e258ddf5-5907-4129-aba2-933a4c73541b", "11cd2183-d83b-4f09-b673-8a74336f5f3c"
+FSTAB_R = "UUID=%s /mnt/disks/lpvtr0 ext4 defaults,nofail 0 0\nUUID=%s /mnt/disks/lpvtr1 ext4 defaults,nofail 0 0\n" % (
+    FS_R0, FS_R1)
+
+
+def swapped_selector_disks(in_place):
+    """loop0 and loop1, each one ext4 volume of selector lpvtr, attached again under each other's
+    names without a partition scan: the kernel knows no partition, the GPT names them,
+    ``in_place`` gives the filesystem UUID read at each partition's place."""
+    raw = recorded("ours_no_nodes")
+    raw["devices"]["loop1"] = dict(copy.deepcopy(raw["devices"]["loop0"]), name="loop1", dev="7:1",
+                                   backing_file="/srv/disks/b.img")
+    raw["probes"]["loop1"] = copy.deepcopy(raw["probes"]["loop0"])
+    raw["exclusive"]["loop1"] = None
+    entry = dict(raw["tables"]["loop0"][0], sectors=1224704, size=1224704 * 512)
+    raw["tables"] = {"loop0": [dict(entry, name="localpv-lpvtr1", uuid="ca42b7fe-2c6d-1c4f-9d1e-75b3f5843eae")],
+                     "loop1": [dict(entry, name="localpv-lpvtr0", uuid="9bd69b12-fcbd-874d-9237-6196037f06e3")]}
+    raw["table_probes"] = dict((name, {"1": {"fstype": "ext4", "uuid": uuid, "label": None}})
+                               for name, uuid in in_place.items())
+    return raw
+
+
+SELECTOR_R = [{"match": {"min_size": 1}, "name_prefix": "lpvtr", "fstype": "ext4"}]
+
+
+def test_a_selectors_volumes_swapped_between_disks_are_proven_in_place_and_kept():
+    raw = swapped_selector_disks({"loop0": FS_R1, "loop1": FS_R0})
+    p = dp.make_plan("node1", devices.build(raw), SELECTOR_R, {"mount_root": "/mnt/disks"}, FSTAB_R, raw["mountinfo"],
+                     isdir=lambda p: True, sampler=zeros(), dir_entries={}.get)
+    assert p["refusals"] == [], reasons(p)
+    assert sorted((v["name"], v["disk"], v["state"], v["uuid"]) for v in p["volumes"]) == [
+        ("lpvtr0", "/dev/loop1", "existing", FS_R0), ("lpvtr1", "/dev/loop0", "existing", FS_R1)]
+    # the kernel is told of the partitions; nothing is formatted
+    assert [d["actions"] for d in p["disks"]] == [["register"], ["register"]]
+
+
+def test_a_selectors_volume_whose_disk_carries_another_filesystem_is_refused_with_a_way_a_selector_takes():
+    raw = swapped_selector_disks({"loop0": FS_R1, "loop1": "0e0e0e0e-0000-4000-8000-000000000001"})
+    p = dp.make_plan("node1", devices.build(raw), SELECTOR_R, {"mount_root": "/mnt/disks"}, FSTAB_R, raw["mountinfo"],
+                     isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, locate=located())
+    (refusal,) = p["refusals"]
+    text = "; ".join(refusal["reasons"])
+    assert refusal["disk"] == "/dev/loop1" and "None" not in text
+    assert "volume lpvtr0 was made on a disk with filesystem UUID %s (recorded in /etc/fstab); the entry's selector " \
+           "(match, name_prefix lpvtr) now takes for it /dev/loop1" % FS_R0 in text
+    assert "retire it first (decommission.yml with decommission_volumes: [lpvtr0])" in text
+    assert "replace:" not in text and "fingerprint" not in refusal
+
+
+def test_a_partition_the_kernel_does_not_know_with_another_filesystem_is_refused_not_left_to_mkfs():
+    raw = swapped_selector_disks({"loop0": FS_R1, "loop1": FS_R0})
+    raw["table_probes"]["loop1"]["1"]["fstype"] = "xfs"
+    p = dp.make_plan("node1", devices.build(raw), SELECTOR_R, {"mount_root": "/mnt/disks"}, FSTAB_R, raw["mountinfo"],
+                     isdir=lambda p: True, sampler=zeros(), dir_entries={}.get)
+    assert "volume lpvtr0 carries xfs, the entry asks for ext4" in reasons(p)

@@ -468,6 +468,25 @@ def _partition_table(dev_path, run):
     return parse_partx(out)
 
 
+def probe_table_entry(dev_path, entry, run):
+    """The filesystem inside a partition table entry that the kernel has no
+    partition for (a disk attached again without a partition scan), read from
+    the whole disk at the entry's place (``blkid -p`` at an offset, read-only).
+    ``{"fstype", "uuid", "label"}`` (all None when nothing is there), or
+    ``{"error": why}`` when it could not be read."""
+    argv = ["blkid", "-p", "-o", "export", "-O", str(entry["start"] * SECTOR), "-S", str(entry["size"]), dev_path]
+    rc, out, err = run(argv)
+    if rc == 2:  # blkid: nothing found
+        return {"fstype": None, "uuid": None, "label": None}
+    if rc != 0:
+        return {"error": (err or out).strip() or "blkid exited %d" % rc}
+    values = parse_export(out)
+    if values.get("PTTYPE") and not values.get("TYPE"):
+        return {"fstype": None, "uuid": None, "label": None}
+    return {"fstype": values.get("TYPE"), "uuid": (values.get("UUID") or "").lower() or None,
+            "label": values.get("LABEL")}
+
+
 def collect(sys_root="/sys", dev_root="/dev", proc_root="/proc", run=None, probe=True, names=None, list_all=True):
     """Read everything ``build()`` needs about this host's block devices.
 
@@ -526,6 +545,13 @@ def add_probes(raw, names=None, dev_root="/dev", proc_root="/proc", run=None):
         sigs = result["signatures"] or []
         if any(sig["type"] in PARTITION_TABLE_TYPES for sig in sigs):
             raw["tables"][name] = _partition_table(dev_path, run)
+            # what the table lists and the kernel does not know: the filesystem read in place,
+            # so that a volume's recorded filesystem UUID is proven before the kernel is told
+            known = set(part["number"] for part in attrs["partitions"].values())
+            unknown = [entry for entry in raw["tables"][name] if entry["number"] not in known]
+            if unknown:
+                raw.setdefault("table_probes", {})[name] = dict(
+                    (str(entry["number"]), probe_table_entry(dev_path, entry, run)) for entry in unknown)
         for part in attrs["partitions"]:
             raw["probes"][part] = probe_signatures(os.path.join(dev_root, part), run)
 
@@ -664,6 +690,14 @@ def _build_partition(part_name, part, raw, dev_root, usage, table_entry):
     }
 
 
+def _with_fs_in_place(entry, found):
+    """A table entry the kernel has no partition for, with the filesystem read at its place
+    (:func:`probe_table_entry`): ``fstype``, ``fs_uuid``, ``fs_label`` (None when unread)."""
+    found = found or {}
+    return dict(entry, fstype=found.get("fstype"), fs_uuid=found.get("uuid"), fs_label=found.get("label"),
+                fs_probe_error=found.get("error"))
+
+
 def _build_disk(name, attrs, raw, dev_root, mounts_by_dev, system_devs, swap_paths, swap_devs,
                 by_id, links_of):
     def usage(dev_name, dev):
@@ -675,6 +709,9 @@ def _build_disk(name, attrs, raw, dev_root, mounts_by_dev, system_devs, swap_pat
     fstype, fs_uuid, fs_label, pttype = _fs_from_signatures(sigs)
     mounts, system, swap = usage(name, attrs["dev"])
     table = (raw.get("tables") or {}).get(name) or []
+    in_place = (raw.get("table_probes") or {}).get(name) or {}
+    if in_place:
+        table = [_with_fs_in_place(entry, in_place.get(str(entry["number"]))) for entry in table]
     table_by_number = dict((entry["number"], entry) for entry in table)
     partitions = [_build_partition(n, attrs["partitions"][n], raw, dev_root, usage,
                                    table_by_number.get(attrs["partitions"][n]["number"]) or {})

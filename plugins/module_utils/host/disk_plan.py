@@ -799,8 +799,11 @@ def recorded_identity(name, mode, path, fstab, links, recorded):
 
 
 def ids_on(disk):
-    """The on-disk ids a disk carries: ``(fs_uuids, partuuids)``, lower case."""
-    fs = set([(disk.get("fs_uuid") or "").lower()] + [(p.get("uuid") or "").lower() for p in disk["partitions"]])
+    """The on-disk ids a disk carries: ``(fs_uuids, partuuids)``, lower case. A
+    partition the kernel does not know yet (a disk attached again without a
+    partition scan) counts with the filesystem read at its place on the disk."""
+    fs = set([(disk.get("fs_uuid") or "").lower()] + [(p.get("uuid") or "").lower() for p in disk["partitions"]]
+             + [(e.get("fs_uuid") or "").lower() for e in disk["partition_table"]])
     parts = set((e.get("uuid") or "").lower() for e in disk["partition_table"])
     return fs - set([""]), parts - set([""])
 
@@ -844,10 +847,12 @@ def _identity_proven(planner, spec, disk, names, entry):
                if found is not None else "Whether the old disk is still on this host was not looked for")
         content = ("blank" if disk["eligible"] and planner.sample(disk["path"], disk["size"])["zero"]
                    else "not blank")
-        head = ("volume %s was made on a disk with %s (recorded in %s); the entry's device %s now leads to %s, "
-                "%s, which does not carry %s. %s" % (
-                    name, ", ".join(misses), " and ".join(record["where"]) or "the inventory", spec["device"],
-                    _describe_disk(disk), content, "them" if len(misses) > 1 else "it", old))
+        # a selector's volume has no path of its own: say which disk the selector took for it
+        via = ("the entry's device %s now leads to" % spec["device"] if spec["kind"] == "device" else
+               "the entry's selector (match, name_prefix %s) now takes for it" % spec["name_prefix"])
+        head = ("volume %s was made on a disk with %s (recorded in %s); %s %s, %s, which does not carry %s. %s" % (
+            name, ", ".join(misses), " and ".join(record["where"]) or "the inventory", via,
+            _describe_disk(disk), content, "them" if len(misses) > 1 else "it", old))
         own = [partition_label(n) for n in names]
         if any(planner.wants(label) and label not in own for label in labels_on(disk)):
             # another volume this host still wants: say so, and never offer to make ours again over it
@@ -865,6 +870,13 @@ def _identity_proven(planner, spec, disk, names, entry):
             entry["replaces"] = "volume %s is made again on this disk, replacing the disk with %s" % (
                 name, ", ".join(misses))
             continue
+        if spec["kind"] != "device":
+            # replace belongs to one disk, so a selector takes none (normalize_spec)
+            planner.refuse(disk["path"], [head + ". If the old disk is to come back, attach it again; if it failed "
+                                          "and volume %s is to be made again, empty, on another disk, retire it "
+                                          "first (decommission.yml with decommission_volumes: [%s])" % (name, name)],
+                           name)
+            return False
         stale = ("the confirmation replace: '%s' does not match this disk as it is now. " % spec["replace"]
                  if spec["replace"] else "")
         planner.refuse(disk["path"], [head + ". %sIf the entry should follow the old disk, point device at it; "
@@ -925,15 +937,19 @@ def _ours_partition_state(planner, spec, name, tentry, part):
     """``existing`` or ``format`` for one of our partitions, or the reason that
     using it as asked would destroy data."""
     ptype = (tentry.get("type") or "").upper()
-    fstype = part["fstype"] if part else None
+    # a partition the kernel does not know yet: its filesystem as read in place (devices.probe_table_entry)
+    fstype = part["fstype"] if part else tentry.get("fstype")
     if spec["mode"] == "filesystem":
         if ptype == BLOCK_VOLUME_TYPE:
             return None, ("volume %s was made mode block (a raw device a pod writes to); making it a filesystem "
                           "destroys what is on it" % name)
-        if part is None or part["signatures"] is None:
-            return "format", None  # decided again under the lock, once the kernel knows the partition
         if fstype == spec["fstype"]:
             return "existing", None
+        if part is None and fstype:
+            return None, ("volume %s carries %s, the entry asks for %s: changing a volume's filesystem destroys its "
+                          "data" % (name, fstype, spec["fstype"]))
+        if part is None or part["signatures"] is None:
+            return "format", None  # decided again under the lock, once the kernel knows the partition
         if part["signatures"]:
             return None, ("volume %s carries %s, the entry asks for %s: changing a volume's filesystem destroys its "
                           "data" % (name, fstype or "a signature", spec["fstype"]))
@@ -941,7 +957,7 @@ def _ours_partition_state(planner, spec, name, tentry, part):
             return "format", None  # made by a run that stopped before mkfs
         return None, ("partition %s of volume %s holds unrecognised data (no signature, but not zero where sampled; "
                       "a block volume's data looks like this)" % (part["path"], name))
-    if part and part["signatures"] and fstype:
+    if fstype:
         return None, ("volume %s is a filesystem volume (%s); making it mode block hands its bytes to a pod as a raw "
                       "device" % (name, fstype))
     return "existing", None
@@ -983,9 +999,10 @@ def _plan_ours(planner, spec, disk, names, entry, confirmed=False):
             entry["actions"].append("mkfs %s" % path)
             if part and part.get("openers"):
                 problems.append("partition %s is in use: %s" % (path, devices.describe_openers(part["openers"])))
+        uuid_now = (part["uuid"] if part else tentry.get("fs_uuid")) if state == "existing" else None
         volume = _volume(spec, name, spec["mode"], state, disk=disk, number=tentry["number"], size=tentry["size"],
-                         fstype=spec["fstype"], uuid=part["uuid"] if part and state == "existing" else None,
-                         device=path, label=tentry.get("name"), dev=part["dev"] if part else None)
+                         fstype=spec["fstype"], uuid=uuid_now, device=path, label=tentry.get("name"),
+                         dev=part["dev"] if part else None)
         volume["partuuid"] = (tentry.get("uuid") or "").lower() or None
         volumes.append(volume)
     if problems and healthy:
