@@ -478,6 +478,11 @@ class Moves:
         # 1. tenant data: every block of every protected payload is still stored, and
         #    a bound PV still shows it through its path
         digests = self.block_digests()
+        mounts = {}
+        for line in self.sh("findmnt -rn -o TARGET,UUID", check=False).stdout.splitlines():
+            parts = line.split()
+            if parts:
+                mounts[parts[0]] = parts[1] if len(parts) == 2 else None
         for data_id, payload in self.payloads.items():
             if not payload["protected"]:
                 continue
@@ -489,7 +494,15 @@ class Moves:
             if pv is not None and pv.status.phase == "Bound" and payload.get("claim") and \
                     pv.spec.claim_ref and pv.spec.claim_ref.uid == payload["claim"]:
                 seen = self.payload_sha_through_pv(payload, pv)
-                if seen != payload["sha"]:
+                if seen is None and not missing and not payload["block"] \
+                        and canonical(pv.spec.local.path) not in mounts \
+                        and self.remount_told(step, pv.spec.local.path):
+                    # the path lost its mount by a move (a reboot in which the disk came back
+                    # late), not by the tool; the data is on the disk and the run says how to
+                    # mount it again
+                    self.note("bound PV %s: nothing mounted at %s, its tenant's data %s is on the disk and the "
+                              "run says how to mount it" % (pv.metadata.name, pv.spec.local.path, data_id))
+                elif seen != payload["sha"]:
                     problems.append("bound PV %s no longer shows its tenant's data %s at %s (%s)" % (
                         pv.metadata.name, data_id, pv.spec.local.path,
                         "missing" if seen is None else "different content"))
@@ -505,17 +518,12 @@ class Moves:
             elif len(ours) > 1:
                 problems.append("%d PVs of ours at node %s path %s" % (len(ours), key[0], key[1]))
         # 3. every PV of ours matches its disk's recorded identity; a bound PV's never changes
-        mounts = {}
-        for line in self.sh("findmnt -rn -o TARGET,UUID", check=False).stdout.splitlines():
-            parts = line.split()
-            if len(parts) == 2:
-                mounts[parts[0]] = parts[1]
         for pv in pvs:
             if (pv.metadata.labels or {}).get(RUN_LABEL) != self.tag:
                 continue
             ann = pv.metadata.annotations or {}
             path = canonical(pv.spec.local.path)
-            if ann.get(FS_UUID) and path in mounts and mounts[path] != ann[FS_UUID]:
+            if ann.get(FS_UUID) and mounts.get(path) and mounts[path] != ann[FS_UUID]:
                 problems.append("PV %s records filesystem %s but %s holds %s" % (
                     pv.metadata.name, ann[FS_UUID], path, mounts[path]))
             seen = self.bound_identity.get(pv.metadata.name)
@@ -546,6 +554,18 @@ class Moves:
                     problems.append("a failed run does not say what it changed: %s" % " | ".join(msgs)[:600])
         if problems:
             raise Violation("after %s:\n  - %s" % (step.get("name"), "\n  - ".join(problems)))
+
+    def remount_told(self, step, path):
+        """Whether the latest site.yml run (of this step, else the model's last) failed
+        with a message that names the volume at ``path`` and says ``mount <path>``:
+        what the operator needs to give a bound PV whose mount is gone its data back."""
+        def site(runs):
+            return [r for r in runs if not r.killed and r.argv[-1].endswith("site.yml")][-1:]
+        latest = site(step.get("runs", [])) or site(self.runs)
+        if not latest or not latest[0].failed:
+            return False
+        told = re.compile(r"volume %s\b.*`mount %s`" % (re.escape(os.path.basename(path)), re.escape(path)))
+        return any(told.search(m) for m in latest[0].messages())
 
     def audit_writes_since(self, since):
         """Writes by localpv.rollout since ``since`` to this model's objects (their names

@@ -51,14 +51,24 @@ def volume_with_tenant(m, name="a", **entry):
 def test_a_stable_path_repointed_to_a_blank_disk_while_bound(moves):
     """Found by the rule repoint_slot (the first entry, bind, re-point with the old mount lost: 3 steps)."""
     m = moves
-    volume_with_tenant(m, fstype="xfs")
+    pv = volume_with_tenant(m, fstype="xfs")
+    path = pv.spec.local.path
 
     def repoint():
         m.slots[slot(m, 0)] = m.disks[1]
         m.sh("ln -sfn %s %s" % (m.disks[1], slot(m, 0)))
         m.unmount_disk(m.disks[0])   # the old disk came back late: its mount is gone, fstab stays
         return [m.run("site.yml")]
-    step(m, "re-point slot0 to a blank disk while the PV is Bound", repoint)
+    (refused,) = step(m, "re-point slot0 to a blank disk while the PV is Bound", repoint)
+    # the run refuses the moved path and mounts nothing; it says how to get the data back
+    assert refused.failed and "nothing was written" in refused.text()
+    assert "`mount %s`" % path in refused.text()
+    assert m.sh("findmnt -rn %s" % path, check=False).stdout == ""
+
+    def as_told():
+        m.sh("mount %s" % path)
+    # the invariants then see the tenant's data through the PV's path again
+    step(m, "the operator runs the mount command the refusal gave", as_told)
 
 
 def test_a_rebind_between_the_reclaim_reread_and_the_wipe(moves):
