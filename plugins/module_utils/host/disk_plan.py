@@ -856,11 +856,13 @@ def _identity_proven(planner, spec, disk, names, entry):
         fp = planner.fingerprint(disk)
         ids = dict(fs_uuid=record["fs_uuid"], partuuid=record["partuuid"], stable_id=record["stable_id"])
         found = planner.locate(ids)
-        old = ("The disk with those ids is still on this host: %s%s" % (", ".join(found),
-                                                                         _remount_hint(planner, record, path))
-               if found else
-               "No disk of this host carries those ids now (the old disk is gone, or not readable here)"
-               if found is not None else "Whether the old disk is still on this host was not looked for")
+        if found:
+            old = "The disk with those ids is still on this host: %s%s" % (
+                ", ".join(found), _remount_hint(planner, record, path))
+        elif found is not None:
+            old = "No disk of this host carries those ids now (the old disk is gone, or not readable here)"
+        else:
+            old = "Whether the old disk is still on this host was not looked for"
         content = ("blank" if disk["eligible"] and planner.sample(disk["path"], disk["size"])["zero"]
                    else "not blank")
         head = ("volume %s was made on a disk with %s (recorded in %s); the entry's device %s now leads to %s, "
