@@ -19,7 +19,8 @@ description:
   - With O(reservation), each PV must carry that reservation of M(localpv.rollout.local_pv_reserve) instead; a PV
     whose reservation was taken away is refused and left alone.
   - A refusal names what was wiped of the PV's volume, when the item says it (C(said) of
-    M(localpv.rollout.local_volume_wipe)).
+    M(localpv.rollout.local_volume_wipe)). A refused PV does not stop the others; the module then fails with one
+    message naming every refused PV and the PVs it released.
   - A PV without claimRef is reported in RV(already); running again is safe.
   - In check mode the patches are sent with server-side dry-run.
 author:

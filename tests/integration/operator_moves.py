@@ -42,16 +42,20 @@ HOST = os.environ.get("LOCALPV_MOVES_HOST", "node1")
 MANAGED = "app.kubernetes.io/managed-by"
 FS_UUID = "localpv.rollout/fs-uuid"
 STABLE_ID = "localpv.rollout/stable-id"
+# The claim a PV reserved for reclaim's wipe shows (kubectl get pv, CLAIM column:
+# localpv-rollout-reclaim/<pv>), as docs/decommission.md tells administrators.
+RESERVED_NAMESPACE = "localpv-rollout-reclaim"
 RUN_LABEL = "lpvm-run"
 FOREIGN_LABEL = "lpvm-foreign"
 # Tenant data is looked for in 1 KiB blocks: ext4 makes 1 KiB blocks on small disks,
 # so a file's 4 KiB pieces need not be 4 KiB-aligned on the disk.
 BLOCK = 1024
 PAYLOAD_BLOCKS = 64
-# A failed run says that nothing was changed, or names what was.
+# A failed run says that nothing was changed, or names what was ("... was already wiped by
+# this run (<path>: 2 entries were removed (files))" names the wipe and what it removed).
 HONEST_FAILURE = re.compile(
     r"nothing (was |is |else |has been )?(changed|written|wiped|touched|deleted|done)"
-    r"|nothing was written|(was|were|is|are|has been|have been) (wiped|erased|deleted|formatted|unmounted|"
+    r"|nothing was written|(was|were|is|are|has been|have been) (already )?(wiped|erased|deleted|formatted|unmounted|"
     r"created|retired|pruned|changed|mounted)", re.I)
 # The tasks of reclaim.yml at which another actor may re-bind the PV.
 RECLAIM_POINTS = (
@@ -339,6 +343,14 @@ class Moves:
 
     def bind_claim(self, pv):
         """A claim that asks for ``pv`` by name; returns it once Bound."""
+        name = self.ask_for(pv)
+        claim = self.wait_bound(name, pv, 90)
+        if claim is None:
+            raise RuntimeError("claim %s for %s never bound" % (name, pv.metadata.name))
+        return claim
+
+    def ask_for(self, pv):
+        """Create a claim that asks for ``pv`` by volumeName; returns its name."""
         name = "c" + uuid.uuid4().hex[:6]
         self.core.create_namespaced_persistent_volume_claim(self.ns, client.V1PersistentVolumeClaim(
             metadata=client.V1ObjectMeta(name=name),
@@ -346,8 +358,13 @@ class Moves:
                 access_modes=["ReadWriteOnce"], storage_class_name=pv.spec.storage_class_name,
                 volume_name=pv.metadata.name, volume_mode=pv.spec.volume_mode,
                 resources=client.V1VolumeResourceRequirements(requests={"storage": "1Mi"}))))
-        deadline = time.time() + 90
-        while time.time() < deadline:
+        return name
+
+    def wait_bound(self, name, pv, timeout):
+        """The claim ``name`` once the binder bound it to ``pv`` (remembered by the
+        model), or None after ``timeout`` seconds."""
+        deadline = time.time() + timeout
+        while True:
             claim = self.core.read_namespaced_persistent_volume_claim(name, self.ns)
             if claim.status.phase == "Bound":
                 self.claims[name] = pv.metadata.name
@@ -355,8 +372,50 @@ class Moves:
                 ann = fresh.metadata.annotations or {}
                 self.bound_identity[pv.metadata.name] = (claim.metadata.uid, ann.get(FS_UUID), ann.get(STABLE_ID))
                 return claim
+            if time.time() >= deadline:
+                return None
             time.sleep(0.5)
-        raise RuntimeError("claim %s for %s never bound" % (name, pv.metadata.name))
+
+    def claim_released_pv(self, pv_name, wait=10):
+        """Another actor wants a Released PV while reclaim runs, as a real one can: an
+        administrator makes it Available (``kubectl patch pv <pv> -p
+        '{"spec":{"claimRef":null}}'``), which is done to a Released PV, not to one whose
+        claim is a reclaim's reservation (``localpv-rollout-reclaim/<pv>``: a wipe is
+        running, the docs say to leave it alone); and a new claim asks for the PV by
+        volumeName. The PV binder binds a PV only to the claim its claimRef names, so
+        the claim binds only where the claimRef was cleared. Tenant data is written as
+        soon as it binds. Returns ``(claim name, bound)``."""
+        pv = self.core.read_persistent_volume(pv_name)
+        ref = pv.spec.claim_ref
+        if ref is not None and ref.namespace != RESERVED_NAMESPACE:
+            self.core.patch_persistent_volume(pv_name, {"spec": {"claimRef": None}})
+            self.note("%s: claimRef %s/%s removed by an administrator" % (pv_name, ref.namespace, ref.name))
+        elif ref is not None:
+            self.note("%s is reserved for a wipe (claim %s/%s): the administrator leaves it alone" % (
+                pv_name, ref.namespace, ref.name))
+        name = self.ask_for(pv)
+        claim = self.wait_bound(name, pv, wait)
+        if claim is not None:
+            self.write_payload(self.core.read_persistent_volume(pv_name), claim)
+        else:
+            self.note("claim %s asks for %s and waits (Pending)" % (name, pv_name))
+        return name, claim is not None
+
+    def settle_claim(self, name, pv_name, wait=90):
+        """After the run: a claim still waiting for ``pv_name`` binds once the PV is
+        Available (the tenant then writes its data), or, when it does not within
+        ``wait`` seconds, is taken back by its owner. Returns whether it bound."""
+        if name in self.claims:
+            return True
+        pv = self.core.read_persistent_volume(pv_name)
+        ref = pv.spec.claim_ref
+        claim = self.wait_bound(name, pv, wait if ref is None or ref.name == name else 0)
+        if claim is not None:
+            self.write_payload(self.core.read_persistent_volume(pv_name), claim)
+            return True
+        self.core.delete_namespaced_persistent_volume_claim(name, self.ns)
+        self.note("claim %s for %s never bound; its owner deleted it" % (name, pv_name))
+        return False
 
     def write_payload(self, pv, claim):
         """Random tenant data into the volume of ``pv`` (bound by ``claim``) on the node;
@@ -478,6 +537,11 @@ class Moves:
         # 1. tenant data: every block of every protected payload is still stored, and
         #    a bound PV still shows it through its path
         digests = self.block_digests()
+        mounts = {}
+        for line in self.sh("findmnt -rn -o TARGET,UUID", check=False).stdout.splitlines():
+            parts = line.split()
+            if parts:
+                mounts[parts[0]] = parts[1] if len(parts) == 2 else None
         for data_id, payload in self.payloads.items():
             if not payload["protected"]:
                 continue
@@ -489,7 +553,15 @@ class Moves:
             if pv is not None and pv.status.phase == "Bound" and payload.get("claim") and \
                     pv.spec.claim_ref and pv.spec.claim_ref.uid == payload["claim"]:
                 seen = self.payload_sha_through_pv(payload, pv)
-                if seen != payload["sha"]:
+                if seen is None and not missing and not payload["block"] \
+                        and canonical(pv.spec.local.path) not in mounts \
+                        and self.remount_told(step, pv.spec.local.path):
+                    # the path lost its mount by a move (a reboot in which the disk came back
+                    # late), not by the tool; the data is on the disk and the run says how to
+                    # mount it again
+                    self.note("bound PV %s: nothing mounted at %s, its tenant's data %s is on the disk and the "
+                              "run says how to mount it" % (pv.metadata.name, pv.spec.local.path, data_id))
+                elif seen != payload["sha"]:
                     problems.append("bound PV %s no longer shows its tenant's data %s at %s (%s)" % (
                         pv.metadata.name, data_id, pv.spec.local.path,
                         "missing" if seen is None else "different content"))
@@ -505,17 +577,12 @@ class Moves:
             elif len(ours) > 1:
                 problems.append("%d PVs of ours at node %s path %s" % (len(ours), key[0], key[1]))
         # 3. every PV of ours matches its disk's recorded identity; a bound PV's never changes
-        mounts = {}
-        for line in self.sh("findmnt -rn -o TARGET,UUID", check=False).stdout.splitlines():
-            parts = line.split()
-            if len(parts) == 2:
-                mounts[parts[0]] = parts[1]
         for pv in pvs:
             if (pv.metadata.labels or {}).get(RUN_LABEL) != self.tag:
                 continue
             ann = pv.metadata.annotations or {}
             path = canonical(pv.spec.local.path)
-            if ann.get(FS_UUID) and path in mounts and mounts[path] != ann[FS_UUID]:
+            if ann.get(FS_UUID) and mounts.get(path) and mounts[path] != ann[FS_UUID]:
                 problems.append("PV %s records filesystem %s but %s holds %s" % (
                     pv.metadata.name, ann[FS_UUID], path, mounts[path]))
             seen = self.bound_identity.get(pv.metadata.name)
@@ -546,6 +613,18 @@ class Moves:
                     problems.append("a failed run does not say what it changed: %s" % " | ".join(msgs)[:600])
         if problems:
             raise Violation("after %s:\n  - %s" % (step.get("name"), "\n  - ".join(problems)))
+
+    def remount_told(self, step, path):
+        """Whether the latest site.yml run (of this step, else the model's last) failed
+        with a message that names the volume at ``path`` and says ``mount <path>``:
+        what the operator needs to give a bound PV whose mount is gone its data back."""
+        def site(runs):
+            return [r for r in runs if not r.killed and r.argv[-1].endswith("site.yml")][-1:]
+        latest = site(step.get("runs", [])) or site(self.runs)
+        if not latest or not latest[0].failed:
+            return False
+        told = re.compile(r"volume %s\b.*`mount %s`" % (re.escape(os.path.basename(path)), re.escape(path)))
+        return any(told.search(m) for m in latest[0].messages())
 
     def audit_writes_since(self, since):
         """Writes by localpv.rollout since ``since`` to this model's objects (their names

@@ -390,17 +390,18 @@ class OperatorMoves(RuleBasedStateMachine):
             while not os.path.exists(os.path.join(pause, "reached")) and proc.poll() is None \
                     and time.time() < deadline:
                 time.sleep(0.2)
+            asked = None
             if os.path.exists(os.path.join(pause, "reached")):
                 pv = released[0]
-                self.m.note("reclaim paused at %r: %s is released and bound again" % (rebind_at, pv.metadata.name))
+                self.m.note("reclaim paused at %r: %s is asked for again" % (rebind_at, pv.metadata.name))
                 try:
-                    self.m.core.patch_persistent_volume(pv.metadata.name, {"spec": {"claimRef": None}})
-                    claim = self.m.bind_claim(pv)
-                    self.m.write_payload(self.m.core.read_persistent_volume(pv.metadata.name), claim)
+                    asked = self.m.claim_released_pv(pv.metadata.name)
                 finally:
                     open(os.path.join(pause, "go"), "w").close()
             res = self.m.finish_run(proc)
             self.m.note("reclaim.yml -> %s" % res.summary())
+            if asked:
+                self.m.settle_claim(asked[0], released[0].metadata.name)
             return [res]
         self.step("reclaim%s" % (", a re-bind at %r" % rebind_at if rebind_at else ""), run)
 

@@ -715,7 +715,36 @@ def test_a_path_that_now_leads_to_a_blank_disk_is_refused_naming_old_and_new():
     assert "now leads to /dev/loop0 (loop:/srv/disks/a.img, 600 MiB), blank, which does not carry it" in text
     assert "The disk with those ids is still on this host: /dev/loop7 (loop:/srv/disks/old.img, 600 MiB)" in text
     assert "set replace: '%s' on this entry" % p["refusals"][0]["fingerprint"] in text
-    assert where.seen == [{"fs_uuid": OLD_FS, "partuuid": None, "stable_id": None}]
+    assert where.seen[0] == {"fs_uuid": OLD_FS, "partuuid": None, "stable_id": None}
+
+
+def test_an_unmounted_path_whose_old_disk_is_still_here_is_told_how_to_mount_it_again():
+    """A reboot in which the old disk came back late: its mount is gone, fstab stays. The
+    refusal mounts nothing, but says the command that gives the path its data back."""
+    where = located("/dev/loop7 (loop:/srv/disks/old.img, 600 MiB)")
+    rec = {"ssd0": {"fs_uuid": OLD_FS, "pv": "local-node1-ssd0", "claim": "default/data-web-0"}}
+    p = plan_with("blank", [{"name": "ssd0", "device": "/dev/loop0"}], fstab=FSTAB_SSD0, locate=where, recorded=rec)
+    text = reasons(p)
+    assert p["disks"] == [] and p["volumes"] == []
+    assert "still on this host: /dev/loop7 (loop:/srv/disks/old.img, 600 MiB); nothing is mounted at /mnt/disks/ssd0 " \
+        "now: run `mount /mnt/disks/ssd0` to mount that disk's filesystem (UUID=%s, by its fstab line) there " \
+        "again, with its data. Its PV local-node1-ssd0 is bound" % OLD_FS in text
+    assert where.seen[-1] == {"fs_uuid": OLD_FS}
+
+
+def test_no_mount_command_is_offered_unless_fstab_and_exactly_one_disk_make_it_mount_the_old_filesystem():
+    entries = [{"name": "ssd0", "device": "/dev/loop0"}]
+    two = plan_with("blank", entries, fstab=FSTAB_SSD0, locate=located("/dev/loop7 (a)", "/dev/loop8 (b)"))
+    assert "still on this host: /dev/loop7 (a), /dev/loop8 (b)" in reasons(two) and "mount /mnt" not in reasons(two)
+    pv_only = plan_with("blank", entries, locate=located("/dev/loop7 (a)"),
+                        recorded={"ssd0": {"fs_uuid": OLD_FS, "pv": "local-node1-ssd0"}})
+    assert "still on this host: /dev/loop7 (a)" in reasons(pv_only) and "mount /mnt" not in reasons(pv_only)
+    raw = recorded("blank")
+    mounted = raw["mountinfo"] + "99 1 7:7 / /mnt/disks/ssd0 rw,relatime - xfs /dev/loop7 rw\n"
+    p = dp.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks", "allow_kernel_names": True},
+                     FSTAB_SSD0, mounted, isdir=lambda p: True, sampler=zeros(), dir_entries={}.get,
+                     locate=located("/dev/loop7 (a)"))
+    assert "still on this host: /dev/loop7 (a)" in reasons(p) and "mount /mnt" not in reasons(p)
 
 
 def test_the_old_disk_gone_is_said():

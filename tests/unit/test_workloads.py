@@ -124,6 +124,34 @@ def test_a_refused_release_says_what_was_already_wiped():
                               "by this run (/mnt/disks/a: 2 entries were removed (files))")
 
 
+def test_a_refused_release_does_not_stop_the_others_and_the_message_says_all():
+    class TwoOfThree:
+        patched = []
+
+        def get_pv(self, name):
+            ref = {"namespace": "app", "name": "new", "uid": "tenant"} if name.endswith("-b") else \
+                {"namespace": workloads.RESERVATION_NAMESPACE, "name": name, "uid": "res-1"}
+            return {"metadata": {"name": name, "labels": {v.MANAGED_BY_LABEL: v.MANAGED_BY_VALUE}},
+                    "spec": {"claimRef": ref}}
+
+        def get_pvc(self, namespace, name):
+            return {"metadata": {"uid": "tenant"}} if namespace == "app" else None
+
+        def patch_pv(self, name, patch, json_patch=False):
+            self.patched.append(name)
+
+    items = [{"name": "local-node2-%s" % n, "claim_uid": "res-1", "wiped": "/mnt/disks/%s: 1 entries were removed "
+              "(files)" % n} for n in "abc"]
+    kube = TwoOfThree()
+    with pytest.raises(workloads.RetireStop) as stop:
+        workloads.release_pvs(kube, items, {"released": [], "already": []})
+    assert kube.patched == ["local-node2-a", "local-node2-c"]
+    assert stop.value.code == "bound" and stop.value.state["released"] == ["local-node2-a", "local-node2-c"]
+    assert stop.value.msg == ("PV local-node2-b is still bound: its claim app/new exists. Its volume was already "
+                              "wiped by this run (/mnt/disks/b: 1 entries were removed (files)). Wiped and released "
+                              "(Available again): local-node2-a, local-node2-c")
+
+
 # --- a cordon that does not hold, and pods that never start --------------------------
 
 def test_a_pod_tolerating_the_cordon_taint_or_every_taint_is_seen_and_others_are_not():

@@ -410,12 +410,13 @@ class _Planner:
     """The plan being made, and what deciding it needs: the run's keys and the
     content sampler (read once per device)."""
 
-    def __init__(self, plan, options, sampler, fstab=(), links=None, locate=None):
+    def __init__(self, plan, options, sampler, fstab=(), links=None, locate=None, mounts=()):
         self.plan = plan
         self.allow_wipe = bool(options.get("allow_wipe"))
         self.allow_kernel_names = bool(options.get("allow_kernel_names"))
         self.recorded = options.get("recorded") or {}
         self.fstab = fstab
+        self.mounts = mounts   # parsed mountinfo of the host
         self.links = links or {}
         self.locate = locate or (lambda ids: None)
         self.wanted = set()   # partition labels of every volume an entry of this host names
@@ -502,7 +503,8 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
     mount_root = canonical_path(given_root)
     plan = {"host": host, "mount_root": mount_root or given_root, "disks": [], "volumes": [], "refusals": [],
             "binds": [], "skipped": []}
-    planner = _Planner(plan, options, sampler, devices.parse_fstab(fstab_text or ""), links, locate)
+    planner = _Planner(plan, options, sampler, devices.parse_fstab(fstab_text or ""), links, locate,
+                       devices.parse_mountinfo(mountinfo_text or ""))
     if mount_root is None:
         planner.refuse(given_root, ["mount_root %r is not an absolute path: set localpv_mount_root to one, "
                                     "such as /mnt/disks" % (given_root,)])
@@ -830,6 +832,21 @@ def _describe_disk(disk):
     return "%s (%s, %s)" % (disk["path"], disk["stable_id"] or "no stable id", hv.human_bytes(disk["size"]))
 
 
+def _remount_hint(planner, record, path):
+    """What gives ``path`` its old filesystem back when nothing is mounted there (a
+    reboot in which the old disk came back late): the fstab line names the
+    filesystem by UUID, and exactly one disk of this host carries that UUID, so
+    ``mount <path>`` mounts it. The refusal itself mounts nothing: it leaves the
+    host as it found it. "" when that is not so."""
+    if not record["fs_uuid"] or "/etc/fstab" not in record["where"] or devices.mount_at(planner.mounts, path):
+        return ""
+    found = planner.locate({"fs_uuid": record["fs_uuid"]})
+    if not found or len(found) != 1:
+        return ""
+    return ("; nothing is mounted at %s now: run `mount %s` to mount that disk's filesystem (UUID=%s, by its fstab "
+            "line) there again, with its data" % (path, path, record["fs_uuid"]))
+
+
 def _identity_proven(planner, spec, disk, names, entry):
     """Refuse the disk when it does not carry what a volume of this entry recorded,
     unless ``replace`` confirms this very disk (never while the PV is bound)."""
@@ -842,9 +859,13 @@ def _identity_proven(planner, spec, disk, names, entry):
         fp = planner.fingerprint(disk)
         ids = dict(fs_uuid=record["fs_uuid"], partuuid=record["partuuid"], stable_id=record["stable_id"])
         found = planner.locate(ids)
-        old = ("The disk with those ids is still on this host: %s" % ", ".join(found) if found else
-               "No disk of this host carries those ids now (the old disk is gone, or not readable here)"
-               if found is not None else "Whether the old disk is still on this host was not looked for")
+        if found:
+            old = "The disk with those ids is still on this host: %s%s" % (
+                ", ".join(found), _remount_hint(planner, record, path))
+        elif found is not None:
+            old = "No disk of this host carries those ids now (the old disk is gone, or not readable here)"
+        else:
+            old = "Whether the old disk is still on this host was not looked for"
         content = ("blank" if disk["eligible"] and planner.sample(disk["path"], disk["size"])["zero"]
                    else "not blank")
         # a selector's volume has no path of its own: say which disk the selector took for it

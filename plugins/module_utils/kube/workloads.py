@@ -568,7 +568,11 @@ def release_pvs(kube, items, result):
     (RetireStop ``bound``) a PV whose very claim still exists. ``result`` collects
     the names under ``released`` and ``already``; it is the error's state too.
     An item's ``wiped`` (what the host erased for it) is said in every refusal,
-    so that nobody takes a refused release for an untouched volume."""
+    so that nobody takes a refused release for an untouched volume. A refusal does
+    not stop the others: each release is its own guarded write, and a wiped PV left
+    reserved would wait for the next run. One RetireStop then names every refusal
+    and the PVs released."""
+    refused = []
     for item in items:
         try:
             pv = kube.get_pv(item["name"])
@@ -577,12 +581,19 @@ def release_pvs(kube, items, result):
                 pvc = kube.get_pvc(ref.get("namespace"), ref["name"])
                 if pvc is not None and pvc["metadata"].get("uid") == ref.get("uid"):
                     raise RetireStop("PV %s is still bound: its claim %s/%s exists" % (
-                        item["name"], ref.get("namespace"), ref["name"]), code="bound", state=result)
+                        item["name"], ref.get("namespace"), ref["name"]), code="bound")
             result[release_pv(kube, item["name"], item["claim_uid"], pv)].append(item["name"])
         except RetireStop as exc:
             if item.get("wiped"):
                 exc.msg = "%s. Its volume was already wiped by this run (%s)" % (exc.msg, item["wiped"])
-            raise
+            refused.append(exc)
+    if refused:
+        msg = " | ".join(exc.msg for exc in refused)
+        if result["released"]:
+            wiped = set(item["name"] for item in items if item.get("wiped"))
+            msg += ". %s (Available again): %s" % ("Wiped and released" if wiped.issuperset(result["released"])
+                                                   else "Released", ", ".join(result["released"]))
+        raise RetireStop(msg, code=refused[0].code, state=result)
     return result
 
 
