@@ -19,7 +19,7 @@ from kubernetes import client
 
 from conftest import REPO, recap
 
-from ansible_collections.localpv.rollout.plugins.module_utils import volumes as v
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 
 BIN = os.path.dirname(sys.executable)
 
@@ -115,7 +115,7 @@ def site_volumes(lab):
             names = ["%s-%d" % (disk["name"], i) for i in range(1, disk["partitions"] + 1)] \
                 if disk.get("partitions") else [disk["name"]]
             for name in names:
-                wanted[v.pv_name(hv.get("localpv_node_name") or host, name)] = \
+                wanted[naming.pv_name(hv.get("localpv_node_name") or host, name)] = \
                     "Block" if disk.get("mode") == "block" else "Filesystem"
     return wanted
 
