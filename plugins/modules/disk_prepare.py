@@ -283,6 +283,16 @@ options:
     description: Seconds to wait for the host lock held by another run.
     type: int
     default: 600
+  hand_off_lock:
+    description:
+      - When volumes are left to mount or link (RV(mounts), RV(links)), reserve the host lock for the
+        M(localpv.rollout.volume_mounts) call of the same run that follows, which presents RV(lock_handoff) as its
+        O(localpv.rollout.volume_mounts#module:lock_handoff). Until then every other run on the host keeps waiting,
+        so that a second run does not mount the volumes this one made between its two steps; the
+        reservation ends there, or after 30 s (a run killed in between). Not in check mode.
+      - The disk_prep role sets it when it calls M(localpv.rollout.volume_mounts) next.
+    type: bool
+    default: false
   stop_after:
     description:
       - V(partition) stops after the partition tables are written, before any mkfs. Only for
@@ -444,6 +454,14 @@ links:
   type: list
   elements: dict
   sample: [{path: /mnt/disks/raw0, target: /dev/disk/by-partuuid/5d8b7e3a-1c2f-4b6a-9e0d-3f4a5b6c7d8e}]
+lock_handoff:
+  description:
+    - With O(hand_off_lock), the token of the host lock's reservation for the M(localpv.rollout.volume_mounts) call
+      that follows (its O(localpv.rollout.volume_mounts#module:lock_handoff)); null when nothing is left to mount or
+      link, without O(hand_off_lock), and in check mode.
+  returned: success
+  type: str
+  sample: 3f2b9c0e8d7a4c1e9b6f5a4d3c2b1a09
 disks:
   description: The plan per disk (state new, wipe, ours or adopt; actions; layout).
   returned: always
@@ -679,20 +697,21 @@ def main():
             host=dict(type="str"),
             stop_after=dict(type="str", choices=["partition"]),
             lock_timeout=dict(type="int", default=host_lock.DEFAULT_TIMEOUT),
+            hand_off_lock=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     host = module.params["host"] or os.uname()[1]
     host_lock.tether()
     try:
-        with host_lock.HostLock(host, timeout=module.params["lock_timeout"]):
-            _prepare(module, host)
+        with host_lock.HostLock(host, timeout=module.params["lock_timeout"]) as lock:
+            _prepare(module, host, lock)
     except host_lock.LockTimeout as exc:
         module.fail_json(msg=exc.msg, lock_holders=exc.holders, commands=[])
 
 
-def _prepare(module, host):
-    """Plan and apply, under the host lock."""
+def _prepare(module, host, lock):
+    """Plan and apply, under the host lock; hand the lock on to volume_mounts when it has work."""
     try:
         plan = _plan(module.params, host, module)
     except devices.DeviceError as exc:
@@ -711,8 +730,13 @@ def _prepare(module, host):
                              commands=exc.commands, disks=plan["disks"])
         diff["after"] = disk_plan.render(plan)
     volumes = [_result_volume(v, devices.run_command) for v in plan["volumes"]]
+    todo = _still_to_do(volumes)
+    handoff = None
+    if module.params["hand_off_lock"] and not module.check_mode and (todo["mounts"] or todo["links"]):
+        # what this run made, this run mounts: no other run takes the lock before its volume_mounts
+        handoff = lock.reserve()
     module.exit_json(changed=pending, volumes=volumes, disks=plan["disks"], skipped_disks=plan["skipped"], commands=commands,
-                     diff=diff, **_still_to_do(volumes))
+                     diff=diff, lock_handoff=handoff, **todo)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,11 @@ options:
     description: Seconds to wait for the host lock held by another run.
     type: int
     default: 600
+  lock_handoff:
+    description:
+      - The RV(localpv.rollout.disk_prepare#module:lock_handoff) of the M(localpv.rollout.disk_prepare) call of this
+        run. The host lock reserved for this call is taken at once, while other runs wait for it.
+    type: str
 notes:
   - The fstab is C(/etc/fstab). A symlinked C(/etc/fstab) is written through the link.
 seealso:
@@ -242,6 +247,7 @@ def main():
                 path=dict(type="path", required=True), target=dict(type="str", required=True))),
             host=dict(type="str"),
             lock_timeout=dict(type="int", default=host_lock.DEFAULT_TIMEOUT),
+            lock_handoff=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -249,7 +255,7 @@ def main():
     host_lock.tether()
     try:
         # under the lock, a second run reads the mounts after the first made them
-        with host_lock.HostLock(host, timeout=module.params["lock_timeout"]):
+        with host_lock.HostLock(host, timeout=module.params["lock_timeout"], handoff=module.params["lock_handoff"]):
             _mount(module, host)
     except host_lock.LockTimeout as exc:
         module.fail_json(msg=exc.msg, lock_holders=exc.holders, **NOTHING_DONE)

@@ -206,16 +206,47 @@ def test_a_run_waiting_for_the_lock_names_a_disk_tool_left_running(lab, scenario
     s.sh("kill %s" % pid)
 
 
+def kill_run(pid):
+    """SIGKILL a playbook run and every process under it, as a cancelled CI job is killed:
+    ansible-core's workers call setsid(), so a kill of the playbook's process group leaves
+    them and their ssh running, and the module on the node finishes its task."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (IOError, OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    for sig in (signal.SIGSTOP, signal.SIGKILL):   # stopped first: none forks or reaps meanwhile
+        for member in tree:
+            try:
+                os.kill(member, sig)
+            except OSError:
+                pass
+
+
 def test_a_killed_run_leaves_no_mkfs_running_and_the_next_run_finishes(lab, scenario):
     s = scenario
     disk = sorted(s.info["disks"], key=lambda d: d["size"])[-1]["path"]
     s.lab.wipe_disks(s.host, only=[disk])
     s.disks_used.append(disk)
-    # many inodes, written at mkfs time: a mkfs that runs for a few seconds
+    # many inodes, written at mkfs time: a mkfs that runs for a few seconds. Only when mke2fs
+    # writes the zeros itself: the lab's loop disks take write-zeroes (BLKZEROOUT, a fallocate
+    # of the image), and with it this mkfs took 40 ms, too short to be seen and killed.
+    # UNIX_IO_NOZEROOUT (e2fsprogs) turns that off: about 10 s on the lab's 2 GiB disk.
     entry = {"name": s.tag + "-a", "device": disk, "fstype": "ext4",
              "mkfs_options": "-N 4000000 -E lazy_itable_init=0,lazy_journal_init=0,nodiscard"}
     play = s.tmp / "prepare-killed.yml"
-    play.write_text(PREPARE.format(host=s.host, out=str(s.tmp / "killed.json")))
+    slow = "  gather_facts: false\n  environment:\n    UNIX_IO_NOZEROOUT: \"1\"\n"
+    play.write_text(PREPARE.format(host=s.host, out=str(s.tmp / "killed.json")).replace(
+        "  gather_facts: false\n", slow, 1))
+    assert "UNIX_IO_NOZEROOUT" in play.read_text()
     env = dict(lab.env(), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", lab.inventory, "--limit", s.host,
            "-e", json.dumps({"ansible_ssh_common_args": SSH_ARGS, "localpv_disks": [entry]}), str(play)]
@@ -225,10 +256,18 @@ def test_a_killed_run_leaves_no_mkfs_running_and_the_next_run_finishes(lab, scen
         wait_until("mkfs running on the node", lambda: s.sh("pgrep -x mkfs.ext4", check=False).returncode == 0,
                    timeout=300)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_run(proc.pid)
         proc.wait()
     wait_until("mkfs gone with its run", lambda: s.sh("pgrep -x mkfs.ext4", check=False).returncode != 0, timeout=30)
-    assert s.sh("pgrep -f 'AnsiballZ|ansible_module' || true").stdout.strip() == ""
+    # the module is gone too: nothing holds the host lock (with pipelining a module is a bare
+    # python3; without it, AnsiballZ; brackets: the pattern must not match the shell running pgrep)
+    assert s.sh("find /proc/[0-9]*/fd -lname /run/localpv-rollout.lock 2>/dev/null || true").stdout.strip() == ""
+    assert s.sh("pgrep -af '[A]nsiballZ|[a]nsible_module' || true").stdout.strip() == ""
+    # stopped halfway, not run to its end: no filesystem on the partition
+    part = disk + ("p1" if disk[-1].isdigit() else "1")
+    assert s.sh("blkid -p -s TYPE -o value %s || true" % part).stdout.strip() == ""
     # the next run finishes: no "use the -f option", no half-made filesystem taken for a volume
-    ok(prepare(s, [entry]), s.host)
+    res = ok(prepare(s, [entry]), s.host)
+    assert any(c.startswith("mkfs.ext4 ") for c in res.result(
+        "Plan the disks of this host, refuse unsafe ones, then partition and format", s.host)["commands"])
     assert s.mounted(entry["name"])

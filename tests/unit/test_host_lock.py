@@ -109,3 +109,56 @@ def test_a_module_whose_run_is_gone_takes_its_tools_with_it():
     wait_for("the module to die", lambda: module.poll() is not None)
     assert module.returncode == -signal.SIGKILL
     wait_for("its tool to die", lambda: not alive(tool_pid))
+
+
+def test_a_lock_handed_to_the_next_step_of_a_run_keeps_other_runs_waiting(tmp_path):
+    """disk_prepare reserves the lock for its run's volume_mounts: another run that
+    comes between them waits, the token's holder takes it at once and ends the
+    reservation, and the waiting run then gets it."""
+    import threading
+    path = str(tmp_path / "localpv-rollout.lock")
+    with host_lock.HostLock("node1", path=path) as first:
+        token = first.reserve()
+    assert token and os.path.exists(path + ".handoff")
+
+    with pytest.raises(host_lock.LockTimeout) as stop:
+        with host_lock.HostLock("node1", path=path, timeout=1):
+            pass
+    assert "host node1: another run (pid %d) handed %s on to its next step" % (os.getpid(), path) in stop.value.msg
+    assert "Nothing was changed" in stop.value.msg and stop.value.holders == []
+    # a wrong token is another run too
+    with pytest.raises(host_lock.LockTimeout):
+        with host_lock.HostLock("node1", path=path, timeout=0.5, handoff="0" * 32):
+            pass
+
+    order = []
+
+    def other_run():
+        with host_lock.HostLock("node1", path=path, timeout=20):
+            order.append("other")
+    waiter = threading.Thread(target=other_run)
+    waiter.start()
+    time.sleep(1.2)
+    assert order == []          # the flock is free, the reservation holds the other run back
+    with host_lock.HostLock("node1", path=path, timeout=1, handoff=token) as second:
+        assert second.waited < 1
+        assert not os.path.exists(path + ".handoff")
+        order.append("next step")
+        time.sleep(0.6)
+    waiter.join(20)
+    assert order == ["next step", "other"]
+
+
+def test_a_reservation_left_by_a_killed_run_expires(tmp_path):
+    path = str(tmp_path / "localpv-rollout.lock")
+    with host_lock.HostLock("node1", path=path) as first:
+        assert first.reserve(ttl=1)
+    start = time.time()
+    with host_lock.HostLock("node1", path=path, timeout=10):
+        assert 0.5 <= time.time() - start < 5
+    assert not os.path.exists(path + ".handoff")
+    # and an unreadable one holds nobody back
+    with open(path + ".handoff", "w") as handle:
+        handle.write("{not json")
+    with host_lock.HostLock("node1", path=path, timeout=1) as again:
+        assert again.waited < 1

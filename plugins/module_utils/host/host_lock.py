@@ -13,6 +13,14 @@ run names it instead of formatting under it.
 :func:`tether` makes a module and its tools one process group that dies when the
 run that started it is gone (its standard output closed by a killed playbook
 or a dropped SSH connection), so a killed run leaves no mkfs behind.
+
+A run's host work may take two modules (disk_prepare, then volume_mounts for
+what it left to mount). :meth:`HostLock.reserve` hands the lock from the first
+to the second: a reservation with a token, written under the lock, that makes
+every other run's :class:`HostLock` let go of the lock and keep waiting until
+the module that presents the token has taken it, or the reservation expires
+(:data:`HANDOFF_TTL`; a run killed between its two modules). Without it a
+second run could take the lock between them and mount the first run's volumes.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,16 +29,24 @@ __metaclass__ = type
 
 import errno
 import fcntl
+import json
 import os
 import select
 import signal
 import threading
 import time
+import uuid
 
 from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
 
 LOCK_PATH = "/run/localpv-rollout.lock"
 DEFAULT_TIMEOUT = 600
+# Seconds a hand-off reservation keeps other runs out. The gap between one run's two
+# modules on a host is about a second; where it is longer (a play whose other hosts are
+# still at the first module) the reservation lapses, and a second run may mount what the
+# first made (safe: volume_mounts plans under the lock, it only reports the change). It
+# is also the most a run killed between its two modules makes the next run wait.
+HANDOFF_TTL = 30
 # Tools whose leftover process is named as such: a run killed while they ran.
 DISK_TOOLS = ("mkfs", "mkfs.xfs", "mkfs.ext4", "mkfs.ext3", "mke2fs", "sfdisk", "wipefs", "partx", "blkdiscard")
 
@@ -102,14 +118,49 @@ def describe_holders(holders):
 class HostLock(object):
     """``with HostLock(host, timeout=...)``: wait for the host's lock, up to
     ``timeout`` seconds, then hold it to the end of the block. A timeout raises
-    :class:`LockTimeout` naming the holders."""
+    :class:`LockTimeout` naming the holders. ``handoff``: the token of the
+    reservation (:meth:`reserve`) that the previous module of this run made."""
 
     def __init__(self, host, timeout=DEFAULT_TIMEOUT, path=LOCK_PATH, proc_root="/proc", sleep=time.sleep,
-                 clock=time.time):
+                 clock=time.time, handoff=None):
         self.host, self.timeout, self.path, self.proc_root = host, timeout, path, proc_root
         self._sleep, self._clock = sleep, clock
+        # the token of a reservation made for this module by the previous module of its run
+        self.handoff = handoff
+        self.handoff_path = path + ".handoff"
         self.fd = None
         self.waited = 0.0
+
+    def _reservation(self):
+        """Under the flock: the live reservation that keeps this module out, or None.
+        A reservation for this module (its token) or an expired one is removed."""
+        try:
+            with open(self.handoff_path) as handle:
+                held = json.load(handle)
+            token, until = held["token"], float(held["until"])
+        except (IOError, OSError, ValueError, KeyError, TypeError):
+            return None
+        if token == self.handoff or until <= self._clock():
+            try:
+                os.unlink(self.handoff_path)
+            except OSError:
+                pass
+            return None
+        return held
+
+    def reserve(self, ttl=HANDOFF_TTL):
+        """While holding the lock: reserve it for the next module of this run, which
+        presents the returned token as ``handoff``. Returns None where it cannot be written."""
+        token = uuid.uuid4().hex
+        record = {"token": token, "until": self._clock() + ttl, "pid": os.getpid()}
+        tmp = "%s.%d" % (self.handoff_path, os.getpid())
+        try:
+            with open(tmp, "w") as handle:
+                json.dump(record, handle)
+            os.rename(tmp, self.handoff_path)
+        except (IOError, OSError):
+            return None
+        return token
 
     def __enter__(self):
         directory = os.path.dirname(self.path)
@@ -118,16 +169,28 @@ class HostLock(object):
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         start = self._clock()
         while True:
+            reserved = None
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                reserved = self._reservation()
+                if reserved is None:
+                    break
+                # another run's next module is on its way: let go, and wait for it
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
             except (IOError, OSError) as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
             if self._clock() - start >= self.timeout:
-                holders = lock_holders(self.path, self.proc_root)
                 os.close(self.fd)
                 self.fd = None
+                if reserved is not None:
+                    raise LockTimeout(
+                        "host %s: another run (pid %s) handed %s on to its next step, which has not taken it; "
+                        "it is reserved for %d s more, longer than the lock timeout of %d s. Nothing was changed; "
+                        "run again when it is done" % (
+                            self.host, reserved.get("pid", "?"), self.path,
+                            max(0, float(reserved["until"]) - self._clock()), self.timeout), [])
+                holders = lock_holders(self.path, self.proc_root)
                 raise LockTimeout(
                     "host %s: another run has held %s for %d s, longer than the lock timeout: %s. Nothing was "
                     "changed; run again when it is done" % (self.host, self.path, self.timeout,
