@@ -190,9 +190,6 @@ options:
       labels:
         description: Extra labels for the PVs of these volumes (passed through in RV(volumes)).
         type: dict
-      reclaim_policy:
-        description: Reclaim policy for the PVs of these volumes (passed through in RV(volumes)).
-        type: str
       replace:
         description:
           - The confirmation that the disk this entry's device now leads to replaces the disk its volume was made
@@ -524,7 +521,6 @@ DISK_SPEC = dict(
     expect=dict(type="dict", options=EXPECT_SPEC),
     capacity_from=dict(type="str", choices=["filesystem", "device"]),
     labels=dict(type="dict"),
-    reclaim_policy=dict(type="str"),
     capacity=dict(type="raw"),
 )
 
@@ -662,7 +658,7 @@ def _capacity(volume, run):
 def _result_volume(volume, run):
     out = dict((k, volume.get(k)) for k in (
         "name", "path", "mode", "state", "disk", "device", "stable_id", "stable_id_source", "partlabel", "partuuid",
-        "fstype", "uuid", "size", "storage_class", "capacity_from", "labels", "reclaim_policy",
+        "fstype", "uuid", "size", "storage_class", "capacity_from", "labels",
         "needs_mount", "needs_link", "link_target", "source"))
     out["capacity"] = _capacity(volume, run)
     if volume["mode"] == "filesystem":

@@ -25,7 +25,7 @@ def keys(needs):
 
 
 @pytest.mark.parametrize("run,options", [
-    ("site", {}), ("site", {"replace_storage_classes": True}), ("reclaim", {}),
+    ("site", {}), ("reclaim", {}),
     ("decommission", {}), ("decommission", {"pod_action": "delete", "delete_node": True})])
 def test_every_right_asked_for_is_granted_by_the_role_file_it_names(run, options):
     for need in pf.rights_for(run, **options):

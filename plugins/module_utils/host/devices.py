@@ -14,7 +14,7 @@ Two halves that meet in a plain dict:
 * ``build()`` turns that dict into one record per disk with ``eligible`` and the
   ``reasons`` against it. It is pure: the unit tests run it on recorded hosts.
 
-The rules (DESIGN.md, "Rules that keep data safe"): a disk may be formatted only if
+The rules (docs/design.md, "Safety"): a disk may be formatted only if
 it has no signature, no partitions, no holders, is not mounted, not swap, not
 read-only, not removable, not the disk of / or /boot, an exclusive open
 succeeds, and no process has it or a partition open or mapped (/proc/*/fd, maps).

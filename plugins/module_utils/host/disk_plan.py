@@ -58,7 +58,7 @@ EXPECT_KEYS = ("size", "model", "serial", "wwn", "fs_uuid", "fs_label")
 MATCH_KEYS = ("rotational", "min_size", "max_size", "model", "count")
 SPEC_KEYS = ("name", "device", "match", "name_prefix", "bind", "mode", "fstype", "mkfs_options",
              "mount_options", "partitions", "storage_class", "wipe", "adopt", "expect", "capacity_from",
-             "labels", "reclaim_policy", "capacity", "replace", "blank_proof")
+             "labels", "capacity", "replace", "blank_proof")
 DEFAULT_MOUNT_OPTIONS = "defaults,nofail"
 # GPT partition types: a filesystem volume is "Linux filesystem data"; a raw block
 # volume gets a type of its own, so that a change of mode is seen on the disk.
@@ -82,7 +82,7 @@ class PrepareError(Exception):
 # --------------------------------------------------------------------------------------
 
 def _spec_values(entry, index, defaults, kinds):
-    keys = ("name", "device", "bind", "name_prefix", "mkfs_options", "reclaim_policy")
+    keys = ("name", "device", "bind", "name_prefix", "mkfs_options")
     spec = dict((key, entry.get(key)) for key in keys)
     spec.update({
         "index": index,
@@ -727,7 +727,6 @@ def _volume(spec, name, mode, state, disk=None, number=None, size=None, fstype=N
         "storage_class": spec["storage_class"],
         "capacity_from": spec["capacity_from"],
         "labels": spec["labels"],
-        "reclaim_policy": spec["reclaim_policy"],
         "explicit_capacity": spec.get("capacity"),
         "expect": spec["expect"],
         "needs_mount": False,

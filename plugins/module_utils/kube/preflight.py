@@ -28,8 +28,8 @@ def right(verb, resource, role_file, group="", why=""):
     return {"verb": verb, "resource": resource, "group": group, "role_file": role_file, "why": why}
 
 
-def rights_for(run, prune=True, replace_unbound=False, replace_storage_classes=False, report=True,
-               cordon=True, pod_action="evict", delete_node=False):
+def rights_for(run, prune=True, replace_unbound=False, report=True, cordon=True, pod_action="evict",
+               delete_node=False):
     """The rights ``run`` (site, decommission, reclaim) needs with these options."""
     pv = [right(verb, "persistentvolumes", PV_ROLE) for verb in ("list", "get")]
     base = pv + [right("list", "nodes", PV_ROLE, why="the kubernetes.io/hostname label of each node")]
@@ -38,8 +38,6 @@ def rights_for(run, prune=True, replace_unbound=False, replace_storage_classes=F
         if prune or replace_unbound:
             needs.append(right("delete", "persistentvolumes", PV_ROLE, why="prune or replace unbound PVs"))
         needs += [right(verb, "storageclasses", PV_ROLE, "storage.k8s.io") for verb in ("get", "create", "patch")]
-        if replace_storage_classes:
-            needs.append(right("delete", "storageclasses", PV_ROLE, "storage.k8s.io", "replace a StorageClass"))
         if report:
             needs += [right("list", res, PV_ROLE, why="the table of PVs") for res in ("persistentvolumeclaims", "pods")]
         return needs
@@ -116,16 +114,16 @@ def unknown_nodes(names, cluster_nodes, owned_pvs):
     return [name for name in names if name not in known and naming.label_value(name) not in known]
 
 
-def storage_class_problems(kube, classes, replace=False):
+def storage_class_problems(kube, classes):
     """Why the StorageClasses ``classes`` (normalized) cannot be ensured as they
     are: the conflicts :func:`storage_classes.plan_storage_class` finds (a class
-    of another owner that differs, or immutable fields that differ unless
-    ``replace``)."""
-    plans = [sc.plan_storage_class(wanted, kube.get_storage_class(wanted["name"]), replace) for wanted in classes]
+    of another owner that differs, or immutable fields that differ; site.yml
+    never replaces a class)."""
+    plans = [sc.plan_storage_class(wanted, kube.get_storage_class(wanted["name"]), False) for wanted in classes]
     return [item["reason"] for item in plans if item["action"] == "conflict"]
 
 
-def preflight(kube, needs, nodes=(), storage_classes=(), replace_storage_classes=False):
+def preflight(kube, needs, nodes=(), storage_classes=()):
     """Everything the API server can tell before a run: the rights, the nodes and
     the StorageClasses. Returns ``{"missing_rights", "unknown_nodes",
     "storage_class_problems", "problems"}``; ``problems`` are the messages."""
@@ -136,7 +134,7 @@ def preflight(kube, needs, nodes=(), storage_classes=(), replace_storage_classes
         owned = kube.list_pvs(label_selector="%s=%s" % (vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE))
         result["unknown_nodes"] = unknown_nodes(nodes, kube.list_nodes(), owned)
     if storage_classes:
-        result["storage_class_problems"] = storage_class_problems(kube, storage_classes, replace_storage_classes)
+        result["storage_class_problems"] = storage_class_problems(kube, storage_classes)
     who = "%s " % result["identity"] if result.get("identity") else ""
     problems = [who + m["msg"] for m in result["missing_rights"]]
     problems += ["node %s is not a Node of the cluster and no PV of localpv.rollout names it; check the name "
