@@ -11,7 +11,7 @@ from ansible_collections.localpv.rollout.plugins.module_utils.common import nami
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
-from test_volumes_pv import vol
+from test_volumes import vol
 
 GIB = 2 ** 30
 

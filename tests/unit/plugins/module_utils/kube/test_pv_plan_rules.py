@@ -8,7 +8,7 @@ from ansible_collections.localpv.rollout.plugins.module_utils.kube import persis
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
 from test_persistent_volumes import hostnames, plan, server_copy
-from test_volumes_pv import vol
+from test_volumes import vol
 
 
 def test_prune_looks_past_the_pvs_still_wanted():
