@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd -P)
 cache=${LOCALPV_LAB_CACHE:-$HOME/.cache/localpv-lab}
 
-# The apt packages the lab and the tests call. tests/unit/test_install_deps.py checks
+# The apt packages the lab and the tests call. tests/unit/project/test_install_deps.py checks
 # this list against the commands the scripts run, and tests/integration/test_install_deps.py
 # the detection below in a clean Debian root, so the two cannot drift apart.
 apt_packages=(podman runc conmon catatonit uidmap slirp4netns netavark aardvark-dns iptables

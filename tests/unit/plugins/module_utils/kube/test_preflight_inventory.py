@@ -12,8 +12,7 @@ import pytest
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import preflight as pf
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
-from test_persistent_volumes import provisioner_pv
-from test_volumes_pv import vol
+from pv_builders import provisioner_pv, vol
 
 MID = "3f1c9a2be0d84c67a5e1f0b2c4d6e8f0"
 

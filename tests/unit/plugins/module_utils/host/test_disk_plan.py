@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The host plan: which disk becomes which volume, and every reason to refuse.
 
-Runs make_plan() on recorded hosts (tests/unit/data); nothing here writes.
+Runs make_plan() on recorded hosts (tests/unit/plugins/module_utils/host/data); nothing here writes.
 """
 
 import copy

@@ -13,6 +13,8 @@ import os
 import pytest
 import yaml
 
+from conftest import REPO
+
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan as dp
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes as hv
@@ -138,7 +140,7 @@ def test_the_fstype_lists_agree():
     module's and the role's choices), what mkfs_argv can make again (reclaim) and
     what a PV may declare. What disk_prepare makes must be in the other two."""
     assert set(dp.FSTYPES) <= set(hv.MKFS_TYPES) <= set(vol.FSTYPES)
-    spec = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "disk_prep", "meta", "argument_specs.yml")
+    spec = os.path.join(REPO, "roles", "disk_prep", "meta", "argument_specs.yml")
     with open(spec) as handle:
         options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
     assert options["disk_prep_fstype"]["choices"] == list(dp.FSTYPES)

@@ -7,8 +7,7 @@ StorageClass names the PVs that need it, a few of them when there are many."""
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
-from test_persistent_volumes import hostnames, plan, server_copy
-from test_volumes_pv import vol
+from pv_builders import hostnames, plan, server_copy, vol
 
 
 def test_prune_looks_past_the_pvs_still_wanted():

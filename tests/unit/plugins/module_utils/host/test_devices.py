@@ -1,6 +1,6 @@
 # Copyright (c) localpv.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Reading and judging disks, on hosts recorded with tests/unit/data/record_host.py.
+"""Reading and judging disks, on hosts recorded with tests/unit/plugins/module_utils/host/data/record_host.py.
 
 Each recording is a real machine's sysfs, mountinfo, swaps and wipefs/partx output
 in one state (blank, mounted, swap, ...), so these tests check the verdicts on

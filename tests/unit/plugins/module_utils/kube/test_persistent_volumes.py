@@ -3,52 +3,12 @@
 """What a run does to the PVs of the cluster, without a cluster: identity by node
 and path, take-over, conflicts, prune, validation and the results it reports."""
 
-import copy
-
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
-from test_volumes_pv import vol
-
-GIB = 2 ** 30
-
-
-def server_copy(manifest, uid="u-1", **spec):
-    """A PV as the API server returns it: defaults, status, canonical quantity."""
-    pv = copy.deepcopy(manifest)
-    pv["metadata"].update(uid=uid, resourceVersion="7", finalizers=["kubernetes.io/pv-protection"])
-    pv["spec"]["capacity"]["storage"] = "10Gi"
-    pv["status"] = {"phase": "Available"}
-    pv["spec"].update(spec)
-    return pv
-
-
-def provisioner_pv(name="local-pv-5a1c2e7b", hostname="node1", path="/mnt/disks/ssd0", claim=None):
-    """A PV as the local static provisioner makes it: its own name, its annotation, no labels of ours."""
-    pv = {"metadata": {"name": name, "uid": "u-" + name, "resourceVersion": "3",
-                       "annotations": {pvs.PROVISIONED_BY_ANNOTATION: "local-volume-provisioner-node1-0c1d"},
-                       "labels": {"kubernetes.io/hostname": hostname}},
-          "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
-                   "persistentVolumeReclaimPolicy": "Delete", "storageClassName": "local-storage",
-                   "local": {"path": path, "fsType": "xfs"}, "nodeAffinity": v.node_affinity(hostname)},
-          "status": {"phase": "Bound" if claim else "Available"}}
-    if claim:
-        pv["spec"]["claimRef"] = {"namespace": "app", "name": claim, "uid": "c-" + claim}
-    return pv
-
-
-def hostnames(*nodes):
-    return dict((n, (n, "node-label")) for n in nodes)
-
-
-def plan(volumes, cluster, scope=("node1",), names=None, **kw):
-    index = pvs.PvIndex(volumes, [naming.label_value(n) for n in scope])
-    for pv in cluster:
-        index.add(pv)
-    return pvs.plan_pvs(volumes, names or hostnames(*scope), index, list(scope), **kw)
+from pv_builders import GIB, hostnames, plan, provisioner_pv, server_copy, vol
 
 
 def test_nothing_to_do_when_the_server_has_what_is_wanted():

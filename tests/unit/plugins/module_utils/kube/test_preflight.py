@@ -8,9 +8,9 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.localpv.rollout.plugins.module_utils.kube import preflight as pf
+from conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import preflight as pf
 
 
 def granted(role_file):

@@ -12,7 +12,8 @@ import re
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import REPO
+
 MATRIX = os.path.join(REPO, "docs", "promises.md")
 HEADER = ["id", "promise", "stated in", "proven by"]
 TEST_REF = re.compile(r"`([^`:]+\.py)::([A-Za-z_][A-Za-z0-9_]*)`")
@@ -94,21 +95,21 @@ def test_every_promise_names_a_test_that_exists():
 SAMPLE = """
 | id | promise | stated in | proven by |
 |---|---|---|---|
-| D1 | A disk with data is refused. | README.md | `tests/unit/test_devices.py::test_disk_with_data_or_in_use_is_not_eligible` |
+| D1 | A disk with data is refused. | README.md | `tests/unit/plugins/module_utils/host/test_devices.py::test_disk_with_data_or_in_use_is_not_eligible` |
 %s
 """
 
 
 @pytest.mark.parametrize("row, complaint", [
     ("| D2 | A promise without a test. | README.md | |", "no test proves it"),
-    ("| D2 | Named test is gone. | README.md | `tests/unit/test_devices.py::test_that_was_renamed` |",
+    ("| D2 | Named test is gone. | README.md | `tests/unit/plugins/module_utils/host/test_devices.py::test_that_was_renamed` |",
      "has no test test_that_was_renamed"),
     ("| D2 | Named file is gone. | README.md | `tests/unit/test_gone.py::test_x` |", "test_gone.py does not exist"),
-    ("| D2 | A helper is no test. | README.md | `tests/unit/test_devices.py::recorded` |", "has no test recorded"),
+    ("| D2 | A helper is no test. | README.md | `tests/unit/plugins/module_utils/host/test_devices.py::recorded` |", "has no test recorded"),
     ("| D2 | Prose is no test. | README.md | the lab shows it |", "no test proves it"),
-    ("| D1 | Two rows, one id. | README.md | `tests/unit/test_devices.py::test_read_only_disk_is_refused` |",
+    ("| D1 | Two rows, one id. | README.md | `tests/unit/plugins/module_utils/host/test_devices.py::test_read_only_disk_is_refused` |",
      "used twice"),
-    ("| D2 | Stated nowhere. | docs/nowhere.md | `tests/unit/test_devices.py::test_read_only_disk_is_refused` |",
+    ("| D2 | Stated nowhere. | docs/nowhere.md | `tests/unit/plugins/module_utils/host/test_devices.py::test_read_only_disk_is_refused` |",
      "not a file of the collection"),
 ])
 def test_a_promise_without_an_existing_test_is_named(row, complaint):

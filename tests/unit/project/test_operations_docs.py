@@ -10,10 +10,11 @@ import sys
 
 import pytest
 
+from conftest import REPO
+
 from ansible_collections.localpv.rollout.plugins.module_utils.common import report
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MARK = "# localpv-plan-gate"
 
 

@@ -7,16 +7,7 @@ import pytest
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
-GIB = 2 ** 30
-
-
-def vol(node="node1", name="ssd0", **kw):
-    item = dict(node=node, name=name, path="/mnt/disks/%s" % name, mode="filesystem", fstype="xfs",
-                capacity=10 * GIB, storage_class="local-storage")
-    item.update(kw)
-    volume, reasons = v.normalize_volume(item)
-    assert reasons == []
-    return volume
+from pv_builders import GIB, vol
 
 
 def test_pv_of_a_filesystem_volume_has_the_fields_a_local_pv_needs():

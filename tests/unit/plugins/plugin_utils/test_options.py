@@ -8,9 +8,10 @@ import re
 
 import yaml
 
+from conftest import REPO
+
 from ansible_collections.localpv.rollout.plugins.plugin_utils import options as o
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KNOWN = o.known_names(yaml.safe_load, REPO)
 
 
