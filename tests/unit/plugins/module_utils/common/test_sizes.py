@@ -3,6 +3,10 @@
 """One size grammar for every size users write: Kubernetes quantities (G = 10^9,
 Gi = 2^30), the vendors' GB/TB, and ambiguous spellings refused with the fix."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import ast
 import glob
 import os

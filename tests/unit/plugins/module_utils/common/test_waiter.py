@@ -2,6 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Waiting with a deadline: decommission and reclaim poll the API with it."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils.common import waiter

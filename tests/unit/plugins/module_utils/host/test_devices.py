@@ -7,6 +7,10 @@ in one state (blank, mounted, swap, ...), so these tests check the verdicts on
 what the kernel and util-linux really print.
 """
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import copy
 import json
 import os

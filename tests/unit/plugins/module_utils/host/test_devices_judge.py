@@ -7,6 +7,10 @@ Found by mutation testing (`make mutants`): with one rule of ``devices.judge`` o
 Every case starts from a recorded host and changes the one thing the rule is about.
 """
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import json
 import os
 

@@ -5,6 +5,10 @@
 Runs make_plan() on recorded hosts (tests/unit/plugins/module_utils/host/data); nothing here writes.
 """
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import copy
 import json
 import os

@@ -7,6 +7,10 @@ Found by mutation testing (`make mutants`): a wipe confirmation compared with
 the disk) and a label check compared by order or identity passed every other test.
 """
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import json
 import os
 

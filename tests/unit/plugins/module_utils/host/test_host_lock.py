@@ -3,6 +3,10 @@
 """One run at a time on a host, and no host tool that outlives its run: real
 processes on this machine, a lock file in a temporary directory."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import os
 import shutil
 import signal

@@ -3,6 +3,10 @@
 """The host side of volumes: what a wipe erases, the processes that hold a volume
 or have a disk open (on this machine's /proc), the content sampler and the mkfs line."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import os
 import subprocess
 import time

@@ -3,6 +3,10 @@
 """A lock that does not come free names who holds it: a real flock held by a real
 process, read back from /proc/locks."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import subprocess
 import sys
 

@@ -4,6 +4,10 @@
 refusals, and doing it against a directory of this machine (mount itself is a
 recorded command here; the lab tests mount for real)."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import os
 import stat
 

@@ -9,6 +9,10 @@ real collect() and build() on it, and looks the disk up by the name udev gives i
 The lab's loop disks have no model, serial or WWID, so only these trees show it.
 """
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import os
 
 import pytest

@@ -5,6 +5,10 @@ server or the local static provisioner returns it, and a PV plan against a clust
 Shared by the test modules of this folder, which import it by name (pytest puts this
 folder on sys.path); plain functions, not fixtures, since tests call them with arguments."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import copy
 
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming

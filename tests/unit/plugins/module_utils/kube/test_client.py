@@ -2,6 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The client factory, retry classification and error messages (no cluster)."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import time
 import http.server
 import json

@@ -3,6 +3,10 @@
 """What a run does to the PVs of the cluster, without a cluster: identity by node
 and path, take-over, conflicts, prune, validation and the results it reports."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs

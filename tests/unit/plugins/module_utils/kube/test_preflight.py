@@ -3,6 +3,10 @@
 """The rights each run asks for, the ClusterRole files they point at, and which
 node names count as known (no cluster: the lab test asks a real API server)."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import os
 
 import pytest

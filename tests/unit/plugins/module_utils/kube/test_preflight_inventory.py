@@ -5,6 +5,10 @@ step, and what a host proves about itself (its machine id, the directories of it
 volumes), without a cluster: the Nodes and PVs are plain dicts as the API server
 returns them."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import os
 
 import pytest

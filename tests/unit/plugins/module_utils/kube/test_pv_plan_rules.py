@@ -4,6 +4,10 @@
 look at every PV of ours, not stop at the first one still wanted, and a missing
 StorageClass names the PVs that need it, a few of them when there are many."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 

@@ -2,6 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """StorageClasses of local PVs, without a cluster: the wanted class, and who may change one."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import storage_classes as sc
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 

@@ -2,6 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The shape of local_pv's volumes option: checked by the module, not by Ansible's nested options."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import json
 
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volume_input as vi

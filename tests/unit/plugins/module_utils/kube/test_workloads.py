@@ -3,6 +3,10 @@
 """The API half of decommission and reclaim, without a cluster: the plan, which pods
 count and the order of the deletes."""
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming

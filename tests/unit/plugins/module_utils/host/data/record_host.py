@@ -10,6 +10,10 @@ Private paths (home directories, work trees) are replaced with neutral ones via
 (major 0) are dropped: they never bear on a disk verdict and only add noise.
 """
 
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+
 import argparse
 import json
 import sys
