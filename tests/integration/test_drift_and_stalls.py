@@ -91,3 +91,25 @@ def test_an_unreachable_host_is_listed_in_the_end_table_as_unreachable(lab, tmp_
     assert res.recap["node2"]["unreachable"] == 1, res.stdout[-3000:]
     assert "[node2] UNREACHABLE: not reached over SSH" in res.stdout, res.stdout[-4000:]
     assert "1 unreachable" in res.stdout
+
+
+def test_a_host_that_answered_and_then_failed_is_listed_as_failed_not_unreachable(lab, tmp_path):
+    # node2 answers (it proves it is its Node), then its read-only step of --tags
+    # localpv_pvs refuses its ssd0: the PV record handed to it names a disk no disk
+    # of node2 is, as after a disk swap the PV still remembers
+    with open(lab.inventory) as handle:
+        inventory = yaml.safe_load(handle)
+    inventory["all"]["children"]["nodes"]["hosts"]["node2"]["disk_prep_recorded"] = {
+        "ssd0": {"pv": "local-node2-ssd0", "stable_id": "lab-no-such-disk",
+                 "partuuid": "00000000-0000-4000-8000-000000000001",
+                 "fs_uuid": "00000000-0000-4000-8000-000000000002", "claim": None}}
+    recorded = tmp_path / "inventory.yml"
+    recorded.write_text(yaml.safe_dump(inventory))
+    with open(os.path.join(os.path.dirname(lab.inventory), "site-vars.yml")) as f:
+        site_vars = dict(yaml.safe_load(f), pv_register_prune=False)
+    res = lab.playbook("playbooks/site.yml", "--check", "--tags", "localpv_pvs", "--limit", "node1,node2",
+                       extra_vars=site_vars, inventory=str(recorded))
+    assert res.recap["node2"]["unreachable"] == 0 and res.recap["node2"]["failed"] == 1, res.stdout[-3000:]
+    assert "[node2] FAILED before its volumes were known" in res.stdout, res.stdout[-4000:]
+    assert "[node2] UNREACHABLE" not in res.stdout and "1 unreachable" not in res.stdout, res.stdout[-4000:]
+    assert "1 failed" in res.stdout, res.stdout[-4000:]
