@@ -571,9 +571,10 @@ def release_pvs(kube, items, result):
     so that nobody takes a refused release for an untouched volume. A refusal does
     not stop the others: each release is its own guarded write, and a wiped PV left
     reserved would wait for the next run. One RetireStop then names every refusal
-    and the PVs released."""
+    and the PVs released. An API error (not a refusal) stops the loop, and its message
+    says the same, and which PVs were not tried."""
     refused = []
-    for item in items:
+    for at, item in enumerate(items):
         try:
             pv = kube.get_pv(item["name"])
             ref = ((pv or {}).get("spec") or {}).get("claimRef") or {}
@@ -587,14 +588,28 @@ def release_pvs(kube, items, result):
             if item.get("wiped"):
                 exc.msg = "%s. Its volume was already wiped by this run (%s)" % (exc.msg, item["wiped"])
             refused.append(exc)
+        except KubeError as exc:
+            exc.msg = "%s, while releasing PV %s%s%s" % (exc.msg, item["name"], "".join(
+                ". " + stop.msg for stop in refused), _release_summary(items, result, items[at:]))
+            raise
     if refused:
-        msg = " | ".join(exc.msg for exc in refused)
-        if result["released"]:
-            wiped = set(item["name"] for item in items if item.get("wiped"))
-            msg += ". %s (Available again): %s" % ("Wiped and released" if wiped.issuperset(result["released"])
-                                                   else "Released", ", ".join(result["released"]))
-        raise RetireStop(msg, code=refused[0].code, state=result)
+        raise RetireStop(" | ".join(stop.msg for stop in refused) + _release_summary(items, result),
+                         code=refused[0].code, state=result)
     return result
+
+
+def _release_summary(items, result, untried=()):
+    """What a stopped release says beside its causes: the PVs released (and whether
+    this run wiped them), and those not released yet."""
+    out = ""
+    if result["released"]:
+        wiped = set(item["name"] for item in items if item.get("wiped"))
+        out += ". %s (Available again): %s" % ("Wiped and released" if wiped.issuperset(result["released"])
+                                               else "Released", ", ".join(result["released"]))
+    if untried:
+        out += ". Not released yet (run the same command again once the API server answers): %s" % ", ".join(
+            "%s%s" % (item["name"], " (already wiped)" if item.get("wiped") else "") for item in untried)
+    return out
 
 
 # A reservation is a claimRef to a claim that cannot exist: a namespace of ours and

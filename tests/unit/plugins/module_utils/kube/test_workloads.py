@@ -9,6 +9,8 @@ __metaclass__ = type
 
 import pytest
 
+from ansible_collections.localpv.rollout.plugins.module_utils.common.errors import KubeError
+
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import workloads
@@ -134,6 +136,39 @@ def test_a_refused_release_does_not_stop_the_others_and_the_message_says_all():
     assert stop.value.msg == ("PV local-node2-b is still bound: its claim app/new exists. Its volume was already "
                               "wiped by this run (/mnt/disks/b: 1 entries were removed (files)). Wiped and released "
                               "(Available again): local-node2-a, local-node2-c")
+
+
+def test_an_api_error_mid_release_names_the_refusals_before_it_the_released_and_the_untried():
+    class FailsOnTheThird(object):
+        patched = []
+
+        def get_pv(self, name):
+            if name.endswith("-c"):
+                raise KubeError("the API server answered 500 Internal Server Error", status=500)
+            ref = {"namespace": "app", "name": "new", "uid": "tenant"} if name.endswith("-b") else \
+                {"namespace": workloads.RESERVATION_NAMESPACE, "name": name, "uid": "res-1"}
+            return {"metadata": {"name": name, "labels": {v.MANAGED_BY_LABEL: v.MANAGED_BY_VALUE}},
+                    "spec": {"claimRef": ref}}
+
+        def get_pvc(self, namespace, name):
+            return {"metadata": {"uid": "tenant"}} if namespace == "app" else None
+
+        def patch_pv(self, name, patch, json_patch=False):
+            self.patched.append(name)
+
+    items = [{"name": "local-node2-%s" % n, "claim_uid": "res-1", "wiped": "/mnt/disks/%s: erased" % n}
+             for n in "abcd"]
+    result = {"released": [], "already": []}
+    with pytest.raises(KubeError) as err:
+        workloads.release_pvs(FailsOnTheThird(), items, result)
+    assert not isinstance(err.value, workloads.RetireStop) and err.value.status == 500
+    assert result["released"] == ["local-node2-a"]
+    assert err.value.msg == (
+        "the API server answered 500 Internal Server Error, while releasing PV local-node2-c. "
+        "PV local-node2-b is still bound: its claim app/new exists. Its volume was already wiped by this run "
+        "(/mnt/disks/b: erased). Wiped and released (Available again): local-node2-a. Not released yet (run the "
+        "same command again once the API server answers): local-node2-c (already wiped), local-node2-d "
+        "(already wiped)")
 
 
 # --- a cordon that does not hold, and pods that never start --------------------------
