@@ -12,6 +12,7 @@ import yaml
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 from ansible_collections.localpv.rollout.plugins.plugin_utils import options
 
 _KNOWN = {}
@@ -33,7 +34,7 @@ class ActionModule(ActionBase):
         names = {}
         for host in hosts:
             try:
-                names[host] = str(hostvars[host].get("localpv_node_name") or host)
+                names[host] = naming.node_of(host, hostvars[host])
             except Exception:  # an undefined or broken template: the inventory name is what is left
                 names[host] = host
         return names

@@ -62,6 +62,15 @@ def volume_name_reasons(name):
     return reasons
 
 
+def node_of(host, host_vars):
+    """The Kubernetes node name of inventory host ``host``: its ``localpv_node_name``
+    (``host_vars`` are that host's variables), else the inventory name. Empty or
+    unset is the same. The one rule: every role, template and plugin asks it here
+    (templates through the ``localpv.rollout.node_name`` filter)."""
+    value = host_vars.get("localpv_node_name") if host_vars is not None else None
+    return str(value) if value not in (None, "") else str(host)
+
+
 def node_name_reasons(name):
     """Return why ``name`` cannot be a Kubernetes node name (empty list when it can)."""
     if not isinstance(name, str) or not name:
