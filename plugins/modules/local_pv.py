@@ -446,8 +446,8 @@ def main():
 
     classes, errors = sc.normalize_storage_classes(p["storage_classes"])
     if errors:
-        module.fail_json(msg="invalid storage_classes, nothing was changed: " + " | ".join(errors),
-                         **dict(result, invalid=errors))
+        result["invalid"] = errors
+        module.fail_json(msg="invalid storage_classes, nothing was changed: " + " | ".join(errors), **result)
 
     with k.api_session(module, result, dry_run=module.check_mode, suffix="; nothing was changed") as kube:
         outcome = pvs.register(kube, classes, volumes, replace_classes=p["replace_storage_classes"],
