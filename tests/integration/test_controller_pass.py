@@ -65,7 +65,7 @@ def test_a_site_run_with_nothing_to_change_sends_one_pass_of_requests(lab, kube,
         # one of PVs, and the report from that LIST. The lab holds fewer than 1,000 PVs:
         # one page each. Before, the same run also sent two reviews for the report's
         # claims and pods, a LIST of PVs for the records, one more for the read-back and
-        # one more LIST of Nodes (20 requests).
+        # one more LIST of Nodes (19 requests).
         assert requests_by_us(lab, since, until) == {
             ("create", "selfsubjectaccessreviews"): rights,
             ("get", "storageclasses"): 2,
