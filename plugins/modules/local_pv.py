@@ -179,6 +179,34 @@ options:
       - The module arguments echoed back in C(invocation) carry the number of volumes, not the volumes.
     type: bool
     default: false
+  storage_classes:
+    description:
+      - StorageClasses to ensure before the PVs, each with the keys of M(localpv.rollout.local_storage_class)'s
+        O(localpv.rollout.local_storage_class#module:storage_classes) and by its rules (a class of another owner is
+        used when it matches and never changed; a class in conflict stops the run before any PV is listed).
+      - Each class is read once (one GET); that read and the class's own write tell the check that the classes the
+        PVs name exist, so no class is read again in the run. The pv_register role ensures its classes here, saving
+        a module run of its own.
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.1.0
+  replace_storage_classes:
+    description: Delete and create a class of O(storage_classes) of ours whose immutable fields differ from what
+      is wanted (M(localpv.rollout.local_storage_class)'s O(localpv.rollout.local_storage_class#module:replace)).
+    type: bool
+    default: false
+    version_added: 0.1.0
+  report:
+    description:
+      - Also return RV(pvs), the PVs of ours of the nodes in scope as the API server has them after this run, for
+        the end report of a run, without a second module run to read them back.
+      - A run that wrote nothing (nothing to change, or check mode) returns them from its own LIST; a run whose
+        writes the API server confirmed reads them once more (one LIST of the PVs of ours), and waits up to ten
+        seconds for the PVs it created to get their phase from the PV controller.
+    type: bool
+    default: false
+    version_added: 0.1.0
 notes:
   - Check mode sends the same writes with server-side dry-run (C(dryRun=All)), so the API server validates
     and admits them and nothing is persisted. A replacement shows as its delete.
@@ -319,6 +347,23 @@ requests:
   returned: always
   type: dict
   sample: {"list": 2}
+storage_classes:
+  description: One entry per class of O(storage_classes) with what was done (V(create), V(patch), V(replace),
+    V(unchanged), V(conflict)), as M(localpv.rollout.local_storage_class) returns it.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "local-storage", "action": "unchanged", "changes": []}]
+pvs:
+  description:
+    - With O(report=true), the PVs of ours of the nodes in scope, sorted by name, as the API server has them after
+      the run, with the keys of M(localpv.rollout.local_pv_info)'s C(pvs) that the PV itself tells (C(name),
+      C(node), C(volume), C(hostname), C(node_exists), C(node_ready), C(path), C(fstype), C(stable_id),
+      C(volume_mode), C(capacity), C(storage_class), C(reclaim_policy), C(phase), C(claim), C(claim_uid), C(uid),
+      C(resource_version), C(deleting)). The facts of claims and pods (C(claim_phase), C(pods)) are not read.
+  returned: when O(report=true) and the run got to its writes
+  type: list
+  elements: dict
 throttled:
   description:
     - Answers of the API server that asked to wait (429, or 503 with C(Retry-After)); each such request was
@@ -334,6 +379,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import storage_classes as sc
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volume_input as vi
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 
@@ -385,27 +431,45 @@ def main():
             capacity_round_down=dict(type="str", choices=list(v.ROUND_UNITS)),
             hostname_labels=dict(type="dict", default={}),
             return_names=dict(type="bool", default=False),
+            storage_classes=dict(type="list", elements="dict", default=[]),
+            replace_storage_classes=dict(type="bool", default=False),
+            report=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
     p = module.params
     result = dict(changed=False, nodes={}, conflicts=[], errors=[], kept_bound=[], held=[], capacity_unknown=[],
-                  invalid=[], hostnames={}, requests={}, throttled=0)
+                  invalid=[], hostnames={}, requests={}, throttled=0, storage_classes=[])
     for key in NAME_KEYS:
         result[key] = []
     volumes = wanted_volumes(module, result)
 
+    classes, errors = sc.normalize_storage_classes(p["storage_classes"])
+    if errors:
+        result["invalid"] = errors
+        module.fail_json(msg="invalid storage_classes, nothing was changed: " + " | ".join(errors), **result)
+
     with k.api_session(module, result, dry_run=module.check_mode, suffix="; nothing was changed") as kube:
-        outcome = pvs.reconcile_local_pvs(kube, volumes, nodes=p["nodes"], prune=p["prune"],
-                                          replace_unbound=p["replace_unbound"], take_over=p["take_over"],
-                                          hostname_overrides=p["hostname_labels"])
-    result.update(pvs.run_result(outcome, list(dict.fromkeys(p["nodes"] + [x["node"] for x in volumes]))))
+        outcome = pvs.register(kube, classes, volumes, replace_classes=p["replace_storage_classes"],
+                               nodes=p["nodes"], prune=p["prune"], replace_unbound=p["replace_unbound"],
+                               take_over=p["take_over"], hostname_overrides=p["hostname_labels"], report=p["report"])
+    result["storage_classes"], classes_changed, stop = sc.ensure_outcome(outcome["classes"])
     result["requests"] = kube.requests
     result["throttled"] = kube.throttled
+    diff = [sc.class_diff(r) for r in outcome["classes"] if r["action"] in ("create", "patch", "replace")]
+    if stop:
+        result["changed"] = classes_changed
+        if module._diff:
+            result["diff"] = diff
+        module.fail_json(msg="StorageClasses: " + stop, **result)
+    result.update(pvs.run_result(outcome, list(dict.fromkeys(p["nodes"] + [x["node"] for x in volumes]))))
+    result["changed"] = result["changed"] or classes_changed
+    if "report" in outcome:
+        result["pvs"] = outcome["report"]
     for warning in outcome["warnings"]:
         module.warn(warning)
     if module._diff:
-        result["diff"] = [pvs.action_diff(a) for a in outcome["actions"] if a["action"] in pvs.WRITE_ACTIONS]
+        result["diff"] = diff + [pvs.action_diff(a) for a in outcome["actions"] if a["action"] in pvs.WRITE_ACTIONS]
     if outcome["failed"]:
         module.fail_json(msg=_fail_message(result), **result)
     if not p["return_names"]:

@@ -128,7 +128,6 @@ requests:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import client as k
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import storage_classes as sc
 
@@ -145,16 +144,6 @@ CLASS_SPEC = dict(
 )
 
 
-def _diff(item):
-    before = sc.storage_class_view(item["existing"]) if item["existing"] else {}
-    after = sc.storage_class_view(item["manifest"])
-    if item["action"] == "patch":
-        after = dict(before, **dict((key, val) for key, val in after.items()
-                                    if key in ("default", "mountOptions") and val not in (None, [])))
-    return {"before_header": "StorageClass %s" % item["name"], "after_header": "StorageClass %s" % item["name"],
-            "before": before, "after": after}
-
-
 def main():
     module = AnsibleModule(
         argument_spec=k.module_arg_spec(
@@ -163,12 +152,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    classes, errors = [], []
-    for item in module.params["storage_classes"]:
-        cls, reasons = sc.normalize_storage_class(item)
-        classes.append(cls)
-        errors += reasons
-    errors += ["StorageClass %s is given more than once" % d for d in naming.duplicate_names([c["name"] for c in classes])]
+    classes, errors = sc.normalize_storage_classes(module.params["storage_classes"])
     if errors:
         module.fail_json(msg="invalid storage_classes, nothing was changed: " + " | ".join(errors),
                          storage_classes=[], requests={})
@@ -177,18 +161,12 @@ def main():
                        suffix="; nothing was changed") as kube:
         results = sc.ensure_storage_classes(kube, classes, replace=module.params["replace"])
 
-    out = [dict((key, r.get(key)) for key in ("name", "action", "changes", "reason", "error", "confirmed"))
-           for r in results]
-    result = dict(changed=any(r.get("confirmed") or r.get("deleted") for r in results), storage_classes=out,
-                  requests=kube.requests)
+    out, changed, stop = sc.ensure_outcome(results)
+    result = dict(changed=changed, storage_classes=out, requests=kube.requests)
     if module._diff:
-        result["diff"] = [_diff(r) for r in results if r["action"] in ("create", "patch", "replace")]
-    conflicts = [r for r in results if r["action"] == "conflict"]
-    if conflicts:
-        module.fail_json(msg="nothing was changed: " + " | ".join(r["reason"] for r in conflicts), **result)
-    failed = [r for r in results if r.get("error")]
-    if failed:
-        module.fail_json(msg=" | ".join(r["error"] for r in failed), **result)
+        result["diff"] = [sc.class_diff(r) for r in results if r["action"] in ("create", "patch", "replace")]
+    if stop:
+        module.fail_json(msg=stop, **result)
     module.exit_json(**result)
 
 

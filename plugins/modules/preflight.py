@@ -19,7 +19,9 @@ description:
     node of a PV of C(localpv.rollout), and that each StorageClass of O(storage_classes) either does not exist yet or
     exists with the same immutable fields.
   - With O(hosts), checks the inventory against the cluster (see O(hosts)), so that every conflict the cluster can
-    tell before a disk is touched stops the run there.
+    tell before a disk is touched stops the run there, and returns from the same LIST of PVs what the PVs record
+    about their volumes' disks (RV(records)).
+  - The SelfSubjectAccessReviews are sent concurrently, on the worker pool of the collection's one client.
   - Reads only. The playbooks run it before any step on a host, so that a wrong kubeconfig, a missing right or a
     typo in a node name stops the run before a disk is formatted or a pod evicted.
 author:
@@ -56,7 +58,8 @@ options:
     type: bool
     default: false
   report:
-    description: V(site) lists claims and pods for its table of PVs.
+    description: V(site) prints a table of its PVs. The table is made from what M(localpv.rollout.local_pv) reads
+      and writes, so it needs no right of its own (claims and pods are not read).
     type: bool
     default: true
   cordon:
@@ -141,6 +144,16 @@ other_paths:
     each with C(name) and C(path), for the host to resolve.
   returned: always
   type: dict
+records:
+  description:
+    - Per node of the play (with O(hosts)), per volume, what its PV of C(localpv.rollout) records about the disk
+      of the volume, as M(localpv.rollout.local_pv_records) returns it, from the same LIST of PVs. The input of
+      M(localpv.rollout.disk_prepare)'s O(localpv.rollout.disk_prepare#module:recorded).
+  returned: always
+  type: dict
+  version_added: 0.1.0
+  sample: {"node1": {"ssd0": {"pv": "local-node1-ssd0", "stable_id": "nvme-eui.0025385b71b0a1c2",
+           "partuuid": null, "fs_uuid": null, "claim": null}}}
 unknown_nodes:
   description: Names of O(nodes) the cluster does not know.
   returned: always
@@ -197,7 +210,8 @@ def main():
                           cordon=p["cordon"], pod_action=p["pod_action"], delete_node=p["delete_node"])
     classes = [sc.normalize_storage_class(item)[0] for item in p["storage_classes"]]
     where = k.connection_source(p)
-    result = dict(changed=False, missing_rights=[], unknown_nodes=[], problems=[], nodes={}, other_paths={})
+    result = dict(changed=False, missing_rights=[], unknown_nodes=[], problems=[], nodes={}, other_paths={},
+                  records={})
     with k.api_session(module, result, suffix=" (%s). Nothing was changed." % where) as kube:
         found = pf.preflight(kube, needs, nodes=p["nodes"], storage_classes=classes)
         if p["hosts"] and not found["missing_rights"]:

@@ -346,6 +346,10 @@ class Scenario:
         core.patch_node(self.node_name, {"spec": {"unschedulable": None}})
 
 
+# Reviews are POSTed (verb create) but persist nothing: questions, not writes.
+REVIEWS = ("selfsubjectaccessreviews", "selfsubjectreviews")
+
+
 def audit_writes(lab, since, until=None):
     """Audit events (ResponseComplete) of writes since ``since``, in time order."""
     out = []
@@ -353,6 +357,8 @@ def audit_writes(lab, since, until=None):
         if ev.get("stage") not in (None, "ResponseComplete"):
             continue
         if ev.get("verb") not in ("create", "update", "patch", "delete"):
+            continue
+        if (ev.get("objectRef") or {}).get("resource") in REVIEWS:
             continue
         if until and ev.get("stageTimestamp", "") > until:
             continue

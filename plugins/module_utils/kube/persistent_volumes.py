@@ -21,12 +21,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import time
 
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 
 from ansible_collections.localpv.rollout.plugins.module_utils.common.errors import KubeError
-from ansible_collections.localpv.rollout.plugins.module_utils.common.waiter import wait_pvs_gone
+from ansible_collections.localpv.rollout.plugins.module_utils.common.waiter import Waiter, WaitTimeout, wait_pvs_gone
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import storage_classes as sc
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
+from ansible_collections.localpv.rollout.plugins.module_utils.kube import workloads
 
 PROVISIONED_BY_ANNOTATION = "pv.kubernetes.io/provisioned-by"
 # Pages of the LIST of every PV: bigger than the default page, because this LIST
@@ -79,6 +82,9 @@ def managed_view(pv):
     return view
 
 
+_PHASES = {}
+
+
 class Listed:
     """One PV of the index, compact, with what the plan looks at for every PV: its
     name, whether it is being deleted, its claim, and for an owned PV its node and
@@ -92,7 +98,8 @@ class Listed:
     hundred bytes a PV, and the plan compares nothing twice.
     """
 
-    __slots__ = ("name", "text", "deleting", "claim", "owner", "uid", "version", "wanted", "hostname")
+    __slots__ = ("name", "text", "deleting", "claim", "owner", "uid", "version", "wanted", "hostname", "phase",
+                 "claim_uid")
 
     def __init__(self, pv, owner=None, wanted=None, hostname=None):
         meta = pv.get("metadata") or {}
@@ -101,6 +108,9 @@ class Listed:
         self.claim = vol.claim_of(pv)
         self.owner = owner
         self.wanted, self.hostname = wanted, hostname
+        phase = (pv.get("status") or {}).get("phase")
+        self.phase = _PHASES.setdefault(phase, phase)   # one string per phase, not one per PV
+        self.claim_uid = ((pv.get("spec") or {}).get("claimRef") or {}).get("uid") if self.claim else None
         if wanted is None:
             self.text = json.dumps(_slim(pv), separators=(",", ":"))
             self.uid = self.version = None
@@ -118,9 +128,10 @@ class Listed:
             return json.loads(self.text)
         pv = vol.pv_manifest(self.wanted, self.hostname)
         pv["metadata"].update(name=self.name, uid=self.uid, resourceVersion=self.version)
+        pv["status"] = {"phase": self.phase}
         if self.claim:
             namespace, name = self.claim.split("/", 1)
-            pv["spec"]["claimRef"] = {"namespace": namespace, "name": name}
+            pv["spec"]["claimRef"] = {"namespace": namespace, "name": name, "uid": self.claim_uid}
         return pv
 
 
@@ -546,17 +557,26 @@ def apply_plan(kube, actions):
     return actions
 
 
+def classes_named(actions):
+    """The StorageClasses the writes of ``actions`` name."""
+    return sorted(set(a["wanted"]["storage_class"] for a in actions if a["action"] in WRITE_ACTIONS and "wanted" in a))
+
+
 def reconcile_local_pvs(kube, volumes, nodes=(), prune=False, replace_unbound=False, hostname_overrides=None,
-                        take_over=False):
+                        take_over=False, known_classes=None, report=False):
     """Make the PVs of the nodes in scope match ``volumes`` (normalized, see
     ``volumes.normalize_volumes``). The whole of ``local_pv``.
 
-    One LIST of Nodes, one streamed LIST of every PV, one LIST of StorageClasses;
-    a plan; a validation. Any conflict or invalid write stops the run before
-    the first write. Then the writes, concurrently (``dryRun=All`` in dry-run).
+    One LIST of Nodes, one streamed LIST of every PV; a plan; a validation, for
+    which the StorageClasses the writes name are read (one GET each), unless
+    ``known_classes`` (``{name: object or None}``, what the run read or made
+    already) tells. Any conflict or invalid write stops the run before the
+    first write. Then the writes, concurrently (``dryRun=All`` in dry-run).
 
     Returns a dict: ``actions`` (the plan; ``confirmed`` or ``error`` on the
-    writes), ``hostnames``, ``invalid``, ``warnings``, ``failed``.
+    writes), ``hostnames``, ``invalid``, ``warnings``, ``failed``, and with
+    ``report`` the owned PVs of the nodes in scope (:func:`report_pvs`) once the
+    writes are done.
     """
     scope = list(dict.fromkeys(list(nodes or ()) + [v["node"] for v in volumes]))
     cluster_nodes, index = read_cluster(kube, volumes, scope)
@@ -564,15 +584,80 @@ def reconcile_local_pvs(kube, volumes, nodes=(), prune=False, replace_unbound=Fa
     actions = plan_pvs(volumes, hostnames, index, scope, prune=prune, replace_unbound=replace_unbound,
                        take_over=take_over)
     classes = None
-    if any(a["action"] in WRITE_ACTIONS and "wanted" in a for a in actions):
-        classes = set(c["metadata"]["name"] for c in kube.list_storage_classes())
+    named = classes_named(actions)
+    if named:
+        classes = set(named) - set(sc.missing_storage_classes(kube, named, known=known_classes))
     invalid, warnings = validate_plan(actions, hostnames, classes, dry_run=kube.dry_run)
     result = {"actions": actions, "hostnames": hostnames, "invalid": invalid, "warnings": warnings,
               "failed": bool(invalid) or any(a["action"] == "conflict" for a in actions), "listed": index.count}
     if not result["failed"]:
         apply_plan(kube, actions)
         result["failed"] = any(a.get("error") for a in actions)
+        if report:
+            result["report"] = report_pvs(kube, index, scope, cluster_nodes, actions)
     return result
+
+
+def register(kube, classes, volumes, replace_classes=False, **options):
+    """The StorageClasses ``classes`` (normalized) ensured, then the PVs of
+    ``volumes`` reconciled (:func:`reconcile_local_pvs`, ``options``), in one run:
+    each class is read once (one GET), and that read, with the class's write,
+    tells the PVs' check which classes exist. A class that is in conflict, or
+    whose write failed, stops the run before the PVs are listed.
+
+    Returns the outcome of :func:`reconcile_local_pvs` with ``classes`` (the items
+    of :func:`storage_classes.ensure_storage_classes`); only ``classes`` when the
+    classes stopped the run."""
+    results = sc.ensure_storage_classes(kube, classes, replace=replace_classes) if classes else []
+    if sc.ensure_outcome(results)[2]:
+        return {"classes": results}
+    outcome = reconcile_local_pvs(kube, volumes, known_classes=sc.known_after(results, kube.dry_run), **options)
+    outcome["classes"] = results
+    return outcome
+
+
+# --- The PVs as they are after the run, for the report ---------------------------------
+
+# How long the report waits for the PV controller to give the PVs this run created
+# their phase (it does so within a fraction of a second on a cluster at work).
+PHASE_WAIT = 10.0
+
+
+def _written(actions):
+    return [a for a in actions if a["action"] in WRITE_ACTIONS and (a.get("confirmed") or a.get("confirmed_delete"))]
+
+
+def report_pvs(kube, index, scope_nodes, cluster_nodes, actions, phase_wait=PHASE_WAIT, interval=0.2):
+    """The owned PVs of ``scope_nodes`` as the API server has them after the run's
+    writes, sorted by name, each as :func:`workloads.pv_entry` makes it.
+
+    A run that wrote nothing (a no-op, or any run in dry-run, whose writes are
+    persisted nowhere) reports what its own LIST found: nothing changed since,
+    by this run. A run whose writes the API server confirmed reads the PVs of
+    ours once more (one LIST by label), so the report shows what the server
+    holds after them, not what the run meant to write; a PV this run created
+    is read again, for at most ``phase_wait`` seconds, until the PV controller
+    has given it its phase (Available)."""
+    presence = workloads.node_presence(cluster_nodes)
+    written = [] if kube.dry_run else _written(actions)
+    if not written:
+        pvs = [listed.pv() for listed in index.owned.values()]
+    else:
+        created = set(a["name"] for a in written if a["action"] in ("create", "replace"))
+        waiter = Waiter(phase_wait, interval, getattr(kube, "_sleep", time.sleep),
+                        getattr(kube, "_clock", time.monotonic))
+        read = {}
+
+        def pending():
+            read["pvs"] = workloads.owned_pvs(kube, scope_nodes)
+            return [pv["metadata"]["name"] for pv in read["pvs"] if pv["metadata"]["name"] in created
+                    and (pv.get("status") or {}).get("phase") in (None, "", "Pending")]
+        try:
+            waiter.until_done(pending, "the phase of the PVs created")
+        except WaitTimeout:
+            pass   # reported as the API server has them: without a phase yet
+        pvs = read["pvs"]
+    return [workloads.pv_entry(pv, *presence) for pv in sorted(pvs, key=lambda p: p["metadata"]["name"])]
 
 
 # --- What a run says ------------------------------------------------------------------

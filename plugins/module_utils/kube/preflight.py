@@ -38,8 +38,7 @@ def rights_for(run, prune=True, replace_unbound=False, report=True, cordon=True,
         if prune or replace_unbound:
             needs.append(right("delete", "persistentvolumes", PV_ROLE, why="prune or replace unbound PVs"))
         needs += [right(verb, "storageclasses", PV_ROLE, "storage.k8s.io") for verb in ("get", "create", "patch")]
-        if report:
-            needs += [right("list", res, PV_ROLE, why="the table of PVs") for res in ("persistentvolumeclaims", "pods")]
+        # the table of PVs (report) is made from local_pv's own LIST of PVs: no right of its own
         return needs
     claims = [right("list", res, PV_ROLE, why="the claims and pods of the PVs")
               for res in ("persistentvolumeclaims", "pods")]
@@ -119,7 +118,8 @@ def storage_class_problems(kube, classes):
     are: the conflicts :func:`storage_classes.plan_storage_class` finds (a class
     of another owner that differs, or immutable fields that differ; site.yml
     never replaces a class)."""
-    plans = [sc.plan_storage_class(wanted, kube.get_storage_class(wanted["name"]), False) for wanted in classes]
+    existing = sc.read_storage_classes(kube, [wanted["name"] for wanted in classes])
+    plans = [sc.plan_storage_class(wanted, existing[wanted["name"]], False) for wanted in classes]
     return [item["reason"] for item in plans if item["action"] == "conflict"]
 
 
@@ -283,18 +283,26 @@ def empty_hosts_with_pvs(hosts, index, prune=True, prune_empty=False):
 
 class _Scan:
     """One LIST of every PV fed into a PvIndex, also keeping the PVs that are not
-    ours pinned to ``hostnames`` at other paths: a symlink on the host may make one
-    of them our directory (the host resolves them)."""
+    ours pinned to ``hostnames`` at other paths (a symlink on the host may make one
+    of them our directory: the host resolves them), and what the PVs of ours of the
+    nodes ``scope`` record about their disks (each host proves its volumes' disks
+    against them: what local_pv_records reads, from the same LIST)."""
 
-    def __init__(self, index, hostnames):
-        self.index, self.hostnames, self.others = index, set(hostnames), []
+    def __init__(self, index, hostnames, scope=()):
+        self.index, self.hostnames = index, set(hostnames)
+        self.node_of = dict((naming.label_value(node), node) for node in scope)
+        self.reset()
 
     def reset(self):
         self.index.reset()
         self.others = []
+        self.records = dict((node, {}) for node in self.node_of.values())
 
     def add(self, pv):
         self.index.add(pv)
+        found = vol.recorded_identity(pv)
+        if found is not None and found[0] in self.node_of:
+            self.records[self.node_of[found[0]]][found[1]] = found[2]
         path = ((pv.get("spec") or {}).get("local") or {}).get("path")
         if vol.is_owned(pv) or not isinstance(path, str) or naming.canonical_path(path) in self.index.paths:
             return
@@ -309,9 +317,11 @@ def inventory_preflight(kube, hosts, take_over=False, prune=True, prune_empty=Fa
     inventory host that is a node of this collection, ``{"host", "node", "in_play",
     "disks", "mount_root"}``.
 
-    Returns ``{"problems", "nodes", "other_paths"}``: ``nodes`` per node of the play
-    what its Node says (for the host's machine id check), ``other_paths`` per node
-    the PVs not ours pinned to it at other paths (for the host's symlink check)."""
+    Returns ``{"problems", "nodes", "other_paths", "records"}``: ``nodes`` per node
+    of the play what its Node says (for the host's machine id check), ``other_paths``
+    per node the PVs not ours pinned to it at other paths (for the host's symlink
+    check), ``records`` per node what its PVs of ours record about their disks
+    (:func:`volumes.recorded_identities`, for disk_prep's proof of each volume's disk)."""
     from ansible_collections.localpv.rollout.plugins.module_utils.kube import persistent_volumes as pvs
 
     problems = duplicate_node_names(hosts)
@@ -322,7 +332,7 @@ def inventory_preflight(kube, hosts, take_over=False, prune=True, prune_empty=Fa
     overrides = hostname_overrides or {}
     guesses = set(scope) | set(overrides.values())
     guesses |= set(node_facts(cluster_nodes, n)["hostname"] for n in scope) - {None}
-    scan = _Scan(pvs.PvIndex(volumes, [naming.label_value(n) for n in scope]), guesses)
+    scan = _Scan(pvs.PvIndex(volumes, [naming.label_value(n) for n in scope]), guesses, scope)
     kube.scan_pvs(scan.add, start=scan.reset, limit=pvs.PV_PAGE_SIZE)
     hostnames = vol.resolve_hostnames(scope, cluster_nodes, scan.index.owned_hostnames, overrides)
     problems += relabelled_nodes(scope, hostnames, scan.index.owned_hostnames, overrides)
@@ -332,7 +342,8 @@ def inventory_preflight(kube, hosts, take_over=False, prune=True, prune_empty=Fa
     other_paths = dict((n, [o for o in scan.others if o["hostname"] == hostnames[n][0]]) for n in scope)
     for node, facts in nodes.items():
         facts["volume_paths"] = [v["path"] for v in volumes if v["node"] == node]
-    return {"problems": problems, "nodes": nodes, "other_paths": other_paths, "listed": scan.index.count}
+    return {"problems": problems, "nodes": nodes, "other_paths": other_paths, "records": scan.records,
+            "listed": scan.index.count}
 
 
 # --- On the host: the host is its Node, and no other PV names our directory --------------

@@ -154,12 +154,41 @@ def plan_storage_class(wanted, existing, replace=False):
     return dict(item, action="replace" if immutable else "patch")
 
 
-def ensure_storage_classes(kube, classes, replace=False):
+def read_storage_classes(kube, names):
+    """``{name: the StorageClass as the API server has it, or None}`` for each of
+    ``names``: one GET per class, on the worker pool. The one way the collection
+    reads StorageClasses (the preflight, the ensure and the PVs' check that the
+    classes they name exist all come here), and what it reads is handed on within
+    a run instead of being read again."""
+    names = list(dict.fromkeys(names))
+    answers = kube.run([(lambda name=name: kube.get_storage_class(name)) for name in names])
+    for _obj, err in answers:
+        if err is not None:
+            raise err
+    return dict((name, obj) for name, (obj, _err) in zip(names, answers))
+
+
+def missing_storage_classes(kube, names, known=None):
+    """The names of ``names`` that are no StorageClass, sorted. ``known``
+    (``{name: object or None}``, what this run read or made already) is trusted;
+    only the others are read (:func:`read_storage_classes`)."""
+    known = dict(known or {})
+    unread = [name for name in dict.fromkeys(names) if name not in known]
+    if unread:
+        known.update(read_storage_classes(kube, unread))
+    return sorted(name for name in set(names) if known.get(name) is None)
+
+
+def ensure_storage_classes(kube, classes, replace=False, existing=None):
     """Ensure each StorageClass of ``classes`` (normalized, see
     :func:`normalize_storage_class`). Any conflict stops before the first write.
-    Returns one item per class (see :func:`plan_storage_class`); a write the API
-    server confirmed sets ``confirmed``, a failed one ``error``."""
-    results = [plan_storage_class(wanted, kube.get_storage_class(wanted["name"]), replace) for wanted in classes]
+    ``existing``: the classes as :func:`read_storage_classes` returns them, when
+    the caller read them already. Returns one item per class (see
+    :func:`plan_storage_class`); a write the API server confirmed sets
+    ``confirmed``, a failed one ``error``."""
+    if existing is None:
+        existing = read_storage_classes(kube, [wanted["name"] for wanted in classes])
+    results = [plan_storage_class(wanted, existing.get(wanted["name"]), replace) for wanted in classes]
     if any(r["action"] == "conflict" for r in results):
         return results
     for item in results:
@@ -180,3 +209,55 @@ def ensure_storage_classes(kube, classes, replace=False):
             item["error"] = exc.msg
             break
     return results
+
+
+def normalize_storage_classes(items):
+    """``(classes, errors)`` of the wanted classes ``items``: each checked and given its
+    defaults (:func:`normalize_storage_class`), and no name twice. Before any request."""
+    classes, errors = [], []
+    for item in items:
+        cls, reasons = normalize_storage_class(item)
+        classes.append(cls)
+        errors += reasons
+    errors += ["StorageClass %s is given more than once" % d for d in naming.duplicate_names([c["name"] for c in classes])]
+    return classes, errors
+
+
+def ensure_outcome(results):
+    """What a module returns of :func:`ensure_storage_classes`: ``(items, changed,
+    message)``; ``message`` says why the run must stop (conflicts, failed writes),
+    else None."""
+    out = [dict((key, r.get(key)) for key in ("name", "action", "changes", "reason", "error", "confirmed"))
+           for r in results]
+    changed = any(r.get("confirmed") or r.get("deleted") for r in results)
+    conflicts = [r for r in results if r["action"] == "conflict"]
+    if conflicts:
+        return out, changed, "nothing was changed: " + " | ".join(r["reason"] for r in conflicts)
+    failed = [r for r in results if r.get("error")]
+    return out, changed, (" | ".join(r["error"] for r in failed) if failed else None)
+
+
+def class_diff(item):
+    """An Ansible diff entry for one ensured class (before/after of its view)."""
+    before = storage_class_view(item["existing"]) if item["existing"] else {}
+    after = storage_class_view(item["manifest"])
+    if item["action"] == "patch":
+        after = dict(before, **dict((key, val) for key, val in after.items()
+                                    if key in ("default", "mountOptions") and val not in (None, [])))
+    return {"before_header": "StorageClass %s" % item["name"], "after_header": "StorageClass %s" % item["name"],
+            "before": before, "after": after}
+
+
+def known_after(results, dry_run=False):
+    """``{name: object or None}`` of the classes :func:`ensure_storage_classes` went
+    through: what exists once its writes are done (a class made in dry-run exists
+    nowhere), for the PVs' check that their classes exist, without reading again."""
+    known = {}
+    for item in results:
+        if item["action"] in ("unchanged", "patch"):
+            known[item["name"]] = item["existing"]
+        elif item["action"] in ("create", "replace") and item.get("confirmed"):
+            known[item["name"]] = item["existing"] if dry_run else item["manifest"]
+        else:
+            known[item["name"]] = None if item["action"] == "create" else item["existing"]
+    return known

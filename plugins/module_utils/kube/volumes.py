@@ -406,6 +406,21 @@ def identity_changes(desired, existing):
             if have.get(key) and want.get(key) != have[key]]
 
 
+def recorded_identity(pv):
+    """``(node label, volume label, record)`` of what one PV of ours records about the
+    disk of its volume (``record``: ``{pv, stable_id, partuuid, fs_uuid, claim}``), or
+    None for a PV that is not ours or lacks those labels."""
+    meta = pv.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE or not labels.get(NODE_LABEL) or not labels.get(VOLUME_LABEL):
+        return None
+    notes = meta.get("annotations") or {}
+    return labels[NODE_LABEL], labels[VOLUME_LABEL], {
+        "pv": meta.get("name"), "stable_id": notes.get(STABLE_ID_ANNOTATION),
+        "partuuid": notes.get(PARTUUID_ANNOTATION), "fs_uuid": notes.get(FS_UUID_ANNOTATION),
+        "claim": claim_of(pv)}
+
+
 def recorded_identities(pvs, nodes=()):
     """What our PVs record about the disks of their volumes, for the hosts' next
     run: ``{node: {volume: {pv, stable_id, partuuid, fs_uuid, claim}}}``, by the
@@ -414,14 +429,8 @@ def recorded_identities(pvs, nodes=()):
     node_of = dict((naming.label_value(node), node) for node in nodes)
     out = {}
     for pv in pvs:
-        meta = pv.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY_VALUE or not labels.get(NODE_LABEL) \
-                or not labels.get(VOLUME_LABEL):
-            continue
-        notes = meta.get("annotations") or {}
-        out.setdefault(node_of.get(labels[NODE_LABEL], labels[NODE_LABEL]), {})[labels[VOLUME_LABEL]] = {
-            "pv": meta.get("name"), "stable_id": notes.get(STABLE_ID_ANNOTATION),
-            "partuuid": notes.get(PARTUUID_ANNOTATION), "fs_uuid": notes.get(FS_UUID_ANNOTATION),
-            "claim": claim_of(pv)}
+        found = recorded_identity(pv)
+        if found is not None:
+            label, volume, record = found
+            out.setdefault(node_of.get(label, label), {})[volume] = record
     return out

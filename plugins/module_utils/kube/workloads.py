@@ -226,7 +226,8 @@ def _pods_of(entries):
     return pods
 
 
-def _owned_pvs(kube, nodes=None, label_selector=None):
+def owned_pvs(kube, nodes=None, label_selector=None):
+    """The PVs of localpv.rollout (of ``nodes``, or all), from one LIST by label."""
     selector = "%s=%s" % (vol.MANAGED_BY_LABEL, vol.MANAGED_BY_VALUE)
     if label_selector:
         selector += "," + label_selector
@@ -248,11 +249,21 @@ def _ready_names(cluster_nodes):
     return ready
 
 
-def _report_entry(pv, claims, users, node_names, hostnames, ready=frozenset()):
+def node_presence(cluster_nodes):
+    """``(names, hostnames, ready)`` of the Nodes of a LIST: what :func:`pv_entry`
+    needs to say whether a PV's node exists and is Ready."""
+    names = set(n["metadata"]["name"] for n in cluster_nodes)
+    hostnames = set((n["metadata"].get("labels") or {}).get(vol.HOSTNAME_LABEL) for n in cluster_nodes)
+    return names, hostnames, _ready_names(cluster_nodes)
+
+
+def pv_entry(pv, node_names, hostnames, ready=frozenset()):
+    """One owned PV as the reports read it, from the PV alone: its node and volume,
+    where it lives, its size, class, phase and claim, and whether its node exists
+    and is Ready. :func:`local_pv_report` adds the claim's and the pods' facts;
+    local_pv's report is this, from its own LIST."""
     view = vol.pv_view(pv)
     labels = view["labels"]
-    claim = vol.claim_of(pv)
-    pvc = claims.get(claim) if claim else None
     node = labels.get(vol.NODE_LABEL)
     hostname = vol.affinity_hostname(pv)
     return {
@@ -270,27 +281,34 @@ def _report_entry(pv, claims, users, node_names, hostnames, ready=frozenset()):
         "storage_class": view["storageClassName"],
         "reclaim_policy": view["persistentVolumeReclaimPolicy"],
         "phase": (pv.get("status") or {}).get("phase"),
-        "claim": claim,
-        "claim_phase": ((pvc or {}).get("status") or {}).get("phase") if claim else None,
+        "claim": vol.claim_of(pv),
         # The claim the PV is bound to, by uid; a claim of the same name with
         # another uid (made again, e.g. by a StatefulSet) is not this PV's claim.
         "claim_uid": ((pv.get("spec") or {}).get("claimRef") or {}).get("uid"),
-        "claim_current_uid": ((pvc or {}).get("metadata") or {}).get("uid"),
         "uid": pv["metadata"].get("uid"),
         "resource_version": pv["metadata"].get("resourceVersion"),
-        "pods": users.get(claim, []) if claim else [],
         "deleting": bool(pv["metadata"].get("deletionTimestamp")),
     }
+
+
+def _report_entry(pv, claims, users, node_names, hostnames, ready=frozenset()):
+    entry = pv_entry(pv, node_names, hostnames, ready)
+    claim = entry["claim"]
+    pvc = claims.get(claim) if claim else None
+    entry.update({
+        "claim_phase": ((pvc or {}).get("status") or {}).get("phase") if claim else None,
+        "claim_current_uid": ((pvc or {}).get("metadata") or {}).get("uid"),
+        "pods": users.get(claim, []) if claim else [],
+    })
+    return entry
 
 
 def local_pv_report(kube, nodes=None, label_selector=None):
     """Owned PVs (of ``nodes``, or all; ``label_selector`` narrows further) with
     phase, claim, the pods that use the claim and where they run, and whether
     their node still exists."""
-    pvs = _owned_pvs(kube, nodes, label_selector)
-    cluster_nodes = kube.list_nodes()
-    node_names = set(n["metadata"]["name"] for n in cluster_nodes)
-    hostnames = set((n["metadata"].get("labels") or {}).get(vol.HOSTNAME_LABEL) for n in cluster_nodes)
+    pvs = owned_pvs(kube, nodes, label_selector)
+    node_names, hostnames, ready = node_presence(kube.list_nodes())
     namespaces = sorted(set(pv["spec"]["claimRef"].get("namespace") for pv in pvs
                             if (pv.get("spec") or {}).get("claimRef")))
     claims, users = {}, {}
@@ -298,7 +316,6 @@ def local_pv_report(kube, nodes=None, label_selector=None):
         for pvc in kube.list_pvcs(namespace):
             claims["%s/%s" % (namespace, pvc["metadata"]["name"])] = pvc
         users.update(pods_by_claim(kube.list_pods(namespace)))
-    ready = _ready_names(cluster_nodes)
     return [_report_entry(pv, claims, users, node_names, hostnames, ready)
             for pv in sorted(pvs, key=lambda p: p["metadata"]["name"])]
 
