@@ -120,9 +120,9 @@ options:
         type: str
       mode:
         description: V(filesystem), or V(block) for a raw partition exposed as a symlink at C(<mount_root>/<name>).
+          Default V(filesystem).
         type: str
         choices: [filesystem, block]
-        default: filesystem
       fstype:
         description: Filesystem to make. Default O(fstype).
         type: str
@@ -134,9 +134,8 @@ options:
         description: fstab options. Default O(mount_options).
         type: str
       partitions:
-        description: Split each disk into this many equal GPT partitions, one volume each.
+        description: Split each disk into this many equal GPT partitions, one volume each. Default V(1).
         type: int
-        default: 1
       storage_class:
         description: StorageClass of the volumes. Default O(storage_class).
         type: str
@@ -149,13 +148,12 @@ options:
           - A fingerprint of another disk, or of an earlier state of this one (a confirmation left in the
             inventory after the wipe), does not match and erases nothing.
           - V(true) alone no longer erases anything; the refusal says which fingerprint to set.
+          - Default V(false).
         type: raw
-        default: false
       adopt:
         description: Keep and mount the filesystem already on this disk (never format it). Use with
-          O(disks[].expect) C(fs_uuid) or C(fs_label) to be sure it is the disk you mean.
+          O(disks[].expect) C(fs_uuid) or C(fs_label) to be sure it is the disk you mean. Default V(false).
         type: bool
-        default: false
       expect:
         description: Facts the disk must have before anything is written; a mismatch fails the host.
         type: dict
@@ -498,91 +496,6 @@ from ansible_collections.localpv.rollout.plugins.module_utils.host import host_l
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
 from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
 
-MATCH_SPEC = dict(rotational=dict(type="bool"), min_size=dict(type="raw"), max_size=dict(type="raw"),
-                  model=dict(type="str"), count=dict(type="int"))
-EXPECT_SPEC = dict(size=dict(type="raw"), model=dict(type="str"), serial=dict(type="str"), wwn=dict(type="str"),
-                   fs_uuid=dict(type="str"), fs_label=dict(type="str"))
-DISK_SPEC = dict(
-    name=dict(type="str"),
-    device=dict(type="str"),
-    match=dict(type="dict", options=MATCH_SPEC),
-    name_prefix=dict(type="str"),
-    bind=dict(type="str"),
-    mode=dict(type="str", choices=["filesystem", "block"], default="filesystem"),
-    fstype=dict(type="str", choices=list(disk_plan.FSTYPES)),
-    mkfs_options=dict(type="str"),
-    mount_options=dict(type="str"),
-    partitions=dict(type="int", default=1),
-    storage_class=dict(type="str"),
-    wipe=dict(type="raw", default=False),
-    replace=dict(type="str"),
-    blank_proof=dict(type="str", choices=["spread", "full"]),
-    adopt=dict(type="bool", default=False),
-    expect=dict(type="dict", options=EXPECT_SPEC),
-    capacity_from=dict(type="str", choices=["filesystem", "device"]),
-    labels=dict(type="dict"),
-    capacity=dict(type="raw"),
-)
-
-
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return ""
-
-
-def _links_at(mount_root):
-    """Where the symlinks under the mount root point now (block volumes' links): read
-    before the plan, so that a link's by-partuuid target proves its volume's disk."""
-    links = {}
-    root = mount_root.rstrip("/") or "/"
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return links
-    for name in names:
-        path = os.path.join(root, name)
-        if os.path.islink(path):
-            links[path] = os.readlink(path)
-    return links
-
-
-def _refresh_stale(raw, names, run):
-    """``partx -u`` (or ``-d`` without a table) on the disks ``names`` whose kernel
-    partitions differ from their partition table. Returns the commands run."""
-    done = []
-    for disk in devices.build(raw):
-        if (names is not None and disk["name"] not in names) or disk["signatures"] is None:
-            continue
-        if disk_plan.stale_partitions(disk):
-            argv = ["partx", "-u" if disk["partition_table"] else "-d", disk["path"]]
-            run(argv)
-            done.append(" ".join(argv))
-    return done
-
-
-def _locator():
-    """``locate(ids)`` for the plan: the disks of this host that carry the ids, read only when asked
-    (a refusal): every device is probed then, once."""
-    state = {}
-
-    def locate(ids):
-        if "disks" not in state:
-            raw = devices.collect(probe=False)
-            devices.add_probes(raw, None)
-            state["disks"] = devices.build(raw)
-        found = []
-        for disk in state["disks"]:
-            fs_uuids, partuuids = disk_plan.ids_on(disk)
-            if (ids.get("fs_uuid") in fs_uuids or ids.get("partuuid") in partuuids or
-                    (ids.get("stable_id") and ids["stable_id"] in [disk["stable_id"]] + list(disk["by_id"]))):
-                found.append("%s (%s, %s)" % (disk["path"], disk["stable_id"] or "no stable id",
-                                              host_volumes.human_bytes(disk["size"])))
-        return found
-    return locate
-
 
 def _sampler(module):
     def sampler(path, size, proof="spread"):
@@ -597,32 +510,15 @@ def _sampler(module):
 
 
 def _plan(params, host, module=None):
-    entries = [dict((k, v) for k, v in entry.items() if v is not None) for entry in params["disks"]]
-    raw = devices.collect(probe=False)
-    names = disk_plan.disks_to_probe(devices.build(raw), entries)
-    devices.add_probes(raw, names)
-    if _refresh_stale(raw, names, devices.run_command):
-        raw = devices.collect(probe=False)
-        devices.add_probes(raw, names)
-    disks = devices.build(raw)
-    for entry in entries:
-        for key in ("match", "expect"):
-            if isinstance(entry.get(key), dict):
-                entry[key] = dict((k, v) for k, v in entry[key].items() if v is not None)
     options = {
         "mount_root": params["mount_root"],
         "allow_wipe": params["allow_wipe"],
         "allow_kernel_names": params["allow_kernel_names"],
-        "defaults": dict((key, params[key]) for key in ("fstype", "mkfs_options", "mount_options", "storage_class",
-                                                        "capacity_from", "blank_proof")),
+        "defaults": dict((key, params[key]) for key in disk_plan.HOST_DEFAULTS),
         "recorded": params.get("recorded") or {},
     }
     sampler = _sampler(module) if module is not None else host_volumes.sample
-    locate = _locator()
-    mountinfo = _read("/proc/self/mountinfo")
-    links = _links_at(params["mount_root"])
-    return disk_plan.make_plan(host, disks, entries, options, _read("/etc/fstab"), mountinfo, links=links,
-                               sampler=sampler, locate=locate)
+    return disk_plan.plan_host(host, params["disks"], options, sampler=sampler)
 
 
 def _statvfs(path):
@@ -677,18 +573,20 @@ def _still_to_do(volumes):
 
 
 def main():
+    # the entries' schema and the host-wide defaults are disk_plan's, stated once there
+    defaults = disk_plan.HOST_DEFAULTS
     module = AnsibleModule(
         argument_spec=dict(
-            disks=dict(type="list", elements="dict", required=True, options=DISK_SPEC),
+            disks=dict(type="list", elements="dict", required=True, options=disk_plan.entry_argument_spec()),
             mount_root=dict(type="path", default="/mnt/disks"),
             allow_wipe=dict(type="bool", default=False),
             allow_kernel_names=dict(type="bool", default=False),
-            fstype=dict(type="str", choices=list(disk_plan.FSTYPES), default="xfs"),
-            mkfs_options=dict(type="dict", default={}),
-            mount_options=dict(type="str", default=disk_plan.DEFAULT_MOUNT_OPTIONS),
+            fstype=dict(type="str", choices=list(disk_plan.FSTYPES), default=defaults["fstype"]),
+            mkfs_options=dict(type="dict", default=dict(defaults["mkfs_options"])),
+            mount_options=dict(type="str", default=defaults["mount_options"]),
             storage_class=dict(type="str"),
-            capacity_from=dict(type="str", choices=["filesystem", "device"], default="filesystem"),
-            blank_proof=dict(type="str", choices=["spread", "full"], default="spread"),
+            capacity_from=dict(type="str", choices=list(disk_plan.CAPACITY_FROM), default=defaults["capacity_from"]),
+            blank_proof=dict(type="str", choices=list(host_volumes.PROOFS), default=defaults["blank_proof"]),
             recorded=dict(type="dict", default={}),
             host=dict(type="str"),
             stop_after=dict(type="str", choices=["partition"]),

@@ -54,12 +54,44 @@ FSTYPES = ("xfs", "ext4")
 MIN_FS_SIZE = {"xfs": 300 * MIB, "ext4": 16 * MIB}
 MODES = ("filesystem", "block")
 CAPACITY_FROM = ("filesystem", "device")
-EXPECT_KEYS = ("size", "model", "serial", "wwn", "fs_uuid", "fs_label")
-MATCH_KEYS = ("rotational", "min_size", "max_size", "model", "count")
-SPEC_KEYS = ("name", "device", "match", "name_prefix", "bind", "mode", "fstype", "mkfs_options",
-             "mount_options", "partitions", "storage_class", "wipe", "adopt", "expect", "capacity_from",
-             "labels", "capacity", "replace", "blank_proof")
 DEFAULT_MOUNT_OPTIONS = "defaults,nofail"
+# The schema of one localpv_disks entry, in argument-spec form and in order (messages
+# list the keys in it): disk_prepare's argument spec and the keys normalize_spec takes
+# both come from here, and a unit test holds disk_prepare's DOCUMENTATION to it. No
+# entry key has a default here: normalize_spec fills them (ENTRY_DEFAULTS), once.
+MATCH_OPTIONS = (("rotational", {"type": "bool"}), ("min_size", {"type": "raw"}), ("max_size", {"type": "raw"}),
+                 ("model", {"type": "str"}), ("count", {"type": "int"}))
+EXPECT_OPTIONS = (("size", {"type": "raw"}), ("model", {"type": "str"}), ("serial", {"type": "str"}),
+                  ("wwn", {"type": "str"}), ("fs_uuid", {"type": "str"}), ("fs_label", {"type": "str"}))
+ENTRY_OPTIONS = (
+    ("name", {"type": "str"}),
+    ("device", {"type": "str"}),
+    ("match", {"type": "dict", "options": MATCH_OPTIONS}),
+    ("name_prefix", {"type": "str"}),
+    ("bind", {"type": "str"}),
+    ("mode", {"type": "str", "choices": MODES}),
+    ("fstype", {"type": "str", "choices": FSTYPES}),
+    ("mkfs_options", {"type": "str"}),
+    ("mount_options", {"type": "str"}),
+    ("partitions", {"type": "int"}),
+    ("storage_class", {"type": "str"}),
+    ("wipe", {"type": "raw"}),
+    ("adopt", {"type": "bool"}),
+    ("expect", {"type": "dict", "options": EXPECT_OPTIONS}),
+    ("capacity_from", {"type": "str", "choices": CAPACITY_FROM}),
+    ("labels", {"type": "dict"}),
+    ("capacity", {"type": "raw"}),
+    ("replace", {"type": "str"}),
+    ("blank_proof", {"type": "str", "choices": hv.PROOFS}),
+)
+SPEC_KEYS = tuple(key for key, _spec in ENTRY_OPTIONS)
+MATCH_KEYS = tuple(key for key, _spec in MATCH_OPTIONS)
+EXPECT_KEYS = tuple(key for key, _spec in EXPECT_OPTIONS)
+# What an entry key left out means.
+ENTRY_DEFAULTS = {"mode": "filesystem", "partitions": 1, "wipe": False, "adopt": False}
+# The host-wide defaults of the entries' keys (disk_prepare's options of the same names).
+HOST_DEFAULTS = {"fstype": "xfs", "mkfs_options": {}, "mount_options": DEFAULT_MOUNT_OPTIONS,
+                 "storage_class": None, "capacity_from": "filesystem", "blank_proof": "spread"}
 # GPT partition types: a filesystem volume is "Linux filesystem data"; a raw block
 # volume gets a type of its own, so that a change of mode is seen on the disk.
 LINUX_FS_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
@@ -81,28 +113,54 @@ class PrepareError(Exception):
 # Inventory entries
 # --------------------------------------------------------------------------------------
 
+def entry_argument_spec(options=ENTRY_OPTIONS):
+    """``options`` (:data:`ENTRY_OPTIONS` by default) as an AnsibleModule argument spec."""
+    spec = {}
+    for key, schema in options:
+        item = dict(schema)
+        if "choices" in item:
+            item["choices"] = list(item["choices"])
+        if "options" in item:
+            item["options"] = entry_argument_spec(item["options"])
+        spec[key] = item
+    return spec
+
+
+def _given(entry):
+    """The keys an entry gives: None is how an argument spec says a key was left out."""
+    given = dict((key, value) for key, value in entry.items() if value is not None)
+    for key in ("match", "expect"):
+        if isinstance(given.get(key), dict):
+            given[key] = dict((k, v) for k, v in given[key].items() if v is not None)
+    return given
+
+
+def _host_default(defaults, key):
+    return defaults.get(key) or HOST_DEFAULTS[key]
+
+
 def _spec_values(entry, index, defaults, kinds):
     keys = ("name", "device", "bind", "name_prefix", "mkfs_options")
     spec = dict((key, entry.get(key)) for key in keys)
     spec.update({
         "index": index,
         "kind": kinds[0] if len(kinds) == 1 else None,
-        "mode": entry.get("mode") or "filesystem",
-        "fstype": entry.get("fstype") or defaults.get("fstype") or "xfs",
-        "mount_options": entry.get("mount_options") or defaults.get("mount_options") or DEFAULT_MOUNT_OPTIONS,
-        "partitions": entry.get("partitions", 1),
-        "storage_class": entry.get("storage_class") or defaults.get("storage_class"),
-        "wipe": _wipe_value(entry.get("wipe", False)),
-        "adopt": bool(entry.get("adopt", False)),
+        "mode": entry.get("mode") or ENTRY_DEFAULTS["mode"],
+        "fstype": entry.get("fstype") or _host_default(defaults, "fstype"),
+        "mount_options": entry.get("mount_options") or _host_default(defaults, "mount_options"),
+        "partitions": entry.get("partitions", ENTRY_DEFAULTS["partitions"]),
+        "storage_class": entry.get("storage_class") or _host_default(defaults, "storage_class"),
+        "wipe": _wipe_value(entry.get("wipe", ENTRY_DEFAULTS["wipe"])),
+        "adopt": bool(entry.get("adopt", ENTRY_DEFAULTS["adopt"])),
         "expect": entry.get("expect") or {},
-        "capacity_from": entry.get("capacity_from") or defaults.get("capacity_from") or "filesystem",
+        "capacity_from": entry.get("capacity_from") or _host_default(defaults, "capacity_from"),
         "labels": entry.get("labels") or {},
         "match": entry.get("match") or {},
         "replace": entry.get("replace"),
-        "blank_proof": entry.get("blank_proof") or defaults.get("blank_proof") or "spread",
+        "blank_proof": entry.get("blank_proof") or _host_default(defaults, "blank_proof"),
     })
     if spec["mkfs_options"] is None:
-        spec["mkfs_options"] = (defaults.get("mkfs_options") or {}).get(spec["fstype"], "")
+        spec["mkfs_options"] = _host_default(defaults, "mkfs_options").get(spec["fstype"], "")
     return spec
 
 
@@ -189,6 +247,7 @@ def normalize_spec(entry, index, defaults):
     """Check one ``localpv_disks`` entry and fill in defaults. Returns (spec, errors)."""
     if not isinstance(entry, dict):
         return None, ["entry %d is not a mapping" % index]
+    entry = _given(entry)
     errors = []
     unknown = sorted(set(entry) - set(SPEC_KEYS))
     if unknown:
@@ -410,14 +469,15 @@ class _Planner:
     """The plan being made, and what deciding it needs: the run's keys and the
     content sampler (read once per device)."""
 
-    def __init__(self, plan, options, sampler, fstab=(), links=None, locate=None, mounts=()):
+    def __init__(self, plan, options, sampler, fstab=(), readlink=None, locate=None, mounts=()):
         self.plan = plan
         self.allow_wipe = bool(options.get("allow_wipe"))
         self.allow_kernel_names = bool(options.get("allow_kernel_names"))
         self.recorded = options.get("recorded") or {}
-        self.fstab = fstab
+        self.fstab = fstab     # parsed /etc/fstab of the host
         self.mounts = mounts   # parsed mountinfo of the host
-        self.links = links or {}
+        self._readlink = readlink or mount_rules.link_target
+        self._links = {}
         self.locate = locate or (lambda ids: None)
         self.wanted = set()   # partition labels of every volume an entry of this host names
         self.prefixes = []    # partition label prefixes of the selectors
@@ -437,6 +497,13 @@ class _Planner:
             have = self._sampler(path, size) if proof == "spread" else self._sampler(path, size, proof=proof)
             self._samples[path] = have
         return have
+
+    def link_at(self, path):
+        """Where the symlink at ``path`` points (None: no symlink), read once per run: the
+        identity proof and the link's state are judged on the same reading."""
+        if path not in self._links:
+            self._links[path] = self._readlink(path)
+        return self._links[path]
 
     def blank_words(self, path, size, proof="spread"):
         """How blank was (or was not) proven: "no signature; 256 spread regions ... read, all zero"."""
@@ -484,11 +551,93 @@ def disks_to_probe(disks, entries):
     return names
 
 
-def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", links=None, isdir=None,
+def refresh_stale(disks, names, run):
+    """``partx -u`` (``-d`` without a table) on the disks of ``names`` (None: all)
+    whose kernel partitions differ from their partition table: stale entries after a
+    re-attach are not taken for data. Changes only the kernel's view. Returns the
+    commands run."""
+    done = []
+    for disk in disks:
+        if (names is not None and disk["name"] not in names) or disk["signatures"] is None:
+            continue
+        if stale_partitions(disk):
+            argv = ["partx", "-u" if disk["partition_table"] else "-d", disk["path"]]
+            run(argv)
+            done.append(" ".join(argv))
+    return done
+
+
+def read_host(entries, collect=None, add_probes=None, run=None):
+    """The host's block devices as the plan sees them, each read once: every device
+    listed (sysfs, by-id, the mount table, swaps), then only the disks the entries
+    name probed (every disk when a selector may take any). Only when the kernel's
+    view had to be put right (:func:`refresh_stale`) is the host read again, as it
+    changed. Returns ``(raw, disks)``: ``raw["mountinfo"]`` is the mount table the
+    disks were judged on, the one :func:`make_plan` must be given."""
+    collect = collect or devices.collect
+    add_probes = add_probes or devices.add_probes
+    raw = collect(probe=False)
+    names = disks_to_probe(devices.build(raw), entries)
+    add_probes(raw, names)
+    disks = devices.build(raw)
+    if refresh_stale(disks, names, run or devices.run_command):
+        raw = collect(probe=False)
+        add_probes(raw, names)
+        disks = devices.build(raw)
+    return raw, disks
+
+
+def locator(raw, add_probes=None):
+    """``locate(ids)`` for :func:`make_plan`: the disks of this host that carry the ids.
+    Asked only for a refusal: the devices ``raw`` (:func:`read_host`) has not probed are
+    probed then, once, into a copy; the rest is what the plan read."""
+    state = {}
+
+    def locate(ids):
+        if "disks" not in state:
+            more = dict(raw, probes=dict(raw["probes"]), tables=dict(raw["tables"]),
+                        exclusive=dict(raw["exclusive"]), table_probes=dict(raw.get("table_probes") or {}))
+            unprobed = set(name for name, attrs in raw["devices"].items()
+                           if attrs["size"] and name not in raw["probes"])
+            if unprobed:
+                (add_probes or devices.add_probes)(more, unprobed)
+            state["disks"] = devices.build(more)
+        found = []
+        for disk in state["disks"]:
+            fs_uuids, partuuids = ids_on(disk)
+            if (ids.get("fs_uuid") in fs_uuids or ids.get("partuuid") in partuuids or
+                    (ids.get("stable_id") and ids["stable_id"] in [disk["stable_id"]] + list(disk["by_id"]))):
+                found.append(_describe_disk(disk))
+        return found
+    return locate
+
+
+def plan_host(host, entries, options, read=None, collect=None, add_probes=None, run=None, **kwargs):
+    """Read this host once and plan it: :func:`read_host`, /etc/fstab through
+    ``read(path)`` (a missing file reads as ""), then :func:`make_plan` (``kwargs``
+    are its readers: ``sampler``, ``readlink``...)."""
+    raw, disks = read_host(entries, collect, add_probes, run)
+    fstab_text = (read or _read_text)("/etc/fstab")
+    kwargs.setdefault("locate", locator(raw, add_probes))
+    return make_plan(host, disks, entries, options, fstab_text, raw["mountinfo"], **kwargs)
+
+
+def _read_text(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return ""
+
+
+def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", readlink=None, isdir=None,
               sampler=None, dir_entries=None, locate=None, kind_at=None, read_marker=None):
     """The whole plan of one host. Returns a dict with ``refusals`` (empty = go).
 
-    ``links`` maps block-volume paths to where their symlink points now;
+    ``mountinfo_text`` is the mount table the ``disks`` were judged on (``raw["mountinfo"]``
+    of :func:`devices.collect`), so that both agree;
+    ``readlink(path)`` says where a symlink points, None when there is none (default:
+    ``mounts.link_target``);
     ``isdir`` tells whether a bind source exists (default: ``os.path.isdir``);
     ``dir_entries(path)`` lists a directory (default: ``mounts.directory_entries``);
     ``kind_at(path)`` says what is at a path without following a symlink (default:
@@ -503,7 +652,8 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
     mount_root = canonical_path(given_root)
     plan = {"host": host, "mount_root": mount_root or given_root, "disks": [], "volumes": [], "refusals": [],
             "binds": [], "skipped": []}
-    planner = _Planner(plan, options, sampler, devices.parse_fstab(fstab_text or ""), links, locate,
+    # each parsed once, here: every rule of the plan reads the same tables
+    planner = _Planner(plan, options, sampler, devices.parse_fstab(fstab_text or ""), readlink, locate,
                        devices.parse_mountinfo(mountinfo_text or ""))
     if mount_root is None:
         planner.refuse(given_root, ["mount_root %r is not an absolute path: set localpv_mount_root to one, "
@@ -527,9 +677,8 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", l
         if volume["needs_source"] or not _refuse_retired_bind(planner, volume, read_marker or hv.read_retired_marker):
             plan["volumes"].append(volume)
     _check_names_and_sizes(planner, mount_root)
-    _mark_mount_state(planner, fstab_text, mountinfo_text, links or {}, dir_entries or mount_rules.directory_entries,
-                      kind_at or mount_rules.kind_at)
-    for volume, reason in shared_bind_sources(plan["volumes"], devices.parse_mountinfo(mountinfo_text or "")):
+    _mark_mount_state(planner, dir_entries or mount_rules.directory_entries, kind_at or mount_rules.kind_at)
+    for volume, reason in shared_bind_sources(plan["volumes"], planner.mounts):
         planner.refuse(volume["source"], [reason], volume["name"])
     plan["changed"] = bool(any(d["actions"] for d in plan["disks"])
                            or any(v["needs_mount"] or v["needs_link"] or v.get("needs_source")
@@ -774,10 +923,11 @@ def _plan_disk(planner, spec, disk, names):
 # to the host as ``recorded``. The disk an entry's device leads to now must carry
 # those ids; a path that now leads to another disk is never taken for the volume.
 
-def recorded_identity(name, mode, path, fstab, links, recorded):
+def recorded_identity(name, mode, path, fstab, link, recorded):
     """The ids recorded for volume ``name`` at ``path``: ``{fs_uuid, partuuid,
     stable_id, where, pv, claim}`` (None where nothing is recorded). The host's
-    record (fstab line, by-partuuid link) is the newest evidence and wins."""
+    record (fstab line, ``link``: where the symlink at ``path`` points) is the
+    newest evidence and wins."""
     rec = recorded.get(name) if isinstance(recorded, dict) else None
     rec = rec if isinstance(rec, dict) else {}
     out = {"fs_uuid": (rec.get("fs_uuid") or "").lower() or None,
@@ -787,12 +937,13 @@ def recorded_identity(name, mode, path, fstab, links, recorded):
     if rec.get("pv") and (out["fs_uuid"] or out["partuuid"] or out["stable_id"]):
         out["where"].append("PV %s" % rec["pv"])
     if mode == "filesystem":
-        lines = [e for e in fstab if e["path"] == path and e["src"].upper().startswith("UUID=")]
-        if lines:
-            out["fs_uuid"] = lines[0]["src"][5:].lower()
+        uuids = [mount_rules.uuid_of_src(e["src"]) for e in fstab if e["path"] == path]
+        uuids = [u for u in uuids if u is not None]
+        if uuids:
+            out["fs_uuid"] = uuids[0].lower()
             out["where"].insert(0, "/etc/fstab")
     else:
-        target = links.get(path) or ""
+        target = link or ""
         if target.startswith("/dev/disk/by-partuuid/"):
             out["partuuid"] = os.path.basename(target).lower()
             out["where"].insert(0, "the link %s" % path)
@@ -851,7 +1002,7 @@ def _identity_proven(planner, spec, disk, names, entry):
     unless ``replace`` confirms this very disk (never while the PV is bound)."""
     for name in names:
         path = os.path.join(planner.plan["mount_root"], name)
-        record = recorded_identity(name, spec["mode"], path, planner.fstab, planner.links, planner.recorded)
+        record = recorded_identity(name, spec["mode"], path, planner.fstab, planner.link_at(path), planner.recorded)
         misses = identity_misses(record, disk, spec["mode"])
         if not misses:
             continue
@@ -1222,15 +1373,14 @@ def _link_target(planner, volume):
     return None
 
 
-def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries, kind_at):
+def _mark_mount_state(planner, dir_entries, kind_at):
     """Which volumes need their fstab line/mount (or block symlink) made. A mount point
     that is not mounted and holds files, one a new volume would find mounted from
     something else, and a mount point or link path that is something else (a symlink
     where a directory belongs, a file) are refused here already, before any disk is
     written, in check mode too (volume_mounts applies the same rules again right
     before it mounts)."""
-    fstab = devices.parse_fstab(fstab_text or "")
-    mounts = devices.parse_mountinfo(mountinfo_text or "")
+    fstab, mounts = planner.fstab, planner.mounts
     for volume in planner.plan["volumes"]:
         path = volume["path"]
         kind = kind_at(path)
@@ -1242,7 +1392,7 @@ def _mark_mount_state(planner, fstab_text, mountinfo_text, links, dir_entries, k
                 path, kind, volume["name"])], volume["name"])
         if volume["mode"] == "block":
             volume["link_target"] = _link_target(planner, volume)
-            volume["needs_link"] = links.get(path) != volume["link_target"]
+            volume["needs_link"] = planner.link_at(path) != volume["link_target"]
             continue
         if volume["state"] == "bind":
             volume["fstab_src"], volume["fstab_fstype"] = volume["source"], "none"

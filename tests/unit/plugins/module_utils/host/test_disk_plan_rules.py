@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 
+import ast
 import json
 import os
 
@@ -148,3 +149,39 @@ def test_the_fstype_lists_agree():
     with open(spec) as handle:
         options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
     assert options["disk_prep_fstype"]["choices"] == list(dp.FSTYPES)
+
+
+def module_documentation(name):
+    with open(os.path.join(REPO, "plugins", "modules", name + ".py")) as handle:
+        tree = ast.parse(handle.read())
+    (doc,) = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
+              and getattr(node.targets[0], "id", None) == "DOCUMENTATION"]
+    return yaml.safe_load(doc)
+
+
+def documented_spec(options):
+    """What documented options state of an argument spec: type, choices, default, suboptions."""
+    out = {}
+    for key, doc in options.items():
+        out[key] = dict((k, doc[k]) for k in ("type", "choices", "default") if k in doc)
+        if "suboptions" in doc:
+            out[key]["options"] = documented_spec(doc["suboptions"])
+    return out
+
+
+def test_disk_prepare_documents_the_entry_schema_the_plan_takes():
+    """One schema (disk_plan.ENTRY_OPTIONS) is the module's argument spec and the keys
+    normalize_spec takes; the module's documentation states the same keys, types and
+    choices, no default (normalize_spec fills them), and the host-wide defaults."""
+    options = module_documentation("disk_prepare")["options"]
+    assert documented_spec(options["disks"]["suboptions"]) == dp.entry_argument_spec()
+    assert sorted(dp.SPEC_KEYS) == sorted(options["disks"]["suboptions"])
+    assert dp.MATCH_KEYS == tuple(key for key, _spec in dp.MATCH_OPTIONS)
+    for key, value in dp.HOST_DEFAULTS.items():
+        assert options[key].get("default") == value, key
+    # what an entry leaves out is said in its option's description
+    for key, value in dp.ENTRY_DEFAULTS.items():
+        text = " ".join(options["disks"]["suboptions"][key]["description"]
+                        if isinstance(options["disks"]["suboptions"][key]["description"], list)
+                        else [options["disks"]["suboptions"][key]["description"]])
+        assert "Default V(%s)." % str(value).lower() in text, key
