@@ -375,6 +375,11 @@ volumes:
       description: Kernel path of the disk at this run.
       type: str
       sample: /dev/nvme0n1
+    partition:
+      description: The volume's partition number on its disk; null for a bind volume and for a filesystem adopted
+        on the whole disk.
+      type: int
+      sample: 1
     device:
       description: Kernel path of the partition (or disk for adopted whole-disk filesystems).
       type: str
@@ -494,7 +499,6 @@ from ansible_collections.localpv.rollout.plugins.module_utils.host import device
 from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
-from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
 
 
 def _sampler(module):
@@ -553,13 +557,14 @@ def _capacity(volume, run):
 
 def _result_volume(volume, run):
     out = dict((k, volume.get(k)) for k in (
-        "name", "path", "mode", "state", "disk", "device", "stable_id", "stable_id_source", "partlabel", "partuuid",
+        "name", "path", "mode", "state", "disk", "partition", "device", "stable_id", "stable_id_source", "partlabel",
+        "partuuid",
         "fstype", "uuid", "size", "storage_class", "capacity_from", "labels",
         "needs_mount", "needs_link", "link_target", "source"))
     out["capacity"] = _capacity(volume, run)
     if volume["mode"] == "filesystem":
-        src = volume.get("fstab_src") or mounts.uuid_src(volume.get("uuid"))
-        out["mount"] = {"src": src, "fstype": volume.get("fstab_fstype") or volume["fstype"],
+        # the plan made the fstab source (mounts.uuid_src), and made it again from the UUID mkfs gave
+        out["mount"] = {"src": volume.get("fstab_src"), "fstype": volume.get("fstab_fstype") or volume["fstype"],
                         "opts": volume["mount_options"]}
     return out
 

@@ -993,8 +993,8 @@ def _remount_hint(planner, record, path):
     found = planner.locate({"fs_uuid": record["fs_uuid"]})
     if not found or len(found) != 1:
         return ""
-    return ("; nothing is mounted at %s now: run `mount %s` to mount that disk's filesystem (UUID=%s, by its fstab "
-            "line) there again, with its data" % (path, path, record["fs_uuid"]))
+    return ("; nothing is mounted at %s now: run `mount %s` to mount that disk's filesystem (%s, by its fstab "
+            "line) there again, with its data" % (path, path, mount_rules.uuid_src(record["fs_uuid"])))
 
 
 def _identity_proven(planner, spec, disk, names, entry):
@@ -1445,7 +1445,7 @@ def _render_disk(entry, vols, after):
             what = "blank"
         lines.append("  %s %s %s -> %s%s" % (
             volume["device"], "[%s]" % volume["partlabel"] if volume["partlabel"] else "", what,
-            volume["path"], "" if not volume["uuid"] else " UUID=%s" % volume["uuid"]))
+            volume["path"], "" if not volume["uuid"] else " " + mount_rules.uuid_src(volume["uuid"])))
     return lines
 
 
@@ -1459,7 +1459,7 @@ def render(plan, after=True):
             lines.append("%s -> %s (bind)" % (volume["source"], volume["path"]))
     for volume in plan["volumes"]:
         if volume["mode"] == "filesystem" and (after or not volume["needs_mount"]):
-            lines.append("fstab: %s %s %s %s" % (volume.get("fstab_src") or "UUID=<new>", volume["path"],
+            lines.append("fstab: %s %s %s %s" % (volume.get("fstab_src") or mount_rules.uuid_src("<new>"), volume["path"],
                                                  volume.get("fstab_fstype"), volume["mount_options"]))
         elif volume["mode"] == "block" and (after or not volume["needs_link"]):
             lines.append("link: %s -> %s" % (volume["path"], volume["link_target"]))
