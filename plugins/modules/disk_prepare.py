@@ -496,7 +496,11 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
-from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import capacity as plan_capacity
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import entries as plan_entries
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import read as plan_read
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import render as plan_render
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import writes as plan_writes
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
 
@@ -518,11 +522,11 @@ def _plan(params, host, module=None):
         "mount_root": params["mount_root"],
         "allow_wipe": params["allow_wipe"],
         "allow_kernel_names": params["allow_kernel_names"],
-        "defaults": dict((key, params[key]) for key in disk_plan.HOST_DEFAULTS),
+        "defaults": dict((key, params[key]) for key in plan_entries.HOST_DEFAULTS),
         "recorded": params.get("recorded") or {},
     }
     sampler = _sampler(module) if module is not None else host_volumes.sample
-    return disk_plan.plan_host(host, params["disks"], options, sampler=sampler)
+    return plan_read.plan_host(host, params["disks"], options, sampler=sampler)
 
 
 def _statvfs(path):
@@ -542,16 +546,16 @@ def _capacity(volume, run):
     """One pass: statvfs of what is mounted; else the superblock of what is made;
     else (check mode, or a partition still to format) the prediction from the plan."""
     if volume["mode"] == "block" or volume.get("capacity_from") == "device":
-        return disk_plan.capacity(volume)
+        return plan_capacity.capacity(volume)
     if volume["state"] == "bind":
         # the bind mount shows the source's filesystem; before the source exists, its parent's
-        return disk_plan.capacity(volume, _statvfs(_existing_dir(volume["source"])))
+        return plan_capacity.capacity(volume, _statvfs(_existing_dir(volume["source"])))
     if volume.get("mounted") and not volume["needs_mount"]:
-        return disk_plan.capacity(volume, _statvfs(volume["path"]))
+        return plan_capacity.capacity(volume, _statvfs(volume["path"]))
     if volume.get("uuid") and volume["state"] != "create":
-        return disk_plan.capacity(volume, filesystem_bytes=host_volumes.filesystem_bytes(
+        return plan_capacity.capacity(volume, filesystem_bytes=host_volumes.filesystem_bytes(
             volume["device"], volume["fstype"], run))
-    return disk_plan.capacity(volume, filesystem_bytes=host_volumes.predict_filesystem_bytes(
+    return plan_capacity.capacity(volume, filesystem_bytes=host_volumes.predict_filesystem_bytes(
         volume["fstype"], volume["size"], volume["mkfs_options"], run))
 
 
@@ -578,19 +582,19 @@ def _still_to_do(volumes):
 
 
 def main():
-    # the entries' schema and the host-wide defaults are disk_plan's, stated once there
-    defaults = disk_plan.HOST_DEFAULTS
+    # the entries' schema and the host-wide defaults are stated once, in host/plan/entries.py
+    defaults = plan_entries.HOST_DEFAULTS
     module = AnsibleModule(
         argument_spec=dict(
-            disks=dict(type="list", elements="dict", required=True, options=disk_plan.entry_argument_spec()),
+            disks=dict(type="list", elements="dict", required=True, options=plan_entries.entry_argument_spec()),
             mount_root=dict(type="path", default="/mnt/disks"),
             allow_wipe=dict(type="bool", default=False),
             allow_kernel_names=dict(type="bool", default=False),
-            fstype=dict(type="str", choices=list(disk_plan.FSTYPES), default=defaults["fstype"]),
+            fstype=dict(type="str", choices=list(plan_entries.FSTYPES), default=defaults["fstype"]),
             mkfs_options=dict(type="dict", default=dict(defaults["mkfs_options"])),
             mount_options=dict(type="str", default=defaults["mount_options"]),
             storage_class=dict(type="str"),
-            capacity_from=dict(type="str", choices=list(disk_plan.CAPACITY_FROM), default=defaults["capacity_from"]),
+            capacity_from=dict(type="str", choices=list(plan_entries.CAPACITY_FROM), default=defaults["capacity_from"]),
             blank_proof=dict(type="str", choices=list(host_volumes.PROOFS), default=defaults["blank_proof"]),
             recorded=dict(type="dict", default={}),
             host=dict(type="str"),
@@ -616,18 +620,18 @@ def _prepare(module, host, lock):
     except devices.DeviceError as exc:
         module.fail_json(msg="host %s: %s" % (host, exc))
     if plan["refusals"]:
-        module.fail_json(msg=disk_plan.refusal_message(plan), refusals=plan["refusals"], disks=plan["disks"],
+        module.fail_json(msg=plan_render.refusal_message(plan), refusals=plan["refusals"], disks=plan["disks"],
                          skipped_disks=plan["skipped"], commands=[])
-    diff = {"before": disk_plan.render(plan, after=False), "after": disk_plan.render(plan)}
+    diff = {"before": plan_render.render(plan, after=False), "after": plan_render.render(plan)}
     commands = []
     pending = any(entry["actions"] for entry in plan["disks"]) or any(v.get("needs_source") for v in plan["volumes"])
     if pending and not module.check_mode:
         try:
-            commands = disk_plan.apply_plan(plan, stop_after=module.params["stop_after"])
-        except disk_plan.PrepareError as exc:
+            commands = plan_writes.apply_plan(plan, stop_after=module.params["stop_after"])
+        except plan_writes.PrepareError as exc:
             module.fail_json(msg="host %s: %s%s" % (host, exc, "" if exc.written else " Nothing was written."),
                              commands=exc.commands, disks=plan["disks"])
-        diff["after"] = disk_plan.render(plan)
+        diff["after"] = plan_render.render(plan)
     volumes = [_result_volume(v, devices.run_command) for v in plan["volumes"]]
     todo = _still_to_do(volumes)
     handoff = None

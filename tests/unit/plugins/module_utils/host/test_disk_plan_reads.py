@@ -17,7 +17,8 @@ import os
 import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
-from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import entries as plan_entries
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import read as plan_read
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
@@ -29,7 +30,7 @@ def recorded(name):
 
 def as_argspec_gives(**entry):
     """An entry as disk_prepare's argument spec hands it on: every key, None where not given."""
-    full = dict((key, None) for key in dp.SPEC_KEYS)
+    full = dict((key, None) for key in plan_entries.SPEC_KEYS)
     full.update(entry)
     return full
 
@@ -86,10 +87,10 @@ class Host(object):
     def plan(self, entries, **options):
         options.setdefault("mount_root", "/mnt/disks")
         options.setdefault("allow_kernel_names", True)
-        return dp.plan_host("node1", entries, options, read=self.read, collect=self.collect,
-                            add_probes=self.add_probes, run=self.run, readlink=self.readlink,
-                            sampler=self.sampler, isdir=lambda p: True, dir_entries={}.get,
-                            kind_at=lambda p: None)
+        return plan_read.plan_host("node1", entries, options, read=self.read, collect=self.collect,
+                                   add_probes=self.add_probes, run=self.run, readlink=self.readlink,
+                                   sampler=self.sampler, isdir=lambda p: True, dir_entries={}.get,
+                                   kind_at=lambda p: None)
 
 
 @pytest.fixture
@@ -197,8 +198,8 @@ def test_an_entry_as_the_argument_spec_gives_it_plans_as_the_entry_written_out()
         for volume in p["volumes"]:
             volume["partuuid"] = "-"
     assert short == full and short["refusals"] == []
-    spec, errors = dp.normalize_spec(as_argspec_gives(name="ssd0", device="/dev/loop0"), 0, {})
+    spec, errors = plan_entries.normalize_spec(as_argspec_gives(name="ssd0", device="/dev/loop0"), 0, {})
     assert errors == []
-    assert dict((k, spec[k]) for k in dp.ENTRY_DEFAULTS) == dp.ENTRY_DEFAULTS
+    assert dict((k, spec[k]) for k in plan_entries.ENTRY_DEFAULTS) == plan_entries.ENTRY_DEFAULTS
     assert (spec["fstype"], spec["mount_options"], spec["capacity_from"], spec["blank_proof"]) == (
         "xfs", "defaults,nofail", "filesystem", "spread")
