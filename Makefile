@@ -69,7 +69,7 @@ integration:
 
 # Mutation testing of the safety rules (tests/mutation/safety_functions.txt): every
 # mutant must be killed by the unit tests. Works on a copy under LAB_CACHE. Measured
-# on 2 shared cores (load average 6 to 17): devices.py 3 to 15 minutes, disk_plan.py 18;
+# on 2 shared cores (load average 6 to 17): devices.py 3 to 15 minutes, the plan's rules (then one file) 18;
 # the four files take most of an hour there, so it is not part of `make test`.
 # MUTANTS_ARGS='--only devices.py' runs one file.
 MUTANTS_ARGS ?=

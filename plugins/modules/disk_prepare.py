@@ -120,9 +120,9 @@ options:
         type: str
       mode:
         description: V(filesystem), or V(block) for a raw partition exposed as a symlink at C(<mount_root>/<name>).
+          Default V(filesystem).
         type: str
         choices: [filesystem, block]
-        default: filesystem
       fstype:
         description: Filesystem to make. Default O(fstype).
         type: str
@@ -134,9 +134,8 @@ options:
         description: fstab options. Default O(mount_options).
         type: str
       partitions:
-        description: Split each disk into this many equal GPT partitions, one volume each.
+        description: Split each disk into this many equal GPT partitions, one volume each. Default V(1).
         type: int
-        default: 1
       storage_class:
         description: StorageClass of the volumes. Default O(storage_class).
         type: str
@@ -149,13 +148,12 @@ options:
           - A fingerprint of another disk, or of an earlier state of this one (a confirmation left in the
             inventory after the wipe), does not match and erases nothing.
           - V(true) alone no longer erases anything; the refusal says which fingerprint to set.
+          - Default V(false).
         type: raw
-        default: false
       adopt:
         description: Keep and mount the filesystem already on this disk (never format it). Use with
-          O(disks[].expect) C(fs_uuid) or C(fs_label) to be sure it is the disk you mean.
+          O(disks[].expect) C(fs_uuid) or C(fs_label) to be sure it is the disk you mean. Default V(false).
         type: bool
-        default: false
       expect:
         description: Facts the disk must have before anything is written; a mismatch fails the host.
         type: dict
@@ -377,6 +375,11 @@ volumes:
       description: Kernel path of the disk at this run.
       type: str
       sample: /dev/nvme0n1
+    partition:
+      description: The volume's partition number on its disk; null for a bind volume and for a filesystem adopted
+        on the whole disk.
+      type: int
+      sample: 1
     device:
       description: Kernel path of the partition (or disk for adopted whole-disk filesystems).
       type: str
@@ -493,95 +496,13 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
-from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import capacity as plan_capacity
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import entries as plan_entries
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import read as plan_read
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import render as plan_render
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import writes as plan_writes
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_lock
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
-from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
-
-MATCH_SPEC = dict(rotational=dict(type="bool"), min_size=dict(type="raw"), max_size=dict(type="raw"),
-                  model=dict(type="str"), count=dict(type="int"))
-EXPECT_SPEC = dict(size=dict(type="raw"), model=dict(type="str"), serial=dict(type="str"), wwn=dict(type="str"),
-                   fs_uuid=dict(type="str"), fs_label=dict(type="str"))
-DISK_SPEC = dict(
-    name=dict(type="str"),
-    device=dict(type="str"),
-    match=dict(type="dict", options=MATCH_SPEC),
-    name_prefix=dict(type="str"),
-    bind=dict(type="str"),
-    mode=dict(type="str", choices=["filesystem", "block"], default="filesystem"),
-    fstype=dict(type="str", choices=list(disk_plan.FSTYPES)),
-    mkfs_options=dict(type="str"),
-    mount_options=dict(type="str"),
-    partitions=dict(type="int", default=1),
-    storage_class=dict(type="str"),
-    wipe=dict(type="raw", default=False),
-    replace=dict(type="str"),
-    blank_proof=dict(type="str", choices=["spread", "full"]),
-    adopt=dict(type="bool", default=False),
-    expect=dict(type="dict", options=EXPECT_SPEC),
-    capacity_from=dict(type="str", choices=["filesystem", "device"]),
-    labels=dict(type="dict"),
-    capacity=dict(type="raw"),
-)
-
-
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return ""
-
-
-def _links_at(mount_root):
-    """Where the symlinks under the mount root point now (block volumes' links): read
-    before the plan, so that a link's by-partuuid target proves its volume's disk."""
-    links = {}
-    root = mount_root.rstrip("/") or "/"
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return links
-    for name in names:
-        path = os.path.join(root, name)
-        if os.path.islink(path):
-            links[path] = os.readlink(path)
-    return links
-
-
-def _refresh_stale(raw, names, run):
-    """``partx -u`` (or ``-d`` without a table) on the disks ``names`` whose kernel
-    partitions differ from their partition table. Returns the commands run."""
-    done = []
-    for disk in devices.build(raw):
-        if (names is not None and disk["name"] not in names) or disk["signatures"] is None:
-            continue
-        if disk_plan.stale_partitions(disk):
-            argv = ["partx", "-u" if disk["partition_table"] else "-d", disk["path"]]
-            run(argv)
-            done.append(" ".join(argv))
-    return done
-
-
-def _locator():
-    """``locate(ids)`` for the plan: the disks of this host that carry the ids, read only when asked
-    (a refusal): every device is probed then, once."""
-    state = {}
-
-    def locate(ids):
-        if "disks" not in state:
-            raw = devices.collect(probe=False)
-            devices.add_probes(raw, None)
-            state["disks"] = devices.build(raw)
-        found = []
-        for disk in state["disks"]:
-            fs_uuids, partuuids = disk_plan.ids_on(disk)
-            if (ids.get("fs_uuid") in fs_uuids or ids.get("partuuid") in partuuids or
-                    (ids.get("stable_id") and ids["stable_id"] in [disk["stable_id"]] + list(disk["by_id"]))):
-                found.append("%s (%s, %s)" % (disk["path"], disk["stable_id"] or "no stable id",
-                                              host_volumes.human_bytes(disk["size"])))
-        return found
-    return locate
 
 
 def _sampler(module):
@@ -597,32 +518,15 @@ def _sampler(module):
 
 
 def _plan(params, host, module=None):
-    entries = [dict((k, v) for k, v in entry.items() if v is not None) for entry in params["disks"]]
-    raw = devices.collect(probe=False)
-    names = disk_plan.disks_to_probe(devices.build(raw), entries)
-    devices.add_probes(raw, names)
-    if _refresh_stale(raw, names, devices.run_command):
-        raw = devices.collect(probe=False)
-        devices.add_probes(raw, names)
-    disks = devices.build(raw)
-    for entry in entries:
-        for key in ("match", "expect"):
-            if isinstance(entry.get(key), dict):
-                entry[key] = dict((k, v) for k, v in entry[key].items() if v is not None)
     options = {
         "mount_root": params["mount_root"],
         "allow_wipe": params["allow_wipe"],
         "allow_kernel_names": params["allow_kernel_names"],
-        "defaults": dict((key, params[key]) for key in ("fstype", "mkfs_options", "mount_options", "storage_class",
-                                                        "capacity_from", "blank_proof")),
+        "defaults": dict((key, params[key]) for key in plan_entries.HOST_DEFAULTS),
         "recorded": params.get("recorded") or {},
     }
     sampler = _sampler(module) if module is not None else host_volumes.sample
-    locate = _locator()
-    mountinfo = _read("/proc/self/mountinfo")
-    links = _links_at(params["mount_root"])
-    return disk_plan.make_plan(host, disks, entries, options, _read("/etc/fstab"), mountinfo, links=links,
-                               sampler=sampler, locate=locate)
+    return plan_read.plan_host(host, params["disks"], options, sampler=sampler)
 
 
 def _statvfs(path):
@@ -642,28 +546,29 @@ def _capacity(volume, run):
     """One pass: statvfs of what is mounted; else the superblock of what is made;
     else (check mode, or a partition still to format) the prediction from the plan."""
     if volume["mode"] == "block" or volume.get("capacity_from") == "device":
-        return disk_plan.capacity(volume)
+        return plan_capacity.capacity(volume)
     if volume["state"] == "bind":
         # the bind mount shows the source's filesystem; before the source exists, its parent's
-        return disk_plan.capacity(volume, _statvfs(_existing_dir(volume["source"])))
+        return plan_capacity.capacity(volume, _statvfs(_existing_dir(volume["source"])))
     if volume.get("mounted") and not volume["needs_mount"]:
-        return disk_plan.capacity(volume, _statvfs(volume["path"]))
+        return plan_capacity.capacity(volume, _statvfs(volume["path"]))
     if volume.get("uuid") and volume["state"] != "create":
-        return disk_plan.capacity(volume, filesystem_bytes=host_volumes.filesystem_bytes(
+        return plan_capacity.capacity(volume, filesystem_bytes=host_volumes.filesystem_bytes(
             volume["device"], volume["fstype"], run))
-    return disk_plan.capacity(volume, filesystem_bytes=host_volumes.predict_filesystem_bytes(
+    return plan_capacity.capacity(volume, filesystem_bytes=host_volumes.predict_filesystem_bytes(
         volume["fstype"], volume["size"], volume["mkfs_options"], run))
 
 
 def _result_volume(volume, run):
     out = dict((k, volume.get(k)) for k in (
-        "name", "path", "mode", "state", "disk", "device", "stable_id", "stable_id_source", "partlabel", "partuuid",
+        "name", "path", "mode", "state", "disk", "partition", "device", "stable_id", "stable_id_source", "partlabel",
+        "partuuid",
         "fstype", "uuid", "size", "storage_class", "capacity_from", "labels",
         "needs_mount", "needs_link", "link_target", "source"))
     out["capacity"] = _capacity(volume, run)
     if volume["mode"] == "filesystem":
-        src = volume.get("fstab_src") or mounts.uuid_src(volume.get("uuid"))
-        out["mount"] = {"src": src, "fstype": volume.get("fstab_fstype") or volume["fstype"],
+        # the plan made the fstab source (mounts.uuid_src), and made it again from the UUID mkfs gave
+        out["mount"] = {"src": volume.get("fstab_src"), "fstype": volume.get("fstab_fstype") or volume["fstype"],
                         "opts": volume["mount_options"]}
     return out
 
@@ -677,18 +582,20 @@ def _still_to_do(volumes):
 
 
 def main():
+    # the entries' schema and the host-wide defaults are stated once, in host/plan/entries.py
+    defaults = plan_entries.HOST_DEFAULTS
     module = AnsibleModule(
         argument_spec=dict(
-            disks=dict(type="list", elements="dict", required=True, options=DISK_SPEC),
+            disks=dict(type="list", elements="dict", required=True, options=plan_entries.entry_argument_spec()),
             mount_root=dict(type="path", default="/mnt/disks"),
             allow_wipe=dict(type="bool", default=False),
             allow_kernel_names=dict(type="bool", default=False),
-            fstype=dict(type="str", choices=list(disk_plan.FSTYPES), default="xfs"),
-            mkfs_options=dict(type="dict", default={}),
-            mount_options=dict(type="str", default=disk_plan.DEFAULT_MOUNT_OPTIONS),
+            fstype=dict(type="str", choices=list(plan_entries.FSTYPES), default=defaults["fstype"]),
+            mkfs_options=dict(type="dict", default=dict(defaults["mkfs_options"])),
+            mount_options=dict(type="str", default=defaults["mount_options"]),
             storage_class=dict(type="str"),
-            capacity_from=dict(type="str", choices=["filesystem", "device"], default="filesystem"),
-            blank_proof=dict(type="str", choices=["spread", "full"], default="spread"),
+            capacity_from=dict(type="str", choices=list(plan_entries.CAPACITY_FROM), default=defaults["capacity_from"]),
+            blank_proof=dict(type="str", choices=list(host_volumes.PROOFS), default=defaults["blank_proof"]),
             recorded=dict(type="dict", default={}),
             host=dict(type="str"),
             stop_after=dict(type="str", choices=["partition"]),
@@ -713,18 +620,18 @@ def _prepare(module, host, lock):
     except devices.DeviceError as exc:
         module.fail_json(msg="host %s: %s" % (host, exc))
     if plan["refusals"]:
-        module.fail_json(msg=disk_plan.refusal_message(plan), refusals=plan["refusals"], disks=plan["disks"],
+        module.fail_json(msg=plan_render.refusal_message(plan), refusals=plan["refusals"], disks=plan["disks"],
                          skipped_disks=plan["skipped"], commands=[])
-    diff = {"before": disk_plan.render(plan, after=False), "after": disk_plan.render(plan)}
+    diff = {"before": plan_render.render(plan, after=False), "after": plan_render.render(plan)}
     commands = []
     pending = any(entry["actions"] for entry in plan["disks"]) or any(v.get("needs_source") for v in plan["volumes"])
     if pending and not module.check_mode:
         try:
-            commands = disk_plan.apply_plan(plan, stop_after=module.params["stop_after"])
-        except disk_plan.PrepareError as exc:
+            commands = plan_writes.apply_plan(plan, stop_after=module.params["stop_after"])
+        except plan_writes.PrepareError as exc:
             module.fail_json(msg="host %s: %s%s" % (host, exc, "" if exc.written else " Nothing was written."),
                              commands=exc.commands, disks=plan["disks"])
-        diff["after"] = disk_plan.render(plan)
+        diff["after"] = plan_render.render(plan)
     volumes = [_result_volume(v, devices.run_command) for v in plan["volumes"]]
     todo = _still_to_do(volumes)
     handoff = None

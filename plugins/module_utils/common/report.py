@@ -63,19 +63,12 @@ def human_size(value):
 
 def _device_of(volume):
     """What identifies the storage of a published volume: the disk's stable id
-    (with the partition number), else the bind source, else the kernel name."""
+    (with the partition number disk_prepare keeps), else the bind source, else the
+    kernel name."""
     if volume.get("stable_id"):
-        part = volume.get("partition") or _partition_number(volume.get("disk"), volume.get("device"))
+        part = volume.get("partition")
         return volume["stable_id"] + ("-part%s" % part if part else "")
     return volume.get("source") or volume.get("device") or volume.get("disk")
-
-
-def _partition_number(disk, device):
-    """``1`` for disk /dev/nvme0n1 and device /dev/nvme0n1p1 (or /dev/sdb and /dev/sdb1)."""
-    if not disk or not device or device == disk or not device.startswith(disk):
-        return None
-    number = device[len(disk):].lstrip("p")
-    return number if number.isdigit() else None
 
 
 def _row(**values):

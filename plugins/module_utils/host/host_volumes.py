@@ -38,7 +38,7 @@ END_LENGTH = 8 * MIB
 SPREAD_REGIONS = 256
 SAMPLE_LENGTH = 64 * 1024
 FULL_CHUNK = 4 * MIB
-# The filesystems mkfs_argv can make (again, for reclaim); disk_plan.FSTYPES, what
+# The filesystems mkfs_argv can make (again, for reclaim); plan/entries.py's FSTYPES, what
 # disk_prepare makes, is a part of them.
 MKFS_TYPES = ("xfs", "ext4", "ext3")
 

@@ -64,6 +64,20 @@ def uuid_src(uuid):
     return "UUID=%s" % uuid if uuid else None
 
 
+def uuid_of_src(src):
+    """The UUID of an fstab source ``UUID=<uuid>`` (any case of ``UUID``), else None:
+    the reading of :func:`uuid_src`."""
+    return src[len("UUID="):] if src[:len("UUID=")].upper() == "UUID=" else None
+
+
+def link_target(path):
+    """Where the symlink at ``path`` points; None when there is no symlink there."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
 def fstab_line(item):
     """The line of a mount item, as ansible.posix.mount writes it."""
     return " ".join(escape_field(item[key]) for key in ("src", "path", "fstype", "opts")) + " 0 0"

@@ -16,7 +16,7 @@ import os
 
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes as hv
-from ansible_collections.localpv.rollout.plugins.module_utils.host.disk_plan import BLOCK_VOLUME_TYPE
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.recognise import BLOCK_VOLUME_TYPE
 from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import VolumeError
 
 

@@ -48,10 +48,11 @@ def test_each_volume_gets_its_device_size_filesystem_mount_and_pv():
                               "fstype": "ext4", "mount": "/mnt/disks/ext4a", "pv": "local-node1-ext4a",
                               "capacity": GI - 10 * 1024 ** 2, "phase": "Available", "claim": None, "action": "none"}
     assert node1["raw0"]["fstype"] == "block"
-    # what disk_prepare publishes: the disk and the partition's device, no number
-    published = volume("d1", disk="/dev/nvme0n1", device="/dev/nvme0n1p2")
-    row = r.site_report([{"node": "n", "volumes": [published]}], [])["nodes"][0]["volumes"][0]
-    assert row["device"] == "wwn-0x5000c500a1b2c3d4-part2"
+    # what disk_prepare publishes: the partition's number, kept (never parsed back from kernel names)
+    published = volume("d1", disk="/dev/nvme0n1", partition=2, device="/dev/nvme0n1p2")
+    whole = volume("d2", disk="/dev/sdb", partition=None, device="/dev/sdb")
+    rows = r.site_report([{"node": "n", "volumes": [published, whole]}], [])["nodes"][0]["volumes"]
+    assert [row["device"] for row in rows] == ["wwn-0x5000c500a1b2c3d4-part2", "wwn-0x5000c500a1b2c3d4"]
     assert node1["vol1"]["device"] == "/data/k8s/localpv/vol1"
     assert node1["xfs0"]["claim"] == "default/data-web-0"
     assert report["totals"] == {"nodes": 2, "volumes": 5, "phases": {"Available": 4, "Bound": 1},

@@ -17,7 +17,13 @@ import threading
 import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
-from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import capacity as plan_capacity
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import entries as plan_entries
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import planner as plan_planner
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import read as plan_read
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import recognise as plan_recognise
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import render as plan_render
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import writes as plan_writes
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
 from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
 from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import partition_label
@@ -44,9 +50,9 @@ def plan(recording, entries, fstab="", mountinfo=None, allow_wipe=False, raw=Non
     options.setdefault("mount_root", "/mnt/disks")
     options.setdefault("allow_kernel_names", True)
     options["allow_wipe"] = allow_wipe
-    return dp.make_plan("node1", devices.build(raw), entries, options, fstab,
-                        raw["mountinfo"] if mountinfo is None else mountinfo, isdir=lambda p: True,
-                        sampler=zeros(data), dir_entries=(dirs or {}).get)
+    return plan_planner.make_plan("node1", devices.build(raw), entries, options, fstab,
+                                  raw["mountinfo"] if mountinfo is None else mountinfo, isdir=lambda p: True,
+                                  sampler=zeros(data), dir_entries=(dirs or {}).get)
 
 
 def reasons(p):
@@ -87,7 +93,7 @@ def test_partitions_too_small_for_xfs_are_refused_in_the_plan():
 ])
 def test_disk_with_data_is_refused_naming_host_disk_and_both_wipe_keys(recording, words):
     p = plan(recording, [{"name": "ssd0", "device": "/dev/loop0"}])
-    text = dp.refusal_message(p)
+    text = plan_render.refusal_message(p)
     assert text.startswith("host node1: refusing")
     assert "/dev/loop0 (volume ssd0)" in text and words in text
     (refusal,) = p["refusals"]
@@ -118,7 +124,7 @@ def test_a_wipe_needs_the_run_key_and_the_disks_fingerprint():
     assert both["refusals"] == []
     assert both["disks"][0]["actions"][:2] == ["wipe", "partition"]
     assert both["disks"][0]["fingerprint"] == fp
-    assert "holds data (to be wiped, confirmed fingerprint %s)" % fp in dp.render(both, after=False)
+    assert "holds data (to be wiped, confirmed fingerprint %s)" % fp in plan_render.render(both, after=False)
 
 
 def test_wipe_true_alone_no_longer_erases_and_says_what_to_set():
@@ -140,17 +146,17 @@ def test_a_confirmation_of_another_disk_or_an_earlier_state_is_refused():
 def test_the_fingerprint_follows_identity_signatures_table_and_content():
     raw = recorded("whole_ext4")
     disk = devices.find_disk(devices.build(raw), "/dev/loop0")
-    fp = dp.fingerprint(disk, "c1")
-    assert len(fp) == 16 and fp == dp.fingerprint(dict(disk), "c1")
-    assert dp.fingerprint(dict(disk, stable_id="serial-OTHER"), "c1") != fp      # another disk
-    assert dp.fingerprint(disk, "c2") != fp                                      # other bytes
+    fp = plan_recognise.fingerprint(disk, "c1")
+    assert len(fp) == 16 and fp == plan_recognise.fingerprint(dict(disk), "c1")
+    assert plan_recognise.fingerprint(dict(disk, stable_id="serial-OTHER"), "c1") != fp      # another disk
+    assert plan_recognise.fingerprint(disk, "c2") != fp                                      # other bytes
     sigs = [dict(s, uuid="00000000-0000-0000-0000-000000000000") for s in disk["signatures"]]
-    assert dp.fingerprint(dict(disk, signatures=sigs), "c1") != fp               # reformatted
+    assert plan_recognise.fingerprint(dict(disk, signatures=sigs), "c1") != fp               # reformatted
     table = [{"number": 1, "start": 2048, "sectors": 100, "name": "localpv-a", "uuid": "u1", "type": "T"}]
     with_table = dict(disk, partition_table=table)
-    assert dp.fingerprint(with_table, "c1") != fp                                # repartitioned
+    assert plan_recognise.fingerprint(with_table, "c1") != fp                                # repartitioned
     renamed = dict(disk, partition_table=[dict(table[0], name="localpv-b")])
-    assert dp.fingerprint(renamed, "c1") != dp.fingerprint(with_table, "c1")     # partition names
+    assert plan_recognise.fingerprint(renamed, "c1") != plan_recognise.fingerprint(with_table, "c1")     # partition names
 
 
 def test_a_signatureless_disk_that_is_not_zero_holds_unrecognised_data():
@@ -167,8 +173,8 @@ def test_one_bad_disk_refuses_the_whole_host_plan():
     p = plan(None, [{"name": "good", "device": "/dev/loop1"}, {"name": "bad", "device": "/dev/loop0"}], raw=raw)
     assert [r["volume"] for r in p["refusals"]] == ["bad"]
     # make_plan still lists the good disk; apply_plan refuses any plan with refusals.
-    with pytest.raises(dp.PrepareError, match="refusing"):
-        dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv))
+    with pytest.raises(plan_writes.PrepareError, match="refusing"):
+        plan_writes.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv))
 
 
 @pytest.mark.parametrize("entries, words", [
@@ -264,7 +270,7 @@ def test_a_mode_change_is_refused_both_ways():
     assert "volume data0-1 is a filesystem volume (ext4); making it mode block" in reasons(to_block)
     raw = without_signatures(recorded("ours_two_ext4"), "loop0p1", "loop0p2")
     for entry in raw["tables"]["loop0"]:
-        entry["type"] = dp.BLOCK_VOLUME_TYPE
+        entry["type"] = plan_recognise.BLOCK_VOLUME_TYPE
     to_fs = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}], raw=raw)
     assert "volume data0-1 was made mode block (a raw device a pod writes to); making it a filesystem" in \
         reasons(to_fs)
@@ -367,7 +373,7 @@ def test_a_bare_mount_point_holding_files_is_refused_before_any_disk_is_written(
     assert [(r["disk"], r["volume"]) for r in p["refusals"]] == [
         ("/mnt/disks/ssd0", "ssd0"), ("/mnt/disks/vol1", "vol1")]
     assert p["refusals"][0]["reasons"] == mounts.hidden_files_refusal("/mnt/disks/ssd0", ["pod.log"])
-    assert "/mnt/disks/vol1 is not mounted but holds 2 entries ('a', 'b')" in dp.refusal_message(p)
+    assert "/mnt/disks/vol1 is not mounted but holds 2 entries ('a', 'b')" in plan_render.refusal_message(p)
     # empty mount points, and a bind source holding data, are as they should be
     assert plan("blank", entries, dirs={"/mnt/disks/ssd0": [], "/data/vol1": ["db"]})["refusals"] == []
 
@@ -417,7 +423,7 @@ def test_bind_mount_of_a_directory():
     p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "2Gi"}])
     assert p["refusals"] == []
     (vol,) = p["volumes"]
-    assert dp.capacity(vol, statvfs=None) == 2 * 2 ** 30
+    assert plan_capacity.capacity(vol, statvfs=None) == 2 * 2 ** 30
     assert (vol["path"], vol["fstab_src"], vol["fstab_fstype"], vol["mount_options"]) == (
         "/mnt/disks/vol1", "/data/k8s/localpv/vol1", "none", "bind")
     assert plan("blank", [{"name": "vol1", "bind": "/mnt/disks/x"}])["refusals"]
@@ -459,8 +465,8 @@ def test_an_explicit_capacity_is_for_bind_volumes_only():
 
 def test_render_shows_which_disk_gets_which_partition_filesystem_and_mount():
     p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
-    assert "blank" in dp.render(p, after=False)
-    after = dp.render(p)
+    assert "blank" in plan_render.render(p, after=False)
+    after = plan_render.render(p)
     assert "/dev/loop0p1 [localpv-ssd0] xfs -> /mnt/disks/ssd0" in after
     assert "fstab: UUID=<new> /mnt/disks/ssd0 xfs defaults,nofail" in after
 
@@ -470,10 +476,10 @@ def test_capacity_rule():
 
     class Stat:
         f_blocks, f_frsize = 1000, 4096
-    assert dp.capacity(vol, Stat) == 4096000
-    assert dp.capacity(vol, None) is None
-    assert dp.capacity(dict(vol, capacity_from="device"), Stat) == 10 * GIB
-    assert dp.capacity(dict(vol, mode="block"), None) == 10 * GIB
+    assert plan_capacity.capacity(vol, Stat) == 4096000
+    assert plan_capacity.capacity(vol, None) is None
+    assert plan_capacity.capacity(dict(vol, capacity_from="device"), Stat) == 10 * GIB
+    assert plan_capacity.capacity(dict(vol, mode="block"), None) == 10 * GIB
 
 
 def test_partition_labels_fit_gpt_and_stay_distinct():
@@ -483,14 +489,14 @@ def test_partition_labels_fit_gpt_and_stay_distinct():
 
 
 def test_partition_paths():
-    assert dp.partition_path("/dev/sda", 1) == "/dev/sda1"
-    assert dp.partition_path("/dev/nvme0n1", 2) == "/dev/nvme0n1p2"
-    assert dp.partition_path("/dev/loop3", 1) == "/dev/loop3p1"
+    assert plan_entries.partition_path("/dev/sda", 1) == "/dev/sda1"
+    assert plan_entries.partition_path("/dev/nvme0n1", 2) == "/dev/nvme0n1p2"
+    assert plan_entries.partition_path("/dev/loop3", 1) == "/dev/loop3p1"
 
 
 def test_sfdisk_script_asks_for_gpt_with_names():
     p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
-    script = dp.sfdisk_script(p["disks"][0])
+    script = plan_writes.sfdisk_script(p["disks"][0])
     assert script.startswith("label: gpt\n")
     assert 'start=1MiB, size=598MiB' in script and 'name="localpv-ssd0"' in script
 
@@ -518,7 +524,7 @@ def test_block_volume_links_to_the_partition_uuid_when_udev_makes_such_links():
     p = plan(None, [{"name": "raw0", "device": "/dev/loop0", "mode": "block"}], raw=raw)
     (vol,) = p["volumes"]
     assert vol["link_target"] == "/dev/disk/by-partuuid/" + vol["partuuid"]
-    assert "uuid=%s" % vol["partuuid"] in dp.sfdisk_script(p["disks"][0])
+    assert "uuid=%s" % vol["partuuid"] in plan_writes.sfdisk_script(p["disks"][0])
     # a re-run reads the same UUID back from the table
     ours = without_signatures(recorded("ours_two_ext4"), "loop0p1", "loop0p2")
     ours["by_id"] = {"wwn-0x5000c500a1b2c3d4": "loop0"}
@@ -530,8 +536,8 @@ def test_block_volume_links_to_the_partition_uuid_when_udev_makes_such_links():
 
 def test_diff_before_shows_a_bind_mount_only_once_it_exists():
     p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "1G"}])
-    assert "(bind)" not in dp.render(p, after=False)
-    assert "/data/k8s/localpv/vol1 -> /mnt/disks/vol1 (bind)" in dp.render(p)
+    assert "(bind)" not in plan_render.render(p, after=False)
+    assert "/data/k8s/localpv/vol1 -> /mnt/disks/vol1 (bind)" in plan_render.render(p)
 
 
 def test_adopt_refuses_a_filesystem_that_is_mounted_somewhere_else():
@@ -552,7 +558,7 @@ def test_a_selector_names_every_disk_it_skipped_and_why():
     assert "match d: skipped /dev/loop2: holds unrecognised data" in skipped
     assert "match d: skipped /dev/loop3: " in skipped and "below min_size" in skipped
     assert [v["disk"] for v in p["volumes"]] == ["/dev/loop1"]
-    assert "match d: skipped /dev/loop2" in dp.render(p, after=False)
+    assert "match d: skipped /dev/loop2" in plan_render.render(p, after=False)
 
 
 def test_a_confirmed_wipe_stops_when_the_disk_changed_before_the_lock():
@@ -561,18 +567,18 @@ def test_a_confirmed_wipe_stops_when_the_disk_changed_before_the_lock():
     p = plan(None, [{"name": "ssd0", "device": "/dev/loop0", "wipe": fp}], raw=raw, allow_wipe=True)
     changed = devices.find_disk(devices.build(recorded("gpt_only")), "/dev/loop0")
     locked = []
-    with pytest.raises(dp.PrepareError, match="changed since the plan was made .*not erased") as err:
-        dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv), recheck=lambda disk: changed,
-                      sampler=zeros(), lock=locked.append)
+    with pytest.raises(plan_writes.PrepareError, match="changed since the plan was made .*not erased") as err:
+        plan_writes.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv), recheck=lambda disk: changed,
+                               sampler=zeros(), lock=locked.append)
     assert not err.value.written and locked == ["/dev/loop0"]
 
 
 def test_a_blank_disk_that_got_data_before_the_lock_is_not_partitioned():
     p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
     fresh = devices.find_disk(devices.build(recorded("blank")), "/dev/loop0")
-    with pytest.raises(dp.PrepareError, match="holds unrecognised data"):
-        dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv), recheck=lambda disk: fresh,
-                      sampler=zeros(["/dev/loop0"]), lock=lambda disk: None)
+    with pytest.raises(plan_writes.PrepareError, match="holds unrecognised data"):
+        plan_writes.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv), recheck=lambda disk: fresh,
+                               sampler=zeros(["/dev/loop0"]), lock=lambda disk: None)
 
 
 def blank_disks(count):
@@ -621,14 +627,14 @@ class Host(object):
 def host_steps(monkeypatch):
     """No real device is touched: the checks made on the host right before each write
     find nothing (they read /proc and open the device; the lab tests run them)."""
-    monkeypatch.setattr(dp, "_in_use_now", lambda path: [])
-    monkeypatch.setattr(dp, "_probe_now", lambda path, run, log: [])
-    monkeypatch.setattr(dp, "_wait_for_node", lambda path: True)
+    monkeypatch.setattr(plan_writes, "_in_use_now", lambda path: [])
+    monkeypatch.setattr(plan_writes, "_probe_now", lambda path, run, log: [])
+    monkeypatch.setattr(plan_writes, "_wait_for_node", lambda path: True)
 
 
 def apply_on(host, p):
-    return dp.apply_plan(p, run=host.run, sfdisk=host.sfdisk, recheck=host.recheck, sampler=zeros(),
-                         lock=host.lock)
+    return plan_writes.apply_plan(p, run=host.run, sfdisk=host.sfdisk, recheck=host.recheck, sampler=zeros(),
+                                  lock=host.lock)
 
 
 def test_every_disk_is_prepared_and_logged_in_plan_order(host_steps):
@@ -643,11 +649,11 @@ def test_every_disk_is_prepared_and_logged_in_plan_order(host_steps):
 
 
 def test_after_a_failed_disk_no_other_disk_is_started_and_the_error_lists_what_ran(host_steps, monkeypatch):
-    monkeypatch.setattr(dp, "DISK_WORKERS", 1)
+    monkeypatch.setattr(plan_writes, "DISK_WORKERS", 1)
     raw = blank_disks(3)
     p = plan(None, [{"name": "d%d" % i, "device": "/dev/loop%d" % i} for i in range(3)], raw=raw)
     host = Host(raw, failing=["/dev/loop1p1"])
-    with pytest.raises(dp.PrepareError, match="mkfs failed .*/dev/loop1p1.*cannot write") as err:
+    with pytest.raises(plan_writes.PrepareError, match="mkfs failed .*/dev/loop1p1.*cannot write") as err:
         apply_on(host, p)
     assert host.locked == ["/dev/loop0", "/dev/loop1"]    # loop2 was left alone
     assert err.value.written
@@ -660,7 +666,7 @@ def test_disks_under_way_finish_when_another_fails_and_every_failure_is_named(ho
     raw = blank_disks(3)
     p = plan(None, [{"name": "d%d" % i, "device": "/dev/loop%d" % i} for i in range(3)], raw=raw)
     host = Host(raw, failing=["/dev/loop0p1", "/dev/loop2p1"], together=threading.Barrier(3))
-    with pytest.raises(dp.PrepareError) as err:
+    with pytest.raises(plan_writes.PrepareError) as err:
         apply_on(host, p)
     message = str(err.value)
     assert message.index("/dev/loop0p1") < message.index("Also: ") < message.index("/dev/loop2p1")
@@ -669,12 +675,12 @@ def test_disks_under_way_finish_when_another_fails_and_every_failure_is_named(ho
 
 def test_only_the_disks_the_entries_name_are_probed_unless_a_selector_may_take_any():
     disks = devices.build(recorded("vm_gpt_partitions"))
-    assert dp.disks_to_probe(disks, [{"name": "a", "device": "/dev/loop1"}, {"name": "b", "bind": "/srv/b"},
-                                     {"name": "c", "device": "/dev/loop0p1"}, {"name": "d", "device": "/dev/nope"}]
-                             ) == {"loop1", "loop0"}
-    assert dp.disks_to_probe(disks, [{"name": "b", "bind": "/srv/b"}]) == set()
-    assert dp.disks_to_probe(disks, [{"name": "a", "device": "/dev/loop1"},
-                                     {"name_prefix": "d", "match": {"min_size": "1G"}}]) is None
+    assert plan_read.disks_to_probe(disks, [{"name": "a", "device": "/dev/loop1"}, {"name": "b", "bind": "/srv/b"},
+                                            {"name": "c", "device": "/dev/loop0p1"}, {"name": "d", "device": "/dev/nope"}]
+                                    ) == {"loop1", "loop0"}
+    assert plan_read.disks_to_probe(disks, [{"name": "b", "bind": "/srv/b"}]) == set()
+    assert plan_read.disks_to_probe(disks, [{"name": "a", "device": "/dev/loop1"},
+                                            {"name_prefix": "d", "match": {"min_size": "1G"}}]) is None
 
 
 def test_a_mount_point_taken_by_something_else_is_refused_before_a_new_volume_is_made():
@@ -682,8 +688,8 @@ def test_a_mount_point_taken_by_something_else_is_refused_before_a_new_volume_is
     raw["mountinfo"] += "99 27 0:77 / /mnt/disks/ssd0 rw - tmpfs scratch rw\n"
     p = plan(None, [{"name": "ssd0", "device": "/dev/loop0"}], raw=raw)
     assert "/mnt/disks/ssd0 is mounted from scratch (tmpfs), where the new volume ssd0 belongs" in reasons(p)
-    with pytest.raises(dp.PrepareError):
-        dp.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv))
+    with pytest.raises(plan_writes.PrepareError):
+        plan_writes.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv))
 
 
 # --- a volume's disk is proven (issue 21) -------------------------------------------
@@ -706,8 +712,8 @@ def plan_with(recording, entries, fstab="", locate=None, **options):
     raw = recorded(recording)
     options.setdefault("mount_root", "/mnt/disks")
     options.setdefault("allow_kernel_names", True)
-    return dp.make_plan("node1", devices.build(raw), entries, options, fstab, raw["mountinfo"],
-                        isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, locate=locate)
+    return plan_planner.make_plan("node1", devices.build(raw), entries, options, fstab, raw["mountinfo"],
+                                  isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, locate=locate)
 
 
 def test_a_path_that_now_leads_to_a_blank_disk_is_refused_naming_old_and_new():
@@ -745,9 +751,9 @@ def test_no_mount_command_is_offered_unless_fstab_and_exactly_one_disk_make_it_m
     assert "still on this host: /dev/loop7 (a)" in reasons(pv_only) and "mount /mnt" not in reasons(pv_only)
     raw = recorded("blank")
     mounted = raw["mountinfo"] + "99 1 7:7 / /mnt/disks/ssd0 rw,relatime - xfs /dev/loop7 rw\n"
-    p = dp.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks", "allow_kernel_names": True},
-                     FSTAB_SSD0, mounted, isdir=lambda p: True, sampler=zeros(), dir_entries={}.get,
-                     locate=located("/dev/loop7 (a)"))
+    p = plan_planner.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks", "allow_kernel_names": True},
+                               FSTAB_SSD0, mounted, isdir=lambda p: True, sampler=zeros(), dir_entries={}.get,
+                               locate=located("/dev/loop7 (a)"))
     assert "still on this host: /dev/loop7 (a)" in reasons(p) and "mount /mnt" not in reasons(p)
 
 
@@ -815,11 +821,11 @@ def test_the_plan_says_how_blank_was_proven():
 
     def sampler(path, size, proof="spread"):
         return {"zero": True, "digest": "0", "error": None, "proof": proof, "read": 32 << 20, "regions": 256}
-    p = dp.make_plan("node1", devices.build(raw), [{"name": "ssd0", "device": "/dev/loop0"}],
-                     {"mount_root": "/mnt/disks"}, "", raw["mountinfo"], isdir=lambda p: True, sampler=sampler,
-                     dir_entries={}.get)
+    p = plan_planner.make_plan("node1", devices.build(raw), [{"name": "ssd0", "device": "/dev/loop0"}],
+                               {"mount_root": "/mnt/disks"}, "", raw["mountinfo"], isdir=lambda p: True, sampler=sampler,
+                               dir_entries={}.get)
     assert "blank (no signature; 256 spread regions and both 8 MiB ends (32 MiB of 600 MiB) read, all zero)" in \
-        dp.render(p, after=False)
+        plan_render.render(p, after=False)
 
 
 def test_blank_proof_full_is_asked_of_the_sampler():
@@ -829,22 +835,22 @@ def test_blank_proof_full_is_asked_of_the_sampler():
     def sampler(path, size, proof="spread"):
         asked.append(proof)
         return {"zero": True, "digest": "0", "error": None, "proof": proof, "read": size}
-    p = dp.make_plan("node1", devices.build(raw), [{"name": "ssd0", "device": "/dev/loop0", "blank_proof": "full"}],
-                     {"mount_root": "/mnt/disks"}, "", raw["mountinfo"], isdir=lambda p: True, sampler=sampler,
-                     dir_entries={}.get)
-    assert asked == ["full"] and "the whole device (600 MiB) read, all zero" in dp.render(p, after=False)
+    p = plan_planner.make_plan("node1", devices.build(raw), [{"name": "ssd0", "device": "/dev/loop0", "blank_proof": "full"}],
+                               {"mount_root": "/mnt/disks"}, "", raw["mountinfo"], isdir=lambda p: True, sampler=sampler,
+                               dir_entries={}.get)
+    assert asked == ["full"] and "the whole device (600 MiB) read, all zero" in plan_render.render(p, after=False)
     bad = plan("blank", [{"name": "ssd0", "device": "/dev/loop0", "blank_proof": "some"}])
     assert "blank_proof 'some' is not one of spread, full" in reasons(bad)
 
 
 def test_kernel_partitions_the_table_does_not_list_are_stale():
     ours = devices.build(recorded("ours_two_ext4"))[0]
-    assert ours["name"] == "loop0" and dp.stale_partitions(ours) == []
+    assert ours["name"] == "loop0" and plan_recognise.stale_partitions(ours) == []
     raw = recorded("ours_two_ext4")
     raw["tables"]["loop0"] = raw["tables"]["loop0"][:1]
-    assert dp.stale_partitions(devices.build(raw)[0]) == ["loop0p2"]
+    assert plan_recognise.stale_partitions(devices.build(raw)[0]) == ["loop0p2"]
     raw["tables"]["loop0"] = []
-    assert dp.stale_partitions(devices.build(raw)[0]) == ["loop0p1", "loop0p2"]
+    assert plan_recognise.stale_partitions(devices.build(raw)[0]) == ["loop0p1", "loop0p2"]
 
 
 def test_a_path_that_now_leads_to_another_wanted_volume_names_it_and_offers_no_replace():
@@ -864,12 +870,12 @@ def test_a_mount_point_that_is_a_symlink_or_a_file_is_refused_before_any_disk_is
     raw = recorded("blank")
     kinds = {"/mnt/disks/new0": "symlink", "/mnt/disks/raw0": "file"}
     entries = [{"name": "new0", "device": "/dev/loop0"}]
-    p = dp.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks"}, "", raw["mountinfo"],
-                     isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, kind_at=kinds.get)
+    p = plan_planner.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks"}, "", raw["mountinfo"],
+                               isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, kind_at=kinds.get)
     assert "/mnt/disks/new0 is a symlink, not a directory to mount volume new0 on; move it away" in reasons(p)
-    block = dp.make_plan("node1", devices.build(raw), [{"name": "raw0", "device": "/dev/loop0", "mode": "block"}],
-                         {"mount_root": "/mnt/disks", "allow_kernel_names": True}, "", raw["mountinfo"],
-                         isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, kind_at=kinds.get)
+    block = plan_planner.make_plan("node1", devices.build(raw), [{"name": "raw0", "device": "/dev/loop0", "mode": "block"}],
+                                   {"mount_root": "/mnt/disks", "allow_kernel_names": True}, "", raw["mountinfo"],
+                                   isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, kind_at=kinds.get)
     assert "/mnt/disks/raw0 is a file where the link of block volume raw0 belongs" in reasons(block)
 
 
@@ -884,9 +890,9 @@ def _plan_split(raw, wipe=False, allow_wipe=True):
     entry = {"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}
     if wipe:
         entry["wipe"] = wipe
-    return dp.make_plan("node1", devices.build(raw), [entry], {"mount_root": "/mnt/disks", "allow_wipe": allow_wipe},
-                        "", raw["mountinfo"], isdir=lambda p: True, sampler=zeros(["/dev/loop0p1", "/dev/loop0"]),
-                        dir_entries={}.get)
+    return plan_planner.make_plan("node1", devices.build(raw), [entry], {"mount_root": "/mnt/disks", "allow_wipe": allow_wipe},
+                                  "", raw["mountinfo"], isdir=lambda p: True, sampler=zeros(["/dev/loop0p1", "/dev/loop0"]),
+                                  dir_entries={}.get)
 
 
 def test_a_damaged_volume_beside_an_intact_one_is_offered_a_wipe_of_its_partition_only():
@@ -898,7 +904,7 @@ def test_a_damaged_volume_beside_an_intact_one_is_offered_a_wipe_of_its_partitio
         refusal["fingerprint"]) in text
     assert "volume(s) data0-2 on the same disk are intact and kept" in text
     disk = devices.build(_one_retired())[0]
-    assert refusal["fingerprint"] != dp.fingerprint(disk, "d-/dev/loop0")
+    assert refusal["fingerprint"] != plan_recognise.fingerprint(disk, "d-/dev/loop0")
 
 
 def test_the_partition_confirmation_erases_that_partition_and_keeps_its_sibling():
@@ -915,7 +921,7 @@ def test_the_partition_confirmation_erases_that_partition_and_keeps_its_sibling(
 
 def test_a_whole_disk_confirmation_never_erases_an_intact_sibling():
     disk = devices.build(_one_retired())[0]
-    whole = dp.fingerprint(disk, "d-/dev/loop0")
+    whole = plan_recognise.fingerprint(disk, "d-/dev/loop0")
     p = _plan_split(_one_retired(), wipe=whole)
     assert p["disks"] == [] and "erasing only /dev/loop0p1" in reasons(p)
 
@@ -964,8 +970,8 @@ def test_a_retired_bind_volume_is_refused_by_its_marker():
                {"name": "vol2", "bind": "/data/vol2", "capacity": "1G"}]
     markers = {"/data/vol1": {"volume": "vol1", "day": "2026-12-02"}}
     raw = recorded("blank")
-    p = dp.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks"}, "", raw["mountinfo"],
-                     isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, read_marker=markers.get)
+    p = plan_planner.make_plan("node1", devices.build(raw), entries, {"mount_root": "/mnt/disks"}, "", raw["mountinfo"],
+                               isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, read_marker=markers.get)
     assert [v["name"] for v in p["volumes"]] == ["vol2"]
     assert reasons(p) == ("/data/vol1: bind volume vol1 was retired by decommission on 2026-12-02 (marker "
                           "/data/vol1/.localpv-retired); it is not mounted or published again; two ways on: take the "
@@ -1011,8 +1017,8 @@ SELECTOR_R = [{"match": {"min_size": 1}, "name_prefix": "lpvtr", "fstype": "ext4
 
 def test_a_selectors_volumes_swapped_between_disks_are_proven_in_place_and_kept():
     raw = swapped_selector_disks({"loop0": FS_R1, "loop1": FS_R0})
-    p = dp.make_plan("node1", devices.build(raw), SELECTOR_R, {"mount_root": "/mnt/disks"}, FSTAB_R, raw["mountinfo"],
-                     isdir=lambda p: True, sampler=zeros(), dir_entries={}.get)
+    p = plan_planner.make_plan("node1", devices.build(raw), SELECTOR_R, {"mount_root": "/mnt/disks"}, FSTAB_R, raw["mountinfo"],
+                               isdir=lambda p: True, sampler=zeros(), dir_entries={}.get)
     assert p["refusals"] == [], reasons(p)
     assert sorted((v["name"], v["disk"], v["state"], v["uuid"]) for v in p["volumes"]) == [
         ("lpvtr0", "/dev/loop1", "existing", FS_R0), ("lpvtr1", "/dev/loop0", "existing", FS_R1)]
@@ -1022,8 +1028,8 @@ def test_a_selectors_volumes_swapped_between_disks_are_proven_in_place_and_kept(
 
 def test_a_selectors_volume_whose_disk_carries_another_filesystem_is_refused_with_a_way_a_selector_takes():
     raw = swapped_selector_disks({"loop0": FS_R1, "loop1": "0e0e0e0e-0000-4000-8000-000000000001"})
-    p = dp.make_plan("node1", devices.build(raw), SELECTOR_R, {"mount_root": "/mnt/disks"}, FSTAB_R, raw["mountinfo"],
-                     isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, locate=located())
+    p = plan_planner.make_plan("node1", devices.build(raw), SELECTOR_R, {"mount_root": "/mnt/disks"}, FSTAB_R, raw["mountinfo"],
+                               isdir=lambda p: True, sampler=zeros(), dir_entries={}.get, locate=located())
     (refusal,) = p["refusals"]
     text = "; ".join(refusal["reasons"])
     assert refusal["disk"] == "/dev/loop1" and "None" not in text
@@ -1036,6 +1042,6 @@ def test_a_selectors_volume_whose_disk_carries_another_filesystem_is_refused_wit
 def test_a_partition_the_kernel_does_not_know_with_another_filesystem_is_refused_not_left_to_mkfs():
     raw = swapped_selector_disks({"loop0": FS_R1, "loop1": FS_R0})
     raw["table_probes"]["loop1"]["1"]["fstype"] = "xfs"
-    p = dp.make_plan("node1", devices.build(raw), SELECTOR_R, {"mount_root": "/mnt/disks"}, FSTAB_R, raw["mountinfo"],
-                     isdir=lambda p: True, sampler=zeros(), dir_entries={}.get)
+    p = plan_planner.make_plan("node1", devices.build(raw), SELECTOR_R, {"mount_root": "/mnt/disks"}, FSTAB_R, raw["mountinfo"],
+                               isdir=lambda p: True, sampler=zeros(), dir_entries={}.get)
     assert "volume lpvtr0 carries xfs, the entry asks for ext4" in reasons(p)

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from ansible_collections.localpv.rollout.plugins.module_utils.host import disk_plan as dp
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import writes as plan_writes
 from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
 
 HOLD = "import fcntl, sys, time; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); " \
@@ -40,8 +40,8 @@ def test_the_holder_of_a_flock_is_found_by_pid_and_command(held):
 
 def test_a_disk_lock_that_times_out_names_the_holder(held):
     path, proc = held
-    with pytest.raises(dp.PrepareError) as info:
-        dp.lock_disk(path, timeout=0.3)
+    with pytest.raises(plan_writes.PrepareError) as info:
+        plan_writes.lock_disk(path, timeout=0.3)
     # the command line is cut at 60 characters, wherever the interpreter lives
     command = ("%s -c %s" % (sys.executable, HOLD))[:60]
     assert "held by pid %d (%s), FLOCK" % (proc.pid, command) in str(info.value), str(info.value)

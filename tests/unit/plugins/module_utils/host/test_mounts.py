@@ -13,6 +13,8 @@ import stat
 
 import pytest
 
+from conftest import REPO
+
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
 
@@ -367,3 +369,18 @@ def test_a_volume_remounted_read_only_by_hand_is_remounted_and_said_so(tmp_path)
 def test_a_filesystem_we_made_is_found_by_its_uuid_and_one_not_made_yet_has_no_source():
     assert mounts.uuid_src("1b2c-3d") == "UUID=1b2c-3d"
     assert mounts.uuid_src(None) is None and mounts.uuid_src("") is None
+
+
+def test_the_fstab_source_of_a_filesystem_is_spelled_and_read_in_one_place():
+    assert mounts.uuid_src("0b1c2d3e") == "UUID=0b1c2d3e" and mounts.uuid_src(None) is None
+    assert mounts.uuid_of_src(mounts.uuid_src("0b1c2d3e")) == "0b1c2d3e"
+    assert mounts.uuid_of_src("uuid=0B1C") == "0B1C"
+    assert [mounts.uuid_of_src(src) for src in ("LABEL=data", "/dev/sdb1", "PARTUUID=0b1c")] == [None] * 3
+    # nothing else of the host side spells it
+    root = os.path.join(REPO, "plugins", "module_utils", "host")
+    spelled = []
+    for name in sorted(os.listdir(root)):
+        if name.endswith(".py") and name != "mounts.py":
+            with open(os.path.join(root, name)) as handle:
+                spelled += [name for line in handle if '"UUID=' in line or "'UUID=" in line]
+    assert spelled == []
