@@ -1,8 +1,8 @@
 # Copyright (c) localpv.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The changelog fragments make a clean first release: `antsibull-changelog release`
-on a copy of the checkout lists every module once (under New Modules), every role and
-playbook, and no module again as a major or minor change."""
+on a copy of the checkout lists every module once (under New Modules), every filter,
+role and playbook, and no module again as a major or minor change."""
 
 import os
 import re
@@ -14,8 +14,8 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
-ALLOWED = {"Release Summary", "Minor Changes", "Bugfixes", "Known Issues", "New Modules", "New Roles",
-           "New Playbooks"}
+ALLOWED = {"Release Summary", "Minor Changes", "Bugfixes", "Known Issues", "New Modules", "New Plugins",
+           "New Roles", "New Playbooks"}
 
 
 def checkout_copy(dest):
@@ -57,6 +57,8 @@ def test_first_release_lists_modules_once_and_every_role_and_playbook(tmp_path):
     modules = sorted(n[:-3] for n in os.listdir(os.path.join(REPO, "plugins", "modules")) if n.endswith(".py"))
     listed = [line.split(" - ")[0] for line in notes["New Modules"]]
     assert listed == ["localpv.rollout." + m for m in modules]
+    filters = sorted(n[:-3] for n in os.listdir(os.path.join(REPO, "plugins", "filter")) if n.endswith(".py"))
+    assert [line.split(" - ")[0] for line in notes["New Plugins"]] == ["localpv.rollout." + f for f in filters]
     roles = sorted(os.listdir(os.path.join(REPO, "roles")))
     assert [line.split(" - ")[0] for line in notes["New Roles"]] == ["localpv.rollout." + r for r in roles]
     playbooks = sorted(n[:-4] for n in os.listdir(os.path.join(REPO, "playbooks")) if n.endswith(".yml"))
