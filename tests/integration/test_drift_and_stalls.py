@@ -76,18 +76,23 @@ def test_an_sshd_that_stops_answering_ends_the_run_as_unreachable_within_the_kee
     assert res.returncode != 0 and res.stats["node2"]["unreachable"] == 1, res.text[-2000:]
 
 
-def test_an_unreachable_host_is_listed_in_the_end_table_as_unreachable(lab, tmp_path):
+def pvs_only_check_run(lab, tmp_path, **node2_vars):
+    """site.yml --check --tags localpv_pvs on node1 and node2, with ``node2_vars`` set
+    on node2 in a copy of the lab's inventory. node1 and node2 only: node2's status in
+    the table is the point, and node3's disks belong to the disk tests before these."""
     with open(lab.inventory) as handle:
         inventory = yaml.safe_load(handle)
-    inventory["all"]["children"]["nodes"]["hosts"]["node2"]["ansible_port"] = 1
-    broken = tmp_path / "inventory.yml"
-    broken.write_text(yaml.safe_dump(inventory))
+    inventory["all"]["children"]["nodes"]["hosts"]["node2"].update(node2_vars)
+    edited = tmp_path / "inventory.yml"
+    edited.write_text(yaml.safe_dump(inventory))
     with open(os.path.join(os.path.dirname(lab.inventory), "site-vars.yml")) as f:
         site_vars = dict(yaml.safe_load(f), pv_register_prune=False)
-    # node1 and node2 only: the table's status of node2 is the point, and node3's disks
-    # belong to the disk tests that run before this one
-    res = lab.playbook("playbooks/site.yml", "--check", "--tags", "localpv_pvs", "--limit", "node1,node2",
-                       extra_vars=site_vars, inventory=str(broken))
+    return lab.playbook("playbooks/site.yml", "--check", "--tags", "localpv_pvs", "--limit", "node1,node2",
+                        extra_vars=site_vars, inventory=str(edited))
+
+
+def test_an_unreachable_host_is_listed_in_the_end_table_as_unreachable(lab, tmp_path):
+    res = pvs_only_check_run(lab, tmp_path, ansible_port=1)
     assert res.recap["node2"]["unreachable"] == 1, res.stdout[-3000:]
     assert "[node2] UNREACHABLE: not reached over SSH" in res.stdout, res.stdout[-4000:]
     assert "1 unreachable" in res.stdout
@@ -97,18 +102,10 @@ def test_a_host_that_answered_and_then_failed_is_listed_as_failed_not_unreachabl
     # node2 answers (it proves it is its Node), then its read-only step of --tags
     # localpv_pvs refuses its ssd0: the PV record handed to it names a disk no disk
     # of node2 is, as after a disk swap the PV still remembers
-    with open(lab.inventory) as handle:
-        inventory = yaml.safe_load(handle)
-    inventory["all"]["children"]["nodes"]["hosts"]["node2"]["disk_prep_recorded"] = {
+    res = pvs_only_check_run(lab, tmp_path, disk_prep_recorded={
         "ssd0": {"pv": "local-node2-ssd0", "stable_id": "lab-no-such-disk",
                  "partuuid": "00000000-0000-4000-8000-000000000001",
-                 "fs_uuid": "00000000-0000-4000-8000-000000000002", "claim": None}}
-    recorded = tmp_path / "inventory.yml"
-    recorded.write_text(yaml.safe_dump(inventory))
-    with open(os.path.join(os.path.dirname(lab.inventory), "site-vars.yml")) as f:
-        site_vars = dict(yaml.safe_load(f), pv_register_prune=False)
-    res = lab.playbook("playbooks/site.yml", "--check", "--tags", "localpv_pvs", "--limit", "node1,node2",
-                       extra_vars=site_vars, inventory=str(recorded))
+                 "fs_uuid": "00000000-0000-4000-8000-000000000002", "claim": None}})
     assert res.recap["node2"]["unreachable"] == 0 and res.recap["node2"]["failed"] == 1, res.stdout[-3000:]
     assert "[node2] FAILED before its volumes were known" in res.stdout, res.stdout[-4000:]
     assert "[node2] UNREACHABLE" not in res.stdout and "1 unreachable" not in res.stdout, res.stdout[-4000:]

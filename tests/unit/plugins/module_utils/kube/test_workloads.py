@@ -110,25 +110,33 @@ def test_a_refused_release_says_what_was_already_wiped():
                               "by this run (/mnt/disks/a: 2 entries were removed (files))")
 
 
+class ReleaseApi(object):
+    """PV ``-b``'s claim is back (a tenant bound it), the others are reserved by
+    ``res-1``; a PV named in ``failing`` answers 500."""
+
+    def __init__(self, failing=()):
+        self.failing = failing
+        self.patched = []
+
+    def get_pv(self, name):
+        if name in self.failing:
+            raise KubeError("the API server answered 500 Internal Server Error", status=500)
+        ref = {"namespace": "app", "name": "new", "uid": "tenant"} if name.endswith("-b") else \
+            {"namespace": workloads.RESERVATION_NAMESPACE, "name": name, "uid": "res-1"}
+        return {"metadata": {"name": name, "labels": {v.MANAGED_BY_LABEL: v.MANAGED_BY_VALUE}},
+                "spec": {"claimRef": ref}}
+
+    def get_pvc(self, namespace, name):
+        return {"metadata": {"uid": "tenant"}} if namespace == "app" else None
+
+    def patch_pv(self, name, patch, json_patch=False):
+        self.patched.append(name)
+
+
 def test_a_refused_release_does_not_stop_the_others_and_the_message_says_all():
-    class TwoOfThree:
-        patched = []
-
-        def get_pv(self, name):
-            ref = {"namespace": "app", "name": "new", "uid": "tenant"} if name.endswith("-b") else \
-                {"namespace": workloads.RESERVATION_NAMESPACE, "name": name, "uid": "res-1"}
-            return {"metadata": {"name": name, "labels": {v.MANAGED_BY_LABEL: v.MANAGED_BY_VALUE}},
-                    "spec": {"claimRef": ref}}
-
-        def get_pvc(self, namespace, name):
-            return {"metadata": {"uid": "tenant"}} if namespace == "app" else None
-
-        def patch_pv(self, name, patch, json_patch=False):
-            self.patched.append(name)
-
     items = [{"name": "local-node2-%s" % n, "claim_uid": "res-1", "wiped": "/mnt/disks/%s: 1 entries were removed "
               "(files)" % n} for n in "abc"]
-    kube = TwoOfThree()
+    kube = ReleaseApi()
     with pytest.raises(workloads.RetireStop) as stop:
         workloads.release_pvs(kube, items, {"released": [], "already": []})
     assert kube.patched == ["local-node2-a", "local-node2-c"]
@@ -139,28 +147,11 @@ def test_a_refused_release_does_not_stop_the_others_and_the_message_says_all():
 
 
 def test_an_api_error_mid_release_names_the_refusals_before_it_the_released_and_the_untried():
-    class FailsOnTheThird(object):
-        patched = []
-
-        def get_pv(self, name):
-            if name.endswith("-c"):
-                raise KubeError("the API server answered 500 Internal Server Error", status=500)
-            ref = {"namespace": "app", "name": "new", "uid": "tenant"} if name.endswith("-b") else \
-                {"namespace": workloads.RESERVATION_NAMESPACE, "name": name, "uid": "res-1"}
-            return {"metadata": {"name": name, "labels": {v.MANAGED_BY_LABEL: v.MANAGED_BY_VALUE}},
-                    "spec": {"claimRef": ref}}
-
-        def get_pvc(self, namespace, name):
-            return {"metadata": {"uid": "tenant"}} if namespace == "app" else None
-
-        def patch_pv(self, name, patch, json_patch=False):
-            self.patched.append(name)
-
     items = [{"name": "local-node2-%s" % n, "claim_uid": "res-1", "wiped": "/mnt/disks/%s: erased" % n}
              for n in "abcd"]
     result = {"released": [], "already": []}
     with pytest.raises(KubeError) as err:
-        workloads.release_pvs(FailsOnTheThird(), items, result)
+        workloads.release_pvs(ReleaseApi(failing=("local-node2-c",)), items, result)
     assert not isinstance(err.value, workloads.RetireStop) and err.value.status == 500
     assert result["released"] == ["local-node2-a"]
     assert err.value.msg == (
