@@ -208,7 +208,7 @@ def test_a_failed_run_lists_exactly_what_was_written(lab, kube, tmp_path, made, 
     # an identity that may create PVs but not patch them: the create goes through, the patch is refused
     rules = [{"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "list", "create"]},
              {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]},
-             {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["list"]}]
+             {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get"]}]
     conn = identity(rules)
     res = local_pv(lab, tmp_path, volumes=[volume(node, "d0", labels={"tier": "a"}), volume(node, "d1")], **conn)
     assert res["rc"] != 0
