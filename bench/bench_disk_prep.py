@@ -99,7 +99,7 @@ SSH_ARGS = ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o Cont
 
 
 def env():
-    e = dict(os.environ)
+    e = dict(os.environ, **conftest.tool_env())
     e.update({
         "ANSIBLE_COLLECTIONS_PATH": conftest.COLLECTIONS,
         "ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"),

@@ -211,7 +211,8 @@ def _playbook(tasks, extra_vars=None, env_extra=None, interpreter="{{ ansible_pl
     fd, path = tempfile.mkstemp(suffix=".yml", prefix="bench-")
     with os.fdopen(fd, "w") as f:
         json.dump(play, f)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections or collections_path(),
+    env = dict(os.environ, **_conftest().tool_env())
+    env.update(ANSIBLE_COLLECTIONS_PATH=collections or collections_path(),
                ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                KUBECONFIG=kubeconfig(), ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
     env.update(env_extra or {})

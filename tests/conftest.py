@@ -33,9 +33,25 @@ LAB = _lab_module()
 CACHE, STATE = LAB.CACHE, LAB.STATE
 
 
+CHECKOUT_ID = hashlib.sha256(os.path.realpath(REPO).encode()).hexdigest()[:12]
+
+
+def tool_env():
+    """Where Ansible and the tools keep their files, as the Makefile sets them: the lab
+    cache, one home per checkout. A bench or test started without make writes nothing
+    under ~/.ansible or ~/.cache either. Variables already set are kept."""
+    home = os.path.join(CACHE, "home", CHECKOUT_ID)
+    wanted = {"ANSIBLE_HOME": os.path.join(home, "ansible"),
+              "ANSIBLE_LOCAL_TEMP": os.path.join(home, "ansible", "tmp"),
+              "XDG_CACHE_HOME": os.path.join(home, "cache"),
+              "XDG_CONFIG_HOME": os.path.join(home, "config"),
+              "KUBECACHEDIR": os.path.join(home, "kube-cache")}
+    return {key: os.environ.get(key) or value for key, value in wanted.items()}
+
+
 def _collections_root():
     """A directory holding ansible_collections/localpv/rollout -> this checkout."""
-    checkout_id = hashlib.sha256(os.path.realpath(REPO).encode()).hexdigest()[:12]
+    checkout_id = CHECKOUT_ID
     root = os.environ.get("LOCALPV_COLLECTIONS") or os.path.join(CACHE, "collections", checkout_id)
     link = os.path.join(root, "ansible_collections", "localpv", "rollout")
     if os.path.realpath(link) != os.path.realpath(REPO):
@@ -76,7 +92,7 @@ class Lab:
         return next(n for n in self.nodes if n["host"] == host)
 
     def env(self):
-        env = dict(os.environ)
+        env = dict(os.environ, **tool_env())
         env.update({
             "ANSIBLE_COLLECTIONS_PATH": COLLECTIONS,
             "ANSIBLE_CONFIG": os.path.join(REPO, "ansible.cfg"),
