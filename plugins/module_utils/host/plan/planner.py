@@ -37,9 +37,9 @@ from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.mount_st
     _mark_mount_state, shared_bind_sources,
 )
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.recognise import (
-    _adoptable, BLOCK_VOLUME_TYPE, carries_ours, _data_reasons, _describe_disk, _expect_reasons, fingerprint,
-    _fs_expect_reasons, _hard_reasons, identity_misses, labels_on, ours_for, _ours_reasons, PART_TYPES,
-    partition_fingerprint, recorded_identity, _volumes_of,
+    _adoptable, BLOCK_VOLUME_TYPE, carries_ours, carries_stable_id, _data_reasons, _describe_disk, _expect_reasons,
+    fingerprint, _fs_expect_reasons, _hard_reasons, identity_misses, ids_on, labels_on, ours_for, _ours_reasons,
+    PART_TYPES, partition_fingerprint, recorded_identity, _volumes_of,
 )
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.selectors import (
     _already_ours, _describe_match, _selectable, _sort_key,
@@ -360,15 +360,7 @@ def _identity_proven(planner, spec, disk, names, entry):
         if not misses:
             continue
         fp = planner.fingerprint(disk)
-        ids = dict(fs_uuid=record["fs_uuid"], partuuid=record["partuuid"], stable_id=record["stable_id"])
-        found = planner.locate(ids)
-        if found:
-            old = "The disk with those ids is still on this host: %s%s" % (
-                ", ".join(found), _remount_hint(planner, record, path))
-        elif found is not None:
-            old = "No disk of this host carries those ids now (the old disk is gone, or not readable here)"
-        else:
-            old = "Whether the old disk is still on this host was not looked for"
+        old, wiped_here = _where_the_old_disk_is(planner, name, record, disk, path, misses)
         content = ("blank" if disk["eligible"] and planner.sample(disk["path"], disk["size"])["zero"]
                    else "not blank")
         # a selector's volume has no path of its own: say which disk the selector took for it
@@ -384,6 +376,11 @@ def _identity_proven(planner, spec, disk, names, entry):
                                           "wants it: point the entry for %s back at its own disk" % (
                                               _ours_words(planner, spec, disk, names).capitalize(), name)], name)
             return False
+        if record["claim"] and wiped_here:
+            planner.refuse(disk["path"], [head + ". Its PV %s is bound to claim %s: the claim's data is no longer "
+                                          "on this disk, and the volume of a bound PV is never made again; free the "
+                                          "claim first (see decommission)" % (record["pv"], record["claim"])], name)
+            return False
         if record["claim"]:
             planner.refuse(disk["path"], [head + ". Its PV %s is bound to claim %s: the volume of a bound PV is "
                                           "never made again on another disk; point device back at the old disk, "
@@ -391,9 +388,14 @@ def _identity_proven(planner, spec, disk, names, entry):
                                                                                           record["claim"])], name)
             return False
         if spec["replace"] == fp:
-            entry["replaces"] = "volume %s is made again on this disk, replacing the disk with %s" % (
-                name, ", ".join(misses))
+            entry["replaces"] = "volume %s is made again on this disk, %s %s" % (
+                name, "which no longer carries" if wiped_here else "replacing the disk with", ", ".join(misses))
             continue
+        if spec["kind"] != "device" and wiped_here:
+            planner.refuse(disk["path"], [head + ". If volume %s is to be made again, empty, on this disk, retire "
+                                          "it first (decommission.yml with decommission_volumes: [%s])" % (name, name)],
+                           name)
+            return False
         if spec["kind"] != "device":
             # replace belongs to one disk, so a selector takes none (normalize_spec)
             planner.refuse(disk["path"], [head + ". If the old disk is to come back, attach it again; if it failed "
@@ -403,12 +405,46 @@ def _identity_proven(planner, spec, disk, names, entry):
             return False
         stale = ("the confirmation replace: '%s' does not match this disk as it is now. " % spec["replace"]
                  if spec["replace"] else "")
-        planner.refuse(disk["path"], [head + ". %sIf the entry should follow the old disk, point device at it; "
-                                      "if the disk was replaced on purpose and volume %s is to be made again, empty, "
-                                      "on this one, set replace: '%s' on this entry (the fingerprint of this disk "
-                                      "now)" % (stale, name, fp)], name, fingerprint=fp)
+        if wiped_here:
+            advice = ("If that was meant and volume %s is to be made again, empty, on this disk, set replace: '%s' on "
+                      "this entry (the fingerprint of this disk now; fstab and the PV then record the new ids); if it "
+                      "was not, find what wrote to the disk before the volume is made again" % (name, fp))
+        else:
+            advice = ("If the entry should follow the old disk, point device at it; if the disk was replaced on "
+                      "purpose and volume %s is to be made again, empty, on this one, set replace: '%s' on this "
+                      "entry (the fingerprint of this disk now)" % (name, fp))
+        planner.refuse(disk["path"], [head + ". " + stale + advice], name, fingerprint=fp)
         return False
     return True
+
+
+def _where_the_old_disk_is(planner, name, record, disk, path, misses):
+    """The refusal's words on where the ids ``disk`` misses are now, and whether ``disk``
+    is itself the volume's disk, wiped or re-partitioned since: ``(words, wiped_here)``.
+    Only the ids ``disk`` lacks are looked for, so it is never named as where they went."""
+    fs_uuids, partuuids = ids_on(disk)
+    kept = []
+    if carries_stable_id(disk, record["stable_id"]):
+        kept.append("stable id %s" % record["stable_id"])
+    if record["partuuid"] and record["partuuid"] in partuuids:
+        kept.append("partition UUID %s" % record["partuuid"])
+    found = planner.locate(dict(
+        fs_uuid=record["fs_uuid"] if record["fs_uuid"] not in fs_uuids else None,
+        partuuid=record["partuuid"] if record["partuuid"] not in partuuids else None,
+        stable_id=None if kept else record["stable_id"]))
+    if found:
+        return "The disk with those ids is still on this host: %s%s" % (
+            ", ".join(found), _remount_hint(planner, record, path)), False
+    if kept:
+        # the partition kept: only its filesystem went
+        how = ("its filesystem was wiped or made again since" if record["partuuid"] in partuuids
+               else "it was wiped or re-partitioned since")
+        return ("%s is the very disk volume %s was made on (it carries the %s recorded for it), and the recorded "
+                "%s %s gone from it: %s" % (disk["path"], name, " and ".join(kept), ", ".join(misses),
+                                            "are" if len(misses) > 1 else "is", how)), True
+    if found is not None:
+        return "No disk of this host carries those ids now (the old disk is gone, or not readable here)", False
+    return "Whether the old disk is still on this host was not looked for", False
 
 
 def _refuse_retired(planner, spec, disk, names):

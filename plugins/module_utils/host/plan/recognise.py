@@ -203,6 +203,12 @@ def ids_on(disk):
     return fs - set([""]), parts - set([""])
 
 
+def carries_stable_id(disk, stable_id):
+    """Whether ``disk`` is the disk of ``stable_id``, under any of its names (a disk's
+    stable id is spelled differently with and without udev)."""
+    return bool(stable_id) and stable_id in [disk["stable_id"]] + list(disk["by_id"])
+
+
 def identity_misses(record, disk, mode):
     """Which recorded ids the disk does not carry; [] = proven (or nothing recorded).
     The partition and filesystem UUIDs are the proof; the stable id counts only
@@ -216,7 +222,7 @@ def identity_misses(record, disk, mode):
         if not (partitioned_unknown and record["partuuid"] and not misses):
             misses.append("filesystem UUID %s" % record["fs_uuid"])
     if not (record["partuuid"] or record["fs_uuid"]) and record["stable_id"] and \
-            record["stable_id"] not in [disk["stable_id"]] + list(disk["by_id"]):
+            not carries_stable_id(disk, record["stable_id"]):
         misses.append("disk %s" % record["stable_id"])
     return misses
 
