@@ -169,9 +169,6 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", r
     _mark_mount_state(planner, dir_entries or mount_rules.directory_entries, kind_at or mount_rules.kind_at)
     for volume, reason in shared_bind_sources(plan["volumes"], planner.mounts):
         planner.refuse(volume["source"], [reason], volume["name"])
-    plan["changed"] = bool(any(d["actions"] for d in plan["disks"])
-                           or any(v["needs_mount"] or v["needs_link"] or v.get("needs_source")
-                                  for v in plan["volumes"]))
     return plan
 
 

@@ -59,6 +59,14 @@ def reasons(p):
     return " | ".join("%s: %s" % (r["disk"], "; ".join(r["reasons"])) for r in p["refusals"])
 
 
+def still_to_do(p):
+    """What a run of the plan would still do on the host: each disk's actions and each
+    volume's mount, link or bind source to make; [] on a host where all is done."""
+    needs = ["%s %s" % (need, v["name"]) for v in p["volumes"]
+             for need in ("needs_mount", "needs_link", "needs_source") if v.get(need)]
+    return [a for d in p["disks"] for a in d["actions"]] + needs
+
+
 def test_blank_disk_gets_one_gpt_partition_an_xfs_and_a_mount_under_the_root():
     p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
     assert p["refusals"] == []
@@ -70,7 +78,6 @@ def test_blank_disk_gets_one_gpt_partition_an_xfs_and_a_mount_under_the_root():
     (vol,) = p["volumes"]
     assert (vol["path"], vol["fstype"], vol["device"], vol["needs_mount"]) == (
         "/mnt/disks/ssd0", "xfs", "/dev/loop0p1", True)
-    assert p["changed"]
 
 
 def test_split_into_equal_partitions_names_volumes_by_number():
@@ -328,7 +335,7 @@ def test_no_op_when_fstab_and_mounts_already_match():
     again = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
                  fstab=fstab, mountinfo=mountinfo, raw=raw)
     assert again["refusals"] == [], reasons(again)
-    assert not again["changed"]
+    assert still_to_do(again) == []
     assert not any(v["needs_mount"] for v in again["volumes"])
     # a duplicated fstab line is something to fix
     dup = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
@@ -383,7 +390,7 @@ def test_a_mounted_volume_holding_files_is_not_refused():
                  "90 27 254:0 /data/k8s/localpv/vol1 /mnt/disks/vol1 rw - ext4 /dev/vda rw\n")
     p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "1G"}], mountinfo=mountinfo,
              fstab="/data/k8s/localpv/vol1 /mnt/disks/vol1 none bind 0 0\n", dirs={"/mnt/disks/vol1": ["db"]})
-    assert p["refusals"] == [] and not p["changed"]
+    assert p["refusals"] == [] and still_to_do(p) == []
 
 
 def test_ours_mounted_somewhere_else_is_refused():
@@ -435,7 +442,7 @@ def test_bind_mount_is_recognised_in_mountinfo():
     fstab = "/data/k8s/localpv/vol1 /mnt/disks/vol1 none bind 0 0\n"
     p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": 10 ** 9}], fstab=fstab,
              mountinfo=mountinfo)
-    assert not p["changed"] and p["refusals"] == []
+    assert still_to_do(p) == [] and p["refusals"] == []
 
 
 def test_a_bind_volume_on_the_root_filesystem_needs_an_explicit_capacity():
@@ -511,7 +518,7 @@ def test_a_mount_is_matched_by_device_number_not_by_the_name_it_had_when_mounted
     renamed = raw["mountinfo"] + "".join(
         "9%d 27 %s / /mnt/disks/data0-%d rw - ext4 /dev/loop5p%d rw\n" % (n, parts["loop0p%d" % n]["dev"], n, n)
         for n in (1, 2))
-    assert not plan(None, entries, fstab=fstab, mountinfo=renamed, raw=raw)["changed"]
+    assert still_to_do(plan(None, entries, fstab=fstab, mountinfo=renamed, raw=raw)) == []
     # same name, other device: something else is mounted there
     other = raw["mountinfo"] + "".join(
         "9%d 27 259:9%d / /mnt/disks/data0-%d rw - ext4 /dev/loop0p%d rw\n" % (n, n, n, n) for n in (1, 2))
