@@ -34,15 +34,15 @@ from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.entries 
     layout, MIB, MIN_FS_SIZE, normalize_spec, partition_path, volume_names,
 )
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.mount_state import (
-    _mark_mount_state, shared_bind_sources,
+    mark_mount_state, shared_bind_sources,
 )
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.recognise import (
-    _adoptable, BLOCK_VOLUME_TYPE, carries_ours, carries_stable_id, _data_reasons, _describe_disk, _expect_reasons,
-    fingerprint, _fs_expect_reasons, _hard_reasons, identity_misses, ids_on, labels_on, ours_for, _ours_reasons,
-    PART_TYPES, partition_fingerprint, recorded_identity, _volumes_of,
+    adoptable_filesystems, BLOCK_VOLUME_TYPE, carries_ours, carries_stable_id, data_reasons, describe_disk,
+    expect_reasons, fingerprint, fs_expect_reasons, hard_reasons, identity_misses, ids_on, labels_on, ours_for,
+    ours_reasons, PART_TYPES, partition_fingerprint, recorded_identity, volumes_on,
 )
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.selectors import (
-    _already_ours, _describe_match, _selectable, _sort_key,
+    already_ours, describe_match, reasons_not_taken, selection_order,
 )
 
 
@@ -166,7 +166,7 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", r
         if volume["needs_source"] or not _refuse_retired_bind(planner, volume, read_marker or hv.read_retired_marker):
             plan["volumes"].append(volume)
     _check_names_and_sizes(planner, mount_root)
-    _mark_mount_state(planner, dir_entries or mount_rules.directory_entries, kind_at or mount_rules.kind_at)
+    mark_mount_state(planner, dir_entries or mount_rules.directory_entries, kind_at or mount_rules.kind_at)
     for volume, reason in shared_bind_sources(plan["volumes"], planner.mounts):
         planner.refuse(volume["source"], [reason], volume["name"])
     return plan
@@ -210,13 +210,13 @@ def _plan_selector(planner, spec, disks, claimed):
     Every disk not taken is named with the reason, one line per disk."""
     prefix, count = spec["name_prefix"], spec["match"].get("count")
     candidates = [d for d in disks if d["kind"] in devices.SELECTABLE_KINDS and d["path"] not in claimed]
-    taken = _already_ours(spec, candidates, (count or 0) + len(disks))
+    taken = already_ours(spec, candidates, (count or 0) + len(disks))
     taken_paths = set(disk["path"] for _n, disk in taken)
     fresh, skipped = [], []
-    for disk in sorted(candidates, key=_sort_key):
+    for disk in sorted(candidates, key=selection_order):
         if disk["path"] in taken_paths:
             continue
-        why = _selectable(planner, spec, disk)
+        why = reasons_not_taken(planner, spec, disk)
         (skipped.append((disk, why)) if why else fresh.append(disk))
     wanted = (count - len(taken)) if count else len(fresh)
     if count and len(taken) > count:
@@ -226,7 +226,7 @@ def _plan_selector(planner, spec, disks, claimed):
     if wanted > len(fresh):
         planner.refuse("match %s" % prefix, ["wants %d disk(s), found %d already prepared and only %d eligible that "
                                              "match %s" % (count, len(taken), len(fresh),
-                                                           _describe_match(spec["match"]))], prefix)
+                                                           describe_match(spec["match"]))], prefix)
     skipped += [(disk, ["not needed: count %d is reached" % count]) for disk in fresh[max(wanted, 0):]]
     planner.plan["skipped"] += ["match %s: skipped %s: %s" % (prefix, d["path"], "; ".join(why)) for d, why in skipped]
     if wanted > len(fresh):
@@ -313,7 +313,7 @@ def _plan_disk(planner, spec, disk, names):
         planner.refuse(subject, ["is a %s device; only whole disks (and loop devices) are prepared" % disk["kind"]],
                        names[0])
         return
-    reasons = _expect_reasons(disk, spec["expect"])
+    reasons = expect_reasons(disk, spec["expect"])
     if reasons:
         planner.refuse(subject, reasons, names[0])
         return
@@ -365,7 +365,7 @@ def _identity_proven(planner, spec, disk, names, entry):
                "the entry's selector (match, name_prefix %s) now takes for it" % spec["name_prefix"])
         head = ("volume %s was made on a disk with %s (recorded in %s); %s %s, %s, which does not carry %s. %s" % (
             name, ", ".join(misses), " and ".join(record["where"]) or "the inventory", via,
-            _describe_disk(disk), content, "them" if len(misses) > 1 else "it", old))
+            describe_disk(disk), content, "them" if len(misses) > 1 else "it", old))
         own = [partition_label(n) for n in names]
         if any(planner.wants(label) and label not in own for label in labels_on(disk)):
             # another volume this host still wants: say so, and never offer to make ours again over it
@@ -527,7 +527,7 @@ def _erasable_alone(spec, tentry, part):
 
 
 def _plan_ours(planner, spec, disk, names, entry, confirmed=False):
-    reasons = _ours_reasons(disk, names, [os.path.join(planner.plan["mount_root"], n) for n in names])
+    reasons = ours_reasons(disk, names, [os.path.join(planner.plan["mount_root"], n) for n in names])
     if reasons:
         if confirmed:   # the whole disk is confirmed: its own checks refuse what is in use
             _plan_new(planner, spec, disk, names, entry, confirmed)
@@ -621,20 +621,20 @@ def _erase_alone(planner, spec, disk, entry, damaged, problems, healthy):
 def _plan_adopt(planner, spec, disk, names, entry):
     # Mounted is fine only where this volume goes (a re-run); anywhere else it is in use.
     ours = set(os.path.join(planner.plan["mount_root"], n) for n in names)
-    hard = _hard_reasons(disk, skip=("mounted", "exclusive"))
+    hard = hard_reasons(disk, skip=("mounted", "exclusive"))
     hard += ["%s is mounted at %s" % (m["device"], m["mount_point"]) for m in disk["mounts"]
              if m["mount_point"] not in ours]
     if hard:
         planner.refuse(disk["path"], hard, names[0])
         return
-    found = _adoptable(disk, len(names), spec)
+    found = adoptable_filesystems(disk, len(names), spec)
     if isinstance(found, str):
         planner.refuse(disk["path"], [found], names[0])
         return
     entry["state"] = "adopt"
     volumes = []
     for name, fs in zip(names, found):
-        reasons = _fs_expect_reasons(fs, spec["expect"])
+        reasons = fs_expect_reasons(fs, spec["expect"])
         if reasons:
             planner.refuse(disk["path"], reasons, name)
             return
@@ -647,7 +647,7 @@ def _plan_adopt(planner, spec, disk, names, entry):
 
 def _plan_new(planner, spec, disk, names, entry, confirmed):
     """A disk that is blank (no signature, no use, zero where sampled) or is to be wiped."""
-    data = _data_reasons(disk)
+    data = data_reasons(disk)
     if disk["eligible"]:
         proof = spec["blank_proof"]
         if planner.sample(disk["path"], disk["size"], proof)["zero"]:
@@ -666,7 +666,7 @@ def _plan_new(planner, spec, disk, names, entry, confirmed):
                 return
         if ours:
             data.insert(0, ours)
-        hard = _hard_reasons(disk)
+        hard = hard_reasons(disk)
         if hard:
             planner.refuse(disk["path"], hard + data, names[0])
             return
@@ -700,7 +700,7 @@ def _ours_words(planner, spec, disk, names):
     A change of partition count or of names is named as such."""
     if not carries_ours(disk):
         return ""
-    have = _volumes_of(disk)
+    have = volumes_on(disk)
     wanted_elsewhere = [v for v, label in zip(have, labels_on(disk)) if planner.wants(label)
                         and label not in [partition_label(n) for n in names]]
     if ours_for(disk, names):
