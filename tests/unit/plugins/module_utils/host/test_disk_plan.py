@@ -814,6 +814,20 @@ def test_a_selectors_wiped_disk_is_named_as_the_volumes_own_disk_and_retiring_it
     assert "attach it again" not in text
 
 
+def test_a_partition_whose_filesystem_was_made_again_is_named_on_its_own_disk():
+    """The recorded partition is still there, its filesystem is another: the disk is the
+    volume's own, and only the filesystem went."""
+    gone = "00000000-0000-4000-8000-000000000001"
+    rec = {"data0-1": {"fs_uuid": gone, "partuuid": "9bd69b12-fcbd-874d-9237-6196037f06e3", "pv": "local-node1-data0-1"}}
+    where = located()
+    text = reasons(plan_with("ours_two_ext4", [{"name": "data0", "device": "/dev/loop0", "partitions": 2,
+                                                "fstype": "ext4"}], locate=where, recorded=rec))
+    assert "/dev/loop0 is the very disk volume data0-1 was made on (it carries the partition UUID " \
+        "9bd69b12-fcbd-874d-9237-6196037f06e3 recorded for it), and the recorded filesystem UUID %s is gone from " \
+        "it: its filesystem was wiped or made again since" % gone in text
+    assert where.seen == [{"fs_uuid": gone, "partuuid": None, "stable_id": None}]
+
+
 def test_a_wiped_disk_whose_ids_are_on_another_disk_names_that_disk():
     """The ids on another disk of the host (a copy of the old disk): that disk is named,
     with the advice to point the entry at it, as when the path moved."""
