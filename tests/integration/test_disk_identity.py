@@ -217,6 +217,34 @@ def test_an_available_pvs_record_proves_the_disk_when_the_host_lost_its_fstab_li
         swap.restore()
 
 
+def test_a_wiped_disk_still_on_the_host_is_named_as_the_volumes_own_disk(lab, tmp_path, node, registered):
+    """The volume's own disk, wiped in place: the same stable id, none of the recorded
+    ids. The refusal says it is that very disk, wiped, not that another disk holds them."""
+    node_name = lab.node(HOST)["node_name"]
+    disk, vol = _volume_with_data(node, "lpvtv")
+    registered.append(naming.pv_name(node_name, "lpvtv"))
+    _register(lab, tmp_path, node_name, vol)
+    recorded = _records(lab, tmp_path, node_name)
+    assert recorded["lpvtv"]["stable_id"] == vol["stable_id"]
+    # wiped to zeros (a discard on a loop disk), so that replace alone makes it again
+    node.sh("partx -d %s && blkdiscard -f %s" % (disk, disk))
+    before = node.whole(disk)
+    for args in (("--check", "--diff"), ()):
+        out = refused(node.play([{"name": "lpvtv", "device": disk}], *args, disk_prep_recorded=recorded))
+        assert "%s is the very disk volume lpvtv was made on (it carries the stable id %s recorded for it), and the " \
+               "recorded partition UUID %s, filesystem UUID %s are gone from it: it was wiped or re-partitioned " \
+               "since" % (disk, vol["stable_id"], vol["partuuid"], vol["uuid"]) in out
+        assert "still on this host" not in out and "point device at it" not in out
+    after = node.whole(disk)
+    assert after == before
+    record(node, "volume's own disk wiped, still attached", before[disk], after[disk], out)
+    # the advice works: replace with this disk's fingerprint makes the volume again, empty
+    made = ok(node.play([{"name": "lpvtv", "device": disk, "replace": replace_in(out)}],
+                        disk_prep_recorded=recorded))
+    (new,) = made.volumes
+    assert new["uuid"] != vol["uuid"] and new["state"] == "formatted"
+
+
 # --- 2. "blank" says how it was proven ----------------------------------------------
 
 def test_a_disk_with_data_only_in_its_middle_is_not_blank(node):

@@ -61,21 +61,3 @@ class Waiter:
                 raise WaitTimeout("%s: still there %ds later: %s" % (
                     what or "waiting", self.timeout, "; ".join(describe(x) for x in left)), left=left)
             self._sleep(self.interval)
-
-
-def wait_pvs_gone(kube, pvs, timeout=60.0, interval=0.2, sleep=None, clock=time.monotonic):
-    """Wait until each PV of ``pvs`` (``{"name", "uid"}``) is gone: no PV of that
-    name, or one with another uid (made again, not the one we deleted). The
-    pv-protection finalizer of an unbound PV is removed by the controller
-    shortly after the delete."""
-    waiter = Waiter(timeout, interval, sleep or kube._sleep, clock)
-
-    def left():
-        out = []
-        for pv in pvs:
-            now = kube.get_pv(pv["name"])
-            if now is not None and (not pv.get("uid") or now["metadata"].get("uid") == pv["uid"]):
-                out.append(dict(pv, finalizers=(now.get("metadata") or {}).get("finalizers") or []))
-        return out
-    waiter.until_done(left, "PVs deleted", lambda pv: "PV %s (finalizers: %s)" % (
-        pv["name"], ", ".join(pv["finalizers"]) or "none"))

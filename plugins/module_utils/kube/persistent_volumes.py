@@ -26,7 +26,7 @@ import time
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 
 from ansible_collections.localpv.rollout.plugins.module_utils.common.errors import KubeError
-from ansible_collections.localpv.rollout.plugins.module_utils.common.waiter import Waiter, WaitTimeout, wait_pvs_gone
+from ansible_collections.localpv.rollout.plugins.module_utils.common.waiter import Waiter, WaitTimeout
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import storage_classes as sc
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import workloads
@@ -532,7 +532,9 @@ def _replace(kube, action):
     action["confirmed_delete"] = True
     if kube.dry_run:
         return None
-    wait_pvs_gone(kube, [{"name": action["name"], "uid": action["existing"]["metadata"].get("uid")}])
+    # the PV deleted was unbound: its protection finalizer goes shortly after the delete
+    workloads.wait_pvs_gone(kube, [{"name": action["name"], "uid": action["existing"]["metadata"].get("uid")}],
+                            timeout=60.0, interval=0.2)
     return _create(kube, action)
 
 

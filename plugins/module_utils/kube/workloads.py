@@ -455,6 +455,23 @@ def clear_pods(kube, pv_names, action="evict", timeout=DEFAULT_TIMEOUT, grace_pe
 # Claims, then PVs: delete and wait until gone
 # --------------------------------------------------------------------------------------
 
+def wait_pvs_gone(kube, pvs, timeout=DEFAULT_TIMEOUT, interval=POLL_INTERVAL, sleep=None, clock=time.monotonic):
+    """Wait until each PV of ``pvs`` (``{"name", "uid"}``) is gone: no PV of that
+    name, or one with another uid (made again, not the one deleted). The
+    pv-protection finalizer of an unbound PV is removed by the controller shortly
+    after the delete; at the deadline :class:`WaitTimeout` names each PV left with
+    its finalizers."""
+    def left():
+        out = []
+        for pv in pvs:
+            now = kube.get_pv(pv["name"])
+            if now is not None and (not pv.get("uid") or now["metadata"].get("uid") == pv["uid"]):
+                out.append(dict(pv, finalizers=(now.get("metadata") or {}).get("finalizers") or []))
+        return out
+    Waiter(timeout, interval, sleep or getattr(kube, "_sleep", time.sleep), clock).until_done(
+        left, "PVs deleted", lambda pv: "PV %s (finalizers: %s)" % (pv["name"], ", ".join(pv["finalizers"]) or "none"))
+
+
 def _owned_pvs_of(kube, pv_names, result):
     pvs = []
     for name in pv_names:
@@ -565,12 +582,9 @@ def delete_claims_and_pvs(kube, pv_names, timeout=DEFAULT_TIMEOUT, interval=POLL
                 raise
         result["pvs_deleted"].append(pv["metadata"]["name"])
 
-    def pvs_left():
-        return [pv for pv in pvs if ((kube.get_pv(pv["metadata"]["name"]) or {}).get("metadata") or {}).get("uid")
-                == pv["metadata"].get("uid")]
     try:
-        Waiter(timeout, interval, sleep, clock).until_done(pvs_left, "PVs deleted",
-                                                           lambda pv: "PV %s" % pv["metadata"]["name"])
+        wait_pvs_gone(kube, [{"name": pv["metadata"]["name"], "uid": pv["metadata"].get("uid")} for pv in pvs],
+                      timeout, interval, sleep, clock)
     except WaitTimeout as exc:
         raise RetireStop(exc.msg, code="stuck", state=result)
     return result

@@ -66,7 +66,7 @@ def _link_target(planner, volume):
     return None
 
 
-def _mark_mount_state(planner, dir_entries, kind_at):
+def mark_mount_state(planner, dir_entries, kind_at):
     """Which volumes need their fstab line/mount (or block symlink) made. A mount point
     that is not mounted and holds files, one a new volume would find mounted from
     something else, and a mount point or link path that is something else (a symlink

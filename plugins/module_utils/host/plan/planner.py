@@ -34,15 +34,15 @@ from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.entries 
     layout, MIB, MIN_FS_SIZE, normalize_spec, partition_path, volume_names,
 )
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.mount_state import (
-    _mark_mount_state, shared_bind_sources,
+    mark_mount_state, shared_bind_sources,
 )
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.recognise import (
-    _adoptable, BLOCK_VOLUME_TYPE, carries_ours, _data_reasons, _describe_disk, _expect_reasons, fingerprint,
-    _fs_expect_reasons, _hard_reasons, identity_misses, labels_on, ours_for, _ours_reasons, PART_TYPES,
-    partition_fingerprint, recorded_identity, _volumes_of,
+    adoptable_filesystems, BLOCK_VOLUME_TYPE, carries_ours, carries_stable_id, data_reasons, describe_disk,
+    expect_reasons, fingerprint, fs_expect_reasons, hard_reasons, identity_misses, ids_on, labels_on, ours_for,
+    ours_reasons, PART_TYPES, partition_fingerprint, recorded_identity, volumes_on,
 )
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.selectors import (
-    _already_ours, _describe_match, _selectable, _sort_key,
+    already_ours, describe_match, reasons_not_taken, selection_order,
 )
 
 
@@ -166,12 +166,9 @@ def make_plan(host, disks, entries, options, fstab_text="", mountinfo_text="", r
         if volume["needs_source"] or not _refuse_retired_bind(planner, volume, read_marker or hv.read_retired_marker):
             plan["volumes"].append(volume)
     _check_names_and_sizes(planner, mount_root)
-    _mark_mount_state(planner, dir_entries or mount_rules.directory_entries, kind_at or mount_rules.kind_at)
+    mark_mount_state(planner, dir_entries or mount_rules.directory_entries, kind_at or mount_rules.kind_at)
     for volume, reason in shared_bind_sources(plan["volumes"], planner.mounts):
         planner.refuse(volume["source"], [reason], volume["name"])
-    plan["changed"] = bool(any(d["actions"] for d in plan["disks"])
-                           or any(v["needs_mount"] or v["needs_link"] or v.get("needs_source")
-                                  for v in plan["volumes"]))
     return plan
 
 
@@ -213,13 +210,13 @@ def _plan_selector(planner, spec, disks, claimed):
     Every disk not taken is named with the reason, one line per disk."""
     prefix, count = spec["name_prefix"], spec["match"].get("count")
     candidates = [d for d in disks if d["kind"] in devices.SELECTABLE_KINDS and d["path"] not in claimed]
-    taken = _already_ours(spec, candidates, (count or 0) + len(disks))
+    taken = already_ours(spec, candidates, (count or 0) + len(disks))
     taken_paths = set(disk["path"] for _n, disk in taken)
     fresh, skipped = [], []
-    for disk in sorted(candidates, key=_sort_key):
+    for disk in sorted(candidates, key=selection_order):
         if disk["path"] in taken_paths:
             continue
-        why = _selectable(planner, spec, disk)
+        why = reasons_not_taken(planner, spec, disk)
         (skipped.append((disk, why)) if why else fresh.append(disk))
     wanted = (count - len(taken)) if count else len(fresh)
     if count and len(taken) > count:
@@ -229,7 +226,7 @@ def _plan_selector(planner, spec, disks, claimed):
     if wanted > len(fresh):
         planner.refuse("match %s" % prefix, ["wants %d disk(s), found %d already prepared and only %d eligible that "
                                              "match %s" % (count, len(taken), len(fresh),
-                                                           _describe_match(spec["match"]))], prefix)
+                                                           describe_match(spec["match"]))], prefix)
     skipped += [(disk, ["not needed: count %d is reached" % count]) for disk in fresh[max(wanted, 0):]]
     planner.plan["skipped"] += ["match %s: skipped %s: %s" % (prefix, d["path"], "; ".join(why)) for d, why in skipped]
     if wanted > len(fresh):
@@ -316,7 +313,7 @@ def _plan_disk(planner, spec, disk, names):
         planner.refuse(subject, ["is a %s device; only whole disks (and loop devices) are prepared" % disk["kind"]],
                        names[0])
         return
-    reasons = _expect_reasons(disk, spec["expect"])
+    reasons = expect_reasons(disk, spec["expect"])
     if reasons:
         planner.refuse(subject, reasons, names[0])
         return
@@ -360,15 +357,7 @@ def _identity_proven(planner, spec, disk, names, entry):
         if not misses:
             continue
         fp = planner.fingerprint(disk)
-        ids = dict(fs_uuid=record["fs_uuid"], partuuid=record["partuuid"], stable_id=record["stable_id"])
-        found = planner.locate(ids)
-        if found:
-            old = "The disk with those ids is still on this host: %s%s" % (
-                ", ".join(found), _remount_hint(planner, record, path))
-        elif found is not None:
-            old = "No disk of this host carries those ids now (the old disk is gone, or not readable here)"
-        else:
-            old = "Whether the old disk is still on this host was not looked for"
+        old, wiped_here = _where_the_old_disk_is(planner, name, record, disk, path, misses)
         content = ("blank" if disk["eligible"] and planner.sample(disk["path"], disk["size"])["zero"]
                    else "not blank")
         # a selector's volume has no path of its own: say which disk the selector took for it
@@ -376,13 +365,18 @@ def _identity_proven(planner, spec, disk, names, entry):
                "the entry's selector (match, name_prefix %s) now takes for it" % spec["name_prefix"])
         head = ("volume %s was made on a disk with %s (recorded in %s); %s %s, %s, which does not carry %s. %s" % (
             name, ", ".join(misses), " and ".join(record["where"]) or "the inventory", via,
-            _describe_disk(disk), content, "them" if len(misses) > 1 else "it", old))
+            describe_disk(disk), content, "them" if len(misses) > 1 else "it", old))
         own = [partition_label(n) for n in names]
         if any(planner.wants(label) and label not in own for label in labels_on(disk)):
             # another volume this host still wants: say so, and never offer to make ours again over it
             planner.refuse(disk["path"], [head + ". %s; it is not made again while an entry of this host still "
                                           "wants it: point the entry for %s back at its own disk" % (
                                               _ours_words(planner, spec, disk, names).capitalize(), name)], name)
+            return False
+        if record["claim"] and wiped_here:
+            planner.refuse(disk["path"], [head + ". Its PV %s is bound to claim %s: the claim's data is no longer "
+                                          "on this disk, and the volume of a bound PV is never made again; free the "
+                                          "claim first (see decommission)" % (record["pv"], record["claim"])], name)
             return False
         if record["claim"]:
             planner.refuse(disk["path"], [head + ". Its PV %s is bound to claim %s: the volume of a bound PV is "
@@ -391,9 +385,14 @@ def _identity_proven(planner, spec, disk, names, entry):
                                                                                           record["claim"])], name)
             return False
         if spec["replace"] == fp:
-            entry["replaces"] = "volume %s is made again on this disk, replacing the disk with %s" % (
-                name, ", ".join(misses))
+            entry["replaces"] = "volume %s is made again on this disk, %s %s" % (
+                name, "which no longer carries" if wiped_here else "replacing the disk with", ", ".join(misses))
             continue
+        if spec["kind"] != "device" and wiped_here:
+            planner.refuse(disk["path"], [head + ". If volume %s is to be made again, empty, on this disk, retire "
+                                          "it first (decommission.yml with decommission_volumes: [%s])" % (name, name)],
+                           name)
+            return False
         if spec["kind"] != "device":
             # replace belongs to one disk, so a selector takes none (normalize_spec)
             planner.refuse(disk["path"], [head + ". If the old disk is to come back, attach it again; if it failed "
@@ -403,12 +402,46 @@ def _identity_proven(planner, spec, disk, names, entry):
             return False
         stale = ("the confirmation replace: '%s' does not match this disk as it is now. " % spec["replace"]
                  if spec["replace"] else "")
-        planner.refuse(disk["path"], [head + ". %sIf the entry should follow the old disk, point device at it; "
-                                      "if the disk was replaced on purpose and volume %s is to be made again, empty, "
-                                      "on this one, set replace: '%s' on this entry (the fingerprint of this disk "
-                                      "now)" % (stale, name, fp)], name, fingerprint=fp)
+        if wiped_here:
+            advice = ("If that was meant and volume %s is to be made again, empty, on this disk, set replace: '%s' on "
+                      "this entry (the fingerprint of this disk now; fstab and the PV then record the new ids); if it "
+                      "was not, find what wrote to the disk before the volume is made again" % (name, fp))
+        else:
+            advice = ("If the entry should follow the old disk, point device at it; if the disk was replaced on "
+                      "purpose and volume %s is to be made again, empty, on this one, set replace: '%s' on this "
+                      "entry (the fingerprint of this disk now)" % (name, fp))
+        planner.refuse(disk["path"], [head + ". " + stale + advice], name, fingerprint=fp)
         return False
     return True
+
+
+def _where_the_old_disk_is(planner, name, record, disk, path, misses):
+    """The refusal's words on where the ids ``disk`` misses are now, and whether ``disk``
+    is itself the volume's disk, wiped or re-partitioned since: ``(words, wiped_here)``.
+    Only the ids ``disk`` lacks are looked for, so it is never named as where they went."""
+    fs_uuids, partuuids = ids_on(disk)
+    kept = []
+    if carries_stable_id(disk, record["stable_id"]):
+        kept.append("stable id %s" % record["stable_id"])
+    if record["partuuid"] and record["partuuid"] in partuuids:
+        kept.append("partition UUID %s" % record["partuuid"])
+    found = planner.locate(dict(
+        fs_uuid=record["fs_uuid"] if record["fs_uuid"] not in fs_uuids else None,
+        partuuid=record["partuuid"] if record["partuuid"] not in partuuids else None,
+        stable_id=None if kept else record["stable_id"]))
+    if found:
+        return "The disk with those ids is still on this host: %s%s" % (
+            ", ".join(found), _remount_hint(planner, record, path)), False
+    if kept:
+        # the partition kept: only its filesystem went
+        how = ("its filesystem was wiped or made again since" if record["partuuid"] in partuuids
+               else "it was wiped or re-partitioned since")
+        return ("%s is the very disk volume %s was made on (it carries the %s recorded for it), and the recorded "
+                "%s %s gone from it: %s" % (disk["path"], name, " and ".join(kept), ", ".join(misses),
+                                            "are" if len(misses) > 1 else "is", how)), True
+    if found is not None:
+        return "No disk of this host carries those ids now (the old disk is gone, or not readable here)", False
+    return "Whether the old disk is still on this host was not looked for", False
 
 
 def _refuse_retired(planner, spec, disk, names):
@@ -494,7 +527,7 @@ def _erasable_alone(spec, tentry, part):
 
 
 def _plan_ours(planner, spec, disk, names, entry, confirmed=False):
-    reasons = _ours_reasons(disk, names, [os.path.join(planner.plan["mount_root"], n) for n in names])
+    reasons = ours_reasons(disk, names, [os.path.join(planner.plan["mount_root"], n) for n in names])
     if reasons:
         if confirmed:   # the whole disk is confirmed: its own checks refuse what is in use
             _plan_new(planner, spec, disk, names, entry, confirmed)
@@ -588,20 +621,20 @@ def _erase_alone(planner, spec, disk, entry, damaged, problems, healthy):
 def _plan_adopt(planner, spec, disk, names, entry):
     # Mounted is fine only where this volume goes (a re-run); anywhere else it is in use.
     ours = set(os.path.join(planner.plan["mount_root"], n) for n in names)
-    hard = _hard_reasons(disk, skip=("mounted", "exclusive"))
+    hard = hard_reasons(disk, skip=("mounted", "exclusive"))
     hard += ["%s is mounted at %s" % (m["device"], m["mount_point"]) for m in disk["mounts"]
              if m["mount_point"] not in ours]
     if hard:
         planner.refuse(disk["path"], hard, names[0])
         return
-    found = _adoptable(disk, len(names), spec)
+    found = adoptable_filesystems(disk, len(names), spec)
     if isinstance(found, str):
         planner.refuse(disk["path"], [found], names[0])
         return
     entry["state"] = "adopt"
     volumes = []
     for name, fs in zip(names, found):
-        reasons = _fs_expect_reasons(fs, spec["expect"])
+        reasons = fs_expect_reasons(fs, spec["expect"])
         if reasons:
             planner.refuse(disk["path"], reasons, name)
             return
@@ -614,7 +647,7 @@ def _plan_adopt(planner, spec, disk, names, entry):
 
 def _plan_new(planner, spec, disk, names, entry, confirmed):
     """A disk that is blank (no signature, no use, zero where sampled) or is to be wiped."""
-    data = _data_reasons(disk)
+    data = data_reasons(disk)
     if disk["eligible"]:
         proof = spec["blank_proof"]
         if planner.sample(disk["path"], disk["size"], proof)["zero"]:
@@ -633,7 +666,7 @@ def _plan_new(planner, spec, disk, names, entry, confirmed):
                 return
         if ours:
             data.insert(0, ours)
-        hard = _hard_reasons(disk)
+        hard = hard_reasons(disk)
         if hard:
             planner.refuse(disk["path"], hard + data, names[0])
             return
@@ -667,7 +700,7 @@ def _ours_words(planner, spec, disk, names):
     A change of partition count or of names is named as such."""
     if not carries_ours(disk):
         return ""
-    have = _volumes_of(disk)
+    have = volumes_on(disk)
     wanted_elsewhere = [v for v, label in zip(have, labels_on(disk)) if planner.wants(label)
                         and label not in [partition_label(n) for n in names]]
     if ours_for(disk, names):

@@ -11,7 +11,7 @@ __metaclass__ = type
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.planner import make_plan
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.recognise import (
-    _describe_disk, ids_on, stale_partitions,
+    describe_disk, carries_stable_id, ids_on, stale_partitions,
 )
 
 
@@ -87,8 +87,8 @@ def locator(raw, add_probes=None):
         for disk in state["disks"]:
             fs_uuids, partuuids = ids_on(disk)
             if (ids.get("fs_uuid") in fs_uuids or ids.get("partuuid") in partuuids or
-                    (ids.get("stable_id") and ids["stable_id"] in [disk["stable_id"]] + list(disk["by_id"]))):
-                found.append(_describe_disk(disk))
+                    carries_stable_id(disk, ids.get("stable_id"))):
+                found.append(describe_disk(disk))
         return found
     return locate
 

@@ -97,20 +97,20 @@ def partition_fingerprint(disk, numbers, contents):
     return digest[:FINGERPRINT_LENGTH]
 
 
-def _hard_reasons(disk, skip=()):
+def hard_reasons(disk, skip=()):
     """Reasons no wipe clears (mounted, held, opened, system...), by code."""
     return [msg for code, msg in zip(disk["reason_codes"], disk["reasons"])
             if code not in devices.DATA_REASONS and code not in skip]
 
 
-def _data_reasons(disk):
+def data_reasons(disk):
     return [msg for code, msg in zip(disk["reason_codes"], disk["reasons"]) if code in devices.DATA_REASONS]
 
 
-def _ours_reasons(disk, names, mount_paths):
+def ours_reasons(disk, names, mount_paths):
     """Why a disk that carries our layout may not be used as it is (mounted elsewhere...).
     Our own mounts and a pod that has a block volume open are its normal life."""
-    reasons = _hard_reasons(disk, skip=("mounted", "exclusive", "opened"))
+    reasons = hard_reasons(disk, skip=("mounted", "exclusive", "opened"))
     wanted = set(mount_paths)
     for mount in disk["mounts"]:
         if mount["mount_point"] not in wanted:
@@ -130,7 +130,7 @@ def _vendor_size(size):
     return "%.3g%s, %.3g%s" % (decimal + binary)
 
 
-def _expect_reasons(disk, expect):
+def expect_reasons(disk, expect):
     """``expect:`` compared: the size exactly in bytes or within sizes.EXPECT_TOLERANCE with a
     unit; model, serial and WWN exactly as the disk says them."""
     reasons = []
@@ -157,7 +157,7 @@ def _wwn(text):
     return text
 
 
-def _fs_expect_reasons(fs, expect):
+def fs_expect_reasons(fs, expect):
     reasons = []
     if expect.get("fs_uuid") and (fs.get("uuid") or "").lower() != str(expect["fs_uuid"]).lower():
         reasons.append("expected filesystem UUID %s, found %s" % (expect["fs_uuid"], fs.get("uuid")))
@@ -203,6 +203,12 @@ def ids_on(disk):
     return fs - set([""]), parts - set([""])
 
 
+def carries_stable_id(disk, stable_id):
+    """Whether ``disk`` is the disk of ``stable_id``, under any of its names (a disk's
+    stable id is spelled differently with and without udev)."""
+    return bool(stable_id) and stable_id in [disk["stable_id"]] + list(disk["by_id"])
+
+
 def identity_misses(record, disk, mode):
     """Which recorded ids the disk does not carry; [] = proven (or nothing recorded).
     The partition and filesystem UUIDs are the proof; the stable id counts only
@@ -216,22 +222,23 @@ def identity_misses(record, disk, mode):
         if not (partitioned_unknown and record["partuuid"] and not misses):
             misses.append("filesystem UUID %s" % record["fs_uuid"])
     if not (record["partuuid"] or record["fs_uuid"]) and record["stable_id"] and \
-            record["stable_id"] not in [disk["stable_id"]] + list(disk["by_id"]):
+            not carries_stable_id(disk, record["stable_id"]):
         misses.append("disk %s" % record["stable_id"])
     return misses
 
 
-def _describe_disk(disk):
+def describe_disk(disk):
+    """A disk as refusals name it: ``/dev/sdb (wwn-0x5000c500a1b2c3d4, 1.7 TiB)``."""
     return "%s (%s, %s)" % (disk["path"], disk["stable_id"] or "no stable id", hv.human_bytes(disk["size"]))
 
 
-def _volumes_of(disk):
+def volumes_on(disk):
     """Our volume names on a disk, from its partition names (hashed long names stay labels)."""
     return [label[len(hv.PARTITION_LABEL_PREFIX):] if label.startswith(hv.PARTITION_LABEL_PREFIX) else label
             for label in labels_on(disk)]
 
 
-def _adoptable(disk, count, spec):
+def adoptable_filesystems(disk, count, spec):
     """The filesystems an ``adopt: true`` disk brings, or why there is none to adopt."""
     if disk["fstype"] and not disk["partitions"] and not disk["partition_table"]:
         if count != 1:

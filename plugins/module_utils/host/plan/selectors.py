@@ -27,14 +27,15 @@ def match_misses(disk, match):
     return misses
 
 
-def _sort_key(disk):
+def selection_order(disk):
+    """The order a selector takes disks in: by stable id (a disk without one last), then path."""
     return (disk["stable_id"] or "~", disk["path"])
 
 
-def _already_ours(spec, candidates, limit):
+def already_ours(spec, candidates, limit):
     """(number, disk) of the candidates that carry this selector's volumes already."""
     taken = []
-    for disk in sorted(candidates, key=_sort_key):
+    for disk in sorted(candidates, key=selection_order):
         if not carries_ours(disk):
             continue
         for number in range(limit):
@@ -44,7 +45,7 @@ def _already_ours(spec, candidates, limit):
     return taken
 
 
-def _selectable(planner, spec, disk):
+def reasons_not_taken(planner, spec, disk):
     """Why a selector does not take ``disk``; [] = it may."""
     why = match_misses(disk, spec["match"]) + ([] if disk["eligible"] else list(disk["reasons"]))
     if not why and not planner.sample(disk["path"], disk["size"], spec["blank_proof"])["zero"]:
@@ -52,5 +53,6 @@ def _selectable(planner, spec, disk):
     return why
 
 
-def _describe_match(match):
+def describe_match(match):
+    """A selector's ``match`` as a refusal says it: ``min_size=..., model=...``."""
     return ", ".join("%s=%s" % (k, match[k]) for k in sorted(match) if k != "count") or "anything"

@@ -24,7 +24,7 @@ from ansible_collections.localpv.rollout.plugins.module_utils.host import opener
 from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import partition_label
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.entries import MIB
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.recognise import (
-    fingerprint, _hard_reasons, labels_on, LINUX_FS_TYPE, partition_fingerprint,
+    fingerprint, hard_reasons, labels_on, LINUX_FS_TYPE, partition_fingerprint,
 )
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.render import refusal_message
 
@@ -142,13 +142,13 @@ def _verify_unchanged(entry, fresh, sampler, log):
         if now != entry["fingerprint"]:
             raise PrepareError("%s changed since the plan was made (fingerprint %s, confirmed %s); not erased." % (
                 disk, now, entry["fingerprint"]), written=bool(log))
-        hard = _hard_reasons(fresh)
+        hard = hard_reasons(fresh)
     elif entry["state"] == "new":
         hard = list(fresh["reasons"])
         if not hard and not sampler(disk, fresh["size"])["zero"]:
             hard = ["holds unrecognised data (not zero where sampled)"]
     else:
-        hard = _hard_reasons(fresh, skip=("mounted", "exclusive", "opened"))
+        hard = hard_reasons(fresh, skip=("mounted", "exclusive", "opened"))
         if labels_on(fresh) != [partition_label(n) for n in entry["volumes"]]:
             hard.append("its partition names are now %s" % ", ".join(labels_on(fresh)))
         if entry.get("erase"):

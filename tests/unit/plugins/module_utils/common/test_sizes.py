@@ -83,7 +83,7 @@ def test_the_readme_example_size_matches_a_real_disk():
 
 def test_expect_size_refusal_says_how_it_was_compared_and_what_the_disk_is():
     disk = {"size": SAMSUNG_PM883_1_92TB, "model": None, "serial": None, "wwid": None}
-    (reason,) = plan_recognise._expect_reasons(disk, {"size": "1.75T"})
+    (reason,) = plan_recognise.expect_reasons(disk, {"size": "1.75T"})
     assert reason == ("expected size 1.75T = 1750000000000 bytes, within 1%, the disk has 1920383410176 bytes "
                       "(1.92TB, 1.75Ti)")
 

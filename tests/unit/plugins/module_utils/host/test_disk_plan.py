@@ -59,6 +59,14 @@ def reasons(p):
     return " | ".join("%s: %s" % (r["disk"], "; ".join(r["reasons"])) for r in p["refusals"])
 
 
+def still_to_do(p):
+    """What a run of the plan would still do on the host: each disk's actions and each
+    volume's mount, link or bind source to make; [] on a host where all is done."""
+    needs = ["%s %s" % (need, v["name"]) for v in p["volumes"]
+             for need in ("needs_mount", "needs_link", "needs_source") if v.get(need)]
+    return [a for d in p["disks"] for a in d["actions"]] + needs
+
+
 def test_blank_disk_gets_one_gpt_partition_an_xfs_and_a_mount_under_the_root():
     p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
     assert p["refusals"] == []
@@ -70,7 +78,6 @@ def test_blank_disk_gets_one_gpt_partition_an_xfs_and_a_mount_under_the_root():
     (vol,) = p["volumes"]
     assert (vol["path"], vol["fstype"], vol["device"], vol["needs_mount"]) == (
         "/mnt/disks/ssd0", "xfs", "/dev/loop0p1", True)
-    assert p["changed"]
 
 
 def test_split_into_equal_partitions_names_volumes_by_number():
@@ -328,7 +335,7 @@ def test_no_op_when_fstab_and_mounts_already_match():
     again = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
                  fstab=fstab, mountinfo=mountinfo, raw=raw)
     assert again["refusals"] == [], reasons(again)
-    assert not again["changed"]
+    assert still_to_do(again) == []
     assert not any(v["needs_mount"] for v in again["volumes"])
     # a duplicated fstab line is something to fix
     dup = plan(None, [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}],
@@ -383,7 +390,7 @@ def test_a_mounted_volume_holding_files_is_not_refused():
                  "90 27 254:0 /data/k8s/localpv/vol1 /mnt/disks/vol1 rw - ext4 /dev/vda rw\n")
     p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "1G"}], mountinfo=mountinfo,
              fstab="/data/k8s/localpv/vol1 /mnt/disks/vol1 none bind 0 0\n", dirs={"/mnt/disks/vol1": ["db"]})
-    assert p["refusals"] == [] and not p["changed"]
+    assert p["refusals"] == [] and still_to_do(p) == []
 
 
 def test_ours_mounted_somewhere_else_is_refused():
@@ -435,7 +442,7 @@ def test_bind_mount_is_recognised_in_mountinfo():
     fstab = "/data/k8s/localpv/vol1 /mnt/disks/vol1 none bind 0 0\n"
     p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": 10 ** 9}], fstab=fstab,
              mountinfo=mountinfo)
-    assert not p["changed"] and p["refusals"] == []
+    assert still_to_do(p) == [] and p["refusals"] == []
 
 
 def test_a_bind_volume_on_the_root_filesystem_needs_an_explicit_capacity():
@@ -511,7 +518,7 @@ def test_a_mount_is_matched_by_device_number_not_by_the_name_it_had_when_mounted
     renamed = raw["mountinfo"] + "".join(
         "9%d 27 %s / /mnt/disks/data0-%d rw - ext4 /dev/loop5p%d rw\n" % (n, parts["loop0p%d" % n]["dev"], n, n)
         for n in (1, 2))
-    assert not plan(None, entries, fstab=fstab, mountinfo=renamed, raw=raw)["changed"]
+    assert still_to_do(plan(None, entries, fstab=fstab, mountinfo=renamed, raw=raw)) == []
     # same name, other device: something else is mounted there
     other = raw["mountinfo"] + "".join(
         "9%d 27 259:9%d / /mnt/disks/data0-%d rw - ext4 /dev/loop0p%d rw\n" % (n, n, n, n) for n in (1, 2))
@@ -762,6 +769,76 @@ def test_the_old_disk_gone_is_said():
     assert "No disk of this host carries those ids now (the old disk is gone" in reasons(p)
 
 
+SSD0_ON_A = {"ssd0": {"fs_uuid": OLD_FS, "stable_id": "loop:/srv/disks/a.img", "pv": "local-node1-ssd0"}}
+
+
+def test_a_wiped_disk_still_on_the_host_is_named_as_the_volumes_own_disk_not_as_where_its_ids_went():
+    """/dev/loop0 carries the stable id the PV recorded but not the filesystem: it was
+    wiped. The refusal says so, and never names /dev/loop0 as the disk that holds the ids."""
+    where = located()
+    entries = [{"name": "ssd0", "device": "/dev/loop0"}]
+    p = plan_with("blank", entries, fstab=FSTAB_SSD0, locate=where, recorded=SSD0_ON_A)
+    text = reasons(p)
+    assert p["disks"] == [] and p["volumes"] == []
+    assert "now leads to /dev/loop0 (loop:/srv/disks/a.img, 600 MiB), blank, which does not carry it. /dev/loop0 " \
+        "is the very disk volume ssd0 was made on (it carries the stable id loop:/srv/disks/a.img recorded for " \
+        "it), and the recorded filesystem UUID %s is gone from it: it was wiped or re-partitioned since. If that " \
+        "was meant and volume ssd0 is to be made again, empty, on this disk, set replace: '%s' on this entry" % (
+            OLD_FS, p["refusals"][0]["fingerprint"]) in text
+    assert "still on this host" not in text and "point device at it" not in text
+    # only the ids the disk lacks are looked for: the disk itself is never found as their holder
+    assert where.seen == [{"fs_uuid": OLD_FS, "partuuid": None, "stable_id": None}]
+    fixed = plan_with("blank", [dict(entries[0], replace=p["refusals"][0]["fingerprint"])], fstab=FSTAB_SSD0,
+                      locate=where, recorded=SSD0_ON_A)
+    assert fixed["refusals"] == [], reasons(fixed)
+    assert fixed["disks"][0]["replaces"] == "volume ssd0 is made again on this disk, which no longer carries " \
+        "filesystem UUID %s" % OLD_FS
+
+
+def test_a_wiped_disks_bound_pv_is_refused_without_pointing_at_another_disk():
+    rec = {"ssd0": dict(SSD0_ON_A["ssd0"], claim="default/data-web-0")}
+    text = reasons(plan_with("blank", [{"name": "ssd0", "device": "/dev/loop0"}], fstab=FSTAB_SSD0,
+                             locate=located(), recorded=rec))
+    assert "/dev/loop0 is the very disk volume ssd0 was made on" in text
+    assert "Its PV local-node1-ssd0 is bound to claim default/data-web-0: the claim's data is no longer on this " \
+        "disk, and the volume of a bound PV is never made again; free the claim first (see decommission)" in text
+    assert "another disk" not in text and "replace: '" not in text
+
+
+def test_a_selectors_wiped_disk_is_named_as_the_volumes_own_disk_and_retiring_it_is_the_way_on():
+    text = reasons(plan_with("blank", [{"name_prefix": "ssd", "match": {"count": 1}}], fstab=FSTAB_SSD0,
+                             locate=located(), recorded=SSD0_ON_A))
+    assert "/dev/loop0 is the very disk volume ssd0 was made on" in text
+    assert "If volume ssd0 is to be made again, empty, on this disk, retire it first (decommission.yml with " \
+        "decommission_volumes: [ssd0])" in text
+    assert "attach it again" not in text
+
+
+def test_a_partition_whose_filesystem_was_made_again_is_named_on_its_own_disk():
+    """The recorded partition is still there, its filesystem is another: the disk is the
+    volume's own, and only the filesystem went."""
+    gone = "00000000-0000-4000-8000-000000000001"
+    rec = {"data0-1": {"fs_uuid": gone, "partuuid": "9bd69b12-fcbd-874d-9237-6196037f06e3", "pv": "local-node1-data0-1"}}
+    where = located()
+    text = reasons(plan_with("ours_two_ext4", [{"name": "data0", "device": "/dev/loop0", "partitions": 2,
+                                                "fstype": "ext4"}], locate=where, recorded=rec))
+    assert "/dev/loop0 is the very disk volume data0-1 was made on (it carries the partition UUID " \
+        "9bd69b12-fcbd-874d-9237-6196037f06e3 recorded for it), and the recorded filesystem UUID %s is gone from " \
+        "it: its filesystem was wiped or made again since" % gone in text
+    assert where.seen == [{"fs_uuid": gone, "partuuid": None, "stable_id": None}]
+
+
+def test_a_wiped_disk_whose_ids_are_on_another_disk_names_that_disk():
+    """The ids on another disk of the host (a copy of the old disk): that disk is named,
+    with the advice to point the entry at it, as when the path moved."""
+    where = located("/dev/loop7 (loop:/srv/disks/copy.img, 600 MiB)")
+    text = reasons(plan_with("blank", [{"name": "ssd0", "device": "/dev/loop0"}], fstab=FSTAB_SSD0, locate=where,
+                             recorded=SSD0_ON_A))
+    assert "The disk with those ids is still on this host: /dev/loop7 (loop:/srv/disks/copy.img, 600 MiB)" in text
+    assert "If the entry should follow the old disk, point device at it" in text
+    assert "the very disk" not in text
+
+
 def test_replace_with_the_new_disks_fingerprint_makes_the_volume_again():
     entries = [{"name": "ssd0", "device": "/dev/loop0"}]
     fp = plan_with("blank", entries, fstab=FSTAB_SSD0)["refusals"][0]["fingerprint"]
@@ -790,7 +867,10 @@ def test_the_pvs_record_alone_proves_a_block_volume():
     moved = plan_with("blank", [{"name": "raw0", "device": "/dev/loop0", "mode": "block"}], recorded=rec)
     assert "volume raw0 was made on a disk with partition UUID 9bd69b12-fcbd-874d-9237-6196037f06e3 (recorded " \
         "in PV local-node1-raw0)" in reasons(moved)
-    assert "Whether the old disk is still on this host was not looked for" in reasons(moved)
+    # the PV's stable id is this very disk's: its partition went with a wipe, nowhere else
+    assert "/dev/loop0 is the very disk volume raw0 was made on (it carries the stable id loop:/srv/disks/a.img " \
+        "recorded for it), and the recorded partition UUID 9bd69b12-fcbd-874d-9237-6196037f06e3 is gone from it: " \
+        "it was wiped or re-partitioned since" in reasons(moved)
 
 
 def test_a_volume_on_its_own_disk_passes_and_a_new_stable_id_alone_is_no_mismatch():

@@ -71,6 +71,46 @@ def test_immutable_change_of_an_unbound_pv_needs_replace_unbound(change, field):
     assert action["action"] == "replace" and action["name"] == "local-node1-ssd0"
 
 
+class ReplacingServer:
+    """The calls a replace makes: the deleted PV stays (its protection finalizer) for
+    ``stays`` reads, then is gone; the new one is created."""
+
+    dry_run = False
+
+    def __init__(self, existing, stays):
+        self.existing, self.stays = existing, stays
+        self.calls, self.slept = [], 0.0
+
+    def run(self, jobs):
+        return [(job(), None) for job in jobs]
+
+    def delete_pv(self, name, uid=None, version=None):
+        self.calls.append(("delete", name, uid))
+
+    def get_pv(self, name):
+        self.calls.append(("get", name))
+        self.stays -= 1
+        return self.existing if self.stays >= 0 else None
+
+    def create_pv(self, body):
+        self.calls.append(("create", body["metadata"]["name"]))
+
+    def _sleep(self, seconds):
+        self.slept += seconds
+
+
+def test_a_replaced_pv_is_made_again_only_once_the_deleted_one_is_gone():
+    existing = server_copy(v.pv_manifest(vol(), "node1"))
+    existing["metadata"]["finalizers"] = ["kubernetes.io/pv-protection"]
+    (action,) = plan([vol(fstype="ext4")], [existing], replace_unbound=True)
+    kube = ReplacingServer(existing, stays=2)
+    pvs.apply_plan(kube, [action])
+    assert action.get("confirmed") and action["confirmed_delete"], action
+    assert kube.calls == [("delete", "local-node1-ssd0", "u-1")] + [("get", "local-node1-ssd0")] * 3 + [
+        ("create", "local-node1-ssd0")]
+    assert kube.slept > 0
+
+
 def test_new_hostname_label_is_an_immutable_change():
     existing = server_copy(v.pv_manifest(vol(), "node1"))
     (action,) = plan([vol()], [existing], names={"node1": ("node1-new", "node-label")})

@@ -12,6 +12,7 @@ import pytest
 from ansible_collections.localpv.rollout.plugins.module_utils.common.errors import KubeError
 
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
+from ansible_collections.localpv.rollout.plugins.module_utils.common import waiter
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import workloads
 
@@ -296,3 +297,50 @@ def test_a_live_nodes_statefulset_pod_waiting_for_a_deleted_claim_is_deleted_aft
                                             ("delete pv", "local-node2-ssd0")]
     # a bare pod is the user's own: it is left, it starts with nothing
     assert result["pods_deleted"] == ["app/web-0"]
+
+
+class PVsGoing:
+    """get_pv answered from a script: each call pops the next answer for that name."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.asked = []
+
+    def get_pv(self, name):
+        self.asked.append(name)
+        script = self.answers[name]
+        return script.pop(0) if len(script) > 1 else script[0]
+
+
+def pv_with(name, uid, finalizers=()):
+    return {"metadata": {"name": name, "uid": uid, "finalizers": list(finalizers)}}
+
+
+def test_the_pv_gone_wait_returns_once_the_deleted_pv_is_gone_or_made_again_under_its_name():
+    kube = PVsGoing({"local-node1-ssd0": [pv_with("local-node1-ssd0", "u1", ["kubernetes.io/pv-protection"]), None],
+                     "local-node1-ssd1": [pv_with("local-node1-ssd1", "u-new")]})
+    workloads.wait_pvs_gone(kube, [{"name": "local-node1-ssd0", "uid": "u1"}, {"name": "local-node1-ssd1", "uid": "u2"}],
+                            sleep=lambda s: None)
+    # ssd1 was made again (another uid): not the PV deleted, so it is not waited for
+    assert kube.asked == ["local-node1-ssd0", "local-node1-ssd1", "local-node1-ssd0", "local-node1-ssd1"]
+
+
+def test_the_pv_gone_wait_gives_up_at_the_deadline_naming_each_pv_and_its_finalizers():
+    now = [0.0]
+    kube = PVsGoing({"local-node1-ssd0": [pv_with("local-node1-ssd0", "u1", ["kubernetes.io/pv-protection"])]})
+    with pytest.raises(waiter.WaitTimeout) as info:
+        workloads.wait_pvs_gone(kube, [{"name": "local-node1-ssd0", "uid": "u1"}], timeout=3, interval=1,
+                                sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
+    assert info.value.msg == "PVs deleted: still there 3s later: PV local-node1-ssd0 (finalizers: " \
+        "kubernetes.io/pv-protection)"
+
+
+def test_decommission_stops_naming_a_deleted_pv_that_stays_with_its_finalizers():
+    pvs = {"local-node2-ssd0": bound_pv("local-node2-ssd0", "data-web-0", "c1")}
+    pvs["local-node2-ssd0"]["metadata"]["finalizers"] = ["kubernetes.io/pv-protection"]
+    kube = FakeKube(pvs, {}, [], nodes=["node2"])
+    kube.delete_pv = lambda name, uid=None: kube.writes.append(("delete pv", name, uid))   # it stays
+    with pytest.raises(workloads.RetireStop) as info:
+        workloads.delete_claims_and_pvs(kube, ["local-node2-ssd0"], timeout=0, sleep=lambda s: None)
+    assert info.value.code == "stuck" and info.value.state["pvs_deleted"] == ["local-node2-ssd0"]
+    assert "PV local-node2-ssd0 (finalizers: kubernetes.io/pv-protection)" in info.value.msg
