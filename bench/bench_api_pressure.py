@@ -25,6 +25,7 @@ inflight limits as well, start the lab with them:
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -108,13 +109,19 @@ def main():
         auth = {"host": conf.host, "api_key": token, "ca_cert": conf.ssl_ca_cert}
         kubectl = [base.kubectl_binary(), "--server", conf.host, "--certificate-authority", conf.ssl_ca_cert,
                    "--token", token, "get", "pv", "--chunk-size=100", "-o", "name"]
-        loops = [subprocess.Popen(["bash", "-c", 'while :; do "$@" >/dev/null 2>&1; done', "loop"] + kubectl)
+        # each loop in a process group of its own, so that stopping it stops the kubectl it runs too
+        loops = [subprocess.Popen(["bash", "-c", 'while :; do "$@" >/dev/null 2>&1; done', "loop"] + kubectl,
+                                  start_new_session=True)
                  for _n in range(args.loops)]
         vols, nodes = base.volumes(limited_run, args.n, "l")
         limited, limited_res = _run(limited_run, vols, nodes, args.workers, auth)
     finally:
         for loop in loops:
-            loop.kill()
+            try:
+                os.killpg(loop.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            loop.wait()
         for run in (free_run, limited_run):
             base.cleanup(run)
         for delete in (lambda: flow.delete_flow_schema(tag), lambda: flow.delete_priority_level_configuration(tag),
