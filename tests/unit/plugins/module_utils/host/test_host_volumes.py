@@ -14,6 +14,7 @@ import time
 import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
+from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import partition_label
 from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
 from ansible_collections.localpv.rollout.plugins.module_utils.host import volume_wipe
 
@@ -347,3 +348,18 @@ def test_the_probe_right_before_a_write_is_the_facts_probe_and_fails_as_a_volume
         with pytest.raises(host_volumes.VolumeError) as err:
             host_volumes.probe("/dev/loop0p1", bad)
         assert "cannot probe /dev/loop0p1" in str(err.value) and err.value.code == "probe"
+
+
+def test_partition_labels_fit_gpt_and_stay_distinct():
+    a, b = partition_label("a" * 60 + "x"), partition_label("a" * 60 + "y")
+    assert len(a) <= 36 and len(b) <= 36 and a != b
+    assert partition_label("ssd0") == "localpv-ssd0"
+
+
+def test_a_retired_name_is_the_volumes_own_and_dated():
+    label = host_volumes.retired_label("a-rather-long-volume-name-of-forty-chars", "2026-12-02")
+    assert len(label) <= host_volumes.PARTITION_LABEL_MAX
+    assert host_volumes.retired_day(label) == "2026-12-02"
+    assert host_volumes.retired_day(label, "a-rather-long-volume-name-of-forty-chars") == "2026-12-02"
+    assert host_volumes.retired_day(label, "another") is None
+    assert host_volumes.retired_day(host_volumes.partition_label("ssd0")) is None

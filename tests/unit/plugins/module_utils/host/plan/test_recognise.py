@@ -1,85 +1,29 @@
 # Copyright (c) localpv.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The host plan's confirmation and expectation rules, each pinned by a test.
+"""What the plan recognises on a disk: the fingerprint a wipe confirms, the
+partitions the kernel still knows, and the expectations (expect:, adopt) and holders
+that refuse a disk, each pinned by a test.
 
-Found by mutation testing (`make mutants`): a wipe confirmation compared with
-``>=`` instead of ``==`` (so that any string sorting after the fingerprint erased
-the disk) and a label check compared by order or identity passed every other test.
+Found by mutation testing (`make mutants`): a label check compared by order or
+identity passed every other test.
 """
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 
-import ast
-import json
-import os
-
 import pytest
-import yaml
 
-from conftest import REPO
+from plan_recordings import fresh, reasons, recorded
+from plan_recordings import plan as plan_on
 
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
-from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import entries as plan_entries
-from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import planner as plan_planner
-from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes as hv
-from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as vol
-
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import recognise as plan_recognise
 
 
-def recorded(name):
-    with open(os.path.join(DATA, name + ".json")) as handle:
-        return json.load(handle)
-
-
-def zeros(path, size):
-    return {"zero": True, "digest": "0", "error": None}
-
-
-def plan(entries, raw=None, allow_wipe=False):
-    raw = raw or recorded("whole_ext4")
-    options = {"mount_root": "/mnt/disks", "allow_kernel_names": True, "allow_wipe": allow_wipe}
-    return plan_planner.make_plan("node1", devices.build(raw), entries, options, "", raw["mountinfo"],
-                                  isdir=lambda p: True, sampler=zeros, dir_entries=lambda p: None)
-
-
-def reasons(p):
-    return " | ".join("; ".join(r["reasons"]) for r in p["refusals"])
-
-
-def fingerprint():
-    return plan([{"name": "ssd0", "device": "/dev/loop0"}])["refusals"][0]["fingerprint"]
-
-
-def fresh(text):
-    """An equal string that is another object, as one read from an inventory is."""
-    return "".join(list(text))
-
-
-@pytest.mark.parametrize("stale", ["f" * 16, "0" * 16], ids=["sorts-after", "sorts-before"])
-def test_a_stale_confirmation_erases_nothing_whichever_way_it_sorts(stale):
-    assert stale != fingerprint()
-    p = plan([{"name": "ssd0", "device": "/dev/loop0", "wipe": stale}], allow_wipe=True)
-    assert p["disks"] == [] and p["volumes"] == []
-    assert "the confirmation wipe: '%s' does not match this disk as it is now (fingerprint %s)" % (
-        stale, fingerprint()) in reasons(p)
-
-
-def test_the_right_confirmation_without_the_run_key_asks_for_the_key_not_another_fingerprint():
-    fp = fingerprint()
-    p = plan([{"name": "ssd0", "device": "/dev/loop0", "wipe": fresh(fp)}])
-    assert p["disks"] == []
-    text = reasons(p)
-    assert "erasing it needs wipe: '%s' on this entry and localpv_allow_wipe: true for the run" % fp in text
-    assert "does not match" not in text
-
-
-def test_the_right_confirmation_read_as_another_string_object_erases():
-    p = plan([{"name": "ssd0", "device": "/dev/loop0", "wipe": fresh(fingerprint())}], allow_wipe=True)
-    assert p["refusals"] == []
-    assert p["disks"][0]["actions"][:2] == ["wipe", "partition"]
+def plan(entries, raw=None):
+    """make_plan() on ``raw``, by default on the recording of a disk that carries ext4."""
+    return plan_on("whole_ext4", entries, raw=raw)
 
 
 def test_adopt_accepts_the_expected_filesystem_label():
@@ -141,48 +85,27 @@ def test_our_disk_with_a_held_partition_is_refused_naming_the_partition():
     assert "partition loop0p1 is held by dm-3" in reasons(p)
 
 
-def test_the_fstype_lists_agree():
-    """Three lists by purpose: what disk_prepare makes (disk_plan.FSTYPES, also the
-    module's and the role's choices), what mkfs_argv can make again (reclaim) and
-    what a PV may declare. What disk_prepare makes must be in the other two."""
-    assert set(plan_entries.FSTYPES) <= set(hv.MKFS_TYPES) <= set(vol.FSTYPES)
-    spec = os.path.join(REPO, "roles", "disk_prep", "meta", "argument_specs.yml")
-    with open(spec) as handle:
-        options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
-    assert options["disk_prep_fstype"]["choices"] == list(plan_entries.FSTYPES)
+def test_the_fingerprint_follows_identity_signatures_table_and_content():
+    raw = recorded("whole_ext4")
+    disk = devices.find_disk(devices.build(raw), "/dev/loop0")
+    fp = plan_recognise.fingerprint(disk, "c1")
+    assert len(fp) == 16 and fp == plan_recognise.fingerprint(dict(disk), "c1")
+    assert plan_recognise.fingerprint(dict(disk, stable_id="serial-OTHER"), "c1") != fp      # another disk
+    assert plan_recognise.fingerprint(disk, "c2") != fp                                      # other bytes
+    sigs = [dict(s, uuid="00000000-0000-0000-0000-000000000000") for s in disk["signatures"]]
+    assert plan_recognise.fingerprint(dict(disk, signatures=sigs), "c1") != fp               # reformatted
+    table = [{"number": 1, "start": 2048, "sectors": 100, "name": "localpv-a", "uuid": "u1", "type": "T"}]
+    with_table = dict(disk, partition_table=table)
+    assert plan_recognise.fingerprint(with_table, "c1") != fp                                # repartitioned
+    renamed = dict(disk, partition_table=[dict(table[0], name="localpv-b")])
+    assert plan_recognise.fingerprint(renamed, "c1") != plan_recognise.fingerprint(with_table, "c1")     # partition names
 
 
-def module_documentation(name):
-    with open(os.path.join(REPO, "plugins", "modules", name + ".py")) as handle:
-        tree = ast.parse(handle.read())
-    (doc,) = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
-              and getattr(node.targets[0], "id", None) == "DOCUMENTATION"]
-    return yaml.safe_load(doc)
-
-
-def documented_spec(options):
-    """What documented options state of an argument spec: type, choices, default, suboptions."""
-    out = {}
-    for key, doc in options.items():
-        out[key] = dict((k, doc[k]) for k in ("type", "choices", "default") if k in doc)
-        if "suboptions" in doc:
-            out[key]["options"] = documented_spec(doc["suboptions"])
-    return out
-
-
-def test_disk_prepare_documents_the_entry_schema_the_plan_takes():
-    """One schema (disk_plan.ENTRY_OPTIONS) is the module's argument spec and the keys
-    normalize_spec takes; the module's documentation states the same keys, types and
-    choices, no default (normalize_spec fills them), and the host-wide defaults."""
-    options = module_documentation("disk_prepare")["options"]
-    assert documented_spec(options["disks"]["suboptions"]) == plan_entries.entry_argument_spec()
-    assert sorted(plan_entries.SPEC_KEYS) == sorted(options["disks"]["suboptions"])
-    assert plan_entries.MATCH_KEYS == tuple(key for key, _spec in plan_entries.MATCH_OPTIONS)
-    for key, value in plan_entries.HOST_DEFAULTS.items():
-        assert options[key].get("default") == value, key
-    # what an entry leaves out is said in its option's description
-    for key, value in plan_entries.ENTRY_DEFAULTS.items():
-        text = " ".join(options["disks"]["suboptions"][key]["description"]
-                        if isinstance(options["disks"]["suboptions"][key]["description"], list)
-                        else [options["disks"]["suboptions"][key]["description"]])
-        assert "Default V(%s)." % str(value).lower() in text, key
+def test_kernel_partitions_the_table_does_not_list_are_stale():
+    ours = devices.build(recorded("ours_two_ext4"))[0]
+    assert ours["name"] == "loop0" and plan_recognise.stale_partitions(ours) == []
+    raw = recorded("ours_two_ext4")
+    raw["tables"]["loop0"] = raw["tables"]["loop0"][:1]
+    assert plan_recognise.stale_partitions(devices.build(raw)[0]) == ["loop0p2"]
+    raw["tables"]["loop0"] = []
+    assert plan_recognise.stale_partitions(devices.build(raw)[0]) == ["loop0p1", "loop0p2"]
