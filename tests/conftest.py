@@ -180,3 +180,11 @@ def held_flock(tmp_path):
     proc.kill()
     proc.wait()
 
+
+@pytest.fixture
+def local_run():
+    """A ``run`` for module_utils that runs the command on this machine: (rc, stdout, stderr)."""
+    def run(argv):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+    return run
