@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
 from ansible_collections.localpv.rollout.plugins.module_utils.host import volume_wipe
+from ansible_collections.localpv.rollout.plugins.module_utils.host.plan.recognise import BLOCK_VOLUME_TYPE
 
 
 def disk(name, parts, system=()):
@@ -143,3 +144,106 @@ def test_a_block_volume_is_zeroed_to_its_last_byte_and_says_how(tmp_path, monkey
     assert volume_wipe.describe_wipe(result) == "%s: every byte overwritten with zeros (full: %d bytes) on %s" % (
         link, size, device)
     assert (tmp_path / "progress").read_text() == "zeroed %s: all 8 MiB\n" % device
+
+
+# --- found by mutation testing (`make mutants`): each rule below was lost in a mutant
+# --- that every other test let through
+
+def test_every_disk_is_searched_for_the_volumes_to_wipe():
+    disks = [disk("loop3", [("localpv-other", None)]), disk("loop4", [("localpv-a", None)])]
+    items, refused = volume_wipe.plan_partition_wipe(disks, ["a"])
+    assert refused == []
+    assert [(i["device"], i["volume"]) for i in items] == [("/dev/loop4p1", "a"), ("/dev/loop4", None)]
+
+
+def test_a_disk_without_partitions_is_never_wiped():
+    # a whole-disk filesystem, or a blank disk: no partition of it is retired, so its
+    # signatures and its ends are none of a volume wipe's business
+    whole = dict(disk("loop2", []), signatures=[{"type": "ext4"}])
+    items, refused = volume_wipe.plan_partition_wipe([whole, disk("loop4", [("localpv-a", None)])], ["a"])
+    assert refused == []
+    assert [i["device"] for i in items] == ["/dev/loop4p1", "/dev/loop4"]
+
+
+def test_a_partition_table_is_erased_only_when_it_lists_exactly_the_partitions_the_kernel_knows():
+    # the table lists a second partition the kernel does not know (yet): it may hold data
+    unknown = disk("loop4", [("localpv-a", None)])
+    unknown["partition_table"].append({"number": 2, "name": "data"})
+    # the kernel knows a partition the table no longer lists: the table changed since
+    rewritten = disk("loop5", [("localpv-b", None), ("localpv-c", None)])
+    rewritten["partition_table"] = rewritten["partition_table"][:1]
+    items, refused = volume_wipe.plan_partition_wipe([unknown, rewritten], ["a", "b", "c"])
+    assert refused == []
+    assert [i["device"] for i in items] == ["/dev/loop4p1", "/dev/loop5p1", "/dev/loop5p2"]
+    assert not [i for i in items if i.get("table")]
+
+
+def test_a_refused_partition_keeps_the_table_of_its_own_disk_only():
+    disks = [disk("loop4", [("localpv-a", "/mnt/disks/a")]), disk("loop5", [("localpv-b", None)]),
+             disk("loop3", [("localpv-c", None)])]
+    items, refused = volume_wipe.plan_partition_wipe(disks, ["a", "b", "c"])
+    assert [r["device"] for r in refused] == ["/dev/loop4p1"]
+    assert [i["device"] for i in items if i.get("table")] == ["/dev/loop5", "/dev/loop3"]
+
+
+def on_files(tmp_path, found, size=1 << 20):
+    """``found`` with its disk and partitions at files of ``size`` zero bytes."""
+    found["path"] = str(tmp_path / found["name"])
+    for part in found["partitions"]:
+        part["path"] = str(tmp_path / part["name"])
+    for path in [found["path"]] + [p["path"] for p in found["partitions"]]:
+        with open(path, "wb") as handle:
+            handle.truncate(size)
+    return found
+
+
+def recording_run(ran):
+    def run(argv):
+        ran.append(argv)
+        return 0, "", ""
+    return run
+
+
+def test_a_partition_and_a_table_the_probe_found_signatures_on_are_erased_even_where_their_ends_read_zero(tmp_path):
+    found = on_files(tmp_path, disk("loop4", [("localpv-a", None)]))
+    items, _refused = volume_wipe.plan_partition_wipe([found], ["a"])
+    ran = []
+    wiped = volume_wipe.run_wipe(items, recording_run(ran), length=4096)
+    assert wiped == [found["partitions"][0]["path"], found["path"]]
+    assert [argv[-1] for argv in ran if argv[0] == "wipefs"] == wiped
+
+
+@pytest.mark.parametrize("other_type", ["0fc63daf-8483-4772-8e79-3d69d8477de4", "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7"],
+                         ids=["sorts-before", "sorts-after"])
+def test_only_a_block_volumes_partition_is_zeroed_whole_whichever_way_the_other_type_sorts(tmp_path, other_type):
+    found = on_files(tmp_path, disk("loop4", [("localpv-raw0", None), ("localpv-fs0", None)]))
+    # lsblk gives partition types in lower case
+    found["partitions"][0]["parttype"] = BLOCK_VOLUME_TYPE.lower()
+    found["partitions"][1]["parttype"] = other_type
+    items, _refused = volume_wipe.plan_partition_wipe([found], ["raw0", "fs0"])
+    ran = []
+    volume_wipe.run_wipe(items, recording_run(ran), length=4096, block_wipe="quick")
+    assert [argv for argv in ran if argv[0] == "blkdiscard"] == [["blkdiscard", "--zeroout", found["partitions"][0]["path"]]]
+    assert [i["volume"] for i in items if i.get("erased")] == ["raw0"]
+
+
+@pytest.mark.parametrize("name", ["localpv-other", "localpv-scratch"], ids=["sorts-before", "sorts-after"])
+def test_a_block_link_to_another_partition_is_refused_whichever_way_its_name_sorts(tmp_path, name):
+    state = {"path": "/mnt/disks/raw0", "is_link": True, "dev": "259:1", "link_target": "/dev/loop3p1"}
+    with pytest.raises(volume_wipe.VolumeError) as err:
+        volume_wipe.check_identity({"volume": "raw0"}, state, partx_naming(name), sys_root=fake_sys(tmp_path))
+    assert err.value.code == "not_this_volume"
+
+
+@pytest.mark.parametrize("name", ["localpv-0", "localpv-b"], ids=["sorts-before", "sorts-after"])
+def test_a_filesystem_mounted_from_another_volumes_partition_is_refused_whichever_way_its_name_sorts(tmp_path, name):
+    state = {"path": "/mnt/disks/a", "is_link": False, "mount": {"dev": "259:1", "root": "/"}}
+    with pytest.raises(volume_wipe.VolumeError) as err:
+        volume_wipe.check_identity({"volume": "a"}, state, partx_naming(name), sys_root=fake_sys(tmp_path))
+    assert err.value.code == "not_this_volume"
+
+
+def test_nothing_mounted_at_a_filesystem_volume_leaves_no_partition_to_check():
+    def run(argv):
+        raise AssertionError("asked the host %s" % argv)
+    assert volume_wipe.check_identity({"volume": "a"}, {"path": "/mnt/disks/a", "is_link": False}, run) is None
