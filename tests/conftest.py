@@ -173,3 +173,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if os.sep + "integration" + os.sep in str(item.fspath):
             item.add_marker(pytest.mark.integration)
+
+
+# Fixtures shared by unit tests of more than one folder live here: a conftest.py below
+# tests/ would take the name ``conftest`` from this one, which test modules import
+# (``from conftest import REPO``).
+
+_HOLD_FLOCK = ("import fcntl, sys, time; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); "
+               "print('held', flush=True); time.sleep(60)")
+
+
+@pytest.fixture
+def held_flock(tmp_path):
+    """A file with an flock held by a real process of its own: (path, the process);
+    the process's command line carries ``localpv-lock-holder``."""
+    path = tmp_path / "disk.img"
+    path.write_bytes(b"\0" * 4096)
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_FLOCK, str(path), "localpv-lock-holder"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    yield str(path), proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def local_run():
+    """A ``run`` for module_utils that runs the command on this machine: (rc, stdout, stderr)."""
+    def run(argv):
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+    return run

@@ -50,8 +50,11 @@ def read_targets(path=TARGETS):
 
 
 def read_equivalents(path=TARGETS):
-    """{(file, source line stripped): operator prefix} of the mutants that change
-    nothing a caller can see (``equivalent: file: source line | operator`` lines)."""
+    """{(file, source line stripped): [(operator, column or None), ...]} of the mutants
+    that change nothing a caller can see (``equivalent: file: source line | operator``
+    lines, one per operator; ``operator at column N`` when the line holds that
+    operator more than once and only the one at column N, counted from 0, is
+    equivalent)."""
     found = {}
     with open(path) as handle:
         for line in handle:
@@ -59,13 +62,14 @@ def read_equivalents(path=TARGETS):
                 continue
             name, _sep, rest = line[len("equivalent:"):].partition(":")
             text, _sep, operator = rest.rpartition("|")
-            found[(name.strip(), text.strip())] = operator.strip()
+            operator, _sep, column = operator.strip().partition(" at column ")
+            found.setdefault((name.strip(), text.strip()), []).append((operator, int(column) if column else None))
     return found
 
 
-def is_equivalent(equivalents, module, text, operator):
-    wanted = equivalents.get((module, text.strip()))
-    return wanted is not None and operator.startswith(wanted)
+def is_equivalent(equivalents, module, text, operator, column=None):
+    return any(operator == wanted and at in (None, column)
+               for wanted, at in equivalents.get((module, text.strip()), []))
 
 
 # Replacing the % of a message's formatting changes what a refusal says, not what
@@ -202,7 +206,7 @@ def keep_only(session, module, ranges, equivalents=None):
             if item.mutations[0].operator_name.startswith(SKIPPED_OPERATORS):
                 owner = None
             elif owner and is_equivalent(equivalents or {}, module, lines[line - 1],
-                                         item.mutations[0].operator_name):
+                                         item.mutations[0].operator_name, item.mutations[0].start_pos[1]):
                 equivalent[owner] = equivalent.get(owner, 0) + 1
                 owner = None
             if owner is None:

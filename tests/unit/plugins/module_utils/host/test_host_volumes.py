@@ -1,7 +1,8 @@
 # Copyright (c) localpv.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The host side of volumes: what a wipe erases, the processes that hold a volume
-or have a disk open (on this machine's /proc), the content sampler and the mkfs line."""
+"""The host side of volumes: the content sampler and its proof, the mkfs line and the
+filesystem's size, the erase of a partition table, the partition names of a volume and
+of a retired one, and a volume's state read from the mount table and fstab."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -9,67 +10,11 @@ __metaclass__ = type
 
 import os
 import subprocess
-import time
 
 import pytest
 
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
-from ansible_collections.localpv.rollout.plugins.module_utils.host import openers
-from ansible_collections.localpv.rollout.plugins.module_utils.host import volume_wipe
-
-
-def disk(name, parts, system=()):
-    return {"name": name, "path": "/dev/" + name, "system_mounts": list(system), "signatures": [{"type": "gpt"}],
-            "partition_table": [{"number": i + 1, "name": p[0]} for i, p in enumerate(parts)],
-            "partitions": [{"name": "%sp%d" % (name, i + 1), "path": "/dev/%sp%d" % (name, i + 1), "partlabel": p[0],
-                            "mounts": [{"mount_point": p[1]}] if p[1] else [], "holders": [], "swap": False, "openers": [],
-                            "signatures": [{"type": "xfs"}]} for i, p in enumerate(parts)]}
-
-
-def test_the_partition_table_is_erased_only_when_every_partition_of_the_disk_is_retired():
-    disks = [disk("loop4", [("localpv-a-1", None), ("localpv-a-2", None)]),
-             disk("loop5", [("localpv-b", None), ("localpv-keep", "/mnt/disks/keep")])]
-    items, refused = volume_wipe.plan_partition_wipe(disks, ["a-1", "a-2", "b"])
-    assert refused == []
-    assert [(i["device"], bool(i.get("table"))) for i in items] == [
-        ("/dev/loop4p1", False), ("/dev/loop4p2", False), ("/dev/loop4", True), ("/dev/loop5p1", False)]
-
-
-def test_a_mounted_partition_is_refused():
-    items, refused = volume_wipe.plan_partition_wipe([disk("loop4", [("localpv-a", "/mnt/disks/a")])], ["a"])
-    assert items == [] and "mounted at /mnt/disks/a" in refused[0]["reason"]
-
-
-def test_a_process_with_its_cwd_in_the_volume_holds_it(tmp_path):
-    inside = tmp_path / "vol" / "work"
-    inside.mkdir(parents=True)
-    proc = subprocess.Popen(["sleep", "30"], cwd=str(inside))
-    try:
-        deadline = time.time() + 10
-        found = []
-        while time.time() < deadline and not found:
-            found = [h for h in openers.holders([str(tmp_path / "vol")]) if h["pid"] == proc.pid]
-        assert found and found[0]["how"] == "cwd" and found[0]["command"] == "sleep 30"
-        assert not [h for h in openers.holders([str(tmp_path / "other")]) if h["pid"] == proc.pid]
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def test_an_open_file_holds_the_volume(tmp_path):
-    with open(str(tmp_path / "data"), "w"):
-        mine = [h for h in openers.holders([str(tmp_path)], self_pid=-1) if h["pid"] == os.getpid()]
-    assert mine and mine[0]["how"] == "fd"
-
-
-def test_wiping_a_path_that_is_not_a_mount_is_refused(tmp_path):
-    (tmp_path / "file").write_text("data")
-    with pytest.raises(volume_wipe.VolumeError) as err:
-        volume_wipe.wipe_contents({"path": str(tmp_path), "mode": "filesystem"}, "files", run=None)
-    assert err.value.code == "not_mounted"
-    # the next step: mount it again from its fstab line, or retire a volume that is gone
-    assert "mount %s" % tmp_path in err.value.msg and "decommission" in err.value.msg
-    assert (tmp_path / "file").exists()
+from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import partition_label
 
 
 def test_remove_contents_keeps_the_mount_point_and_lost_and_found(tmp_path):
@@ -196,64 +141,6 @@ def test_xfs_geometry_of_a_dry_run_gives_the_same_bytes():
     assert host_volumes._xfs_bytes_from_geometry(text) == 86016 * 4096
 
 
-def test_a_process_with_a_block_device_open_is_found_by_device_number(tmp_path):
-    """A fake /proc whose process has an fd on a real block device node of this machine."""
-    block = [os.path.join("/dev", n) for n in sorted(os.listdir("/sys/class/block"))
-             if os.path.exists(os.path.join("/dev", n))]
-    assert block, "this machine has no block device node to point at"
-    proc = tmp_path / "proc"
-    (proc / "4242" / "fd").mkdir(parents=True)
-    os.symlink(block[0], str(proc / "4242" / "fd" / "3"))
-    (proc / "4242" / "cmdline").write_bytes(b"dd\0of=" + block[0].encode() + b"\0")
-    (proc / "4242" / "maps").write_text("")
-    rdev = os.stat(block[0]).st_rdev
-    found = openers.device_openers([rdev], proc_root=str(proc))
-    assert found == [{"pid": 4242, "command": "dd of=" + block[0], "how": "fd", "path": block[0], "rdev": rdev}]
-    assert openers.device_openers([rdev + 1], proc_root=str(proc)) == []
-
-
-def fake_sys(tmp_path, number=1):
-    """/sys/dev/block/259:1 -> .../loop3/loop3p1, a partition as sysfs shows it."""
-    part = tmp_path / "sys" / "devices" / "virtual" / "block" / "loop3" / ("loop3p%d" % number)
-    part.mkdir(parents=True)
-    (part / "partition").write_text("%d\n" % number)
-    (tmp_path / "sys" / "dev" / "block").mkdir(parents=True)
-    os.symlink(str(part), str(tmp_path / "sys" / "dev" / "block" / "259:1"))
-    return str(tmp_path / "sys")
-
-
-def partx_naming(name):
-    def run(argv):
-        assert argv[:2] == ["partx", "-g"] and argv[-1] == "/dev/loop3"
-        return 0, " 1 2048 409600 %s 0a465f89-0ef4-6e49-a03a-ec3685fd81c9 %s\n" % (
-            "0FC63DAF-8483-4772-8E79-3D69D8477DE4", name), ""
-    return run
-
-
-def test_a_block_link_must_lead_to_the_volumes_own_partition(tmp_path):
-    sys_root = fake_sys(tmp_path)
-    state = {"path": "/mnt/disks/raw0", "is_link": True, "dev": "259:1", "link_target": "/dev/loop3p1"}
-    ident = volume_wipe.check_identity({"volume": "raw0"}, state, partx_naming("localpv-raw0"), sys_root=sys_root)
-    assert ident["disk"] == "/dev/loop3" and ident["number"] == 1
-    with pytest.raises(volume_wipe.VolumeError) as err:
-        volume_wipe.check_identity({"volume": "raw0"}, state, partx_naming("localpv-other"), sys_root=sys_root)
-    assert err.value.code == "not_this_volume"
-    assert "which is partition 1 of /dev/loop3 named 'localpv-other', not the partition localpv-raw0" in err.value.msg
-    with pytest.raises(volume_wipe.VolumeError):
-        volume_wipe.check_identity({"volume": "raw0"}, dict(state, dev="7:99"), partx_naming("x"), sys_root=sys_root)
-
-
-def test_a_filesystem_volume_mounted_from_another_volumes_partition_is_refused(tmp_path):
-    sys_root = fake_sys(tmp_path)
-    state = {"path": "/mnt/disks/a", "is_link": False, "mount": {"dev": "259:1", "root": "/"}}
-    volume_wipe.check_identity({"volume": "a"}, state, partx_naming("localpv-a"), sys_root=sys_root)
-    with pytest.raises(volume_wipe.VolumeError):
-        volume_wipe.check_identity({"volume": "a"}, state, partx_naming("localpv-b"), sys_root=sys_root)
-    # a bind mount (or an adopted filesystem) has no GPT name of ours to check
-    bind = dict(state, mount={"dev": "259:1", "root": "/data/a"})
-    assert volume_wipe.check_identity({"volume": "a"}, bind, partx_naming("root"), sys_root=sys_root) is None
-
-
 def _gpt_image(path, size=64 << 20, name="localpv-raw0"):
     with open(str(path), "wb") as handle:
         handle.truncate(size)
@@ -263,78 +150,17 @@ def _gpt_image(path, size=64 << 20, name="localpv-raw0"):
     return path
 
 
-def _local_run(argv):
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def test_the_erase_leaves_no_partition_name_anywhere_not_even_in_the_backup_gpt(tmp_path):
+def test_the_erase_leaves_no_partition_name_anywhere_not_even_in_the_backup_gpt(tmp_path, local_run):
     image = _gpt_image(tmp_path / "disk.img")
     utf16 = "localpv-raw0".encode("utf-16-le")
     data = image.read_bytes()
     assert data.count(utf16) == 2  # the primary entry array and the backup one near the end
-    host_volumes.erase(str(image), _local_run)
+    host_volumes.erase(str(image), local_run)
     data = image.read_bytes()
     assert utf16 not in data
     assert host_volumes.ends_are_zero(str(image))
-    assert _local_run(["wipefs", "--noheadings", str(image)])[1].strip() == ""
+    assert local_run(["wipefs", "--noheadings", str(image)])[1].strip() == ""
     assert not data[-(33 * 512):].strip(b"\0")
-
-
-def test_a_wiped_table_is_not_taken_for_erased_while_its_backup_remains(tmp_path):
-    image = tmp_path / "disk.img"
-    with open(str(image), "wb") as handle:
-        handle.truncate(8 << 20)
-        handle.seek((8 << 20) - 4096)
-        handle.write(b"EFI PART backup")
-    assert not volume_wipe.head_is_zero(str(image))
-    item = {"device": str(image), "disk": str(image), "table": True, "signatures": [], "volume": None}
-    assert volume_wipe.run_wipe([item], _local_run) == [str(image)]
-    assert volume_wipe.head_is_zero(str(image))
-    assert volume_wipe.run_wipe([item], _local_run) == []
-
-
-def test_each_wipe_is_said_exactly():
-    said = volume_wipe.describe_wipe
-    assert said({"path": "/mnt/disks/a", "changed": True, "action": "files", "removed": 3}) == \
-        "/mnt/disks/a: 3 entries were removed (files)"
-    assert said({"path": "/mnt/disks/a", "changed": True, "action": "files", "removed": 3}, check_mode=True) == \
-        "/mnt/disks/a: 3 entries would be removed (files)"
-    assert said({"path": "/mnt/disks/a", "changed": True, "action": "mkfs", "fstype": "xfs", "device": "/dev/sdb1",
-                 "uuid": "u-1"}) == "/mnt/disks/a: xfs was made again on /dev/sdb1 with UUID u-1 (mkfs)"
-    assert said({"path": "/mnt/disks/a", "changed": False}) == "/mnt/disks/a: nothing to erase, left as it was"
-
-
-def test_a_decommission_wipe_finds_the_partitions_it_marked_retired():
-    retired = host_volumes.retired_label("a", "2026-12-02")
-    disks = [disk("loop4", [(retired, None)]), disk("loop5", [(host_volumes.retired_label("b", "2026-12-01"), None)])]
-    items, refused = volume_wipe.plan_partition_wipe(disks, ["a"])
-    assert refused == []
-    assert [(i["device"], i["volume"], bool(i.get("table"))) for i in items] == [
-        ("/dev/loop4p1", "a", False), ("/dev/loop4", None, True)]
-
-
-def test_a_block_volume_is_zeroed_to_its_last_byte_and_says_how(tmp_path, monkeypatch):
-    # quick (blkdiscard --zeroout) needs a real block device: the lab test covers it
-    how = "full"
-    monkeypatch.setattr(host_volumes, "PROGRESS_PATH", str(tmp_path / "progress"))
-    device = tmp_path / "raw0"
-    size = 8 << 20
-    with open(str(device), "wb") as handle:
-        handle.truncate(size)
-        handle.seek(5 << 20)
-        handle.write(b"tenant data, no signature" * 100)
-        handle.seek(size - 10)
-        handle.write(b"last bytes")
-    link = tmp_path / "vol"
-    link.symlink_to(device)
-    state = {"path": str(link), "is_link": True, "device": str(device), "holders": [], "other_mounts": []}
-    result = volume_wipe.wipe_contents({"path": str(link), "mode": "block"}, "files", _local_run, state=state,
-                                       block_wipe=how)
-    assert not device.read_bytes().strip(b"\0")
-    assert volume_wipe.describe_wipe(result) == "%s: every byte overwritten with zeros (full: %d bytes) on %s" % (
-        link, size, device)
-    assert (tmp_path / "progress").read_text() == "zeroed %s: all 8 MiB\n" % device
 
 
 def test_the_probe_right_before_a_write_is_the_facts_probe_and_fails_as_a_volume_error():
@@ -347,3 +173,18 @@ def test_the_probe_right_before_a_write_is_the_facts_probe_and_fails_as_a_volume
         with pytest.raises(host_volumes.VolumeError) as err:
             host_volumes.probe("/dev/loop0p1", bad)
         assert "cannot probe /dev/loop0p1" in str(err.value) and err.value.code == "probe"
+
+
+def test_partition_labels_fit_gpt_and_stay_distinct():
+    a, b = partition_label("a" * 60 + "x"), partition_label("a" * 60 + "y")
+    assert len(a) <= 36 and len(b) <= 36 and a != b
+    assert partition_label("ssd0") == "localpv-ssd0"
+
+
+def test_a_retired_name_is_the_volumes_own_and_dated():
+    label = host_volumes.retired_label("a-rather-long-volume-name-of-forty-chars", "2026-12-02")
+    assert len(label) <= host_volumes.PARTITION_LABEL_MAX
+    assert host_volumes.retired_day(label) == "2026-12-02"
+    assert host_volumes.retired_day(label, "a-rather-long-volume-name-of-forty-chars") == "2026-12-02"
+    assert host_volumes.retired_day(label, "another") is None
+    assert host_volumes.retired_day(host_volumes.partition_label("ssd0")) is None

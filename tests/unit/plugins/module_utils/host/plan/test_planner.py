@@ -11,52 +11,19 @@ __metaclass__ = type
 
 import copy
 import json
-import os
-import threading
 
 import pytest
 
+from plan_recordings import fingerprint_of, fresh, plan, reasons, recorded, zeros
+
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import capacity as plan_capacity
-from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import entries as plan_entries
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import planner as plan_planner
-from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import read as plan_read
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import recognise as plan_recognise
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import render as plan_render
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import writes as plan_writes
 from ansible_collections.localpv.rollout.plugins.module_utils.host import host_volumes
 from ansible_collections.localpv.rollout.plugins.module_utils.host import mounts
-from ansible_collections.localpv.rollout.plugins.module_utils.host.host_volumes import partition_label
-
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-GIB = 1024 ** 3
-
-
-def recorded(name):
-    with open(os.path.join(DATA, name + ".json")) as handle:
-        return json.load(handle)
-
-
-def zeros(data=()):
-    """A content sampler that finds zeros everywhere but on the devices ``data``."""
-    def sampler(path, size, proof="spread"):
-        return {"zero": path not in data, "digest": "d-" + path if path in data else "0", "error": None}
-    return sampler
-
-
-def plan(recording, entries, fstab="", mountinfo=None, allow_wipe=False, raw=None, data=(), dirs=None, **options):
-    """``dirs`` maps the directories of the host to what they hold (none exist by default)."""
-    raw = raw or recorded(recording)
-    options.setdefault("mount_root", "/mnt/disks")
-    options.setdefault("allow_kernel_names", True)
-    options["allow_wipe"] = allow_wipe
-    return plan_planner.make_plan("node1", devices.build(raw), entries, options, fstab,
-                                  raw["mountinfo"] if mountinfo is None else mountinfo, isdir=lambda p: True,
-                                  sampler=zeros(data), dir_entries=(dirs or {}).get)
-
-
-def reasons(p):
-    return " | ".join("%s: %s" % (r["disk"], "; ".join(r["reasons"])) for r in p["refusals"])
 
 
 def still_to_do(p):
@@ -115,11 +82,6 @@ def test_wipe_never_overrides_a_disk_in_use(recording, words):
     assert p["disks"] == []
 
 
-def fingerprint_of(recording, data=()):
-    p = plan(recording, [{"name": "ssd0", "device": "/dev/loop0"}], data=data)
-    return p["refusals"][0]["fingerprint"]
-
-
 def test_a_wipe_needs_the_run_key_and_the_disks_fingerprint():
     fp = fingerprint_of("whole_ext4")
     entry = {"name": "ssd0", "device": "/dev/loop0", "wipe": fp}
@@ -148,22 +110,6 @@ def test_a_confirmation_of_another_disk_or_an_earlier_state_is_refused():
     assert p["disks"] == []
     assert "the confirmation wipe: '%s' does not match this disk as it is now (fingerprint %s)" % (
         other, fingerprint_of("whole_ext4")) in reasons(p)
-
-
-def test_the_fingerprint_follows_identity_signatures_table_and_content():
-    raw = recorded("whole_ext4")
-    disk = devices.find_disk(devices.build(raw), "/dev/loop0")
-    fp = plan_recognise.fingerprint(disk, "c1")
-    assert len(fp) == 16 and fp == plan_recognise.fingerprint(dict(disk), "c1")
-    assert plan_recognise.fingerprint(dict(disk, stable_id="serial-OTHER"), "c1") != fp      # another disk
-    assert plan_recognise.fingerprint(disk, "c2") != fp                                      # other bytes
-    sigs = [dict(s, uuid="00000000-0000-0000-0000-000000000000") for s in disk["signatures"]]
-    assert plan_recognise.fingerprint(dict(disk, signatures=sigs), "c1") != fp               # reformatted
-    table = [{"number": 1, "start": 2048, "sectors": 100, "name": "localpv-a", "uuid": "u1", "type": "T"}]
-    with_table = dict(disk, partition_table=table)
-    assert plan_recognise.fingerprint(with_table, "c1") != fp                                # repartitioned
-    renamed = dict(disk, partition_table=[dict(table[0], name="localpv-b")])
-    assert plan_recognise.fingerprint(renamed, "c1") != plan_recognise.fingerprint(with_table, "c1")     # partition names
 
 
 def test_a_signatureless_disk_that_is_not_zero_holds_unrecognised_data():
@@ -211,46 +157,11 @@ def test_expect_that_matches_lets_the_disk_through():
     assert p["refusals"] == []
 
 
-def test_selector_picks_only_eligible_disks_in_stable_id_order():
-    # loop0 has data, loop1..3 are the lab's blank disks of 1G, 2G and 512M.
-    p = plan("vm_gpt_partitions", [{"match": {"min_size": "1Gi"}, "name_prefix": "d"}])
-    assert p["refusals"] == []
-    assert [(v["name"], v["disk"]) for v in p["volumes"]] == [("d0", "/dev/loop1"), ("d1", "/dev/loop2")]
-
-
-def test_selector_count_is_a_requirement():
-    p = plan("vm_gpt_partitions", [{"match": {"count": 4}, "name_prefix": "d"}])
-    assert "wants 4 disk(s)" in reasons(p)
-    p = plan("vm_gpt_partitions", [{"match": {"count": 2, "max_size": "1Gi"}, "name_prefix": "d"}])
-    assert [v["disk"] for v in p["volumes"]] == ["/dev/loop1", "/dev/loop3"]
-
-
-def test_selector_skips_disks_named_explicitly():
-    p = plan("vm_gpt_partitions", [{"match": {}, "name_prefix": "d"}, {"name": "pinned", "device": "/dev/loop2"}])
-    assert sorted((v["name"], v["disk"]) for v in p["volumes"]) == [
-        ("d0", "/dev/loop1"), ("d1", "/dev/loop3"), ("pinned", "/dev/loop2")]
-
-
-def test_selector_matches_model_and_rotational():
-    raw = recorded("vm_gpt_partitions")
-    raw["devices"]["loop2"]["model"] = "Samsung SSD 870"
-    p = plan(None, [{"match": {"model": "Samsung*"}, "name_prefix": "s"}], raw=raw)
-    assert [v["disk"] for v in p["volumes"]] == ["/dev/loop2"]
-    # loop devices say rotational=1
-    p = plan(None, [{"match": {"rotational": False}, "name_prefix": "r"}], raw=raw)
-    assert p["volumes"] == []
-
-
 def test_a_disk_that_is_ours_is_kept_on_a_rerun_without_adopt():
     p = plan("ours_two_ext4", [{"name": "data0", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"}])
     assert p["refusals"] == [], reasons(p)
     assert p["disks"][0]["state"] == "ours" and p["disks"][0]["actions"] == []
     assert all(v["state"] == "existing" and v["uuid"] for v in p["volumes"])
-
-
-def test_a_selector_finds_its_own_disk_again_and_keeps_its_name():
-    p = plan("ours_two_ext4", [{"match": {}, "name_prefix": "data", "partitions": 2, "fstype": "ext4"}])
-    assert [(v["name"], v["state"]) for v in p["volumes"]] == [("data0-1", "existing"), ("data0-2", "existing")]
 
 
 def test_ours_with_other_names_is_refused():
@@ -470,44 +381,6 @@ def test_an_explicit_capacity_is_for_bind_volumes_only():
     assert "only given for bind volumes" in p["refusals"][0]["reasons"][0]
 
 
-def test_render_shows_which_disk_gets_which_partition_filesystem_and_mount():
-    p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
-    assert "blank" in plan_render.render(p, after=False)
-    after = plan_render.render(p)
-    assert "/dev/loop0p1 [localpv-ssd0] xfs -> /mnt/disks/ssd0" in after
-    assert "fstab: UUID=<new> /mnt/disks/ssd0 xfs defaults,nofail" in after
-
-
-def test_capacity_rule():
-    vol = {"mode": "filesystem", "capacity_from": "filesystem", "size": 10 * GIB}
-
-    class Stat:
-        f_blocks, f_frsize = 1000, 4096
-    assert plan_capacity.capacity(vol, Stat) == 4096000
-    assert plan_capacity.capacity(vol, None) is None
-    assert plan_capacity.capacity(dict(vol, capacity_from="device"), Stat) == 10 * GIB
-    assert plan_capacity.capacity(dict(vol, mode="block"), None) == 10 * GIB
-
-
-def test_partition_labels_fit_gpt_and_stay_distinct():
-    a, b = partition_label("a" * 60 + "x"), partition_label("a" * 60 + "y")
-    assert len(a) <= 36 and len(b) <= 36 and a != b
-    assert partition_label("ssd0") == "localpv-ssd0"
-
-
-def test_partition_paths():
-    assert plan_entries.partition_path("/dev/sda", 1) == "/dev/sda1"
-    assert plan_entries.partition_path("/dev/nvme0n1", 2) == "/dev/nvme0n1p2"
-    assert plan_entries.partition_path("/dev/loop3", 1) == "/dev/loop3p1"
-
-
-def test_sfdisk_script_asks_for_gpt_with_names():
-    p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
-    script = plan_writes.sfdisk_script(p["disks"][0])
-    assert script.startswith("label: gpt\n")
-    assert 'start=1MiB, size=598MiB' in script and 'name="localpv-ssd0"' in script
-
-
 def test_a_mount_is_matched_by_device_number_not_by_the_name_it_had_when_mounted():
     raw = recorded("ours_two_ext4")
     parts = raw["devices"]["loop0"]["partitions"]
@@ -541,12 +414,6 @@ def test_block_volume_links_to_the_partition_uuid_when_udev_makes_such_links():
     assert [v["link_target"] for v in again["volumes"]] == ["/dev/disk/by-partuuid/" + u for u in on_disk]
 
 
-def test_diff_before_shows_a_bind_mount_only_once_it_exists():
-    p = plan("blank", [{"name": "vol1", "bind": "/data/k8s/localpv/vol1", "capacity": "1G"}])
-    assert "(bind)" not in plan_render.render(p, after=False)
-    assert "/data/k8s/localpv/vol1 -> /mnt/disks/vol1 (bind)" in plan_render.render(p)
-
-
 def test_adopt_refuses_a_filesystem_that_is_mounted_somewhere_else():
     raw = recorded("mounted")
     p = plan(None, [{"name": "moved", "device": "/dev/loop0", "adopt": True}], raw=raw)
@@ -556,138 +423,6 @@ def test_adopt_refuses_a_filesystem_that_is_mounted_somewhere_else():
 def test_device_mapper_and_zram_devices_are_not_prepared():
     p = plan("vm_gpt_partitions", [{"name": "z", "device": "/dev/zram0"}])
     assert "is a zram device" in reasons(p)
-
-
-def test_a_selector_names_every_disk_it_skipped_and_why():
-    p = plan("vm_gpt_partitions", [{"match": {"min_size": "1Gi"}, "name_prefix": "d"}], data=["/dev/loop2"])
-    skipped = "\n".join(p["skipped"])
-    assert "match d: skipped /dev/loop0: " in skipped and "has partitions" in skipped
-    assert "match d: skipped /dev/loop2: holds unrecognised data" in skipped
-    assert "match d: skipped /dev/loop3: " in skipped and "below min_size" in skipped
-    assert [v["disk"] for v in p["volumes"]] == ["/dev/loop1"]
-    assert "match d: skipped /dev/loop2" in plan_render.render(p, after=False)
-
-
-def test_a_confirmed_wipe_stops_when_the_disk_changed_before_the_lock():
-    raw = recorded("whole_ext4")
-    fp = fingerprint_of("whole_ext4")
-    p = plan(None, [{"name": "ssd0", "device": "/dev/loop0", "wipe": fp}], raw=raw, allow_wipe=True)
-    changed = devices.find_disk(devices.build(recorded("gpt_only")), "/dev/loop0")
-    locked = []
-    with pytest.raises(plan_writes.PrepareError, match="changed since the plan was made .*not erased") as err:
-        plan_writes.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv), recheck=lambda disk: changed,
-                               sampler=zeros(), lock=locked.append)
-    assert not err.value.written and locked == ["/dev/loop0"]
-
-
-def test_a_blank_disk_that_got_data_before_the_lock_is_not_partitioned():
-    p = plan("blank", [{"name": "ssd0", "device": "/dev/loop0"}])
-    fresh = devices.find_disk(devices.build(recorded("blank")), "/dev/loop0")
-    with pytest.raises(plan_writes.PrepareError, match="holds unrecognised data"):
-        plan_writes.apply_plan(p, run=lambda argv: pytest.fail("ran %s" % argv), recheck=lambda disk: fresh,
-                               sampler=zeros(["/dev/loop0"]), lock=lambda disk: None)
-
-
-def blank_disks(count):
-    """The blank recording with ``count`` blank loop disks (loop0, loop1, ...)."""
-    raw = recorded("blank")
-    for i in range(1, count):
-        name = "loop%d" % i
-        raw["devices"][name] = dict(raw["devices"]["loop0"], name=name, dev="7:%d" % i,
-                                    backing_file="/srv/disks/%d.img" % i)
-        raw["probes"][name], raw["exclusive"][name] = raw["probes"]["loop0"], None
-    return raw
-
-
-class Host(object):
-    """The host side of apply_plan, played back: every disk is still blank under the
-    lock, every command succeeds but mkfs on the ``failing`` devices. What each
-    step saw is recorded, so a test can say which disks were started."""
-
-    def __init__(self, raw, failing=(), together=None):
-        self.disks = devices.build(raw)
-        self.failing = failing
-        self.together = together
-        self.locked, self.ran = [], []
-
-    def lock(self, disk):
-        self.locked.append(disk)
-        if self.together:   # every disk under way before any goes on
-            self.together.wait(timeout=10)
-
-    def recheck(self, disk):
-        return devices.find_disk(self.disks, disk)
-
-    def sfdisk(self, disk, script):
-        return 0, "", ""
-
-    def run(self, argv):
-        self.ran.append(argv)
-        if argv[0].startswith("mkfs") and argv[-1] in self.failing:
-            return 1, "", "mkfs: cannot write to %s" % argv[-1]
-        if argv[0] == "blkid":
-            return 0, "UUID=uuid-of-%s\nTYPE=xfs\n" % os.path.basename(argv[-1]), ""
-        return 0, "", ""
-
-
-@pytest.fixture
-def host_steps(monkeypatch):
-    """No real device is touched: the checks made on the host right before each write
-    find nothing (they read /proc and open the device; the lab tests run them)."""
-    monkeypatch.setattr(plan_writes, "_in_use_now", lambda path: [])
-    monkeypatch.setattr(plan_writes, "_probe_now", lambda path, run, log: [])
-    monkeypatch.setattr(plan_writes, "_wait_for_node", lambda path: True)
-
-
-def apply_on(host, p):
-    return plan_writes.apply_plan(p, run=host.run, sfdisk=host.sfdisk, recheck=host.recheck, sampler=zeros(),
-                                  lock=host.lock)
-
-
-def test_every_disk_is_prepared_and_logged_in_plan_order(host_steps):
-    raw = blank_disks(6)
-    p = plan(None, [{"name": "d%d" % i, "device": "/dev/loop%d" % i} for i in range(6)], raw=raw)
-    host = Host(raw)
-    log = apply_on(host, p)
-    assert sorted(host.locked) == ["/dev/loop%d" % i for i in range(6)]
-    assert [line.split()[-1] for line in log if line.startswith("sfdisk")] == ["/dev/loop%d" % i for i in range(6)]
-    assert [v["state"] for v in p["volumes"]] == ["formatted"] * 6
-    assert [v["uuid"] for v in p["volumes"]] == ["uuid-of-loop%dp1" % i for i in range(6)]
-
-
-def test_after_a_failed_disk_no_other_disk_is_started_and_the_error_lists_what_ran(host_steps, monkeypatch):
-    monkeypatch.setattr(plan_writes, "DISK_WORKERS", 1)
-    raw = blank_disks(3)
-    p = plan(None, [{"name": "d%d" % i, "device": "/dev/loop%d" % i} for i in range(3)], raw=raw)
-    host = Host(raw, failing=["/dev/loop1p1"])
-    with pytest.raises(plan_writes.PrepareError, match="mkfs failed .*/dev/loop1p1.*cannot write") as err:
-        apply_on(host, p)
-    assert host.locked == ["/dev/loop0", "/dev/loop1"]    # loop2 was left alone
-    assert err.value.written
-    assert err.value.commands == ["sfdisk /dev/loop0", "partx -u /dev/loop0", "mkfs.xfs -q /dev/loop0p1",
-                                  "sfdisk /dev/loop1", "partx -u /dev/loop1", "mkfs.xfs -q /dev/loop1p1"]
-    assert [v["state"] for v in p["volumes"]] == ["formatted", "create", "create"]
-
-
-def test_disks_under_way_finish_when_another_fails_and_every_failure_is_named(host_steps):
-    raw = blank_disks(3)
-    p = plan(None, [{"name": "d%d" % i, "device": "/dev/loop%d" % i} for i in range(3)], raw=raw)
-    host = Host(raw, failing=["/dev/loop0p1", "/dev/loop2p1"], together=threading.Barrier(3))
-    with pytest.raises(plan_writes.PrepareError) as err:
-        apply_on(host, p)
-    message = str(err.value)
-    assert message.index("/dev/loop0p1") < message.index("Also: ") < message.index("/dev/loop2p1")
-    assert "mkfs.xfs -q /dev/loop1p1" in err.value.commands and p["volumes"][1]["state"] == "formatted"
-
-
-def test_only_the_disks_the_entries_name_are_probed_unless_a_selector_may_take_any():
-    disks = devices.build(recorded("vm_gpt_partitions"))
-    assert plan_read.disks_to_probe(disks, [{"name": "a", "device": "/dev/loop1"}, {"name": "b", "bind": "/srv/b"},
-                                            {"name": "c", "device": "/dev/loop0p1"}, {"name": "d", "device": "/dev/nope"}]
-                                    ) == {"loop1", "loop0"}
-    assert plan_read.disks_to_probe(disks, [{"name": "b", "bind": "/srv/b"}]) == set()
-    assert plan_read.disks_to_probe(disks, [{"name": "a", "device": "/dev/loop1"},
-                                            {"name_prefix": "d", "match": {"min_size": "1G"}}]) is None
 
 
 def test_a_mount_point_taken_by_something_else_is_refused_before_a_new_volume_is_made():
@@ -923,16 +658,6 @@ def test_blank_proof_full_is_asked_of_the_sampler():
     assert "blank_proof 'some' is not one of spread, full" in reasons(bad)
 
 
-def test_kernel_partitions_the_table_does_not_list_are_stale():
-    ours = devices.build(recorded("ours_two_ext4"))[0]
-    assert ours["name"] == "loop0" and plan_recognise.stale_partitions(ours) == []
-    raw = recorded("ours_two_ext4")
-    raw["tables"]["loop0"] = raw["tables"]["loop0"][:1]
-    assert plan_recognise.stale_partitions(devices.build(raw)[0]) == ["loop0p2"]
-    raw["tables"]["loop0"] = []
-    assert plan_recognise.stale_partitions(devices.build(raw)[0]) == ["loop0p1", "loop0p2"]
-
-
 def test_a_path_that_now_leads_to_another_wanted_volume_names_it_and_offers_no_replace():
     fstab = "UUID=0e0e0e0e-0000-4000-8000-000000000001 /mnt/disks/other-1 ext4 defaults,nofail 0 2\n"
     entries = [{"name": "other", "device": "/dev/loop0", "partitions": 2, "fstype": "ext4"},
@@ -1059,15 +784,6 @@ def test_a_retired_bind_volume_is_refused_by_its_marker():
                           "remove the marker")
 
 
-def test_a_retired_name_is_the_volumes_own_and_dated():
-    label = host_volumes.retired_label("a-rather-long-volume-name-of-forty-chars", "2026-12-02")
-    assert len(label) <= host_volumes.PARTITION_LABEL_MAX
-    assert host_volumes.retired_day(label) == "2026-12-02"
-    assert host_volumes.retired_day(label, "a-rather-long-volume-name-of-forty-chars") == "2026-12-02"
-    assert host_volumes.retired_day(label, "another") is None
-    assert host_volumes.retired_day(host_volumes.partition_label("ssd0")) is None
-
-
 # --- a selector's volumes on disks attached again under each other's names ----------------
 
 FS_R0, FS_R1 = "e258ddf5-5907-4129-aba2-933a4c73541b", "11cd2183-d83b-4f09-b673-8a74336f5f3c"
@@ -1125,3 +841,33 @@ def test_a_partition_the_kernel_does_not_know_with_another_filesystem_is_refused
     p = plan_planner.make_plan("node1", devices.build(raw), SELECTOR_R, {"mount_root": "/mnt/disks"}, FSTAB_R, raw["mountinfo"],
                                isdir=lambda p: True, sampler=zeros(), dir_entries={}.get)
     assert "volume lpvtr0 carries xfs, the entry asks for ext4" in reasons(p)
+
+
+# --- a wipe confirmation is compared exactly --------------------------------------------
+# Found by mutation testing (`make mutants`): a confirmation compared with ``>=``
+# instead of ``==`` (so that any string sorting after the fingerprint erased the
+# disk), or by identity, passed every other test.
+
+@pytest.mark.parametrize("stale", ["f" * 16, "0" * 16], ids=["sorts-after", "sorts-before"])
+def test_a_stale_confirmation_erases_nothing_whichever_way_it_sorts(stale):
+    assert stale != fingerprint_of("whole_ext4")
+    p = plan("whole_ext4", [{"name": "ssd0", "device": "/dev/loop0", "wipe": stale}], allow_wipe=True)
+    assert p["disks"] == [] and p["volumes"] == []
+    assert "the confirmation wipe: '%s' does not match this disk as it is now (fingerprint %s)" % (
+        stale, fingerprint_of("whole_ext4")) in reasons(p)
+
+
+def test_the_right_confirmation_without_the_run_key_asks_for_the_key_not_another_fingerprint():
+    fp = fingerprint_of("whole_ext4")
+    p = plan("whole_ext4", [{"name": "ssd0", "device": "/dev/loop0", "wipe": fresh(fp)}])
+    assert p["disks"] == []
+    text = reasons(p)
+    assert "erasing it needs wipe: '%s' on this entry and localpv_allow_wipe: true for the run" % fp in text
+    assert "does not match" not in text
+
+
+def test_the_right_confirmation_read_as_another_string_object_erases():
+    fp = fresh(fingerprint_of("whole_ext4"))
+    p = plan("whole_ext4", [{"name": "ssd0", "device": "/dev/loop0", "wipe": fp}], allow_wipe=True)
+    assert p["refusals"] == []
+    assert p["disks"][0]["actions"][:2] == ["wipe", "partition"]

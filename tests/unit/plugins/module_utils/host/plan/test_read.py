@@ -1,6 +1,7 @@
 # Copyright (c) localpv.rollout contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Each fact of a host is read once per run: plan_host() with counting readers.
+"""Reading a host for its plan. Each fact of a host is read once per run: plan_host()
+with counting readers; and only the disks the entries name are probed.
 
 Two readings of one fact (the mount table, a link, a disk's content) taken at two
 moments can disagree, and the plan would judge a disk on one and a mount on the other.
@@ -11,21 +12,14 @@ __metaclass__ = type
 
 
 import copy
-import json
-import os
 
 import pytest
+
+from plan_recordings import recorded
 
 from ansible_collections.localpv.rollout.plugins.module_utils.host import devices
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import entries as plan_entries
 from ansible_collections.localpv.rollout.plugins.module_utils.host.plan import read as plan_read
-
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-
-
-def recorded(name):
-    with open(os.path.join(DATA, name + ".json")) as handle:
-        return json.load(handle)
 
 
 def as_argspec_gives(**entry):
@@ -203,3 +197,13 @@ def test_an_entry_as_the_argument_spec_gives_it_plans_as_the_entry_written_out()
     assert dict((k, spec[k]) for k in plan_entries.ENTRY_DEFAULTS) == plan_entries.ENTRY_DEFAULTS
     assert (spec["fstype"], spec["mount_options"], spec["capacity_from"], spec["blank_proof"]) == (
         "xfs", "defaults,nofail", "filesystem", "spread")
+
+
+def test_only_the_disks_the_entries_name_are_probed_unless_a_selector_may_take_any():
+    disks = devices.build(recorded("vm_gpt_partitions"))
+    assert plan_read.disks_to_probe(disks, [{"name": "a", "device": "/dev/loop1"}, {"name": "b", "bind": "/srv/b"},
+                                            {"name": "c", "device": "/dev/loop0p1"}, {"name": "d", "device": "/dev/nope"}]
+                                    ) == {"loop1", "loop0"}
+    assert plan_read.disks_to_probe(disks, [{"name": "b", "bind": "/srv/b"}]) == set()
+    assert plan_read.disks_to_probe(disks, [{"name": "a", "device": "/dev/loop1"},
+                                            {"name_prefix": "d", "match": {"min_size": "1G"}}]) is None
