@@ -51,8 +51,7 @@ def tool_env():
 
 def _collections_root():
     """A directory holding ansible_collections/localpv/rollout -> this checkout."""
-    checkout_id = CHECKOUT_ID
-    root = os.environ.get("LOCALPV_COLLECTIONS") or os.path.join(CACHE, "collections", checkout_id)
+    root = os.environ.get("LOCALPV_COLLECTIONS") or os.path.join(CACHE, "collections", CHECKOUT_ID)
     link = os.path.join(root, "ansible_collections", "localpv", "rollout")
     if os.path.realpath(link) != os.path.realpath(REPO):
         root = tempfile.mkdtemp(prefix="localpv-collections-")
