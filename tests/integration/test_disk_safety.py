@@ -184,12 +184,25 @@ def _backing(dev):
     return out.stdout.strip()
 
 
+def _losetup(*args, tries=20):
+    """losetup, tried again while the device is busy: a scan of the device by blkid
+    or partx of another run holds it open for a moment, more so on a loaded machine,
+    and a swap left half done would leave the lab's disks detached for later tests."""
+    for attempt in range(tries):
+        res = subprocess.run(["losetup"] + list(args), capture_output=True, text=True, check=False)
+        if res.returncode == 0:
+            return
+        if attempt + 1 == tries or "busy" not in res.stderr.lower():
+            raise AssertionError("losetup %s: %s" % (" ".join(args), res.stderr.strip()))
+        time.sleep(0.5)
+
+
 def _reattach(a, b, file_a, file_b):
     for dev in (a, b):
         subprocess.run(["partx", "-d", dev], capture_output=True, check=False)
-        subprocess.run(["losetup", "-d", dev], check=True)
-    subprocess.run(["losetup", a, file_a], check=True)
-    subprocess.run(["losetup", b, file_b], check=True)
+        _losetup("-d", dev)
+    _losetup(a, file_a)
+    _losetup(b, file_b)
     for dev in (a, b):
         subprocess.run(["partx", "-a", dev], capture_output=True, check=False)
 
