@@ -986,11 +986,35 @@ def wipe_disks(node, only=None):
         raise SystemExit("lab: wiping the disks of %s failed: %s" % (node["host"], res.stderr.strip()))
 
 
+def site_volume_names(entry):
+    """The volume names `make site` makes of a site disk (one per partition)."""
+    count = entry.get("partitions", 1)
+    return [entry["name"]] if count == 1 else ["%s-%d" % (entry["name"], i + 1) for i in range(count)]
+
+
 def site_labels(entry):
     """The GPT partition names a site disk carries once `make site` prepared it."""
-    count = entry.get("partitions", 1)
-    names = [entry["name"]] if count == 1 else ["%s-%d" % (entry["name"], i + 1) for i in range(count)]
-    return ["localpv-" + name for name in names]
+    return ["localpv-" + name for name in site_volume_names(entry)]
+
+
+def forget_site_pvs(node, entries):
+    """Delete the unbound PVs of the site volumes on ``entries`` (site disks of ``node``
+    just blanked): they record the ids of the disks as they were, and site.yml rightly
+    refuses to make a volume again on its disk once those ids are gone from it. A bound
+    PV is left, and said: its claim must go first. The PVs are found by the labels the
+    collection puts on them, so nothing else is touched."""
+    names = [name for e in entries for name in site_volume_names(e)]
+    selector = "app.kubernetes.io/managed-by=localpv.rollout,localpv.rollout/node=%s,localpv.rollout/volume in (%s)" % (
+        node["node_name"], ",".join(names))
+    pvs = json.loads(kubectl("get", "pv", "-l", selector, "-o", "json").stdout)["items"]
+    unbound = [pv["metadata"]["name"] for pv in pvs if not pv["spec"].get("claimRef")]
+    bound = sorted(pv["metadata"]["name"] for pv in pvs if pv["spec"].get("claimRef"))
+    if unbound:
+        kubectl("delete", "pv", "--wait=true", "--timeout=60s", *sorted(unbound))
+        log("deleted the site PVs %s of the blanked disks of %s" % (" ".join(sorted(unbound)), node["host"]))
+    if bound:
+        log("kept the bound site PVs %s of %s: delete their claims, then run this again" % (
+            " ".join(bound), node["host"]))
 
 
 def disk_labels(device):
@@ -1004,16 +1028,17 @@ def disk_labels(device):
 
 def cmd_site_ready(_args):
     """Blank the site disks that carry anything but the site layout (test
-    leftovers, or nothing yet), so that `make site` works after `make test`. Disks
-    the site prepared already are left alone: a second `make site` changes nothing."""
+    leftovers, or nothing yet), and forget the site PVs that recorded them, so that
+    `make site` works after `make test`, also after an earlier `make site`. Disks the
+    site prepared already are left alone: a second `make site` changes nothing."""
     with open(path("lab.json")) as f:
         nodes = json.load(f)["nodes"]
     for node in nodes:
-        stale = [e["device"] for e in site_disks(node)
-                 if e.get("device") and disk_labels(e["device"]) != site_labels(e)]
+        stale = [e for e in site_disks(node) if e.get("device") and disk_labels(e["device"]) != site_labels(e)]
         if stale:
-            wipe_disks(node, only=stale)
-            log("blanked %s of %s for the site layout" % (" ".join(stale), node["host"]))
+            wipe_disks(node, only=[e["device"] for e in stale])
+            log("blanked %s of %s for the site layout" % (" ".join(e["device"] for e in stale), node["host"]))
+            forget_site_pvs(node, stale)
 
 
 def cmd_wipe_disks(args):

@@ -139,6 +139,16 @@ def delete_pvs(kube, names):
                 raise
 
 
+def forget_unbound_pvs(kube, names):
+    """Delete the PVs among ``names`` that no claim holds. Tests that start from blank
+    disks call it first: a PV left by `make site` or an earlier test records the ids of
+    disks the wipe took away, and site.yml rightly refuses to make those volumes again."""
+    core = client.CoreV1Api(kube)
+    for pv in core.list_persistent_volume(label_selector=MANAGED).items:
+        if pv.metadata.name in names and not pv.spec.claim_ref:
+            core.delete_persistent_volume(pv.metadata.name)
+
+
 def remove_test_space(kube, tag, pvs):
     """Take down a test's namespace and StorageClass ``tag`` and its PVs ``pvs`` in
     the safe order: workloads and pods, then claims, then PVs."""

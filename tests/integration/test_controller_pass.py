@@ -8,7 +8,7 @@ import json
 
 from kubernetes import client
 
-from pv_helpers import MANAGED, now_rfc3339
+from pv_helpers import MANAGED, forget_unbound_pvs, now_rfc3339
 
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import preflight as pf
@@ -48,10 +48,7 @@ def requests_by_us(lab, since, until):
 def forget_site(lab, core):
     """Blank disks and none of the site's unbound PVs: a PV left by `make site` would
     record disks the wipe took away, and the hosts would rightly refuse them."""
-    names = site_pv_names(lab)
-    for pv in core.list_persistent_volume(label_selector=MANAGED).items:
-        if pv.metadata.name in names and not pv.spec.claim_ref:
-            core.delete_persistent_volume(pv.metadata.name)
+    forget_unbound_pvs(core.api_client, site_pv_names(lab))
     lab.wipe_disks()
 
 

@@ -18,6 +18,7 @@ import yaml
 from kubernetes import client
 
 from conftest import REPO, recap
+from pv_helpers import forget_unbound_pvs
 
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 
@@ -125,12 +126,9 @@ def blank_site(lab, kube):
     """Blank disks and none of the site's PVs, as before a first `make site`; the PVs
     are deleted and the disks blanked again afterwards."""
     names = site_volumes(lab)
-    core = client.CoreV1Api(kube)
 
     def clean():
-        for pv in core.list_persistent_volume().items:
-            if pv.metadata.name in names and not pv.spec.claim_ref:
-                core.delete_persistent_volume(pv.metadata.name)
+        forget_unbound_pvs(kube, names)
         lab.wipe_disks()
 
     clean()

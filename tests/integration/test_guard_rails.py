@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from pv_helpers import MANAGED, now_rfc3339
+from pv_helpers import forget_unbound_pvs, now_rfc3339
 from test_decommission_support import ROOT, Scenario, audit_writes
 from test_local_pv_site import expected_volumes
 # the fixture that makes a ServiceAccount bound to the rules it is given
@@ -107,10 +107,7 @@ def blank_fleet(lab, kube):
 
     def clear():
         lab.wipe_disks()
-        core = client.CoreV1Api(kube)
-        for pv in core.list_persistent_volume(label_selector=MANAGED).items:
-            if pv.metadata.name in names and not pv.spec.claim_ref:
-                core.delete_persistent_volume(pv.metadata.name)
+        forget_unbound_pvs(kube, names)
     clear()
     yield names
     clear()

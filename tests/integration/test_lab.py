@@ -9,8 +9,11 @@ import sys
 import uuid
 
 import pytest
+from conftest import REPO
 from kubernetes import client
 from pv_helpers import wait_until
+
+from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 
 
 def local_pv(name, node_label, sc, size, test_id):
@@ -181,3 +184,28 @@ def test_ansible_reaches_each_node_on_its_own_connection(lab):
         answers = dict(line.split(" | ")[0:1] + [line.rsplit(" ", 1)[-1]]
                        for line in res.stdout.splitlines() if " | " in line)
         assert answers == {n["host"]: n["host"] for n in lab.nodes}, connection
+
+
+def test_make_site_works_again_after_a_test_blanked_a_site_disk(lab, kube):
+    """make site, a test that blanks a site disk, make site: the site PVs record the
+    disk's old ids, which site.yml rightly refuses to make a volume over; site-ready
+    blanks the disk and forgets those PVs (unbound ones only), so the site comes back."""
+    site_vars = "@" + os.path.join(os.path.dirname(lab.inventory), "site-vars.yml")
+
+    def make_site():
+        ready = subprocess.run([sys.executable, os.path.join(REPO, "lab", "lab.py"), "site-ready"],
+                               capture_output=True, text=True, env=lab.env(), check=False)
+        assert ready.returncode == 0, ready.stdout + ready.stderr
+        res = lab.playbook("playbooks/site.yml", "-e", site_vars)
+        assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-2000:]
+        return ready
+
+    make_site()
+    node = lab.node("node3")
+    core = client.CoreV1Api(kube)
+    pv = naming.pv_name(node["node_name"], "ssd0")
+    before = core.read_persistent_volume(pv).metadata.uid
+    lab.wipe_disks("node3", only=[node["disks"][0]["path"]])
+    ready = make_site()
+    assert "deleted the site PVs %s of the blanked disks of node3" % pv in ready.stderr + ready.stdout
+    assert core.read_persistent_volume(pv).metadata.uid != before

@@ -9,7 +9,7 @@ import json
 import pytest
 from kubernetes import client
 
-from pv_helpers import MANAGED, now_rfc3339, writes_by_us
+from pv_helpers import MANAGED, forget_unbound_pvs, now_rfc3339, writes_by_us
 
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 from ansible_collections.localpv.rollout.plugins.module_utils.common import sizes
@@ -53,13 +53,11 @@ def site_pvs(lab, kube):
     """The PVs of the lab nodes' site volumes; deleted afterwards when unbound."""
     wanted = expected_volumes(lab)
     names = set(naming.pv_name(node, name) for node, name in wanted)
-    # site.yml meets the nodes as a provisioning pipeline does: blank disks
+    # site.yml meets the nodes as a provisioning pipeline does: blank disks and no PVs
+    forget_unbound_pvs(kube, names)
     lab.wipe_disks()
     yield wanted
-    core = client.CoreV1Api(kube)
-    for pv in core.list_persistent_volume(label_selector=MANAGED).items:
-        if pv.metadata.name in names and not pv.spec.claim_ref:
-            core.delete_persistent_volume(pv.metadata.name)
+    forget_unbound_pvs(kube, names)
     lab.wipe_disks()
 
 

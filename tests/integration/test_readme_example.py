@@ -18,6 +18,7 @@ import yaml
 from kubernetes import client
 
 from conftest import REPO, recap
+from pv_helpers import forget_unbound_pvs
 
 from ansible_collections.localpv.rollout.plugins.module_utils.common import naming
 from ansible_collections.localpv.rollout.plugins.module_utils.kube import volumes as v
@@ -77,13 +78,11 @@ def example_inventory(lab, tmp_path):
 
 @pytest.fixture
 def blank_nodes(lab, kube):
+    names = {naming.pv_name(node, name) for node, volumes in WANTED.items() for name in volumes}
+    forget_unbound_pvs(kube, names)
     lab.wipe_disks(*WANTED)
     yield
-    core = client.CoreV1Api(kube)
-    names = {naming.pv_name(node, name) for node, volumes in WANTED.items() for name in volumes}
-    for pv in core.list_persistent_volume().items:
-        if pv.metadata.name in names and not pv.spec.claim_ref:
-            core.delete_persistent_volume(pv.metadata.name)
+    forget_unbound_pvs(kube, names)
     lab.wipe_disks(*WANTED)
 
 
@@ -123,7 +122,7 @@ def test_the_readme_example_runs_from_the_installed_tarball(lab, kube, tmp_path,
                               cwd=str(tmp_path), check=False, timeout=900)
 
     first = site()
-    assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-3000:]
+    assert first.returncode == 0, first.stdout[-30000:] + first.stderr[-3000:]
     # the selector says which disks it passed over and why (node2's 512 MiB disk is too small)
     small = lab.node("node2")["disks"][2]["path"]
     assert "match hdd: skipped %s: %d bytes, below min_size" % (small, 2 ** 29) in first.stdout, first.stdout[-5000:]
