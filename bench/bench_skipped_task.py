@@ -77,15 +77,15 @@ def main():
             with open(paths[name], "w") as f:
                 f.write(text)
         times = dict((name, []) for name in PLAYS)
-        for _ in range(args.rounds):
+        for _round in range(args.rounds):
             for name, path in paths.items():
                 t0 = time.time()
                 subprocess.run([playbook, "-i", inventory, path], env=env, check=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 times[name].append(time.time() - t0)
     median = dict((name, statistics.median(values)) for name, values in times.items())
-    print("%d hosts, forks %d, %d rounds; load average %.2f" % (args.hosts, args.hosts, args.rounds,
-                                                              os.getloadavg()[0]))
+    print("%d hosts, forks %d, %d rounds; load average %.2f"
+          % (args.hosts, args.hosts, args.rounds, os.getloadavg()[0]))
     for name in PLAYS:
         print("%-9s median %.2f s   runs %s" % (name, median[name], " ".join("%.2f" % t for t in times[name])))
     per_host, once = median["per-host"] - median["empty"], median["once"] - median["empty"]
