@@ -31,7 +31,9 @@ def test_molecule_forgets_the_last_run_before_prepare(path):
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: os.path.basename(os.path.dirname(p)))
 def test_scenarios_blank_the_lab_disks_the_labs_one_way(path):
     scenario = os.path.dirname(path)
+    wipe = open(os.path.join(scenario, "tasks", "wipe.yml")).read()
+    assert "lab/lab.py" in wipe and "wipe-disks" in wipe
     for step in ("prepare.yml", "cleanup.yml"):
         text = open(os.path.join(scenario, step)).read()
-        assert "lab/lab.py" in text and "wipe-disks" in text, step
-        assert "wipefs" not in text and "blkdiscard" not in text, step
+        assert "include_tasks: tasks/wipe.yml" in text, step
+        assert "wipefs" not in text + wipe and "blkdiscard" not in text + wipe, step
